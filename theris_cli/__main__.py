@@ -1,0 +1,3 @@
+from theris_cli.cli import main
+
+main()
