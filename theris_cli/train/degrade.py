@@ -1,0 +1,191 @@
+"""How low-resolution, low-frame-rate inputs are made from high-resolution clips.
+
+The protocol (the STVSR convention of Zooming Slow-Mo, TMNet and BF-STVSR), shared by training and
+`theris evaluate` so that both score the same task:
+
+* **space** - every kept frame is shrunk x1/4 by antialiased bicubic interpolation
+  (`F.interpolate(mode="bicubic", antialias=True, align_corners=False)`, i.e. a bicubic kernel
+  stretched over 4 HR pixels, like PIL/Matlab `imresize`), then clamped to [0, 1] because a camera
+  frame cannot leave its range. HR height and width must be multiples of 4 (`crop_to_multiple`).
+* **time** - only HR frames 0, 2, 4, ... are kept: LR input frame i is HR frame 2i, and the network
+  must make the odd HR frames (the x2 frame rate) itself. 2k+1 HR frames give k+1 LR frames.
+
+Optional, training only (`Extras` / `apply_extras`): real recordings are not clean bicubic
+downscales, so the LR clip can be made worse in ways a real thermal camera and its file are worse,
+with parameters drawn once per clip from a seeded `torch.Generator` (deterministic per seed):
+
+* extra optical blur - Gaussian PSF, sigma in LR pixels (a softer lens / focus than bicubic assumes);
+* noise - Gaussian read noise plus signal-dependent shot-like noise (std grows with sqrt(level)),
+  drawn independently per frame (temporal noise, NETD);
+* compression - 8x8 block-DCT quantisation as in JPEG / H.264 intra blocks (blockiness, lost detail);
+* quantisation - rounding to 2^bits grey levels (8-bit AGC output, 14-bit raw).
+
+Evaluation uses only `make_lr` (clean protocol); the extras never touch the HR targets.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+SCALE = 4  # HR pixels per LR pixel, along each axis
+TIME_STRIDE = 2  # HR frames per LR frame
+
+
+def crop_to_multiple(x: torch.Tensor, multiple: int = SCALE) -> torch.Tensor:
+    """Crop the last two axes (H, W) to multiples of `multiple`, keeping the top-left corner.
+
+    Top-left so that pixel (0, 0) stays pixel (0, 0): LR pixel (i, j) then covers HR pixels
+    4i..4i+3, 4j..4j+3 exactly, whatever the original size.
+    """
+    if multiple < 1:
+        raise ValueError(f"multiple must be >= 1, got {multiple}")
+    h, w = x.shape[-2:]
+    hh, ww = h - h % multiple, w - w % multiple
+    if hh == 0 or ww == 0:
+        raise ValueError(f"frame {h}x{w} is smaller than {multiple} pixels along an axis")
+    return x[..., :hh, :ww]
+
+
+def downscale(hr: torch.Tensor, clamp: bool = True) -> torch.Tensor:
+    """Antialiased bicubic x1/4.  hr: (..., H, W) float, H and W multiples of 4 -> (..., H/4, W/4).
+
+    Computed in float32 (or float64 if given) whatever the input dtype; returned in the input's
+    floating dtype. `clamp` keeps the result in [0, 1] (bicubic rings slightly past sharp edges).
+    """
+    if not hr.is_floating_point():
+        raise ValueError(f"downscale needs a float tensor in [0, 1], got {hr.dtype}")
+    if hr.dim() < 2:
+        raise ValueError(f"downscale needs (..., H, W), got shape {tuple(hr.shape)}")
+    h, w = hr.shape[-2:]
+    if h % SCALE or w % SCALE or h == 0 or w == 0:
+        raise ValueError(f"HR size {h}x{w} is not a multiple of {SCALE}; crop it first (crop_to_multiple)")
+    lead = hr.shape[:-2]
+    work_dtype = hr.dtype if hr.dtype in (torch.float32, torch.float64) else torch.float32
+    x = hr.reshape(-1, 1, h, w).to(work_dtype)  # (N, 1, H, W): interpolate wants 4-D
+    y = F.interpolate(x, size=(h // SCALE, w // SCALE), mode="bicubic", antialias=True, align_corners=False)
+    if clamp:
+        y = y.clamp_(0.0, 1.0)
+    return y.reshape(*lead, h // SCALE, w // SCALE).to(hr.dtype)
+
+
+def make_lr(hr: torch.Tensor) -> torch.Tensor:
+    """The STVSR input for an HR clip.  hr: (T, C, H, W) -> (ceil(T/2), C, H/4, W/4).
+
+    Input frame i is HR frame 2i, downscaled. Also accepts a batch (B, T, C, H, W) -> (B, ceil(T/2), ...).
+    """
+    if hr.dim() not in (4, 5):
+        raise ValueError(f"make_lr needs (T, C, H, W) or (B, T, C, H, W), got shape {tuple(hr.shape)}")
+    t_axis = hr.dim() - 4
+    kept = hr[:, ::TIME_STRIDE] if t_axis == 1 else hr[::TIME_STRIDE]
+    return downscale(kept)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training-time extras
+
+
+@dataclass(frozen=True)
+class Extras:
+    """Probabilities and ranges of the optional LR degradations (all in [0, 1] grey units).
+
+    Each extra is applied to a clip with its probability; its strength is drawn uniformly in its range,
+    once per clip (noise samples are new per frame). The defaults are mild: they teach robustness to
+    real files without making the clean task much harder.
+    """
+
+    blur_p: float = 0.3
+    blur_sigma: tuple[float, float] = (0.2, 0.8)  # Gaussian PSF std, LR pixels
+    noise_p: float = 0.5
+    noise_std: tuple[float, float] = (0.0, 0.01)  # additive Gaussian std (read noise / NETD)
+    shot_std: tuple[float, float] = (0.0, 0.01)  # std at level 1.0 of the sqrt(level) noise
+    block_p: float = 0.2
+    block_step: tuple[float, float] = (0.01, 0.04)  # DCT-coefficient quantiser step (orthonormal 8x8 DCT)
+    quant_p: float = 0.3
+    quant_bits: tuple[int, int] = (8, 8)  # grey levels 2^bits (8-bit AGC output; 14 for raw)
+
+
+def _uniform(gen: torch.Generator, lo: float, hi: float) -> float:
+    return lo + (hi - lo) * torch.rand((), generator=gen).item()
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of the last two axes, reflect-padded.  x: (..., H, W), sigma in pixels."""
+    if sigma <= 0:
+        return x
+    radius = max(1, math.ceil(3 * sigma))
+    taps = torch.arange(-radius, radius + 1, dtype=torch.float32, device=x.device)
+    k = torch.exp(-0.5 * (taps / sigma) ** 2)
+    k = (k / k.sum()).to(x.dtype)
+    h, w = x.shape[-2:]
+    lead = x.shape[:-2]
+    y = x.reshape(-1, 1, h, w)
+    # reflect padding needs pad < size; fall back to replicate for tiny frames
+    mode = "reflect" if radius < min(h, w) else "replicate"
+    y = F.conv2d(F.pad(y, (radius, radius, 0, 0), mode=mode), k.view(1, 1, 1, -1))
+    y = F.conv2d(F.pad(y, (0, 0, radius, radius), mode=mode), k.view(1, 1, -1, 1))
+    return y.reshape(*lead, h, w)
+
+
+def _dct_matrix(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Orthonormal DCT-II matrix (n, n): row u is basis function u."""
+    i = torch.arange(n, dtype=torch.float64)
+    u = i[:, None]
+    m = torch.cos(math.pi * (2 * i[None, :] + 1) * u / (2 * n)) * math.sqrt(2 / n)
+    m[0] /= math.sqrt(2)
+    return m.to(dtype=dtype, device=device)
+
+
+def block_dct_quantise(x: torch.Tensor, step: float, block: int = 8) -> torch.Tensor:
+    """JPEG-like compression: orthonormal DCT of each `block`x`block` tile, coefficients rounded to a
+    multiple of `step` (coarser for high frequencies, as JPEG's tables are), inverse DCT.
+
+    x: (..., H, W); edges that do not fill a whole tile are left as they are.
+    """
+    if step <= 0:
+        return x
+    h, w = x.shape[-2:]
+    hb, wb = h // block * block, w // block * block
+    if hb == 0 or wb == 0:
+        return x
+    d = _dct_matrix(block, x.dtype, x.device)
+    f = torch.arange(block, dtype=x.dtype, device=x.device)
+    q = step * (1 + (f[:, None] + f[None, :]) / 2)  # quantiser step per coefficient (u, v)
+    core = x[..., :hb, :wb]
+    tiles = core.reshape(*x.shape[:-2], hb // block, block, wb // block, block).transpose(-3, -2)  # (..., by, bx, 8, 8)
+    coef = d @ tiles @ d.T
+    coef = torch.round(coef / q) * q
+    rec = (d.T @ coef @ d).transpose(-3, -2).reshape(*x.shape[:-2], hb, wb)
+    out = x.clone()
+    out[..., :hb, :wb] = rec
+    return out
+
+
+def apply_extras(lr: torch.Tensor, gen: torch.Generator, extras: Extras = Extras()) -> torch.Tensor:
+    """Make one LR clip (T, C, h, w) in [0, 1] look more like a real recording; returns a new tensor in [0, 1].
+
+    Order follows the camera: optics (blur) -> sensor (noise) -> file (compression, quantisation).
+    All random draws come from `gen` (on the CPU), so a seed gives the same clip every time.
+    """
+    if lr.dim() != 4:
+        raise ValueError(f"apply_extras needs one clip (T, C, h, w), got shape {tuple(lr.shape)}")
+    x = lr.float()
+    u = torch.rand(4, generator=gen).tolist()  # which extras this clip gets
+    if u[0] < extras.blur_p:
+        x = gaussian_blur(x, _uniform(gen, *extras.blur_sigma))
+    if u[1] < extras.noise_p:
+        read = _uniform(gen, *extras.noise_std)
+        shot = _uniform(gen, *extras.shot_std)
+        std = read + shot * x.clamp(min=0).sqrt()
+        x = x + std * torch.randn(x.shape, generator=gen).to(x.device)
+    x = x.clamp(0.0, 1.0)
+    if u[2] < extras.block_p:
+        x = block_dct_quantise(x, _uniform(gen, *extras.block_step)).clamp(0.0, 1.0)
+    if u[3] < extras.quant_p:
+        bits = int(torch.randint(extras.quant_bits[0], extras.quant_bits[1] + 1, (), generator=gen))
+        levels = 2**bits - 1
+        x = torch.round(x * levels) / levels
+    return x.to(lr.dtype)
