@@ -1,0 +1,129 @@
+"""Upscaler: windows + tiles + stitch around a model, on tensors."""
+
+import pytest
+import torch
+
+from standins import NearestLinear, OOMAbove, Smooth
+from theris_cli.errors import DeviceError, UsageError
+from theris_cli.infer import Upscaler, resolve_device, resolve_precision
+
+
+def frames(n, h=6, w=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.rand(1, h, w, generator=g) for _ in range(n)]
+
+
+def upscale(x, **kw):
+    return list(Upscaler(kw.pop("model", None) or NearestLinear(), **kw).process(iter(x)))
+
+
+def expected_identity(x, factor):
+    """What an identity interpolator must give: inputs at factor*i, linear between, last held."""
+    out = []
+    for i, a in enumerate(x):
+        b = x[min(i + 1, len(x) - 1)]
+        for j in range(factor):
+            t = j / factor if i + 1 < len(x) else 0.0
+            out.append(torch.nn.functional.interpolate(((1 - t) * a + t * b)[None], scale_factor=4, mode="nearest")[0])
+    return out
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 7, 10])
+@pytest.mark.parametrize("window,factor", [(4, 2), (2, 2), (3, 3), (4, 1), (6, 2)])
+def test_identity_through_windows_and_stitch_reproduces_the_input(n, window, factor):
+    x = frames(n)
+    y = upscale(x, window=window, temporal_factor=factor)
+    exp = expected_identity(x, factor)
+    assert len(y) == factor * n
+    for i, (a, b) in enumerate(zip(y, exp)):
+        assert a.shape == (1, 24, 32)
+        assert torch.allclose(a, b, atol=1e-6), f"output frame {i}"
+    for i in range(n):  # input-aligned frames are the inputs, exactly up to float rounding
+        assert torch.allclose(y[factor * i][:, ::4, ::4], x[i], atol=1e-6)
+
+
+def test_windows_overlap_costs_what_the_docs_say():
+    m = NearestLinear()
+    n = 21
+    upscale(frames(n, 4, 4), model=m, window=4)
+    assert len(m.calls) == 10  # (n - 1) / stride 2; stride 3 (no overlap) would be 7: 1.5x the work
+    assert all(c[1] == 4 for c in m.calls)
+
+
+def test_memory_is_bounded_while_streaming():
+    seen = []
+
+    def source():
+        for i, f in enumerate(frames(40, 4, 4)):
+            seen.append(i)
+            yield f
+
+    up = Upscaler(NearestLinear(), window=4)
+    it = up.process(source())
+    got = 0
+    for _ in it:
+        got += 1
+        # outputs trail inputs by at most about a window plus a stride (frames in flight)
+        assert len(seen) * 2 - got <= 2 * (4 + 2) + 2
+    assert got == 80
+
+
+@pytest.mark.parametrize("tile,overlap", [(16, 2), (16, 8), (24, 5)])
+def test_tiled_equals_untiled_for_a_pointwise_model(tile, overlap):
+    x = frames(5, 40, 56)
+    a = upscale(x)
+    up = Upscaler(NearestLinear(), tile=tile, tile_overlap=overlap)
+    b = list(up.process(iter(x)))
+    for u, v in zip(a, b):
+        assert torch.allclose(u, v, atol=1e-6)
+
+
+def test_tiled_is_close_to_untiled_for_a_model_with_context():
+    x = frames(4, 24, 32)
+    a = torch.stack(upscale(x, model=Smooth()))
+    up = Upscaler(Smooth(), tile=16, tile_overlap=4)
+    b = torch.stack(list(up.process(iter(x))))
+    err = (a - b).abs()
+    assert err.mean() < 1e-3 and err.max() < 0.05
+
+
+def test_out_of_memory_halves_the_tile_and_finishes():
+    x = frames(4, 32, 32)
+    up = Upscaler(OOMAbove(max_pixels=16 * 16), window=4, tile_overlap=2)
+    y = list(up.process(iter(x)))
+    assert len(y) == 8 and up.tile == 16 and up.oom_retries == 1
+    ref = upscale(x)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(y, ref))
+
+
+def test_out_of_memory_below_the_minimum_tile_is_a_device_error():
+    up = Upscaler(OOMAbove(max_pixels=4), window=4)
+    with pytest.raises(DeviceError, match="out of GPU memory"):
+        list(up.process(iter(frames(3, 32, 32))))
+
+
+def test_device_and_precision_choices():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_precision("auto", torch.device("cpu")) == torch.float32
+    assert resolve_precision("bf16", torch.device("cpu")) == torch.bfloat16
+    with pytest.raises(DeviceError, match="fp16 needs a CUDA"):
+        resolve_precision("fp16", torch.device("cpu"))
+    with pytest.raises(UsageError):
+        resolve_precision("fp8", torch.device("cpu"))
+    with pytest.raises(UsageError):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        assert resolve_device("auto").type == "cpu"
+        with pytest.raises(DeviceError, match="no CUDA device"):
+            resolve_device("cuda:0")
+
+
+def test_bad_options_are_usage_errors():
+    for kw in [dict(window=1), dict(temporal_factor=0), dict(tile=4)]:
+        with pytest.raises(UsageError):
+            Upscaler(NearestLinear(), **kw)
+
+
+def test_bf16_on_cpu_runs():
+    y = upscale(frames(3), precision="bf16", model=Smooth())
+    assert len(y) == 6 and y[0].dtype == torch.float32

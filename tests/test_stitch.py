@@ -1,0 +1,52 @@
+"""Blending: a single prediction comes back exactly; overlaps blend without steps."""
+
+import torch
+
+from theris_cli.stitch import TemporalBlender, TileCanvas, feather
+from theris_cli.windows import Tile, plan_tiles, plan_windows
+
+
+def test_feather_is_one_on_frame_borders_and_ramps_inside():
+    w = feather(Tile(0, 8, 4, 12), height=8, width=16, overlap=2, scale=4)
+    assert w.shape == (32, 32)
+    assert torch.all(w[:, 8:24] == 1)  # left edge at x0 = 4 ramps in, right edge at 12 ramps out; y on borders
+    assert w[0, 0] < w[0, 1] < w[0, 7] and w[0, 7] < 1 and w[0, 8] == 1
+    assert torch.all(w > 0)
+
+
+def test_tiles_of_a_constant_image_blend_to_the_same_constant():
+    h, w, s = 23, 31, 4
+    canvas = TileCanvas(2, 1, h, w, s, overlap=3)
+    img = torch.rand(2, 1, s * h, s * w)
+    for t in plan_tiles(h, w, 10, 3):
+        canvas.add(t, img[:, :, s * t.y0 : s * t.y1, s * t.x0 : s * t.x1])
+    assert torch.allclose(canvas.result(), img, atol=1e-6)
+
+
+def test_temporal_blend_of_consistent_windows_is_exact_and_keeps_duration():
+    n, f = 9, 2
+    truth = torch.rand(f * (n - 1) + 1, 1, 2, 2)  # the value at each output time
+    b = TemporalBlender(f)
+    got = []
+    for w in plan_windows(n, 4):
+        r = w.output_range(f)
+        b.add(w, truth[r.start : r.stop], first=w.start == 0, last=w.end == n - 1)
+        got += list(b.pop_ready(f * (w.start + 1)))
+    got += list(b.finish(n))
+    assert len(got) == f * n
+    assert torch.allclose(torch.stack(got[: len(truth)]), truth, atol=1e-6)
+    assert torch.equal(got[-1], got[-2])  # the last input frame is held for its display time
+
+
+def test_temporal_blend_ramps_between_disagreeing_windows():
+    # Window A predicts 0 everywhere, B predicts 1: over the shared interval the output ramps 0 -> 1.
+    from theris_cli.windows import Window
+
+    b = TemporalBlender(2)
+    b.add(Window(0, 4), torch.zeros(7, 1, 1, 1), first=True, last=False)
+    b.add(Window(2, 4), torch.ones(7, 1, 1, 1), first=False, last=True)
+    vals = [float(x) for x in b.finish(6)]
+    assert vals[:4] == [0, 0, 0, 0]
+    ramp = vals[4:7]  # output times 2, 2.5, 3
+    assert ramp[0] < 0.01 and abs(ramp[1] - 0.5) < 1e-6 and ramp[2] > 0.99
+    assert vals[7:] == [1, 1, 1, 1, 1]

@@ -1,0 +1,230 @@
+"""Upscaler: a THERIS model run over a stream of frames in overlapping windows and tiles.
+
+Tensors in, tensors out, no files: frames (C, h, w) in the unit range go in, frames (C, 4h, 4w)
+come out in output order (``temporal_factor`` per input frame, see theris_cli.windows), unclamped
+(the caller maps back to the container's range, which is where clipping belongs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Iterable, Iterator
+
+import torch
+
+from theris_cli.errors import DeviceError, UsageError
+from theris_cli.stitch import TemporalBlender, TileCanvas
+from theris_cli.windows import Tile, Window, local_times, plan_tiles, plan_windows, temporal_stride, tile_from_memory
+
+log = logging.getLogger("theris")
+
+SCALE = 4  # HR pixels per LR pixel along each axis (the network's fixed factor)
+DEFAULT_TILE_OVERLAP = 16  # LR pixels shared by neighbouring tiles; see README "Upscaling" for the measurement
+MIN_TILE = 16  # LR pixels: below this, halving on out-of-memory gives up
+_PROBE_TILE = 64  # LR pixels: side of the crop used to measure memory per pixel on CUDA
+
+DEVICES = "auto, cpu, cuda or cuda:N"
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def resolve_device(spec: str | torch.device = "auto") -> torch.device:
+    """``auto`` -> the first CUDA device if there is one, else the CPU; ``cuda[:N]`` must exist."""
+    if isinstance(spec, torch.device):
+        spec = str(spec)
+    spec = spec.strip().lower()
+    if spec == "auto":
+        return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    if spec == "cpu":
+        return torch.device("cpu")
+    if spec == "cuda" or spec.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise DeviceError(f"--device {spec}: no CUDA device is available here; use --device cpu (or auto)")
+        dev = torch.device(spec)
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceError(
+                f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) here "
+                f"(cuda:0 .. cuda:{torch.cuda.device_count() - 1})"
+            )
+        return dev
+    raise UsageError(f"--device {spec!r} is not understood; use {DEVICES}")
+
+
+def resolve_precision(spec: str, device: torch.device) -> torch.dtype:
+    """``auto`` -> bf16 on CUDA where supported, else fp16 on CUDA, fp32 on the CPU."""
+    spec = spec.strip().lower()
+    if spec not in PRECISIONS:
+        raise UsageError(f"--precision {spec!r} is not understood; use one of {', '.join(PRECISIONS)}")
+    if spec == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    if spec == "fp16" and device.type == "cpu":
+        raise DeviceError("--precision fp16 needs a CUDA device; on the CPU use fp32 (or bf16)")
+    if spec == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise DeviceError("--precision bf16 is not supported by this GPU; use fp16 or fp32")
+    return _DTYPES[spec]
+
+
+def precision_name(dtype: torch.dtype) -> str:
+    return {v: k for k, v in _DTYPES.items()}[dtype]
+
+
+class Upscaler:
+    """Runs ``model`` over a stream of frames: windows of ``window`` input frames in time, tiles of at
+    most ``tile`` LR pixels in space (None: whole frames; on CUDA, chosen from free memory).
+
+    model(x (B, T, C, h, w) in [0, 1], times (M,) in input-frame units) -> (B, M, C, 4h, 4w).
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        device: str | torch.device = "cpu",
+        precision: str = "fp32",
+        window: int = 4,
+        tile: int | None = None,
+        temporal_factor: int = 2,
+        tile_overlap: int = DEFAULT_TILE_OVERLAP,
+    ):
+        if window < 2:
+            raise UsageError(f"--window must be at least 2 input frames, got {window}")
+        if temporal_factor < 1:
+            raise UsageError(f"--temporal-factor must be a positive integer, got {temporal_factor}")
+        if tile is not None and tile < MIN_TILE:
+            raise UsageError(f"--tile must be at least {MIN_TILE} LR pixels, got {tile}")
+        self.device = resolve_device(device)
+        self.dtype = resolve_precision(precision, self.device)
+        self.window = window
+        self.stride = temporal_stride(window)
+        self.factor = temporal_factor
+        self.tile = tile
+        self._tile_chosen = tile is not None or self.device.type != "cuda"
+        self.tile_overlap = tile_overlap
+        self.model = model.to(self.device).eval()
+        self.windows_run = 0
+        self.oom_retries = 0
+
+    # ---------------------------------------------------------------------------------- streaming
+
+    def process(self, frames: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
+        """Frames (C, h, w) in -> frames (C, 4h, 4w) float32 on the CPU out, in output order.
+
+        Memory is bounded: at most ``window + stride`` input frames and about one window of output
+        frames are held, whatever the length. A window is run once the frame after it has arrived
+        (or the stream has ended), so that it is known whether the window is the video's last.
+        """
+        buf: dict[int, torch.Tensor] = {}
+        blender = TemporalBlender(self.factor)
+        n = 0  # input frames seen
+        ran = 0  # windows run so far (they are a prefix of plan_windows(n, window))
+        start = 0  # start of the next regular window
+        shape = None
+        for frame in frames:
+            if frame.dim() != 3:
+                raise ValueError(f"expected a frame (C, h, w), got shape {tuple(frame.shape)}")
+            if shape is None:
+                shape = frame.shape
+            elif frame.shape != shape:
+                raise ValueError(f"frame {n} has shape {tuple(frame.shape)}, the first had {tuple(shape)}")
+            buf[n] = frame
+            n += 1
+            while start + self.window < n:  # frame start + window exists: not the last window
+                w = Window(start, self.window)
+                yield from self._run(w, buf, blender, first=start == 0, last=False)
+                ran += 1
+                start += self.stride
+                for i in [i for i in buf if i <= w.start]:  # later windows start after w.start
+                    del buf[i]
+        if n == 0:
+            return
+        for w in plan_windows(n, self.window)[ran:]:
+            yield from self._run(w, buf, blender, first=w.start == 0, last=w.end == n - 1)
+        yield from blender.finish(n)
+
+    def _run(self, w: Window, buf: dict, blender: TemporalBlender, first: bool, last: bool) -> Iterator[torch.Tensor]:
+        x = torch.stack([buf[i] for i in range(w.start, w.end + 1)])  # (T, C, h, w)
+        preds = self.run_window(x)  # (M, C, 4h, 4w)
+        blender.add(w, preds, first, last)
+        self.windows_run += 1
+        # No later window starts at or before w.start, so outputs before input time w.start + 1 are final
+        # (a one-frame window predicts only its own start).
+        for frame in blender.pop_ready(min(self.factor * (w.start + 1), self.factor * w.end + 1)):
+            yield frame.cpu()
+
+    # ---------------------------------------------------------------------------------- one window
+
+    def times(self, length: int) -> torch.Tensor:
+        """(M,) target times of a window of ``length`` input frames, in input-frame units."""
+        return torch.tensor([float(t) for t in local_times(length, self.factor)], device=self.device)
+
+    def run_window(self, x: torch.Tensor) -> torch.Tensor:
+        """x (T, C, h, w) unit range -> (M, C, 4h, 4w) float32 at times(T), tiled; OOM halves the tile."""
+        T, C, h, w = x.shape
+        x = x.to(self.device, torch.float32)
+        times = self.times(T)
+        if not self._tile_chosen:
+            self.tile = self._tile_for_memory(x, times)
+            self._tile_chosen = True
+        while True:
+            try:
+                return self._run_tiles(x, times, plan_tiles(h, w, self.tile, self.tile_overlap))
+            except torch.cuda.OutOfMemoryError:
+                current = min(self.tile or max(h, w), max(h, w))
+                smaller = current // 2
+                if smaller < MIN_TILE:
+                    raise DeviceError(
+                        f"out of GPU memory even with {current}-pixel tiles; close other GPU programs, "
+                        f"use a smaller --window, or --device cpu"
+                    ) from None
+                log.warning("out of GPU memory with %s-pixel tiles; retrying with %s", current, smaller)
+                self.tile = smaller
+                self.oom_retries += 1
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+
+    def _autocast(self):
+        if self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
+
+    def _model(self, x: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
+        """x (T, C, th, tw) -> (M, C, 4th, 4tw) float32."""
+        with torch.inference_mode(), self._autocast():
+            y = self.model(x.unsqueeze(0), times)  # (1, M, C, 4th, 4tw)
+        M = times.numel()
+        T, C, th, tw = x.shape
+        expected = (1, M, C, SCALE * th, SCALE * tw)
+        assert tuple(y.shape) == expected, f"model returned {tuple(y.shape)}, expected {expected}"
+        return y[0].float()
+
+    def _run_tiles(self, x: torch.Tensor, times: torch.Tensor, tiles: list[Tile]) -> torch.Tensor:
+        T, C, h, w = x.shape
+        if len(tiles) == 1:
+            return self._model(x, times)
+        canvas = TileCanvas(times.numel(), C, h, w, SCALE, self.tile_overlap, device=self.device)
+        for t in tiles:
+            canvas.add(t, self._model(x[:, :, t.y0 : t.y1, t.x0 : t.x1], times))
+        return canvas.result()
+
+    def _tile_for_memory(self, x: torch.Tensor, times: torch.Tensor) -> int | None:
+        """On CUDA: measure the peak memory of one window on a small crop, scale to the free memory."""
+        T, C, h, w = x.shape
+        ph, pw = min(h, _PROBE_TILE), min(w, _PROBE_TILE)
+        torch.cuda.synchronize(self.device)
+        base = torch.cuda.memory_allocated(self.device)
+        torch.cuda.reset_peak_memory_stats(self.device)
+        try:
+            self._model(x[:, :, :ph, :pw], times)
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            return MIN_TILE
+        peak = torch.cuda.max_memory_allocated(self.device) - base
+        free, _ = torch.cuda.mem_get_info(self.device)
+        # The stitched window (M frames at 16x the pixels, float32, about three copies while
+        # blending and queued) lives beside the model and is not part of the probe.
+        outputs = 3 * times.numel() * C * SCALE * SCALE * h * w * 4
+        tile = tile_from_memory(max(free - outputs, 0), peak / (ph * pw), h, w)
+        log.info("tile chosen from free GPU memory: %s", "whole frame" if tile is None else f"{tile} px")
+        return tile
