@@ -46,6 +46,48 @@ def _root(
 # Commands are added below, one section per concern; each only parses, calls the library and reports.
 
 
+# --- info (MODEL) ---------------------------------------------------------------------------------
+@app.command("info")
+def info_cmd() -> None:
+    """Print versions, the device, and which scan backend is in use and why.
+
+    Example: theris info ; THERIS_SCAN=reference theris info
+    """
+    import platform
+
+    import torch
+
+    from theris_cli.model.scan import backend_info, mamba_version
+
+    if torch.cuda.is_available():
+        device = f"cuda: {torch.cuda.get_device_name(0)} ({torch.cuda.device_count()} visible)"
+    else:
+        device = f"cpu ({torch.get_num_threads()} threads)"
+    try:
+        name, reason = backend_info()
+        backend = f"{name} ({reason})"
+    except TherisError as e:  # THERIS_SCAN asks for what is not here: show it, it is why you ran info
+        backend = f"unavailable: {e}"
+    try:
+        from theris_cli.weights import DEFAULT_MODEL
+
+        weights = DEFAULT_MODEL
+    except Exception:  # noqa: BLE001 - the weights package is optional for this report
+        weights = "(weights registry unavailable)"
+    rows = [
+        ("theris", __version__),
+        ("python", platform.python_version()),
+        ("torch", torch.__version__),
+        ("device", device),
+        ("scan backend", backend),
+        ("mamba-ssm", mamba_version() or "not installed"),
+        ("default weights", weights),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        typer.echo(f"{key:<{width}}  {value}")
+
+
 def main() -> None:
     """Console entry point: run the app and turn every expected failure into one line and an exit code."""
     try:

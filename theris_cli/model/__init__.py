@@ -1,0 +1,6 @@
+"""The THERIS network: config, presets and the model. See network.py for the data flow."""
+
+from theris_cli.model.config import PRESETS, SCALE, ModelConfig
+from theris_cli.model.network import THERIS, default_times
+
+__all__ = ["ModelConfig", "PRESETS", "SCALE", "THERIS", "default_times"]

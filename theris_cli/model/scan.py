@@ -1,0 +1,208 @@
+"""The selective scan (Mamba-2 SSD) with two backends: a pure-PyTorch chunked reference that is fast
+forward and backward on CPU, and mamba-ssm's Triton kernel on CUDA when it imports.
+
+The recurrence, per sequence, head h and step t (x: (P,) channels of the head, state: (P, N)):
+    state_t = exp(dt_t * A_h) * state_{t-1} + dt_t * x_t B_t^T
+    y_t     = state_t C_t + D_h x_t
+C already carries the thermal prompt (C + T) when it arrives here, so both backends share it.
+
+The backend is chosen once, lazily (nothing GPU-related is imported at module import), and can be
+forced with THERIS_SCAN=reference|mamba. `backend_info()` says which one is in use and why.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+
+from theris_cli.errors import BackendUnavailable, UsageError
+
+MAMBA_INSTALL_HINT = "MAMBA_FORCE_BUILD=TRUE pip install --no-build-isolation mamba-ssm"
+
+_backend: Optional[tuple[str, str]] = None
+_kernel: Optional[Callable] = None
+
+
+def _segsum(a: torch.Tensor) -> torch.Tensor:
+    """(..., L) -> (..., L, L) with out[..., i, j] = sum_{j < k <= i} a[k] for j <= i and -inf above
+    the diagonal, so exp(out) is the decay from step j to step i (0 where j > i). Summing inside a
+    masked cumsum instead of subtracting two cumsums keeps it exact when the cumsums grow large."""
+    L = a.shape[-1]
+    x = a.unsqueeze(-1).expand(*a.shape, L)  # [..., i, j] = a[i]
+    strict = torch.ones(L, L, dtype=torch.bool, device=a.device).tril(-1)
+    x = x.masked_fill(~strict, 0.0).cumsum(dim=-2)
+    lower = torch.ones(L, L, dtype=torch.bool, device=a.device).tril(0)
+    return x.masked_fill(~lower, float("-inf"))
+
+
+def ssd_chunked(
+    x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
+    D: Optional[torch.Tensor] = None, chunk_size: int = 64,
+) -> torch.Tensor:
+    """Chunked SSD scan in plain PyTorch (Mamba-2's "ssd_minimal_discrete", with groups and padding).
+
+    x: (b, L, h, p); dt: (b, L, h) > 0; A: (h,) < 0; B, C: (b, L, g, n) with h % g == 0; D: (h,) or None.
+    Returns y: (b, L, h, p) in x's dtype. Computes in float32 (float64 for float64 input). Inside a chunk the scan is a masked
+    (l x l) matrix product; between chunks the states are passed by one small matrix product too,
+    so there is no Python loop over L and autograd gives a fast backward.
+    """
+    b, L, h, p = x.shape
+    g, n = B.shape[-2:]
+    assert dt.shape == (b, L, h), f"dt: expected {(b, L, h)}, got {tuple(dt.shape)}"
+    assert B.shape == C.shape == (b, L, g, n), f"B, C: expected {(b, L, g, n)}, got {tuple(B.shape)}, {tuple(C.shape)}"
+    assert h % g == 0, f"heads ({h}) must be a multiple of groups ({g})"
+    r = h // g
+    dtype = x.dtype
+    work = torch.promote_types(dtype, torch.float32)  # fp16/bf16 -> fp32; fp64 stays (tests)
+    x32, dt32, B32, C32 = x.to(work), dt.to(work), B.to(work), C.to(work)
+
+    l = min(chunk_size, L)  # a short sequence (TMB: T' tokens) is one chunk, not padded to 64
+    pad = (-L) % l
+    if pad:  # zero dt and x at the end: no decay, no input, and only later (cropped) steps see them
+        x32 = F.pad(x32, (0, 0, 0, 0, 0, pad))
+        dt32 = F.pad(dt32, (0, 0, 0, pad))
+        B32 = F.pad(B32, (0, 0, 0, 0, 0, pad))
+        C32 = F.pad(C32, (0, 0, 0, 0, 0, pad))
+    c = (L + pad) // l
+
+    # axes: b batch, c chunk, l/s step in chunk, g group, r head in group, p head channel, n state
+    xdt = (x32 * dt32.unsqueeze(-1)).view(b, c, l, g, r, p).permute(0, 1, 3, 4, 2, 5)  # (b,c,g,r,l,p)
+    a = (dt32 * A.to(work)).view(b, c, l, g, r).permute(0, 1, 3, 4, 2)                   # (b,c,g,r,l)
+    Bc = B32.view(b, c, l, g, n).transpose(2, 3)                                         # (b,c,g,l,n)
+    Cc = C32.view(b, c, l, g, n).transpose(2, 3)                                         # (b,c,g,l,n)
+    a_cum = a.cumsum(dim=-1)                                                             # (b,c,g,r,l)
+
+    # 1. within each chunk: y_i = sum_{j<=i} (C_i . B_j) decay(j->i) xdt_j
+    CB = Cc @ Bc.transpose(-1, -2)                                                       # (b,c,g,l,s)
+    scores = CB.unsqueeze(3) * torch.exp(_segsum(a))                                     # (b,c,g,r,l,s)
+    y = scores @ xdt                                                                     # (b,c,g,r,l,p)
+
+    # 2. state at the end of each chunk from its own inputs
+    decay_to_end = torch.exp(a_cum[..., -1:] - a_cum)                                    # (b,c,g,r,l)
+    states = (xdt * decay_to_end.unsqueeze(-1)).transpose(-1, -2) @ Bc.unsqueeze(3)      # (b,c,g,r,p,n)
+
+    # 3. pass states between chunks: state entering chunk z = sum_{c<z} decay(c->z) states_c
+    if c > 1:
+        totals = F.pad(a_cum[..., -1].permute(0, 2, 3, 1), (1, 0))                        # (b,g,r,c+1)
+        # [z, c'] = decay from the end of chunk c' to the start of chunk z (0 unless c' < z)
+        chunk_decay = torch.exp(_segsum(totals))[..., :-1, 1:]                               # (b,g,r,c,c)
+        flat = states.permute(0, 2, 3, 1, 4, 5).reshape(b, g, r, c, p * n)
+        states_in = (chunk_decay @ flat).view(b, g, r, c, p, n).permute(0, 3, 1, 2, 4, 5)   # (b,c,g,r,p,n)
+        # 4. contribution of the entering state to every step of the chunk
+        y_off = (Cc.unsqueeze(3) @ states_in.transpose(-1, -2)) * torch.exp(a_cum).unsqueeze(-1)  # (b,c,g,r,l,p)
+        y = y + y_off
+
+    y = y.permute(0, 1, 4, 2, 3, 5).reshape(b, c * l, h, p)[:, :L]
+    if D is not None:
+        y = y + x.to(work) * D.to(work).view(1, 1, h, 1)
+    return y.to(dtype)
+
+
+def ssd_recurrent(
+    x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
+    D: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """The same scan, one step at a time: slow, obviously correct, for tests. Shapes as `ssd_chunked`."""
+    b, L, h, p = x.shape
+    g, n = B.shape[-2:]
+    work = torch.promote_types(x.dtype, torch.float32)
+    x, dt, A = x.to(work), dt.to(work), A.to(work)
+    Bh = B.to(work).repeat_interleave(h // g, dim=2)  # (b, L, h, n)
+    Ch = C.to(work).repeat_interleave(h // g, dim=2)
+    state = x.new_zeros(b, h, p, n)
+    ys = []
+    for t in range(L):
+        decay = torch.exp(dt[:, t] * A)                                            # (b, h)
+        inject = (dt[:, t, :, None] * x[:, t]).unsqueeze(-1) * Bh[:, t].unsqueeze(2)  # (b, h, p, n)
+        state = state * decay[..., None, None] + inject
+        yt = (state @ Ch[:, t].unsqueeze(-1)).squeeze(-1)                         # (b, h, p)
+        if D is not None:
+            yt = yt + D.to(work).view(1, h, 1) * x[:, t]
+        ys.append(yt)
+    return torch.stack(ys, dim=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# backend choice
+
+
+def _import_kernel() -> tuple[Optional[Callable], str]:
+    """mamba-ssm's Triton SSD kernel, or None and why. The package __init__ loads compiled CUDA
+    extensions, so any failure (ImportError, OSError from a missing .so, RuntimeError) means 'no'."""
+    try:
+        from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined  # noqa: PLC0415
+    except Exception as e:  # noqa: BLE001 - whatever breaks inside mamba-ssm, the kernel is unusable
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        return None, f"mamba-ssm does not import ({type(e).__name__}: {first[:120]})"
+    return mamba_chunk_scan_combined, "mamba-ssm Triton kernel (mamba_chunk_scan_combined) on CUDA tensors"
+
+
+def mamba_version() -> Optional[str]:
+    """The installed mamba-ssm version, or None; reads package metadata only (no import)."""
+    try:
+        from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+        return version("mamba-ssm")
+    except PackageNotFoundError:
+        return None
+
+
+def _choose() -> tuple[str, str, Optional[Callable]]:
+    forced = os.environ.get("THERIS_SCAN", "").strip().lower()
+    if forced not in ("", "auto", "reference", "mamba"):
+        raise UsageError(f"THERIS_SCAN must be 'reference' or 'mamba' (or unset), got {forced!r}")
+    if forced == "reference":
+        return "reference", "forced by THERIS_SCAN=reference", None
+    if forced == "mamba":
+        kernel, why = _import_kernel()
+        if kernel is None:
+            raise BackendUnavailable(
+                f"THERIS_SCAN=mamba but {why}; on a CUDA machine install it with "
+                f"`{MAMBA_INSTALL_HINT}`, or unset THERIS_SCAN to use the PyTorch scan"
+            )
+        if not torch.cuda.is_available():
+            raise BackendUnavailable(
+                "THERIS_SCAN=mamba but no CUDA device is visible; the kernel runs on CUDA only, "
+                "unset THERIS_SCAN to use the PyTorch scan"
+            )
+        return "mamba", f"forced by THERIS_SCAN=mamba: {why}", kernel
+    if not torch.cuda.is_available():
+        return "reference", "no CUDA device: PyTorch chunked scan", None
+    kernel, why = _import_kernel()
+    if kernel is None:
+        return "reference", f"{why}; for the fast kernel: {MAMBA_INSTALL_HINT}", None
+    return "mamba", why, kernel
+
+
+def backend_info() -> tuple[str, str]:
+    """(name, reason): name is "reference" or "mamba". Decided once per process, on first use.
+    Raises BackendUnavailable when THERIS_SCAN=mamba cannot be honoured, UsageError on a bad value."""
+    global _backend, _kernel
+    if _backend is None:
+        name, reason, kernel = _choose()
+        _backend, _kernel = (name, reason), kernel
+    return _backend
+
+
+def reset_backend() -> None:
+    """Forget the choice, so the next call decides again (tests that change THERIS_SCAN)."""
+    global _backend, _kernel
+    _backend, _kernel = None, None
+
+
+def selective_scan(
+    x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
+    D: Optional[torch.Tensor] = None, chunk_size: int = 64,
+) -> torch.Tensor:
+    """The scan on the chosen backend. Shapes as `ssd_chunked`. CPU tensors always take the
+    reference path (the kernel runs on CUDA only), so a CPU model works next to a GPU."""
+    name, _ = backend_info()
+    if name == "mamba" and x.is_cuda:
+        return _kernel(
+            x.contiguous(), dt.contiguous(), A.float().contiguous(), B.contiguous(), C.contiguous(),
+            chunk_size, D=None if D is None else D.float().contiguous(),
+        )
+    return ssd_chunked(x, dt, A, B, C, D, chunk_size)

@@ -1,0 +1,250 @@
+"""TSSM, the thermal-sensing state-space block: a spectral mask, then Mamba-2 layers that scan the
+(T', H, W) token grid in three orders (SMB, TMB, HMB), with C shifted by a thermal prompt.
+
+Features inside the TSSMs are channels-last, (B, T, H, W, C), so tokens are rows.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from theris_cli.model.scan import selective_scan
+
+# ---------------------------------------------------------------------------------------------
+# scan orders: pure index arithmetic between the grid (B, T, H, W, C) and sequences (b, L, C)
+
+
+def to_smb(x: torch.Tensor) -> torch.Tensor:
+    """Spatial-first: (B, T, H, W, C) -> (B, T*H*W, C), frame after frame, raster order inside."""
+    B, T, H, W, C = x.shape
+    return x.reshape(B, T * H * W, C)
+
+
+def from_smb(seq: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    return seq.reshape(shape)
+
+
+def to_tmb(x: torch.Tensor) -> torch.Tensor:
+    """Temporal-first: (B, T, H, W, C) -> (B*H*W, T, C), one sequence per pixel, through time."""
+    B, T, H, W, C = x.shape
+    return x.permute(0, 2, 3, 1, 4).reshape(B * H * W, T, C)
+
+
+def from_tmb(seq: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    B, T, H, W, C = shape
+    return seq.reshape(B, H, W, T, C).permute(0, 3, 1, 2, 4)
+
+
+@lru_cache(maxsize=None)
+def _hilbert_order(side: int) -> tuple[int, ...]:
+    # classic d -> (x, y) conversion (Wikipedia "Hilbert curve"), side a power of two
+    order = []
+    for d in range(side * side):
+        x = y = 0
+        t, s = d, 1
+        while s < side:
+            rx = 1 & (t // 2)
+            ry = 1 & (t ^ rx)
+            if ry == 0:
+                if rx == 1:
+                    x, y = s - 1 - x, s - 1 - y
+                x, y = y, x
+            x += s * rx
+            y += s * ry
+            t //= 4
+            s *= 2
+        order.append(y * side + x)
+    return tuple(order)
+
+
+def hilbert_order(side: int) -> torch.Tensor:
+    """Raster index of the pixel at each step of the Hilbert curve over a side x side window, (side^2,).
+    Neighbours on the curve are neighbours in the image, which the raster order breaks at row ends."""
+    assert side >= 1 and side & (side - 1) == 0, f"Hilbert window side must be a power of two, got {side}"
+    return torch.tensor(_hilbert_order(side), dtype=torch.long)
+
+
+def to_hmb(x: torch.Tensor, window: int) -> torch.Tensor:
+    """Local Hilbert: (B, T, H, W, C) -> (B*nh*nw, T*window^2, C). H and W are zero-padded up to a
+    multiple of the window; each window is a sequence of its tokens, frame after frame, each frame
+    in Hilbert order. `from_hmb` crops the padding again."""
+    B, T, H, W, C = x.shape
+    ph, pw = (-H) % window, (-W) % window
+    if ph or pw:
+        x = F.pad(x, (0, 0, 0, pw, 0, ph))
+    nh, nw = (H + ph) // window, (W + pw) // window
+    x = x.reshape(B, T, nh, window, nw, window, C).permute(0, 2, 4, 1, 3, 5, 6)  # (B,nh,nw,T,wy,wx,C)
+    x = x.reshape(B * nh * nw, T, window * window, C)
+    x = x[:, :, hilbert_order(window).to(x.device)]
+    return x.reshape(B * nh * nw, T * window * window, C)
+
+
+def from_hmb(seq: torch.Tensor, shape: tuple[int, ...], window: int) -> torch.Tensor:
+    B, T, H, W, C = shape
+    nh, nw = -(-H // window), -(-W // window)
+    inverse = torch.argsort(hilbert_order(window)).to(seq.device)
+    x = seq.reshape(B * nh * nw, T, window * window, C)[:, :, inverse]
+    x = x.reshape(B, nh, nw, T, window, window, C).permute(0, 3, 1, 4, 2, 5, 6)
+    return x.reshape(B, T, nh * window, nw * window, C)[:, :, :H, :W]
+
+
+# ---------------------------------------------------------------------------------------------
+# layers
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+class SpectralMask(nn.Module):
+    """x + irfft2(rfft2(x) * m): m per channel over `bins` radial-frequency bins, linearly
+    interpolated at each frequency's radius (cycles/pixel, scaled so the corner is 1), so the same
+    parameters apply to any frame size. m = 0 at start: the identity."""
+
+    def __init__(self, dim: int, bins: int):
+        super().__init__()
+        self.bins = bins
+        self.gain = nn.Parameter(torch.zeros(dim, bins))
+
+    def mask(self, H: int, W: int, device) -> torch.Tensor:
+        """(H, W//2 + 1, C) gains for an rfft2 of an H x W frame."""
+        fy = torch.fft.fftfreq(H, device=device)
+        fx = torch.fft.rfftfreq(W, device=device)
+        radius = torch.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2) / math.sqrt(0.5)  # in [0, 1]
+        pos = radius * (self.bins - 1)
+        lo = pos.floor().long().clamp(max=self.bins - 1)
+        hi = (lo + 1).clamp(max=self.bins - 1)
+        frac = (pos - lo.float())[..., None]
+        g = self.gain.t()                                                             # (bins, C)
+        return g[lo] * (1 - frac) + g[hi] * frac
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, T, H, W, C) -> same. FFT in float32 (half-precision FFTs need power-of-two sizes)."""
+        H, W = x.shape[2], x.shape[3]
+        spec = torch.fft.rfft2(x.float(), dim=(2, 3), norm="ortho")
+        y = torch.fft.irfft2(spec * self.mask(H, W, x.device), s=(H, W), dim=(2, 3), norm="ortho")
+        return x + y.to(x.dtype)
+
+
+class Mamba2Layer(nn.Module):
+    """A Mamba-2 mixer on token sequences, pre-norm and residual: (b, L, dim) -> (b, L, dim).
+
+    in_proj -> z, x, B, C, dt; causal depthwise conv on (x, B, C); SiLU; dt = softplus(dt + dt_bias);
+    A = -exp(A_log) per head; y = scan(x, dt, A, B, C + shift) + D x; RMSNorm(y * SiLU(z)); out_proj.
+    `shift` is the thermal prompt: Psi(e_i) of each token's frame, (1 or b, L, ngroups * d_state).
+    Bidirectional: the reversed sequence is scanned too (own conv, shared everything else) and added.
+    """
+
+    def __init__(
+        self, dim: int, d_state: int, expand: int, headdim: int, ngroups: int, d_conv: int,
+        chunk_size: int, bidirectional: bool, prompt_dim: int = 0,
+        dt_min: float = 1e-3, dt_max: float = 1e-1,
+    ):
+        super().__init__()
+        self.d_inner = expand * dim
+        self.nheads = self.d_inner // headdim
+        self.headdim, self.ngroups, self.d_state = headdim, ngroups, d_state
+        self.chunk_size, self.bidirectional = chunk_size, bidirectional
+        conv_dim = self.d_inner + 2 * ngroups * d_state
+        self.norm = RMSNorm(dim)
+        self.in_proj = nn.Linear(dim, 2 * self.d_inner + 2 * ngroups * d_state + self.nheads, bias=False)
+        self.conv = nn.Conv1d(conv_dim, conv_dim, d_conv, groups=conv_dim, padding=d_conv - 1)
+        self.conv_rev = (
+            nn.Conv1d(conv_dim, conv_dim, d_conv, groups=conv_dim, padding=d_conv - 1) if bidirectional else None
+        )
+        # dt bias so that softplus(dt_bias) lies in [dt_min, dt_max], log-uniform (Mamba's init)
+        dt = torch.exp(torch.rand(self.nheads) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
+        self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))
+        # A in [-16, -1]: decay rates spread over heads (Mamba-2's init)
+        self.A_log = nn.Parameter(torch.log(torch.empty(self.nheads).uniform_(1, 16)))
+        self.D = nn.Parameter(torch.ones(self.nheads))  # skip connection of the scan, per head
+        self.out_norm = RMSNorm(self.d_inner)
+        self.out_proj = nn.Linear(self.d_inner, dim, bias=False)
+        # thermal prompt Psi: time embedding -> shift of C; zero at start, so it begins as plain Mamba
+        self.prompt = nn.Linear(prompt_dim, ngroups * d_state) if prompt_dim else None
+        if self.prompt is not None:
+            nn.init.zeros_(self.prompt.weight)
+            nn.init.zeros_(self.prompt.bias)
+
+    def _conv(self, conv: nn.Conv1d, xbc: torch.Tensor) -> torch.Tensor:
+        L = xbc.shape[1]
+        return F.silu(conv(xbc.transpose(1, 2))[..., :L].transpose(1, 2))  # causal: keep the first L
+
+    def forward(self, seq: torch.Tensor, shift: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """seq (b, L, dim), shift (1 or b, L, ngroups*d_state) or None -> (b, L, dim)."""
+        b, L, _ = seq.shape
+        g, n, h, p = self.ngroups, self.d_state, self.nheads, self.headdim
+        z, xbc, dt = torch.split(self.in_proj(self.norm(seq)), [self.d_inner, self.d_inner + 2 * g * n, h], dim=-1)
+        dt = F.softplus(dt + self.dt_bias)
+        A = -torch.exp(self.A_log.float())
+        if self.bidirectional:  # both directions in one scan call: reversed copies stacked on the batch
+            xbc = torch.cat([self._conv(self.conv, xbc), self._conv(self.conv_rev, xbc.flip(1))], dim=0)
+            dt = torch.cat([dt, dt.flip(1)], dim=0)
+            if shift is not None:
+                shift = torch.cat([shift.expand(b, -1, -1), shift.expand(b, -1, -1).flip(1)], dim=0)
+        else:
+            xbc = self._conv(self.conv, xbc)
+        x, Bm, Cm = torch.split(xbc, [self.d_inner, g * n, g * n], dim=-1)
+        if shift is not None:
+            Cm = Cm + shift.to(Cm.dtype)
+        bb = x.shape[0]
+        y = selective_scan(
+            x.reshape(bb, L, h, p), dt, A, Bm.reshape(bb, L, g, n), Cm.reshape(bb, L, g, n),
+            self.D, self.chunk_size,
+        ).reshape(bb, L, self.d_inner)
+        if self.bidirectional:
+            y = y[:b] + y[b:].flip(1)
+        return seq + self.out_proj(self.out_norm(y * F.silu(z)))
+
+
+class TSSM(nn.Module):
+    """Spectral mask, then SMB, TMB and HMB Mamba-2 layers (each optional), on (B, T, H, W, C)."""
+
+    def __init__(
+        self, dim: int, d_state: int, expand: int, headdim: int, ngroups: int, d_conv: int,
+        chunk_size: int, bidirectional: bool, hilbert_window: int, spectral_bins: int,
+        time_embed_dim: int, use_spectral_mask: bool, use_thermal_prompt: bool,
+        use_smb: bool, use_tmb: bool, use_hmb: bool,
+    ):
+        super().__init__()
+        self.window = hilbert_window
+        self.mask = SpectralMask(dim, spectral_bins) if use_spectral_mask else None
+
+        def layer() -> Mamba2Layer:
+            return Mamba2Layer(
+                dim, d_state, expand, headdim, ngroups, d_conv, chunk_size, bidirectional,
+                prompt_dim=time_embed_dim if use_thermal_prompt else 0,
+            )
+
+        self.smb = layer() if use_smb else None
+        self.tmb = layer() if use_tmb else None
+        self.hmb = layer() if use_hmb else None
+
+    def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        """x (B, T, H, W, C) features of the T target frames, e (T, E) their time embeddings -> same."""
+        B, T, H, W, C = shape = x.shape
+        if self.mask is not None:
+            x = self.mask(x)
+        if self.smb is not None:
+            shift = None if self.smb.prompt is None else self.smb.prompt(e).repeat_interleave(H * W, dim=0)[None]
+            x = from_smb(self.smb(to_smb(x), shift), shape)
+        if self.tmb is not None:
+            shift = None if self.tmb.prompt is None else self.tmb.prompt(e)[None]
+            x = from_tmb(self.tmb(to_tmb(x), shift), shape)
+        if self.hmb is not None:
+            w = self.window
+            shift = None if self.hmb.prompt is None else self.hmb.prompt(e).repeat_interleave(w * w, dim=0)[None]
+            x = from_hmb(self.hmb(to_hmb(x, w), shift), shape, w)
+        return x
