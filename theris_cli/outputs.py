@@ -1,0 +1,109 @@
+"""Atomic outputs: write under a temporary name beside the target, rename when complete.
+
+    with atomic_output("out.mp4", overwrite=False, src="in.mp4") as tmp:   # tmp: out.theris-partial-1a2b3c.mp4
+        write_video(tmp)
+    # out.mp4 now exists, complete; on any error or Ctrl-C inside the block, tmp is removed and out.mp4
+    # (if it existed) is untouched
+
+The temporary file keeps the target's extension, so writers that pick the container from the
+extension behave as for the target. It lives in the target's folder, so the final rename is an atomic
+``os.replace`` on one file system. Only a hard kill (SIGKILL, power loss) can leave a
+``*.theris-partial-*`` file behind; it is safe to delete.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from theris_cli.errors import OutputError
+
+PARTIAL_MARK = ".theris-partial-"  # in every temporary name, so that leftovers are easy to find
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+_DENIED = {errno.EACCES, errno.EPERM, errno.EROFS}
+_WRITE_ERRNOS = _DISK_FULL | _DENIED  # OS errors inside the block that can only be about the output
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """True when ``a`` and ``b`` name the same file (also through links and ``..``)."""
+    a, b = Path(a), Path(b)
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def check_destination(dst: str | Path, *, overwrite: bool = False, src: str | Path | None = None) -> Path:
+    """Refuse a destination that cannot or must not be written, before any work is done."""
+    dst = Path(dst)
+    if src is not None and same_file(src, dst):
+        raise OutputError(f"the output {dst} is the input; choose another output name")
+    if dst.is_dir():
+        raise OutputError(f"the output {dst} is a folder; give a file name such as {dst / 'out.mkv'}")
+    if dst.exists() and not overwrite:
+        raise OutputError(f"{dst} already exists; pass --overwrite to replace it, or choose another name")
+    parent = dst.parent
+    if not parent.exists():
+        raise OutputError(f"the output folder {parent} does not exist; create it first")
+    if not parent.is_dir():
+        raise OutputError(f"cannot write {dst}: {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write to the folder {parent} (permission denied); choose another output")
+    return dst
+
+
+def partial_name(dst: Path) -> Path:
+    """A fresh temporary name beside ``dst`` with the same extension."""
+    return dst.with_name(f"{dst.stem}{PARTIAL_MARK}{secrets.token_hex(3)}{dst.suffix}")
+
+
+def output_error(e: OSError, dst: Path) -> OutputError:
+    """One line for an OS error met while writing ``dst``."""
+    if e.errno in _DISK_FULL:
+        return OutputError(f"disk full while writing {dst}; free some space (or choose another disk) and retry")
+    if e.errno in _DENIED:
+        return OutputError(f"cannot write {dst}: {e.strerror.lower()}; choose another output")
+    return OutputError(f"cannot write {dst}: {e.strerror or e}")
+
+
+@contextmanager
+def atomic_output(dst: str | Path, *, overwrite: bool = False, src: str | Path | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``dst``; rename it to ``dst`` if the block completes.
+
+    On any exception (KeyboardInterrupt included) the temporary file is removed and the exception
+    goes on; an OSError for a full disk or a denied write becomes a one-line OutputError (other
+    errors keep their type: the block reads the input too).
+    """
+    dst = check_destination(dst, overwrite=overwrite, src=src)
+    tmp = partial_name(dst)
+    try:
+        # Claim the name now: proves the folder is writable and keeps another run from taking it.
+        tmp.open("xb").close()
+    except OSError as e:
+        raise output_error(e, dst) from None
+    try:
+        yield tmp
+        if dst.exists() and not overwrite:  # appeared while we worked: still never touched
+            raise OutputError(f"{dst} appeared while writing; pass --overwrite to replace it")
+        os.replace(tmp, dst)
+    except OSError as e:
+        _remove(tmp)
+        if e.errno in _WRITE_ERRNOS:
+            raise output_error(e, dst) from e
+        raise
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
