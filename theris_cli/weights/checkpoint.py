@@ -1,0 +1,218 @@
+"""theris checkpoints: safetensors files that describe themselves, written atomically, never unpickled.
+
+Layout of a file (all safetensors metadata values are strings):
+
+    metadata["format"]          "theris-checkpoint"
+    metadata["format_version"]  "1"
+    metadata["model_config"]    ModelConfig.to_dict() as JSON
+    metadata["theris_version"]  the theris that wrote it
+    metadata["metadata"]        the caller's dict as JSON (training info: steps, data, losses, ...)
+    tensors                     the model's state_dict, under its own names
+    "__extra__.<name>"          extra tensors (e.g. optimizer state to resume training), kept out of
+                                the state_dict
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from theris_cli.errors import WeightsError
+
+FORMAT = "theris-checkpoint"
+FORMAT_VERSION = 1  # bump when the layout above changes; readers refuse newer versions
+EXTRA_PREFIX = "__extra__."
+
+
+@dataclass
+class Checkpoint:
+    config: Any                                   # theris_cli.model.ModelConfig
+    state_dict: dict[str, Any]                    # name -> torch.Tensor, for THERIS(config).load_state_dict
+    metadata: dict[str, Any]                      # the caller's metadata, as saved
+    extra_tensors: dict[str, Any] = field(default_factory=dict)  # without the reserved prefix
+    theris_version: str = ""                      # the theris that wrote the file
+    format_version: int = FORMAT_VERSION
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """What a checkpoint's header says, read without loading any tensor."""
+
+    config: Any
+    metadata: dict[str, Any]
+    theris_version: str
+    format_version: int
+    n_tensors: int  # model tensors
+    n_extra: int    # extra tensors
+
+
+# --- writing -----------------------------------------------------------------------------------
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model,
+    metadata: dict | None = None,
+    extra_tensors: dict | None = None,
+) -> Path:
+    """Write `model` (anything with `.config` and `.state_dict()`, i.e. a THERIS) to `path`.
+
+    The file appears complete or not at all: it is written under a temporary name in the same
+    folder and renamed into place. Returns the path.
+    """
+    config = getattr(model, "config", None)
+    if config is None or not hasattr(config, "to_dict"):
+        raise TypeError("save_checkpoint needs a model with a .config (a THERIS network)")
+    return write_checkpoint(path, config, model.state_dict(), metadata, extra_tensors)
+
+
+def write_checkpoint(path, config, state_dict: dict, metadata: dict | None = None, extra_tensors: dict | None = None) -> Path:
+    """`save_checkpoint` from a config and a state_dict, without building the network."""
+    import torch
+    from safetensors.torch import save_file
+
+    from theris_cli import __version__
+
+    path = Path(path)
+    try:
+        metadata_json = json.dumps(metadata or {}, sort_keys=True)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"checkpoint metadata must be JSON-serialisable: {e}") from e
+
+    tensors: dict[str, torch.Tensor] = {}
+    for name, t in state_dict.items():
+        if name.startswith(EXTRA_PREFIX):
+            raise ValueError(f"state_dict key {name!r} uses the reserved prefix {EXTRA_PREFIX!r}")
+        tensors[name] = _plain(t, name)
+    for name, t in (extra_tensors or {}).items():
+        tensors[EXTRA_PREFIX + name] = _plain(t, name)
+
+    header = {
+        "format": FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "model_config": json.dumps(config.to_dict(), sort_keys=True),
+        "theris_version": __version__,
+        "metadata": metadata_json,
+    }
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        save_file(tensors, str(tmp), metadata=header)
+        with open(tmp, "rb+") as f:  # flush to disk before the rename makes it visible
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        raise WeightsError(f"cannot write checkpoint {path}: {e.strerror or e}; check the folder and free space") from e
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _plain(t, name: str):
+    """A CPU, contiguous tensor that owns its memory (safetensors refuses shared storage)."""
+    import torch
+
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"checkpoint entry {name!r} must be a torch.Tensor, got {type(t).__name__}")
+    return t.detach().to("cpu", copy=True).contiguous()
+
+
+def export_checkpoint(src, dst) -> Path:
+    """Copy a checkpoint without its extra tensors (the file to ship: weights, config, metadata)."""
+    ck = load_checkpoint(src)
+    return write_checkpoint(dst, ck.config, ck.state_dict, ck.metadata)
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+
+def _open_header(path: Path) -> tuple[dict[str, str], list[str]]:
+    """The safetensors metadata and tensor names of `path`, or a one-line WeightsError."""
+    from safetensors import safe_open
+
+    if not path.exists():
+        raise WeightsError(f"checkpoint {path} does not exist: check the path, or pass a registry name")
+    if not path.is_file():
+        raise WeightsError(f"checkpoint {path} is not a file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return (f.metadata() or {}), list(f.keys())
+    except Exception as e:  # safetensors raises its own SafetensorError (and OSError) on bad input
+        hint = ""
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+        if head[:2] == b"PK" or head[:1] == b"\x80":
+            hint = " (it looks like a pickled PyTorch file: theris never unpickles, for safety)"
+        raise WeightsError(
+            f"{path} is not a safetensors file{hint}: pass a checkpoint written by theris ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else 'unreadable header'})"
+        ) from None
+
+
+def _parse_header(path: Path, meta: dict[str, str]):
+    """(config, caller metadata, theris version, format version) from a header, or WeightsError."""
+    if meta.get("format") != FORMAT:
+        raise WeightsError(
+            f"{path} is a safetensors file but not a theris checkpoint (no '{FORMAT}' marker in its metadata): "
+            "pass a file written by theris train or a registry name"
+        )
+    version_s = meta.get("theris_version", "unknown")
+    try:
+        fmt = int(meta.get("format_version", ""))
+    except ValueError:
+        raise WeightsError(f"{path}: bad format_version {meta.get('format_version')!r} in the checkpoint header") from None
+    if fmt > FORMAT_VERSION:
+        raise WeightsError(
+            f"{path} was written by theris {version_s} in checkpoint format {fmt}; this theris reads up to "
+            f"format {FORMAT_VERSION}: upgrade theris"
+        )
+    try:
+        config_dict = json.loads(meta["model_config"])
+        user_meta = json.loads(meta.get("metadata", "{}"))
+    except (KeyError, json.JSONDecodeError) as e:
+        raise WeightsError(f"{path}: the checkpoint header is damaged ({type(e).__name__}: {e})") from None
+
+    from theris_cli.model import ModelConfig
+
+    try:
+        config = ModelConfig.from_dict(config_dict)
+    except ValueError as e:
+        raise WeightsError(
+            f"{path} holds a network config this theris does not know ({e}); it was written by theris "
+            f"{version_s}: use that version, or a checkpoint written by this one"
+        ) from None
+    return config, user_meta, version_s, fmt
+
+
+def inspect_checkpoint(path) -> CheckpointInfo:
+    """Check that `path` is a theris checkpoint with a known config, without loading its tensors."""
+    path = Path(path)
+    meta, keys = _open_header(path)
+    config, user_meta, version_s, fmt = _parse_header(path, meta)
+    n_extra = sum(k.startswith(EXTRA_PREFIX) for k in keys)
+    return CheckpointInfo(config, user_meta, version_s, fmt, len(keys) - n_extra, n_extra)
+
+
+def load_checkpoint(path) -> Checkpoint:
+    """Read a theris checkpoint. Never unpickles: only safetensors tensors and JSON metadata."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    meta, _ = _open_header(path)
+    config, user_meta, version_s, fmt = _parse_header(path, meta)
+    state: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            for key in f.keys():
+                if key.startswith(EXTRA_PREFIX):
+                    extra[key[len(EXTRA_PREFIX):]] = f.get_tensor(key)
+                else:
+                    state[key] = f.get_tensor(key)
+    except Exception as e:
+        raise WeightsError(f"{path}: cannot read its tensors ({type(e).__name__}: {e}); the file may be truncated") from None
+    return Checkpoint(config, state, user_meta, extra, version_s, fmt)
