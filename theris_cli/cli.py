@@ -46,6 +46,135 @@ def _root(
 # Commands are added below, one section per concern; each only parses, calls the library and reports.
 
 
+# --- weights (WEIGHTS) ----------------------------------------------------------------------------
+from theris_cli.weights.registry import available_models as _available_models  # noqa: E402
+from theris_cli.weights.registry import complete_weights as _complete_weights  # noqa: E402
+
+weights_app = typer.Typer(
+    help="List, download, verify and locate model weights (the names --weights accepts).",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(weights_app, name="weights")
+
+_NAME_HELP = f"Registry name: one of {', '.join(_available_models())}."
+
+
+def _size(n: Optional[int]) -> str:
+    """Bytes in decimal units, as file managers show them."""
+    if n is None:
+        return "—"
+    if n < 1000:
+        return f"{n} B"
+    value = float(n)
+    for unit in ("KB", "MB", "GB"):
+        value /= 1000
+        if value < 1000 or unit == "GB":
+            break
+    return f"{value:.1f} {unit}"
+
+
+@weights_app.command("list")
+def weights_list_cmd() -> None:
+    """Show every registered model: size, where it comes from, whether it is here, the default, SHA-256.
+
+    Example: theris weights list
+    """
+    from rich.table import Table
+
+    from theris_cli.weights.registry import DEFAULT_MODEL, default_model
+    from theris_cli.weights.status import list_status
+
+    console = Console()
+    wide = console.width >= 140  # descriptions only where they fit beside the rest
+    table = Table(title="theris weights", title_justify="left")
+    for col in ("name", "size", "where", "here", "default", "sha256") + (("description",) if wide else ()):
+        table.add_column(col, no_wrap=col in ("name", "sha256"), overflow="fold")
+    for st in list_status():
+        e = st.entry
+        size = st.path.stat().st_size if st.path is not None else e.size
+        sha = (e.sha256[:12] + "…") if e.sha256 else ("—" if e.source == "random" else "not recorded")
+        row = [e.name, _size(size), e.where, st.local, f"[bold]{st.default}[/]" if st.default else "", sha]
+        table.add_row(*row, *((e.description,) if wide else ()))
+    console.print(table)
+    if default_model() != DEFAULT_MODEL:
+        console.print(
+            f"[yellow]note:[/] {DEFAULT_MODEL} is not in this install, so the default is {default_model()}: "
+            "random weights, the output is not a real upscale."
+        )
+
+
+@weights_app.command("download")
+def weights_download_cmd(
+    name: str = typer.Argument(..., help=_NAME_HELP, autocompletion=_complete_weights),
+) -> None:
+    """Download a model from the Hugging Face Hub into its cache (HF_HOME) and verify its SHA-256.
+
+    Honours HF_HOME, HF_HUB_CACHE, HF_HUB_OFFLINE and HF_ENDPOINT. Shipped and in-memory models need
+    no download. Example: theris weights download theris-base
+    """
+    from theris_cli.weights.fetch import fetch_entry
+    from theris_cli.weights.registry import get_entry
+
+    entry = get_entry(name)
+    if entry.source == "random":
+        typer.echo(f"{name} is built in memory: nothing to download")
+        return
+    path = fetch_entry(entry)  # verified; shipped files are only checked
+    verb = "ships with theris" if entry.source == "shipped" else "downloaded and verified"
+    typer.echo(f"{name}: {verb}: {path}")
+
+
+@weights_app.command("verify")
+def weights_verify_cmd(
+    name: Optional[str] = typer.Argument(
+        None, help=f"{_NAME_HELP} Default: every model that is here.", autocompletion=_complete_weights
+    ),
+) -> None:
+    """Check local weight files against the registry's SHA-256 and that theris can read them.
+
+    Exits non-zero when any check fails (for a named model, also when it cannot be checked).
+    Example: theris weights verify ; theris weights verify theris-small
+    """
+    from theris_cli.weights.registry import REGISTRY, get_entry
+    from theris_cli.weights.status import verify_entry
+
+    entries = [get_entry(name)] if name is not None else list(REGISTRY.values())
+    results = [verify_entry(e) for e in entries]
+    marks = {"ok": "[green]ok[/]", "failed": "[bold red]FAILED[/]", "skipped": "[yellow]skipped[/]"}
+    console = Console(highlight=False)
+    for r in results:
+        console.print(f"{marks[r.outcome]}  {r.name}: {r.message}", soft_wrap=True)
+    bad = [r.name for r in results if r.outcome == "failed" or (name is not None and r.outcome != "ok")]
+    if bad:
+        from theris_cli.errors import WeightsError
+
+        raise WeightsError(f"verification failed for {', '.join(bad)}: see the lines above")
+
+
+@weights_app.command("path")
+def weights_path_cmd(
+    name: str = typer.Argument(..., help=_NAME_HELP, autocompletion=_complete_weights),
+) -> None:
+    """Print the local file of a model (shipped or in the Hub cache); never downloads.
+
+    Example: cp "$(theris weights path theris-small)" .
+    """
+    from theris_cli.errors import WeightsError
+    from theris_cli.weights.fetch import entry_local_path
+    from theris_cli.weights.registry import get_entry
+
+    entry = get_entry(name)
+    if entry.source == "random":
+        raise WeightsError(f"{name} is built in memory and has no file")
+    path = entry_local_path(entry)
+    if path is None:
+        if entry.source == "hub" and entry.published:
+            raise WeightsError(f"{name} is not downloaded: run `theris weights download {name}`")
+        raise WeightsError(f"{name} has no file in this install ({entry.where}): see `theris weights list`")
+    typer.echo(str(path))
+
+
 # --- info (MODEL) ---------------------------------------------------------------------------------
 @app.command("info")
 def info_cmd() -> None:
