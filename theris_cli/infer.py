@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from typing import Iterable, Iterator
 
 import torch
@@ -67,6 +68,16 @@ def resolve_precision(spec: str, device: torch.device) -> torch.dtype:
     return _DTYPES[spec]
 
 
+def check_options(window: int = 4, tile: int | None = None, temporal_factor: int = 2) -> None:
+    """UsageError for values of --window, --tile, --temporal-factor that cannot work."""
+    if window < 2:
+        raise UsageError(f"--window must be at least 2 input frames, got {window}")
+    if temporal_factor < 1:
+        raise UsageError(f"--temporal-factor must be a positive integer, got {temporal_factor}")
+    if tile is not None and tile < MIN_TILE:
+        raise UsageError(f"--tile must be at least {MIN_TILE} LR pixels, got {tile}")
+
+
 def precision_name(dtype: torch.dtype) -> str:
     return {v: k for k, v in _DTYPES.items()}[dtype]
 
@@ -88,12 +99,7 @@ class Upscaler:
         temporal_factor: int = 2,
         tile_overlap: int = DEFAULT_TILE_OVERLAP,
     ):
-        if window < 2:
-            raise UsageError(f"--window must be at least 2 input frames, got {window}")
-        if temporal_factor < 1:
-            raise UsageError(f"--temporal-factor must be a positive integer, got {temporal_factor}")
-        if tile is not None and tile < MIN_TILE:
-            raise UsageError(f"--tile must be at least {MIN_TILE} LR pixels, got {tile}")
+        check_options(window=window, tile=tile, temporal_factor=temporal_factor)
         self.device = resolve_device(device)
         self.dtype = resolve_precision(precision, self.device)
         self.window = window
@@ -105,6 +111,7 @@ class Upscaler:
         self.model = model.to(self.device).eval()
         self.windows_run = 0
         self.oom_retries = 0
+        self.model_seconds = 0.0  # wall time inside run_window (model and tile blending)
 
     # ---------------------------------------------------------------------------------- streaming
 
@@ -161,6 +168,16 @@ class Upscaler:
 
     def run_window(self, x: torch.Tensor) -> torch.Tensor:
         """x (T, C, h, w) unit range -> (M, C, 4h, 4w) float32 at times(T), tiled; OOM halves the tile."""
+        t0 = time.perf_counter()
+        try:
+            y = self._run_window(x)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)  # so that model_seconds is the GPU's time, not the launch's
+            return y
+        finally:
+            self.model_seconds += time.perf_counter() - t0
+
+    def _run_window(self, x: torch.Tensor) -> torch.Tensor:
         T, C, h, w = x.shape
         x = x.to(self.device, torch.float32)
         times = self.times(T)
