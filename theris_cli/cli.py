@@ -46,6 +46,69 @@ def _root(
 # Commands are added below, one section per concern; each only parses, calls the library and reports.
 
 
+# --- evaluate (EVAL) ------------------------------------------------------------------------------
+@app.command("evaluate")
+def evaluate_cmd(
+    clips: list[str] = typer.Argument(
+        ..., help="Video files, image sequences, or folders of videos (each video in a folder is a clip).",
+        show_default=False,
+    ),
+    weights: Optional[str] = typer.Option(
+        None, "--weights", "-w", help="Model scored as `theris`: registry name, .safetensors path or "
+        "hf://owner/repo/file[@rev]. Default: the default model (see `theris weights list`).",
+    ),
+    methods: str = typer.Option(
+        "theris,bicubic,ffmpeg", "--methods", "-m",
+        help="Comma-separated methods to score: theris, bicubic (bicubic x4 + linear blend in time), "
+        "ffmpeg (FFmpeg lanczos x4 + minterpolate mci).",
+    ),
+    max_frames: Optional[int] = typer.Option(
+        None, "--max-frames", min=3, help="Use at most the first N HR frames of each clip. Default: all."
+    ),
+    json_out: Optional[str] = typer.Option(
+        None, "--json", metavar="FILE",
+        help="Also write every figure as JSON to FILE (replaced if it exists), or to stdout with '-' "
+        "(the table then goes to stderr).",
+    ),
+    device: str = typer.Option("auto", "--device", help="Device for the model: auto, cpu, cuda or cuda:N. Default: auto."),
+) -> None:
+    """Score THERIS against classical upscalers on clips: PSNR, SSIM, temporal consistency.
+
+    Each clip is mapped to [0, 1] by its own levels, cropped to multiples of 4, cut to an odd number
+    of frames N; every other frame is shrunk x1/4 (antialiased bicubic) as the input, and each method
+    predicts all N frames. Figures: over all frames, input-aligned frames (in) and interpolated frames
+    (interp), per clip and averaged over clips.
+
+    Example: theris evaluate clips/ --methods theris,bicubic,ffmpeg --json results.json
+    """
+    from theris_cli.eval.evaluate import check_methods, evaluate, render
+    from theris_cli.outputs import atomic_output, check_destination
+
+    names = check_methods([methods])  # before any decoding: a typo fails at once
+    to_stdout = json_out == "-"
+    if json_out and not to_stdout:
+        check_destination(json_out, overwrite=True)
+    console = Console(stderr=to_stdout, highlight=False)
+    if not console.is_terminal:  # piped or redirected: keep the tables whole rather than 80 columns
+        console.width = max(console.width, 100)
+    with console.status("evaluating…") as status:
+        ev = evaluate(
+            clips, methods=names, weights=weights, max_frames=max_frames, device=device,
+            on_progress=lambda msg: status.update(msg),
+        )
+    for renderable in render(ev):
+        console.print(renderable)
+    if ev.weights:
+        console.print(f"theris = {ev.weights}")
+    console.print(f"{len(ev.clips)} clip(s) in {ev.seconds:.1f} s")
+    if to_stdout:
+        typer.echo(ev.to_json())
+    elif json_out:
+        with atomic_output(json_out, overwrite=True) as tmp:
+            tmp.write_text(ev.to_json() + "\n")
+        console.print(f"wrote {json_out}")
+
+
 # --- weights (WEIGHTS) ----------------------------------------------------------------------------
 from theris_cli.weights.registry import available_models as _available_models  # noqa: E402
 from theris_cli.weights.registry import complete_weights as _complete_weights  # noqa: E402
