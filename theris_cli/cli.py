@@ -46,6 +46,102 @@ def _root(
 # Commands are added below, one section per concern; each only parses, calls the library and reports.
 
 
+# --- batch (BATCH) --------------------------------------------------------------------------------
+from pathlib import Path  # noqa: E402
+
+
+def run_batch_command(in_dir: Path, out_dir: Path, *, quiet: bool = False, **options) -> None:
+    """Run a batch with progress on stderr and the summary on stdout; exit 1 if any file failed.
+
+    `theris batch` and `theris upscale IN_DIR OUT_DIR` both end here; `options` are run_batch's.
+    """
+    from theris_cli.batch import run_batch
+    from theris_cli.batch.display import make_display
+    from theris_cli.batch.report import summary_line, summary_table
+    from theris_cli.batch.runner import interrupt_on_sigterm
+
+    display = make_display(err_console, quiet)
+    try:
+        with interrupt_on_sigterm():  # Slurm's time limit and scancel send SIGTERM: clean up, report
+            result = run_batch(in_dir, out_dir, listener=display, **options)
+    finally:
+        if display is not None:
+            display.close()
+    if quiet:
+        for f in result.files:
+            if f.status == "failed":
+                err_console.print(Text.assemble(("failed: ", "bold red"), f"{f.input}: {f.reason}"), soft_wrap=True)
+    elif result.files:
+        Console(highlight=False).print(summary_table(result))
+    else:
+        err_console.print(f"nothing to do: {summary_line(result)}")
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@app.command("batch")
+def batch_cmd(
+    in_dir: Path = typer.Argument(..., metavar="IN_DIR", help="Folder of recordings, searched recursively.", show_default=False),
+    out_dir: Path = typer.Argument(..., metavar="OUT_DIR", help="Folder for the outputs; IN_DIR's tree is mirrored here.", show_default=False),
+    include: list[str] = typer.Option(
+        [], "--include", metavar="GLOB", help="Only inputs matching GLOB, relative to IN_DIR (repeatable): "
+        "'*.mp4' matches a name at any depth, 'site1/**' a subtree. Default: every video and image sequence.",
+    ),
+    exclude: list[str] = typer.Option(
+        [], "--exclude", metavar="GLOB", help="Skip inputs and folders matching GLOB (repeatable; wins over --include).",
+    ),
+    ext: str = typer.Option(
+        "mkv", "--ext", help="Output container: mkv (lossless FFV1 at the input's bit depth), mp4 (H.264), "
+        "mov, avi, nut, or 'same' (each input's own; image sequences get mkv). Default: mkv.",
+    ),
+    weights: Optional[str] = typer.Option(
+        None, "--weights", "-w", help="Model: registry name, .safetensors path or hf://owner/repo/file[@rev]. "
+        "Loaded once for the whole batch. Default: the default model (see `theris weights list`).",
+    ),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N. Default: auto (CUDA if present)."),
+    precision: str = typer.Option("auto", "--precision", help="auto, fp32, fp16 or bf16. Default: auto."),
+    window: int = typer.Option(4, "--window", min=2, help="Input frames per temporal window. Default: 4."),
+    tile: Optional[int] = typer.Option(None, "--tile", min=8, help="Spatial tile size in input pixels. Default: whole frames (CUDA: from free memory)."),
+    temporal_factor: int = typer.Option(2, "--temporal-factor", min=1, help="Output frames per input frame interval: 1 (spatial only) or 2. Default: 2."),
+    codec: Optional[str] = typer.Option(None, "--codec", help="Video codec. Default: from --ext (mkv: ffv1, mp4: libx264)."),
+    crf: Optional[int] = typer.Option(None, "--crf", help="Constant rate factor for lossy codecs. Default: the codec's visually lossless setting."),
+    pix_fmt: Optional[str] = typer.Option(None, "--pix-fmt", help="Output pixel format. Default: fits the input's bit depth."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Redo every file, also those already done. Default: skip done files."),
+    verify: bool = typer.Option(False, "--verify", help="Before skipping a done file, check its output's SHA-256 against its record (reads every output)."),
+    shard: Optional[str] = typer.Option(
+        None, "--shard", metavar="INDEX/COUNT", help="Process only shard INDEX (0-based) of COUNT, e.g. 0/4. "
+        "Default: from a Slurm job array's SLURM_ARRAY_TASK_* variables, else all files; 0/1 forces all.",
+    ),
+    stale_after: float = typer.Option(
+        600.0, "--stale-after", metavar="SECONDS", help="A lock of another host not refreshed for this long "
+        "belongs to a dead worker and is taken over (locks are refreshed every minute). Default: 600.",
+    ),
+    report: Optional[Path] = typer.Option(None, "--report", metavar="FILE.json", help="Also write the JSON report here (one is always kept in OUT_DIR/.theris/reports/)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress and no table; failed files are still listed."),
+) -> None:
+    """Upscale every video and image sequence under IN_DIR into the same tree under OUT_DIR.
+
+    Unattended and resumable: a file is skipped when its output is finished and verified by its
+    completion record (OUT_DIR/.theris/done/), so rerunning the same command after a crash or kill
+    finishes the rest. A corrupt file is reported and skipped; the exit code is 1 if any failed.
+    Several workers (processes, machines, Slurm array tasks) may share one OUT_DIR: a lock per
+    file keeps them apart.
+
+    Examples:
+
+      theris batch survey/ survey_x4/
+
+      theris batch survey/ survey_x4/ --include 'site1/**' --exclude '*calib*' --report report.json
+
+      sbatch --array=0-7 --wrap "theris batch survey/ survey_x4/"   # 8 shards
+    """
+    run_batch_command(
+        in_dir, out_dir, quiet=quiet, include=include, exclude=exclude, ext=ext, weights=weights, device=device,
+        precision=precision, window=window, tile=tile, temporal_factor=temporal_factor, codec=codec, crf=crf,
+        pix_fmt=pix_fmt, overwrite=overwrite, verify=verify, shard=shard, stale_after=stale_after, report=report,
+    )
+
+
 # --- evaluate (EVAL) ------------------------------------------------------------------------------
 @app.command("evaluate")
 def evaluate_cmd(

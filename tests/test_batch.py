@@ -1,0 +1,434 @@
+"""theris batch: discovery, resumability, failure isolation, locks, shards and path safety.
+
+Most tests use `fake_upscale`, a stand-in for pipeline.upscale_video with the same signature and the
+same atomic_output, so that they test the batch logic in milliseconds; the end-to-end tests run the
+real pipeline on tiny clips with an identity-like model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path, PurePosixPath
+from types import SimpleNamespace
+
+import pytest
+
+from theris_cli.batch import PathFilter, check_roots, discover, run_batch
+from theris_cli.batch.claims import Claim, LockInfo, lock_path, try_claim
+from theris_cli.batch.paths import safe_output_path
+from theris_cli.batch.runner import remove_partials
+from theris_cli.batch.shard import Shard, parse_shard, resolve_shard, shard_from_env
+from theris_cli.errors import InputError, OutputError, UsageError
+from theris_cli.outputs import atomic_output
+
+SEQ = ("0001.png", "0002.png", "0003.png")
+
+
+def fake_upscale(src, dst, *, model=None, overwrite=False, on_progress=None, calls=None, delay=0.0, **_):
+    """Writes b'x4:' + the input bytes, through atomic_output; CORRUPT -> InputError, BUG -> RuntimeError."""
+    src = Path(src)
+    data = b"".join(p.read_bytes() for p in sorted(src.parent.iterdir())) if "%" in src.name else src.read_bytes()
+    if calls is not None:
+        calls.append(str(src))
+    if b"CORRUPT" in data:
+        raise InputError(f"{src.name}: corrupt data at frame 3; re-export or remove the file")
+    if b"BUG" in data:
+        raise RuntimeError("boom")
+    with atomic_output(dst, overwrite=overwrite, src=src) as tmp:
+        tmp.write_bytes(b"x4:" + data)
+        time.sleep(delay)
+        if on_progress:
+            on_progress(2, 2)
+    return SimpleNamespace(frames_in=1, frames_out=2)
+
+
+def upscaler(**kw):
+    return lambda *a, **k: fake_upscale(*a, **{**k, **kw})
+
+
+def make_tree(root: Path) -> Path:
+    """IN_DIR with two good videos (one nested), a corrupt one, a sequence folder and non-videos."""
+    files = {
+        "a.mp4": b"good a",
+        "sub/deeper/b.MKV": b"good b",
+        "sub/bad.avi": b"CORRUPT",
+        "notes.txt": b"not a video",
+        ".hidden.mp4": b"hidden",
+        "sub/._b.mkv": b"macOS resource fork",
+        "one_image/0001.png": b"a single picture",
+    }
+    files.update({f"seq/{n}": f"frame {n}".encode() for n in SEQ})
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    return root
+
+
+def run(in_dir, out_dir, **kw):
+    kw.setdefault("upscale", upscaler())
+    kw.setdefault("model", object())
+    kw.setdefault("weights", "stand-in")
+    return run_batch(in_dir, out_dir, **kw)
+
+
+def by_input(result):
+    return {f.input: f for f in result.files}
+
+
+def files_under(root: Path) -> set[str]:
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and ".theris" not in p.parts}
+
+
+# --- discovery ---------------------------------------------------------------------------------
+
+
+def test_discover_videos_sequences_and_mirrored_names(tmp_path):
+    in_dir = make_tree(tmp_path / "in")
+    jobs = discover(*check_roots(in_dir, tmp_path / "out"))
+    assert [(j.name, j.dst_rel.as_posix(), j.kind) for j in jobs] == [
+        ("a.mp4", "a.mkv", "video"),
+        ("seq/", "seq.mkv", "images"),
+        ("sub/bad.avi", "sub/bad.mkv", "video"),
+        ("sub/deeper/b.MKV", "sub/deeper/b.mkv", "video"),
+    ]
+    seq = jobs[1]
+    assert seq.src == in_dir.resolve() / "seq" / "%04d.png" and seq.start_number == 1 and len(seq.frames) == 3
+
+
+def test_discover_names_do_not_collide_and_do_not_depend_on_filters(tmp_path):
+    in_dir = tmp_path / "in"
+    for rel in ("clip.mp4", "clip.avi", "x/clip.mov"):
+        (in_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+        (in_dir / rel).write_bytes(b"v")
+    roots = check_roots(in_dir, tmp_path / "out")
+    names = {j.name: j.dst_rel.as_posix() for j in discover(*roots)}
+    assert names == {"clip.avi": "clip.avi.mkv", "clip.mp4": "clip.mp4.mkv", "x/clip.mov": "x/clip.mkv"}
+    only = discover(*roots, path_filter=PathFilter(include=["clip.mp4"]))
+    assert [j.dst_rel.as_posix() for j in only] == ["clip.mp4.mkv"]
+    same = {j.name: j.dst_rel.as_posix() for j in discover(*roots, ext="same")}
+    assert same == {"clip.avi": "clip.avi", "clip.mp4": "clip.mp4", "x/clip.mov": "x/clip.mov"}
+
+
+@pytest.mark.parametrize(
+    "include, exclude, expected",
+    [
+        ([], ["sub"], ["a.mp4", "seq/"]),
+        (["*.mp4"], [], ["a.mp4"]),
+        (["sub/**"], ["bad.*"], ["sub/deeper/b.MKV"]),
+        (["sub"], [], ["sub/bad.avi", "sub/deeper/b.MKV"]),
+        (["seq"], [], ["seq/"]),
+        (["**/b.MKV"], [], ["sub/deeper/b.MKV"]),
+        (["s?b/*/*"], [], ["sub/deeper/b.MKV"]),
+    ],
+)
+def test_include_exclude_globs(tmp_path, include, exclude, expected):
+    in_dir = make_tree(tmp_path / "in")
+    jobs = discover(*check_roots(in_dir, tmp_path / "out"), path_filter=PathFilter(include, exclude))
+    assert [j.name for j in jobs] == expected
+
+
+@pytest.mark.parametrize("bad", ["../x", "/abs/*.mp4", ""])
+def test_globs_must_stay_relative(bad):
+    with pytest.raises(UsageError, match="relative to IN_DIR"):
+        PathFilter(include=[bad])
+
+
+def test_roots_refused_when_same_or_nested_the_wrong_way(tmp_path):
+    in_dir = make_tree(tmp_path / "in")
+    with pytest.raises(UsageError, match="same folder"):
+        check_roots(in_dir, in_dir / "." / "sub" / "..")
+    with pytest.raises(UsageError, match="inside OUT_DIR"):
+        check_roots(in_dir, tmp_path)
+    with pytest.raises(UsageError, match="does not exist"):
+        check_roots(tmp_path / "missing", tmp_path / "out")
+
+
+def test_out_dir_inside_in_dir_is_not_processed(tmp_path):
+    in_dir = make_tree(tmp_path / "in")
+    out_dir = in_dir / "upscaled"
+    first = run(in_dir, out_dir)
+    assert first.count("done") == 3
+    again = run(in_dir, out_dir)  # outputs (a.mkv, ...) inside IN_DIR are not new inputs
+    assert {f.input for f in again.files} == {f.input for f in first.files}
+    assert again.count("done") == 0 and again.count("failed") == 1
+
+
+# --- a batch: results, report, resume ----------------------------------------------------------
+
+
+def test_batch_results_report_and_failure_isolation(tmp_path):
+    in_dir, out_dir = make_tree(tmp_path / "in"), tmp_path / "out"
+    before = {p: p.read_bytes() for p in in_dir.rglob("*") if p.is_file()}
+    result = run(in_dir, out_dir, report=tmp_path / "report.json")
+    files = by_input(result)
+    assert {k: v.status for k, v in files.items()} == {
+        "a.mp4": "done", "seq/": "done", "sub/bad.avi": "failed", "sub/deeper/b.MKV": "done"
+    }
+    assert files["sub/bad.avi"].reason.startswith("bad.avi: corrupt data at frame 3")
+    assert files["sub/bad.avi"].error_type == "InputError"
+    assert not result.ok
+    assert files_under(out_dir) == {"a.mkv", "seq.mkv", "sub/deeper/b.mkv"}
+    assert (out_dir / "a.mkv").read_bytes() == b"x4:good a"
+    assert before == {p: p.read_bytes() for p in in_dir.rglob("*") if p.is_file()}  # inputs untouched
+
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["counts"] == {"done": 3, "skipped": 0, "busy": 0, "failed": 1}
+    assert [f["status"] for f in report["files"]] == ["done", "done", "failed", "done"]
+    assert report["files"][0]["output_bytes"] == len(b"x4:good a")
+    kept = list((out_dir / ".theris" / "reports").glob("*.json"))
+    assert len(kept) == 1 and json.loads(kept[0].read_text())["counts"] == report["counts"]
+    assert not list((out_dir / ".theris" / "locks").iterdir())  # every lock released
+
+
+def test_internal_error_is_isolated_with_traceback(tmp_path):
+    in_dir, out_dir = tmp_path / "in", tmp_path / "out"
+    in_dir.mkdir()
+    (in_dir / "a.mp4").write_bytes(b"BUG")
+    (in_dir / "b.mp4").write_bytes(b"fine")
+    result = run(in_dir, out_dir)
+    a, b = result.files
+    assert (a.status, a.error_type, b.status) == ("failed", "internal", "done")
+    assert a.reason == "internal error: RuntimeError: boom" and "Traceback" in a.traceback
+
+
+def test_rerun_skips_done_and_redoes_changed_or_overwritten(tmp_path):
+    in_dir, out_dir = make_tree(tmp_path / "in"), tmp_path / "out"
+    (in_dir / "sub" / "bad.avi").unlink()
+    run(in_dir, out_dir)
+    calls = []
+    again = run(in_dir, out_dir, upscale=upscaler(calls=calls))
+    assert calls == [] and again.count("skipped") == 3 and again.ok
+
+    (in_dir / "a.mp4").write_bytes(b"good a, edited")  # input changed
+    (out_dir / "sub" / "deeper" / "b.mkv").write_bytes(b"truncat")  # output damaged
+    again = run(in_dir, out_dir, upscale=upscaler(calls=calls))
+    assert {f.input for f in again.files if f.status == "done"} == {"a.mp4", "sub/deeper/b.MKV"}
+    assert (out_dir / "a.mkv").read_bytes() == b"x4:good a, edited"
+
+    assert run(in_dir, out_dir, window=6).count("done") == 3  # settings changed
+    assert run(in_dir, out_dir, overwrite=True).count("done") == 3
+    assert run(in_dir, out_dir).count("skipped") == 3
+
+
+def test_verify_catches_same_size_corruption(tmp_path):
+    in_dir, out_dir = tmp_path / "in", tmp_path / "out"
+    in_dir.mkdir()
+    (in_dir / "a.mp4").write_bytes(b"good")
+    run(in_dir, out_dir)
+    (out_dir / "a.mkv").write_bytes(b"x4:bad!")  # same size
+    assert run(in_dir, out_dir).files[0].status == "skipped"
+    assert run(in_dir, out_dir, verify=True).files[0].status == "done"
+
+
+def test_rerun_after_crash_redoes_only_the_unfinished_file(tmp_path):
+    """A dead worker left a lock (dead pid on this host) and a partial output for b.mp4."""
+    in_dir, out_dir = tmp_path / "in", tmp_path / "out"
+    in_dir.mkdir()
+    for n in "abc":
+        (in_dir / f"{n}.mp4").write_bytes(n.encode())
+    run(in_dir, out_dir, include=["a.mp4", "c.mp4"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock = lock_path(out_dir / ".theris" / "locks", "b.mkv")
+    lock.write_bytes(LockInfo(os.uname().nodename, dead.pid, None, time.time(), "dead", "b.mp4").to_json())
+    partial = out_dir / "b.theris-partial-1a2b3c.mkv"
+    partial.write_bytes(b"half")
+
+    calls = []
+    result = run(in_dir, out_dir, upscale=upscaler(calls=calls))
+    assert [Path(c).name for c in calls] == ["b.mp4"]
+    assert [f.status for f in result.files] == ["skipped", "done", "skipped"]
+    assert not partial.exists() and not lock.exists()
+    assert files_under(out_dir) == {"a.mkv", "b.mkv", "c.mkv"}
+
+
+def test_kill_9_mid_file_then_rerun(tmp_path):
+    """A real worker process killed with SIGKILL while writing c.mp4's output, after a and b."""
+    in_dir, out_dir = tmp_path / "in", tmp_path / "out"
+    in_dir.mkdir()
+    for n in "abc":
+        (in_dir / f"{n}.mp4").write_bytes(n.encode())
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_batch import fake_upscale
+        from theris_cli.batch import run_batch
+        def slow_on_b(src, dst, **kw):
+            return fake_upscale(src, dst, **kw, delay=60 if src.name == "c.mp4" else 0)
+        run_batch({str(in_dir)!r}, {str(out_dir)!r}, upscale=slow_on_b, model=object(), weights="stand-in")
+        """
+    )
+    worker = subprocess.Popen([sys.executable, "-c", script])
+    deadline = time.monotonic() + 30
+    while not list(out_dir.glob("c.theris-partial-*.mkv")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    worker.kill()
+    worker.wait()
+    assert list(out_dir.glob("c.theris-partial-*.mkv")), "the worker never reached c.mp4"
+    assert not (out_dir / "c.mkv").exists()  # a partial output never has the final name
+
+    calls = []
+    result = run(in_dir, out_dir, upscale=upscaler(calls=calls))
+    assert [Path(c).name for c in calls] == ["c.mp4"]
+    assert [f.status for f in result.files] == ["skipped", "skipped", "done"]
+    assert not list(out_dir.glob("*.theris-partial-*")) and not list((out_dir / ".theris" / "locks").iterdir())
+    assert files_under(out_dir) == {"a.mkv", "b.mkv", "c.mkv"}
+
+
+# --- many workers ------------------------------------------------------------------------------
+
+
+def test_two_concurrent_workers_process_each_file_once(tmp_path):
+    in_dir, out_dir = tmp_path / "in", tmp_path / "out"
+    in_dir.mkdir()
+    names = [f"{i:02d}.mp4" for i in range(8)]
+    for n in names:
+        (in_dir / n).write_bytes(n.encode())
+    calls: list[str] = []
+    results = []
+
+    def worker():
+        results.append(run(in_dir, out_dir, upscale=upscaler(calls=calls, delay=0.03)))
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(Path(c).name for c in calls) == names  # each exactly once
+    assert all(r.ok for r in results)
+    assert sum(r.count("done") for r in results) == 8
+    assert all(r.count("done") > 0 for r in results)  # both did work
+    assert files_under(out_dir) == {n.replace(".mp4", ".mkv") for n in names}
+
+
+def test_two_shards_cover_every_file_exactly_once(tmp_path):
+    in_dir = make_tree(tmp_path / "in")
+    out_dir = tmp_path / "out"
+    s0 = run(in_dir, out_dir, shard="0/2")
+    s1 = run(in_dir, out_dir, shard="1/2")
+    names0, names1 = {f.input for f in s0.files}, {f.input for f in s1.files}
+    assert not names0 & names1
+    assert names0 | names1 == {"a.mp4", "seq/", "sub/bad.avi", "sub/deeper/b.MKV"}
+    assert s0.shard == "0/2" and s1.shard == "1/2"
+
+
+def test_shard_rule_and_slurm_environment():
+    rels = [f"d{i}/clip{i}.mp4" for i in range(50)]
+    shards = [Shard(i, 3) for i in range(3)]
+    assert sorted(r for s in shards for r in rels if s.owns(r)) == sorted(rels)
+    assert all(any(s.owns(r) for r in rels) for s in shards)
+    assert parse_shard("2/4") == Shard(2, 4)
+    for bad in ("4/4", "-1/2", "1", "a/b", "0/0"):
+        with pytest.raises(UsageError, match="INDEX/COUNT"):
+            parse_shard(bad)
+    env = {"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_MAX": "8", "SLURM_ARRAY_TASK_COUNT": "8"}
+    assert shard_from_env(env) == Shard(4, 8, "slurm")
+    assert shard_from_env({"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_MAX": "3"}) == Shard(3, 4, "slurm")
+    stepped = {"SLURM_ARRAY_TASK_ID": "6", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_MAX": "6", "SLURM_ARRAY_TASK_STEP": "2"}
+    assert shard_from_env(stepped) == Shard(3, 4, "slurm")
+    assert shard_from_env({}) is None
+    with pytest.raises(UsageError, match="--shard"):
+        shard_from_env({"SLURM_ARRAY_TASK_ID": "9", "SLURM_ARRAY_TASK_COUNT": "3", "SLURM_ARRAY_TASK_MIN": "1"})
+    assert resolve_shard("1/2", env) == Shard(1, 2)  # explicit wins
+    assert resolve_shard(None, env) == Shard(4, 8, "slurm")
+    assert resolve_shard(None, {}).count == 1
+
+
+def test_lock_claim_busy_and_stale_recovery(tmp_path):
+    path = tmp_path / "locks" / "x.lock"
+    mine = try_claim(path, input_name="x.mp4")
+    assert isinstance(mine, Claim)
+    holder = try_claim(path)  # same host, live pid: busy
+    assert isinstance(holder, LockInfo) and holder.pid == os.getpid() and holder.input == "x.mp4"
+    mine.release()
+    assert not path.exists()
+
+    # another host: busy while it refreshes the lock, stale once it has not for stale_after
+    path.write_bytes(LockInfo("elsewhere", 1, None, time.time(), "t1").to_json())
+    assert isinstance(try_claim(path, stale_after=60), LockInfo)
+    old = time.time() - 120
+    os.utime(path, (old, old))
+    took = try_claim(path, stale_after=60)
+    assert isinstance(took, Claim) and took.recovered.host == "elsewhere"
+    took.release()
+
+    # a lock without content (writer died between create and write): busy at first, stale later
+    path.write_bytes(b"")
+    assert try_claim(path) is None
+    os.utime(path, (old, old))
+    took = try_claim(path)
+    assert isinstance(took, Claim)
+    took.release()
+    assert sorted(p.name for p in path.parent.iterdir()) == []  # no leftovers of the takeover
+
+
+def test_heartbeat_keeps_lock_fresh_and_notices_a_takeover(tmp_path):
+    path = tmp_path / "x.lock"
+    claim = try_claim(path, heartbeat=0.05)
+    old = time.time() - 1000
+    os.utime(path, (old, old))
+    time.sleep(0.2)
+    assert time.time() - path.stat().st_mtime < 5
+    path.write_bytes(LockInfo("elsewhere", 1, None, time.time(), "thief").to_json())
+    time.sleep(0.2)
+    assert claim.lost
+    claim.release()
+    assert path.exists()  # not ours any more: left alone
+
+
+def test_remove_partials_only_touches_its_own_leftovers(tmp_path):
+    for name in ("b.theris-partial-1a2b3c.mkv", "b.theris-partial-ffffff.mkv", "bb.theris-partial-1a2b3c.mkv", "b.mkv"):
+        (tmp_path / name).write_bytes(b"")
+    gone = remove_partials(tmp_path / "b.mkv")
+    assert len(gone) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.mkv", "bb.theris-partial-1a2b3c.mkv"]
+
+
+# --- nothing escapes OUT_DIR -------------------------------------------------------------------
+
+
+def test_output_symlink_escaping_out_dir_is_refused(tmp_path):
+    in_dir, out_dir, outside = make_tree(tmp_path / "in"), tmp_path / "out", tmp_path / "outside"
+    outside.mkdir()
+    (out_dir).mkdir()
+    (out_dir / "sub").symlink_to(outside, target_is_directory=True)
+    result = run(in_dir, out_dir)
+    files = by_input(result)
+    assert files["sub/deeper/b.MKV"].status == "failed" and "outside OUT_DIR" in files["sub/deeper/b.MKV"].reason
+    assert files["a.mp4"].status == "done"
+    assert list(outside.rglob("*")) == []
+
+
+def test_output_paths_never_leave_out_dir(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    for bad in ("../x.mkv", "a/../../x.mkv", "/etc/x.mkv", ""):
+        with pytest.raises(OutputError):
+            safe_output_path(out, PurePosixPath(bad))
+    (out / "link.mkv").symlink_to(tmp_path / "target.mkv")
+    with pytest.raises(OutputError, match="symlink"):
+        safe_output_path(out, "link.mkv")
+    (out / "inner").symlink_to(out / "real", target_is_directory=True)
+    (out / "real").mkdir()
+    assert safe_output_path(out, "inner/x.mkv", create_parents=True) == out / "inner" / "x.mkv"
+
+
+def test_symlinked_inputs_are_read_but_outputs_stay_in_the_mirror(tmp_path):
+    in_dir, out_dir, elsewhere = tmp_path / "in", tmp_path / "out", tmp_path / "elsewhere"
+    in_dir.mkdir()
+    elsewhere.mkdir()
+    (elsewhere / "far.mp4").write_bytes(b"far away")
+    (in_dir / "near.mp4").symlink_to(elsewhere / "far.mp4")
+    (in_dir / "loop").symlink_to(in_dir, target_is_directory=True)  # folder links are not followed
+    result = run(in_dir, out_dir)
+    assert [(f.input, f.output, f.status) for f in result.files] == [("near.mp4", "near.mkv", "done")]
+    assert (out_dir / "near.mkv").read_bytes() == b"x4:far away"
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["far.mp4"]

@@ -1,0 +1,236 @@
+"""Find the inputs of a batch: videos and image-sequence folders under IN_DIR, and where each goes.
+
+Pure file-system reading: nothing here writes. The list is sorted by relative path so that every
+worker of a cluster job sees the same list in the same order, and each output name depends only on
+the input folder's contents (not on --include/--exclude), so filtering never renames an output.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
+from typing import Iterable, Sequence
+
+from theris_cli.batch.paths import inside
+from theris_cli.errors import UsageError
+
+# Containers FFmpeg reads that cameras and recorders produce; matched case-insensitively.
+VIDEO_EXTENSIONS = frozenset(
+    "mkv mp4 avi mov m4v webm ts mts m2ts mpg mpeg wmv flv 3gp ogv mxf nut y4m asf".split()
+)
+# Still-image formats that carry 8- and 16-bit grey frames; a folder of numbered ones is one input.
+FRAME_EXTENSIONS = frozenset("png tif tiff".split())
+MIN_SEQUENCE_FRAMES = 2  # one numbered image is a picture, not a video
+STATE_DIR = ".theris"  # batch bookkeeping inside OUT_DIR (records, locks, reports)
+
+_NUMBERED = re.compile(r"^(?P<prefix>.*?)(?P<num>\d+)$")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input of the batch and the output it becomes."""
+
+    rel: PurePosixPath  # the input relative to IN_DIR: a file, or the folder of a sequence
+    src: Path  # what the pipeline reads: the file, or a printf pattern such as seq/frame_%05d.png
+    dst_rel: PurePosixPath  # the output relative to OUT_DIR
+    kind: str  # "video" | "images"
+    frames: tuple[Path, ...] = field(default=(), repr=False, compare=False)  # a sequence's files, sorted
+    start_number: int = 0  # a sequence's first frame number
+
+    @property
+    def name(self) -> str:
+        """The input as the user knows it, for messages and the report."""
+        return str(self.rel) + ("/" if self.kind == "images" else "")
+
+
+# --- include / exclude globs -------------------------------------------------------------------
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    """Translate a glob into a regex over '/'-separated paths: `*` and `?` stay inside one folder
+    name, `**` crosses folders, `[...]` is a character class."""
+    out, i, n = [], 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif c == "*":
+            out.append("[^/]*")
+            i += 1
+        elif c == "?":
+            out.append("[^/]")
+            i += 1
+        elif c == "[" and "]" in pattern[i + 2 :]:
+            j = pattern.index("]", i + 2)
+            body = pattern[i + 1 : j]
+            body = "^" + body[1:] if body.startswith("!") else body
+            out.append("[" + body.replace("\\", "\\\\") + "]")
+            i = j + 1
+        else:
+            out.append(re.escape(c))
+            i += 1
+    return re.compile("".join(out))
+
+
+class PathFilter:
+    """--include / --exclude, relative to IN_DIR.
+
+    A pattern without '/' matches any single name at any depth (`*.mp4`, `calibration`); a pattern
+    with '/' matches a path from IN_DIR (`site1/**/*.mkv`, `site2/day3`). A pattern that matches a
+    folder covers everything inside it. With includes, an input must match one of them; an input
+    matching any exclude is dropped (exclude wins).
+    """
+
+    def __init__(self, include: Sequence[str] = (), exclude: Sequence[str] = ()):
+        self.include = [self._compile(p, "--include") for p in include]
+        self.exclude = [self._compile(p, "--exclude") for p in exclude]
+
+    @staticmethod
+    def _compile(pattern: str, flag: str) -> tuple[bool, re.Pattern[str]]:
+        p = pattern.strip()
+        while p.startswith("./"):
+            p = p[2:]
+        p = p.rstrip("/")
+        if not p or p.startswith("/") or ".." in p.split("/"):
+            raise UsageError(f"{flag} {pattern!r}: give a glob relative to IN_DIR, such as '*.mp4' or 'site1/**'")
+        return ("/" in p, _glob_regex(p))
+
+    @staticmethod
+    def _hit(patterns: list[tuple[bool, re.Pattern[str]]], rel: PurePosixPath) -> bool:
+        parts = rel.parts
+        for has_slash, rx in patterns:
+            if has_slash:
+                if any(rx.fullmatch("/".join(parts[: k + 1])) for k in range(len(parts))):
+                    return True
+            elif any(rx.fullmatch(part) for part in parts):
+                return True
+        return False
+
+    def excluded(self, rel: PurePosixPath) -> bool:
+        return self._hit(self.exclude, rel)
+
+    def selects(self, rel: PurePosixPath) -> bool:
+        return (not self.include or self._hit(self.include, rel)) and not self.excluded(rel)
+
+
+# --- roots and discovery -----------------------------------------------------------------------
+
+
+def check_roots(in_dir: Path | str, out_dir: Path | str) -> tuple[Path, Path]:
+    """Resolve IN_DIR and OUT_DIR (symlinks followed) and refuse layouts that could overwrite inputs."""
+    in_root = Path(in_dir).expanduser()
+    if not in_root.is_dir():
+        what = "does not exist" if not in_root.exists() else "is not a folder"
+        raise UsageError(f"IN_DIR {in_dir} {what}; give the folder that holds the recordings")
+    in_root = in_root.resolve()
+    out_root = Path(out_dir).expanduser().resolve()
+    if out_root == in_root:
+        raise UsageError("IN_DIR and OUT_DIR are the same folder; give a separate OUT_DIR so inputs are never overwritten")
+    if inside(in_root, out_root):
+        raise UsageError(f"IN_DIR {in_root} lies inside OUT_DIR {out_root}; outputs could land on inputs, choose another OUT_DIR")
+    return in_root, out_root
+
+
+def _output_name(rel: PurePosixPath, kind: str, ext: str) -> PurePosixPath:
+    if kind == "video":
+        suffix = rel.suffix if ext == "same" else "." + ext
+        return rel.with_suffix(suffix)
+    return rel.with_name(rel.name + "." + ("mkv" if ext == "same" else ext))
+
+
+def _sequences(folder_rel: PurePosixPath, folder: Path, names: Iterable[str]) -> tuple[list[Job], set[str]]:
+    """Group numbered still images of one folder into sequences; returns jobs and the names used."""
+    groups: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
+    for name in names:
+        stem, dot, ext = name.rpartition(".")
+        m = _NUMBERED.match(stem) if dot else None
+        if m and ext.lower() in FRAME_EXTENSIONS:
+            groups[(m["prefix"], ext)].append((m["num"], name))
+    jobs, used = [], set()
+    seqs = {k: v for k, v in groups.items() if len(v) >= MIN_SEQUENCE_FRAMES}
+    for (prefix, ext), members in sorted(seqs.items()):
+        members.sort(key=lambda t: (int(t[0]), t[1]))
+        widths = Counter(len(num) for num, _ in members)
+        width = widths.most_common(1)[0][0]
+        padded = any(num.startswith("0") for num, _ in members) or len(widths) == 1
+        spec = f"%0{width}d" if padded and width > 1 else "%d"
+        label = prefix.strip("_-. ") or "frames"
+        if len(seqs) == 1:  # the usual case: the folder is the clip
+            rel = folder_rel if folder_rel.parts else PurePosixPath(label)
+        else:
+            rel = folder_rel / label
+        jobs.append(
+            Job(
+                rel=rel,
+                src=folder / f"{prefix}{spec}.{ext}",
+                dst_rel=PurePosixPath(),  # named later, with the folder's other inputs
+                kind="images",
+                frames=tuple(folder / name for _, name in members),
+                start_number=int(members[0][0]),
+            )
+        )
+        used.update(name for _, name in members)
+    return jobs, used
+
+
+def discover(
+    in_root: Path,
+    out_root: Path,
+    *,
+    ext: str = "mkv",
+    path_filter: PathFilter | None = None,
+) -> list[Job]:
+    """Every input under `in_root` (already resolved, see check_roots), sorted by relative path.
+
+    Skipped without a word: hidden files and folders (names starting with '.', such as macOS '._'
+    files), symlinked folders (no cycles, no surprises), and anything that resolves inside OUT_DIR,
+    so an OUT_DIR inside IN_DIR never feeds the batch its own outputs. Symlinked files are read
+    (reading never writes through them) and named by the link, so their output stays in the mirror.
+    """
+    path_filter = path_filter or PathFilter()
+    jobs: list[Job] = []
+    for dirpath, dirnames, filenames in os.walk(in_root, followlinks=False):
+        here = Path(dirpath)
+        here_rel = PurePosixPath(here.relative_to(in_root).as_posix()) if here != in_root else PurePosixPath()
+        keep = []
+        for d in sorted(dirnames):
+            sub = here / d
+            if d.startswith(".") or sub.is_symlink() or inside(sub.resolve(), out_root):
+                continue
+            if path_filter.excluded(here_rel / d):
+                continue
+            keep.append(d)
+        dirnames[:] = keep  # os.walk descends only into these
+
+        visible = sorted(f for f in filenames if not f.startswith("."))
+        found, used = _sequences(here_rel, here, visible)
+        for f in visible:
+            if f in used or f.rpartition(".")[2].lower() not in VIDEO_EXTENSIONS or "." not in f:
+                continue
+            path = here / f
+            if path.is_symlink() and inside(path.resolve(), out_root):
+                continue
+            found.append(Job(rel=here_rel / f, src=path, dst_rel=PurePosixPath(), kind="video"))
+
+        # Name outputs over all of this folder's inputs, before filtering, so names never depend on
+        # --include/--exclude. Two inputs that would share a name (clip.mp4 and clip.avi -> clip.mkv;
+        # compared case-insensitively for macOS and Windows disks) both keep their old extension
+        # in the name instead (clip.mp4.mkv, clip.avi.mkv).
+        named = [(j, _output_name(j.rel, j.kind, ext)) for j in found]
+        counts = Counter(str(n).lower() for _, n in named)
+        for job, name in named:
+            if counts[str(name).lower()] > 1:
+                tail = job.rel.name if job.kind == "video" else job.rel.name + "." + job.frames[0].suffix[1:]
+                name = name.with_name(tail + "." + (ext if ext != "same" else job.rel.suffix[1:] or "mkv"))
+            jobs.append(replace(job, dst_rel=name))
+
+    jobs = [j for j in jobs if path_filter.selects(j.rel)]
+    jobs.sort(key=lambda j: j.rel.as_posix())
+    return jobs

@@ -1,0 +1,312 @@
+"""run_batch(): upscale every input of a folder into a mirrored folder, unattended and resumable.
+
+For each input of this worker's shard, in sorted order:
+  done already (completion record matches)   -> skipped
+  claimed by a live worker (lock file)       -> busy, left to that worker
+  otherwise: claim, upscale to a temporary name, rename, hash, write the record, release.
+A TherisError on one input (corrupt, unreadable, unsupported) fails that input only; any other
+exception is a bug and is isolated too, reported as internal with its traceback. Failures to
+load the model, Ctrl-C and SIGTERM stop the batch (after writing the report).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import threading
+import time
+import traceback
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional, Sequence
+
+from theris_cli.batch.claims import Claim, lock_path, try_claim
+from theris_cli.batch.discover import STATE_DIR, Job, PathFilter, check_roots, discover
+from theris_cli.batch.paths import safe_output_path
+from theris_cli.batch.records import check_record, input_fingerprint, make_record, read_record, record_path, write_record
+from theris_cli.batch.shard import Shard, resolve_shard
+from theris_cli.errors import OutputError, TherisError, UsageError
+from theris_cli.outputs import PARTIAL_MARK
+
+OUTPUT_EXTENSIONS = ("mkv", "mp4", "mov", "avi", "nut", "same")  # "same": keep each input's container
+STATUSES = ("done", "skipped", "busy", "failed")
+
+
+@dataclass
+class FileResult:
+    input: str  # relative to IN_DIR; a sequence folder ends in '/'
+    output: str  # relative to OUT_DIR
+    status: str  # one of STATUSES
+    reason: str = ""  # skipped/busy: why; failed: the one-line error message
+    error_type: str = ""  # failed: the TherisError class, or "internal" for a bug
+    traceback: str = ""  # internal errors only
+    seconds: float = 0.0
+    frames_in: Optional[int] = None
+    frames_out: Optional[int] = None
+    output_bytes: Optional[int] = None
+
+
+@dataclass
+class BatchResult:
+    in_dir: str
+    out_dir: str
+    shard: str
+    settings: dict[str, Any]
+    host: str = field(default_factory=socket.gethostname)
+    pid: int = field(default_factory=os.getpid)
+    started: float = field(default_factory=time.time)
+    finished: Optional[float] = None
+    interrupted: bool = False
+    discovered: int = 0  # inputs under IN_DIR after filters, before sharding
+    files: list[FileResult] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(f.status == status for f in self.files)
+
+    @property
+    def ok(self) -> bool:
+        return not self.interrupted and self.count("failed") == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["counts"] = {s: self.count(s) for s in STATUSES}
+        d["elapsed_s"] = round((self.finished or time.time()) - self.started, 3)
+        d["format"] = "theris-batch-report/1"
+        return d
+
+
+class BatchListener:
+    """Hooks for progress display; every method is optional (the default does nothing)."""
+
+    def batch_start(self, jobs: Sequence[Job], total_bytes: int, result: BatchResult) -> None: ...
+    def file_start(self, job: Job, index: int) -> None: ...
+    def file_progress(self, frames_done: int, frames_total: Optional[int]) -> None: ...
+    def file_end(self, job: Job, result: FileResult, input_bytes: int) -> None: ...
+
+
+def input_bytes(job: Job) -> int:
+    """An input's size on disk (a sequence: all its frames), 0 when unreadable."""
+    try:
+        return job.src.stat().st_size if job.kind == "video" else sum(f.stat().st_size for f in job.frames)
+    except OSError:
+        return 0
+
+
+def _default_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch  # late: keep `import theris_cli.batch` light
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def run_batch(
+    in_dir: Path | str,
+    out_dir: Path | str,
+    *,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    ext: str = "mkv",
+    shard: Shard | str | None = None,
+    overwrite: bool = False,
+    verify: bool = False,
+    stale_after: float = 600.0,
+    weights: Optional[str] = None,
+    model: Any = None,
+    device: str = "auto",
+    precision: str = "auto",
+    window: int = 4,
+    tile: Optional[int] = None,
+    temporal_factor: int = 2,
+    codec: Optional[str] = None,
+    crf: Optional[int] = None,
+    pix_fmt: Optional[str] = None,
+    report: Path | str | None = None,
+    listener: Optional[BatchListener] = None,
+    upscale: Optional[Callable[..., Any]] = None,
+) -> BatchResult:
+    """Upscale every video and image sequence under `in_dir` into the same tree under `out_dir`.
+
+    Returns a BatchResult (check `.ok`); raises UsageError for bad arguments, and lets model
+    loading errors, KeyboardInterrupt and SystemExit through after writing the report. The report
+    goes to `report` if given and always to OUT_DIR/.theris/reports/. `upscale` replaces
+    pipeline.upscale_video (tests); `model` skips loading (`weights` then only labels the settings).
+    """
+    ext = ext.lower().lstrip(".")
+    if ext not in OUTPUT_EXTENSIONS:
+        raise UsageError(f"--ext {ext!r}: choose one of {', '.join(OUTPUT_EXTENSIONS)}")
+    if stale_after <= 0:
+        raise UsageError("--stale-after must be a positive number of seconds")
+    in_root, out_root = check_roots(in_dir, out_dir)
+    shard = shard if isinstance(shard, Shard) else resolve_shard(shard)
+    if weights is None:
+        from theris_cli.weights import DEFAULT_MODEL
+
+        weights = DEFAULT_MODEL
+    if upscale is None:
+        from theris_cli.pipeline import upscale_video as upscale
+    # What changes the output's pixels or container: a change makes finished files redo.
+    settings = dict(
+        weights=str(weights), precision=precision, window=window, tile=tile, temporal_factor=temporal_factor,
+        codec=codec, crf=crf, pix_fmt=pix_fmt, ext=ext,
+    )
+    options = dict(
+        weights=weights, device=device, precision=precision, window=window, tile=tile,
+        temporal_factor=temporal_factor, codec=codec, crf=crf, pix_fmt=pix_fmt,
+    )
+
+    out_root.mkdir(parents=True, exist_ok=True)
+    state = safe_output_path(out_root, STATE_DIR)
+    state.mkdir(exist_ok=True)
+    all_jobs = discover(in_root, out_root, ext=ext, path_filter=PathFilter(include, exclude))
+    jobs = [j for j in all_jobs if shard.owns(j.rel.as_posix())]
+
+    result = BatchResult(str(in_root), str(out_root), str(shard), settings, discovered=len(all_jobs))
+    listener = listener or BatchListener()
+    worker = _Worker(out_root, state, settings, options, upscale, model, overwrite, verify, stale_after, result.started, listener)
+    sizes = [input_bytes(j) for j in jobs]
+    listener.batch_start(jobs, sum(sizes), result)
+    try:
+        for i, (job, size) in enumerate(zip(jobs, sizes)):
+            listener.file_start(job, i)
+            t0 = time.monotonic()
+            fr = worker.one(job)
+            fr.seconds = round(time.monotonic() - t0, 3)
+            result.files.append(fr)
+            listener.file_end(job, fr, size)
+    except BaseException:
+        result.interrupted = True
+        raise
+    finally:
+        result.finished = time.time()
+        _write_reports(result, state, report)
+    return result
+
+
+class _Worker:
+    """The per-file steps of one batch run (state shared across files: the lazily loaded model)."""
+
+    def __init__(self, out_root, state, settings, options, upscale, model, overwrite, verify, stale_after, started, listener):
+        self.out_root, self.state, self.settings, self.options = out_root, state, settings, options
+        self.upscale, self.model, self.overwrite, self.verify = upscale, model, overwrite, verify
+        self.stale_after, self.listener = stale_after, listener
+        self.not_before = started if overwrite else None
+
+    def _load_model(self) -> Any:
+        # Once per batch, and only when some file needs it: a rerun with everything done loads nothing.
+        if self.model is None:
+            from theris_cli.weights import load_model
+
+            self.model = load_model(self.options["weights"], device=_default_device(self.options["device"]))
+        return self.model
+
+    def _done(self, job: Job, dst: Path, fingerprint: dict) -> Optional[str]:
+        record = read_record(record_path(self.state, job))
+        return check_record(record, job, dst, self.settings, fingerprint, verify=self.verify, not_before=self.not_before)
+
+    def one(self, job: Job) -> FileResult:
+        res = FileResult(input=job.name, output=job.dst_rel.as_posix(), status="failed")
+        try:
+            dst = safe_output_path(self.out_root, job.dst_rel)
+            fingerprint = input_fingerprint(job)
+        except OutputError as e:
+            res.reason, res.error_type = str(e), type(e).__name__
+            return res
+        except OSError as e:
+            res.reason, res.error_type = f"cannot read {job.name}: {e.strerror or e}; check the file and its permissions", "InputError"
+            return res
+        if self._done(job, dst, fingerprint) is None:
+            res.status, res.reason = "skipped", "already done"
+            res.output_bytes = dst.stat().st_size
+            return res
+
+        claim = try_claim(
+            lock_path(self.state / "locks", job.dst_rel.as_posix()), input_name=job.name, stale_after=self.stale_after
+        )
+        if not isinstance(claim, Claim):
+            res.status = "busy"
+            res.reason = f"being processed by {claim.describe()}" if claim else "being processed by another worker"
+            return res
+        with claim:
+            if claim.recovered:  # its holder died mid-file: clear what it left beside the output
+                remove_partials(dst)
+            if self._done(job, dst, fingerprint) is None:  # finished by another worker since we looked
+                res.status, res.reason = "skipped", "already done by another worker"
+                res.output_bytes = dst.stat().st_size
+                return res
+            model = self._load_model()  # errors here stop the batch: every file would fail alike
+            try:
+                self._process(job, dst, fingerprint, model, claim, res)
+            except TherisError as e:
+                res.reason, res.error_type = str(e), type(e).__name__
+            except Exception as e:  # a bug: isolate it, keep its traceback for the report
+                res.reason = f"internal error: {type(e).__name__}: {e}"
+                res.error_type, res.traceback = "internal", traceback.format_exc()
+        return res
+
+    def _process(self, job: Job, dst: Path, fingerprint: dict, model: Any, claim: Claim, res: FileResult) -> None:
+        rec = record_path(self.state, job)
+        rec.unlink(missing_ok=True)  # the old record describes an output about to be replaced
+        dst = safe_output_path(self.out_root, job.dst_rel, create_parents=True)
+        # An output without a valid record is not done (a crash between rename and record, other
+        # settings, a changed input): it is ours to replace, OUT_DIR being the batch's folder.
+        replace = self.overwrite or dst.exists()
+        out = self.upscale(
+            job.src, dst, model=model, overwrite=replace, on_progress=self._on_progress, **self.options
+        )
+        res.frames_in = getattr(out, "frames_in", None)
+        res.frames_out = getattr(out, "frames_out", None)
+        record = make_record(job, dst, fingerprint, self.settings, frames_in=res.frames_in, frames_out=res.frames_out)
+        write_record(rec, record)
+        if claim.lost:  # judged stale and taken over meanwhile (clock skew, --stale-after too short)
+            res.reason = "another worker took the lock over while this one ran"
+        res.status, res.output_bytes = "done", record["output_size"]
+
+    def _on_progress(self, done: int, total: Optional[int] = None, *_: Any, **__: Any) -> None:
+        self.listener.file_progress(done, total)
+
+
+@contextmanager
+def interrupt_on_sigterm() -> Iterator[None]:
+    """Turn SIGTERM (Slurm's time limit, scancel, kill) into KeyboardInterrupt inside the block, so
+    the running file's temporary output and lock are removed and the report is written. Only in the
+    main thread (Python delivers signals there); elsewhere a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _raise(signum, frame):  # noqa: ARG001 - signal handler signature
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def remove_partials(dst: Path) -> list[Path]:
+    """Delete the temporary files a killed writer left beside `dst` (see outputs.partial_name)."""
+    pattern = re.compile(re.escape(dst.stem + PARTIAL_MARK) + r"[0-9a-f]+" + re.escape(dst.suffix))
+    gone = []
+    try:
+        names = os.listdir(dst.parent)
+    except OSError:
+        return gone
+    for name in names:
+        if pattern.fullmatch(name):
+            (dst.parent / name).unlink(missing_ok=True)
+            gone.append(dst.parent / name)
+    return gone
+
+
+def _write_reports(result: BatchResult, state: Path, report: Path | str | None) -> None:
+    from theris_cli.batch.report import write_report
+
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(result.started))
+    write_report(state / "reports" / f"{stamp}-{result.host}-{result.pid}.json", result)
+    if report is not None:
+        write_report(Path(report), result)
