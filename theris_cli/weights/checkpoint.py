@@ -148,7 +148,7 @@ def _open_header(path: Path) -> tuple[dict[str, str], list[str]]:
         if head[:2] == b"PK" or head[:1] == b"\x80":
             hint = " (it looks like a pickled PyTorch file: theris never unpickles, for safety)"
         raise WeightsError(
-            f"{path} is not a safetensors file{hint}: pass a checkpoint written by theris ({type(e).__name__}: "
+            f"{path} is not a complete safetensors file{hint}: pass a checkpoint written by theris ({type(e).__name__}: "
             f"{str(e).splitlines()[0] if str(e) else 'unreadable header'})"
         ) from None
 

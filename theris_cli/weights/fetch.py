@@ -99,8 +99,8 @@ def download_hub_file(hf: HubFile, *, label: str | None = None) -> Path:
         offline = hf_constants.HF_HUB_OFFLINE or isinstance(e.__cause__, OfflineModeIsEnabled)
         if offline:
             raise WeightsError(
-                f"{label} is not in the Hub cache and HF_HUB_OFFLINE is set: run `theris weights download` "
-                "with network access (HF_HUB_OFFLINE unset), or pass a local file with --weights PATH"
+                f"{label} is not in the Hub cache and HF_HUB_OFFLINE is set: unset it and run once with network "
+                "access to download it, or pass a local file with --weights PATH"
             ) from None
         raise WeightsError(
             f"cannot reach the Hub at {endpoint} to download {label}, and it is not in the Hub cache "

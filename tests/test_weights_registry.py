@@ -1,0 +1,140 @@
+"""The registry's data, the shipped default and its untrained fallback, and the maintainer tool."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import re
+
+import pytest
+import torch
+
+from theris_cli.errors import WeightsError
+from theris_cli.model import PRESETS, ModelConfig
+from theris_cli.weights import (
+    DEFAULT_MODEL,
+    FALLBACK_MODEL,
+    REGISTRY,
+    available_models,
+    complete_weights,
+    default_model,
+    inspect_checkpoint,
+    load_model,
+    save_checkpoint,
+    weights_option_help,
+)
+from theris_cli.weights import registry
+from theris_cli.weights.__main__ import main as tool_main
+from theris_cli.weights.fetch import sha256_file
+
+
+def test_names_feed_choices_help_and_completion():
+    names = available_models()
+    assert {DEFAULT_MODEL, FALLBACK_MODEL, "tiny-random"} <= set(names)
+    assert all(n in weights_option_help() for n in names)
+    assert complete_weights("tiny") == ["tiny-random"]
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_every_entry_is_consistent(name):
+    e = REGISTRY[name]
+    assert isinstance(e.model_config(), ModelConfig)
+    assert e.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", e.sha256)
+    if e.source == "random":
+        assert e.seed is not None and not e.trained and e.filename is None
+    if e.source == "hub":
+        assert e.filename
+        if e.repo_id is not None:  # published: pinned to a commit, with the hash to check
+            assert re.fullmatch(r"[0-9a-f]{40}", e.revision or "") and e.sha256 and e.size
+        else:
+            assert e.where == "Hub: not published yet"
+    if e.source == "shipped" and registry.is_shipped_present(e):
+        # the file in weights/ is exactly the one the registry describes
+        path = registry.shipped_path(e)
+        assert e.sha256 == sha256_file(path), f"record the hash: python -m theris_cli.weights --hash {path}"
+        assert e.size == path.stat().st_size
+        assert inspect_checkpoint(path).config == e.model_config()
+
+
+def test_shipped_folder_is_found_from_this_install():
+    folder = registry.shipped_dir()
+    assert (folder / "README.md").is_file()  # weights/README.md, packaged beside the checkpoints
+    assert registry.shipped_path(REGISTRY[DEFAULT_MODEL]).parent == folder
+
+
+def test_tiny_random_is_reproducible_and_leaves_the_global_rng_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    a = load_model("tiny-random")
+    after = torch.rand(3)
+    b = load_model("tiny-random")
+    assert torch.equal(expected, after)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert a.config == PRESETS["tiny"] and not a.training and not a.weights_info.trained
+
+
+@pytest.fixture
+def without_shipped_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(registry, "shipped_dir", lambda: tmp_path / "empty")
+
+
+@pytest.fixture
+def with_shipped_file(tmp_path, monkeypatch):
+    """A shipped default (a tiny network standing in for the trained one) recorded in the registry."""
+    folder = tmp_path / "shipped"
+    entry = REGISTRY[DEFAULT_MODEL]
+    path = save_checkpoint(folder / entry.filename, load_model("tiny-random"), metadata={"trained": "yes"})
+    monkeypatch.setattr(registry, "shipped_dir", lambda: folder)
+    recorded = dataclasses.replace(entry, config="tiny", sha256=sha256_file(path), size=path.stat().st_size)
+    monkeypatch.setitem(REGISTRY, DEFAULT_MODEL, recorded)
+    return path
+
+
+def test_default_falls_back_to_a_labelled_untrained_model(without_shipped_file, caplog):
+    assert default_model() == FALLBACK_MODEL
+    with caplog.at_level(logging.WARNING):
+        model = load_model()
+    assert "RANDOM weights" in caplog.text and DEFAULT_MODEL in caplog.text
+    info = model.weights_info
+    assert (info.name, info.trained) == (FALLBACK_MODEL, False)
+    assert "UNTRAINED" in info.describe()
+    assert model.config == PRESETS["small"]
+
+
+def test_default_loads_the_shipped_file_when_present(with_shipped_file):
+    assert default_model() == DEFAULT_MODEL
+    model = load_model()
+    info = model.weights_info
+    assert (info.name, info.source, info.path, info.trained) == (DEFAULT_MODEL, "shipped", with_shipped_file, True)
+
+
+def test_a_changed_shipped_file_is_refused(with_shipped_file):
+    data = bytearray(with_shipped_file.read_bytes())
+    data[-1] ^= 0xFF
+    with_shipped_file.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="checksum mismatch.*expected SHA-256 [0-9a-f]{64}, got [0-9a-f]{64}"):
+        load_model()
+    assert with_shipped_file.exists()  # never deletes from the package
+
+
+def test_hash_tool_prints_the_registry_fields(tmp_path, capsys):
+    path = save_checkpoint(tmp_path / "m.safetensors", load_model("tiny-random"), extra_tensors={"o": torch.zeros(4)})
+    assert tool_main(["--hash", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert f'sha256="{hashlib.sha256(path.read_bytes()).hexdigest()}"' in out
+    assert 'config="tiny"' in out and f"size={path.stat().st_size}" in out
+    assert "extra tensors" in err  # told to export a copy without optimizer state
+
+    ship = tmp_path / "ship.safetensors"
+    assert tool_main(["--export", str(path), str(ship)]) == 0
+    assert inspect_checkpoint(ship).n_extra == 0
+    assert f'sha256="{sha256_file(ship)}"' in capsys.readouterr().out
+
+
+def test_hash_tool_refuses_other_files(tmp_path, capsys):
+    path = tmp_path / "x.safetensors"
+    path.write_bytes(b"not a checkpoint at all")
+    assert tool_main(["--hash", str(path)]) == 1
+    assert "error:" in capsys.readouterr().err
