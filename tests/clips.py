@@ -47,7 +47,7 @@ def write_clip(
     fps: Fraction | int = Fraction(25),
     codec: str | None = None,
     pix_fmt: str | None = None,
-    audio: bool = False,
+    audio: bool | str = False,
     rotation: int | None = None,
     color_range: str | None = None,
     metadata: dict[str, str] | None = None,
@@ -61,7 +61,8 @@ def write_clip(
     - `pix_fmt`: the stream's pixel format; frames are converted to it by swscale, except uint16
       frames into `gray10le`..`gray16le`, which keep their raw values (a 14-bit camera's counts).
     - `color_range`: "limited" or "full", tagged on the stream and the frames (YUV only).
-    - `audio`: add a 1 kHz AAC (mp4/mov) or PCM (mkv/avi) tone lasting as long as the video.
+    - `audio`: add a 1 kHz tone lasting as long as the video: True for AAC (mp4/mov) or PCM
+      (mkv/avi), or an encoder name such as "libopus".
     - `rotation`: display-matrix rotation in degrees (counter-clockwise, as PyAV reads it back).
     """
     path = Path(path)
@@ -96,8 +97,8 @@ def write_clip(
             vs.set_display_rotation(rotation)
         aus = None
         if audio:
-            acodec = "aac" if ext in (".mp4", ".mov") else "pcm_s16le"
-            aus = out.add_stream(acodec, rate=8000)
+            acodec = audio if isinstance(audio, str) else ("aac" if ext in (".mp4", ".mov") else "pcm_s16le")
+            aus = out.add_stream(acodec, rate=48000 if acodec == "libopus" else 8000)
             aus.layout = "mono"
         for i, frame in enumerate(frames):
             if frame.dtype == np.uint16 and pix_fmt.startswith("gray"):

@@ -204,21 +204,27 @@ def expected_frame_count(container: av.container.InputContainer, stream: av.vide
 def stream_rate(stream: av.video.stream.VideoStream) -> Fraction | None:
     """Frames per second as an exact Fraction: average rate, else guessed rate, else 1/time_base.
 
-    Matroska stores the rate as a frame duration in nanoseconds; FFmpeg recovers it as a fraction
-    with terms up to 30000, so 30000/1001 survives, and a rate a hair off a simple fraction is
-    snapped back to it (relative error < 1e-6).
+    Matroska stores the rate as a frame duration in whole nanoseconds, and FFmpeg turns it back into
+    a fraction with terms up to 30000: 30000/1001 survives, 60000/1001 comes back as 19001/317.
+    So a rate within 1e-6 of a whole number, an NTSC rate (n * 1000/1001) or a fraction over at
+    most 100 is snapped to it.
     """
     for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
         if rate:
-            return _snap(Fraction(rate))
+            return snap_rate(Fraction(rate))
     if stream.time_base:
-        return _snap(1 / Fraction(stream.time_base))
+        return snap_rate(1 / Fraction(stream.time_base))
     return None
 
 
-def _snap(rate: Fraction) -> Fraction:
-    simple = rate.limit_denominator(1001)
-    return simple if abs(simple - rate) <= rate * Fraction(1, 10**6) else rate
+def snap_rate(rate: Fraction) -> Fraction:
+    """The simplest common rate within a relative 1e-6 of `rate`, else `rate` itself."""
+    ntsc = Fraction(1000, 1001)
+    candidates = (Fraction(round(rate)), round(rate / ntsc) * ntsc, rate.limit_denominator(100))
+    for simple in candidates:
+        if simple > 0 and abs(simple - rate) <= rate * Fraction(1, 10**6):
+            return simple
+    return rate
 
 
 @contextmanager
