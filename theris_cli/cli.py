@@ -265,7 +265,7 @@ def weights_list_cmd() -> None:
 
 @weights_app.command("download")
 def weights_download_cmd(
-    name: str = typer.Argument(..., help=_NAME_HELP, autocompletion=_complete_weights),
+    name: str = typer.Argument(..., metavar="NAME", help=_NAME_HELP, autocompletion=_complete_weights),
 ) -> None:
     """Download a model from the Hugging Face Hub into its cache (HF_HOME) and verify its SHA-256.
 
@@ -287,7 +287,7 @@ def weights_download_cmd(
 @weights_app.command("verify")
 def weights_verify_cmd(
     name: Optional[str] = typer.Argument(
-        None, help=f"{_NAME_HELP} Default: every model that is here.", autocompletion=_complete_weights
+        None, metavar="[NAME]", help=f"{_NAME_HELP} Default: every registered model.", autocompletion=_complete_weights
     ),
 ) -> None:
     """Check local weight files against the registry's SHA-256 and that theris can read them.
@@ -313,7 +313,7 @@ def weights_verify_cmd(
 
 @weights_app.command("path")
 def weights_path_cmd(
-    name: str = typer.Argument(..., help=_NAME_HELP, autocompletion=_complete_weights),
+    name: str = typer.Argument(..., metavar="NAME", help=_NAME_HELP, autocompletion=_complete_weights),
 ) -> None:
     """Print the local file of a model (shipped or in the Hub cache); never downloads.
 
