@@ -38,6 +38,33 @@ def _segsum(a: torch.Tensor) -> torch.Tensor:
     return x.masked_fill(~lower, float("-inf"))
 
 
+SUPER = 128  # chunks per block of the inter-chunk pass: a (SUPER x SUPER) decay matrix per head
+
+
+def _pass_states(states: torch.Tensor, totals: torch.Tensor) -> torch.Tensor:
+    """State entering each chunk, from each chunk's own end state and total log-decay.
+
+    states: (..., c, d) end state of chunk c from its inputs alone; totals: (..., c) sum of dt*A in
+    chunk c. Returns (..., c, d): sum over c' < z of decay(end of c' -> start of z) * states[c'].
+    Blocks of SUPER chunks are done as one masked matrix product; a short Python loop carries the
+    state across blocks, so memory stays linear in c for long sequences (large frames).
+    """
+    c = states.shape[-2]
+    out = []
+    carry = None  # state entering the current block, (..., d)
+    for s0 in range(0, c, SUPER):
+        st, tot = states[..., s0:s0 + SUPER, :], totals[..., s0:s0 + SUPER]
+        # [z, c'] = decay from the end of chunk c' to the start of chunk z in this block (0 unless c' < z)
+        decay = torch.exp(_segsum(F.pad(tot, (1, 0))))[..., :-1, 1:]
+        block = decay @ st
+        if carry is not None:
+            into = torch.exp(tot.cumsum(-1) - tot)  # decay from the block's start to the start of z
+            block = block + into.unsqueeze(-1) * carry.unsqueeze(-2)
+        out.append(block)
+        carry = block[..., -1, :] * torch.exp(tot[..., -1:]) + st[..., -1, :]
+    return torch.cat(out, dim=-2) if len(out) > 1 else out[0]
+
+
 def ssd_chunked(
     x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
     D: Optional[torch.Tensor] = None, chunk_size: int = 64,
@@ -45,9 +72,10 @@ def ssd_chunked(
     """Chunked SSD scan in plain PyTorch (Mamba-2's "ssd_minimal_discrete", with groups and padding).
 
     x: (b, L, h, p); dt: (b, L, h) > 0; A: (h,) < 0; B, C: (b, L, g, n) with h % g == 0; D: (h,) or None.
-    Returns y: (b, L, h, p) in x's dtype. Computes in float32 (float64 for float64 input). Inside a chunk the scan is a masked
-    (l x l) matrix product; between chunks the states are passed by one small matrix product too,
-    so there is no Python loop over L and autograd gives a fast backward.
+    Returns y: (b, L, h, p) in x's dtype. Computes in float32 (float64 for float64 input). Inside a chunk the scan
+    is a masked (l x l) matrix product; between chunks the states are passed by small matrix
+    products too (`_pass_states`), so there is no Python loop over L and autograd gives a fast
+    backward.
     """
     b, L, h, p = x.shape
     g, n = B.shape[-2:]
@@ -75,22 +103,23 @@ def ssd_chunked(
     Cc = C32.view(b, c, l, g, n).transpose(2, 3)                                         # (b,c,g,l,n)
     a_cum = a.cumsum(dim=-1)                                                             # (b,c,g,r,l)
 
-    # 1. within each chunk: y_i = sum_{j<=i} (C_i . B_j) decay(j->i) xdt_j
+    # 1. within each chunk: y_i = sum_{j<=i} (C_i . B_j) decay(j->i) xdt_j, decay = exp(cum_i - cum_j).
+    # The difference of cumsums (as mamba-ssm's kernel does) is exact enough inside one chunk and
+    # touches each (l x l) entry far fewer times than a masked cumsum; j > i is masked before exp.
+    causal = torch.ones(l, l, dtype=torch.bool, device=x.device).tril()
+    seg = (a_cum.unsqueeze(-1) - a_cum.unsqueeze(-2)).masked_fill(~causal, float("-inf"))
     CB = Cc @ Bc.transpose(-1, -2)                                                       # (b,c,g,l,s)
-    scores = CB.unsqueeze(3) * torch.exp(_segsum(a))                                     # (b,c,g,r,l,s)
+    scores = CB.unsqueeze(3) * torch.exp(seg)                                            # (b,c,g,r,l,s)
     y = scores @ xdt                                                                     # (b,c,g,r,l,p)
 
-    # 2. state at the end of each chunk from its own inputs
-    decay_to_end = torch.exp(a_cum[..., -1:] - a_cum)                                    # (b,c,g,r,l)
-    states = (xdt * decay_to_end.unsqueeze(-1)).transpose(-1, -2) @ Bc.unsqueeze(3)      # (b,c,g,r,p,n)
-
-    # 3. pass states between chunks: state entering chunk z = sum_{c<z} decay(c->z) states_c
     if c > 1:
-        totals = F.pad(a_cum[..., -1].permute(0, 2, 3, 1), (1, 0))                        # (b,g,r,c+1)
-        # [z, c'] = decay from the end of chunk c' to the start of chunk z (0 unless c' < z)
-        chunk_decay = torch.exp(_segsum(totals))[..., :-1, 1:]                               # (b,g,r,c,c)
+        # 2. state at the end of each chunk from its own inputs
+        decay_to_end = torch.exp(a_cum[..., -1:] - a_cum)                                # (b,c,g,r,l)
+        states = (xdt * decay_to_end.unsqueeze(-1)).transpose(-1, -2) @ Bc.unsqueeze(3)  # (b,c,g,r,p,n)
+        # 3. state entering each chunk: a scan over chunks with scalar decays per head
+        totals = a_cum[..., -1].permute(0, 2, 3, 1)                                      # (b,g,r,c)
         flat = states.permute(0, 2, 3, 1, 4, 5).reshape(b, g, r, c, p * n)
-        states_in = (chunk_decay @ flat).view(b, g, r, c, p, n).permute(0, 3, 1, 2, 4, 5)   # (b,c,g,r,p,n)
+        states_in = _pass_states(flat, totals).view(b, g, r, c, p, n).permute(0, 3, 1, 2, 4, 5)  # (b,c,g,r,p,n)
         # 4. contribution of the entering state to every step of the chunk
         y_off = (Cc.unsqueeze(3) @ states_in.transpose(-1, -2)) * torch.exp(a_cum).unsqueeze(-1)  # (b,c,g,r,l,p)
         y = y + y_off

@@ -80,14 +80,18 @@ class TDIM(nn.Module):
 
     def coefficients(self, times: torch.Tensor, n_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Mixing weights M[i, t, c] (output i from input t, channel c) and the embeddings e.
-        times: (M,) float32 -> (M, n_frames, dim), (M, E)."""
-        e = self.embed(times, n_frames)
-        kappa = self.kappa_at(e, n_frames)                                         # (M, n, dim)
-        omega = math.pi * torch.arange(n_frames, dtype=times.dtype, device=times.device) / n_frames
+        times: (M,) -> (M, n_frames, dim) in float32 (float64 for a float64 module), (M, E).
+        The DCT and the decay are computed in at least float32 even in a half-precision model."""
+        pdtype = self.kappa[-1].weight.dtype
+        work = torch.promote_types(pdtype, torch.float32)
+        e = self.embed(times.to(pdtype), n_frames)
+        kappa = self.kappa_at(e, n_frames).to(work)                                # (M, n, dim)
+        times = times.to(work)
+        omega = math.pi * torch.arange(n_frames, dtype=work, device=times.device) / n_frames
         dt = distance_to_input(times)                                              # (M,)
         w = torch.exp(-kappa * (omega**2)[None, :, None] * dt[:, None, None])      # (M, n, dim)
         phi = dct_basis(times, n_frames)                                           # (M, n)
-        dct = dct_matrix(n_frames, times.dtype, times.device)                      # (n, t)
+        dct = dct_matrix(n_frames, work, times.device)                             # (n, t)
         mix = torch.einsum("inc,in,nt->itc", w, phi, dct)                          # (M, t, dim)
         return mix, e
 
@@ -95,6 +99,6 @@ class TDIM(nn.Module):
         """feats (B, T, C, H, W), times (M,) in [0, T-1] -> (B, M, C, H, W) features, e (M, E)."""
         B, T, C, H, W = feats.shape
         assert C == self.dim, f"TDIM expects {self.dim} channels, got {C}"
-        mix, e = self.coefficients(times.float(), T)
+        mix, e = self.coefficients(times, T)
         out = torch.einsum("itc,btchw->bichw", mix.to(feats.dtype), feats)
         return out, e

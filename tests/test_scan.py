@@ -1,0 +1,142 @@
+"""The chunked SSD scan equals the step-by-step recurrence; the backend choice and its errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from theris_cli.errors import BackendUnavailable, UsageError
+from theris_cli.model import scan
+from theris_cli.model.scan import selective_scan, ssd_chunked, ssd_recurrent
+
+
+def _inputs(b, L, h, p, g, n, dtype=torch.float64, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+
+    def leaf(*shape, scale=1.0, shift=0.0):
+        return (torch.randn(*shape, generator=gen, dtype=dtype) * scale + shift).requires_grad_()
+
+    x = leaf(b, L, h, p)
+    dt = (torch.rand(b, L, h, generator=gen, dtype=dtype) * 0.5 + 0.01).requires_grad_()
+    A = (-torch.rand(h, generator=gen, dtype=dtype) * 3 - 0.1).requires_grad_()
+    B, C = leaf(b, L, g, n), leaf(b, L, g, n)
+    D = leaf(h)
+    return x, dt, A, B, C, D
+
+
+@pytest.mark.parametrize("L", [1, 5, 16, 37, 100])
+def test_chunked_equals_recurrence_forward_and_gradients(L):
+    x, dt, A, B, C, D = inputs = _inputs(2, L, 4, 3, 2, 5)
+    prompt = torch.randn(1, L, 2, 5, dtype=torch.float64, requires_grad=True)  # the C + T shift
+    y1 = ssd_chunked(x, dt, A, B, C + prompt, D, chunk_size=16)
+    y2 = ssd_recurrent(x, dt, A, B, C + prompt, D)
+    assert y1.shape == (2, L, 4, 3)
+    torch.testing.assert_close(y1, y2, rtol=1e-10, atol=1e-10)
+    w = torch.randn_like(y1)
+    leaves = [*inputs, prompt]
+    g1 = torch.autograd.grad((y1 * w).sum(), leaves)
+    g2 = torch.autograd.grad((y2 * w).sum(), leaves)
+    for name, a, b in zip(["x", "dt", "A", "B", "C", "D", "prompt"], g1, g2):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9, msg=f"gradient of {name}")
+
+
+def test_chunked_many_chunks_crosses_state_blocks(monkeypatch):
+    monkeypatch.setattr(scan, "SUPER", 3)  # force several blocks in the inter-chunk pass
+    x, dt, A, B, C, D = _inputs(1, 75, 2, 2, 1, 3)
+    torch.testing.assert_close(ssd_chunked(x, dt, A, B, C, D, chunk_size=4), ssd_recurrent(x, dt, A, B, C, D))
+
+
+def test_float32_close_and_dtype_kept():
+    x, dt, A, B, C, D = (t.detach().float() for t in _inputs(2, 130, 2, 4, 1, 8))
+    y = ssd_chunked(x, dt, A, B, C, D)
+    assert y.dtype == torch.float32
+    torch.testing.assert_close(y, ssd_recurrent(x, dt, A, B, C, D), rtol=1e-4, atol=1e-4)
+
+
+@pytest.fixture
+def fresh_backend(monkeypatch):
+    scan.reset_backend()
+    yield monkeypatch
+    scan.reset_backend()
+
+
+def test_forced_reference(fresh_backend):
+    fresh_backend.setenv("THERIS_SCAN", "reference")
+    name, reason = scan.backend_info()
+    assert name == "reference" and "THERIS_SCAN" in reason
+
+
+def test_auto_on_cpu_is_reference_and_says_why(fresh_backend):
+    fresh_backend.delenv("THERIS_SCAN", raising=False)
+    fresh_backend.setattr(torch.cuda, "is_available", lambda: False)
+    name, reason = scan.backend_info()
+    assert name == "reference" and "CUDA" in reason
+
+
+def test_forced_mamba_without_kernel_names_the_fix(fresh_backend):
+    fresh_backend.setenv("THERIS_SCAN", "mamba")
+    fresh_backend.setattr(scan, "_import_kernel", lambda: (None, "mamba-ssm does not import (ModuleNotFoundError)"))
+    with pytest.raises(BackendUnavailable) as err:
+        scan.backend_info()
+    msg = str(err.value)
+    assert "pip install --no-build-isolation mamba-ssm" in msg and "THERIS_SCAN" in msg
+    assert "\n" not in msg
+
+
+def test_forced_mamba_without_cuda(fresh_backend):
+    fresh_backend.setenv("THERIS_SCAN", "mamba")
+    fresh_backend.setattr(scan, "_import_kernel", lambda: (lambda *a, **k: None, "kernel"))
+    fresh_backend.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(BackendUnavailable, match="CUDA"):
+        scan.backend_info()
+
+
+def test_bad_value_is_a_usage_error(fresh_backend):
+    fresh_backend.setenv("THERIS_SCAN", "fast")
+    with pytest.raises(UsageError, match="reference"):
+        scan.backend_info()
+
+
+def test_choice_is_made_once(fresh_backend):
+    fresh_backend.setenv("THERIS_SCAN", "reference")
+    first = scan.backend_info()
+    fresh_backend.setenv("THERIS_SCAN", "bogus")  # ignored: already decided
+    assert scan.backend_info() == first
+
+
+def test_selective_scan_on_cpu_uses_reference(fresh_backend):
+    fresh_backend.delenv("THERIS_SCAN", raising=False)
+    x, dt, A, B, C, D = (t.detach().float() for t in _inputs(1, 20, 2, 2, 1, 4))
+    torch.testing.assert_close(selective_scan(x, dt, A, B, C, D), ssd_chunked(x, dt, A, B, C, D))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("L", [7, 100, 448])
+def test_mamba_kernel_equals_reference(fresh_backend, L):
+    kernel, why = scan._import_kernel()
+    if kernel is None:
+        pytest.skip(why)
+    leaves = [t.detach().float().cuda().requires_grad_() for t in _inputs(2, L, 4, 16, 1, 16)]
+    x, dt, A, B, C, D = leaves
+    prompt = torch.randn(1, L, 1, 16, device="cuda")
+    ref = ssd_chunked(x, dt, A, B, C + prompt, D, chunk_size=64)
+    out = kernel(x, dt, A, B, (C + prompt).contiguous(), 64, D=D)
+    torch.testing.assert_close(out, ref, rtol=2e-3, atol=2e-3)
+    w = torch.randn_like(ref)
+    for a, b in zip(torch.autograd.grad((out * w).sum(), leaves), torch.autograd.grad((ref * w).sum(), leaves)):
+        torch.testing.assert_close(a, b, rtol=5e-3, atol=5e-3)
+    fresh_backend.setenv("THERIS_SCAN", "mamba")
+    assert scan.backend_info()[0] == "mamba"
+    torch.testing.assert_close(selective_scan(x, dt, A, B, C + prompt, D), ref, rtol=2e-3, atol=2e-3)
+
+
+def test_info_command_names_the_backend(fresh_backend):
+    from typer.testing import CliRunner
+
+    from theris_cli.cli import app
+
+    fresh_backend.setenv("THERIS_SCAN", "reference")
+    result = CliRunner().invoke(app, ["info"])
+    assert result.exit_code == 0, result.output
+    assert "scan backend" in result.output and "reference" in result.output
+    assert "torch" in result.output and "mamba-ssm" in result.output
