@@ -287,7 +287,7 @@ def weights_download_cmd(
 @weights_app.command("verify")
 def weights_verify_cmd(
     name: Optional[str] = typer.Argument(
-        None, metavar="[NAME]", help=f"{_NAME_HELP} Default: every registered model.", autocompletion=_complete_weights
+        None, metavar="NAME", help=f"{_NAME_HELP} Default: every registered model.", autocompletion=_complete_weights
     ),
 ) -> None:
     """Check local weight files against the registry's SHA-256 and that theris can read them.
