@@ -141,3 +141,12 @@ def test_cli_json_to_stdout_is_pure_json(tmp_path):
 def test_cli_unknown_method_fails_before_decoding(tmp_path):
     result = runner.invoke(app, ["evaluate", str(tmp_path / "nothing.mkv"), "--methods", "bicubc"])
     assert isinstance(result.exception, UsageError) and "bicubc" in str(result.exception)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error where CUDA is absent")
+def test_missing_cuda_is_a_clear_error(tmp_path):
+    from theris_cli.errors import DeviceError
+
+    clip = write_clip(tmp_path / "clip.mkv", _smooth_frames(3, 16, 16))
+    with pytest.raises(DeviceError, match="no CUDA device"):
+        evaluate([clip], methods=["theris"], weights="tiny-random", device="cuda")

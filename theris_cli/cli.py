@@ -143,15 +143,20 @@ def batch_cmd(
 
 
 # --- evaluate (EVAL) ------------------------------------------------------------------------------
+from theris_cli.weights.registry import available_models as _eval_models  # noqa: E402
+from theris_cli.weights.registry import complete_weights as _eval_complete_weights  # noqa: E402
+
+
 @app.command("evaluate")
 def evaluate_cmd(
     clips: list[str] = typer.Argument(
-        ..., help="Video files, image sequences, or folders of videos (each video in a folder is a clip).",
-        show_default=False,
+        ..., metavar="CLIPS", show_default=False,
+        help="Video files, image sequences, or folders of videos (each video in a folder is a clip).",
     ),
     weights: Optional[str] = typer.Option(
-        None, "--weights", "-w", help="Model scored as `theris`: registry name, .safetensors path or "
-        "hf://owner/repo/file[@rev]. Default: the default model (see `theris weights list`).",
+        None, "--weights", "-w", autocompletion=_eval_complete_weights,
+        help=f"Model scored as `theris`: a registry name ({', '.join(_eval_models())}), a .safetensors "
+        "path or hf://owner/repo/file\\[@rev]. Default: the default model (see `theris weights list`).",
     ),
     methods: str = typer.Option(
         "theris,bicubic,ffmpeg", "--methods", "-m",
@@ -159,14 +164,16 @@ def evaluate_cmd(
         "ffmpeg (FFmpeg lanczos x4 + minterpolate mci).",
     ),
     max_frames: Optional[int] = typer.Option(
-        None, "--max-frames", min=3, help="Use at most the first N HR frames of each clip. Default: all."
+        None, "--max-frames", min=3,
+        help="Use at most the first N HR frames of each clip (a clip is held in memory, about 12 bytes "
+        "per HR pixel and frame). Default: all.",
     ),
     json_out: Optional[str] = typer.Option(
         None, "--json", metavar="FILE",
         help="Also write every figure as JSON to FILE (replaced if it exists), or to stdout with '-' "
         "(the table then goes to stderr).",
     ),
-    device: str = typer.Option("auto", "--device", help="Device for the model: auto, cpu, cuda or cuda:N. Default: auto."),
+    device: str = typer.Option("auto", "--device", help="Device for the model: auto, cpu, cuda or cuda:N."),
 ) -> None:
     """Score THERIS against classical upscalers on clips: PSNR, SSIM, temporal consistency.
 
