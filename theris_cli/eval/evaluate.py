@@ -27,6 +27,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import torch
 
+from theris_cli.batch.discover import VIDEO_EXTENSIONS  # what a folder argument means: the videos in it
 from theris_cli.errors import InputError, UsageError
 from theris_cli.eval import metrics
 from theris_cli.eval.baselines import BASELINES, Predictor
@@ -35,10 +36,6 @@ METHODS = ("theris", "bicubic", "ffmpeg")  # every method `evaluate` knows, in t
 MIN_FRAMES = 3  # HR frames: 2 LR inputs and one frame between them
 MIN_SIZE = 16  # HR pixels per side after cropping: 4 LR pixels, and frames above SSIM's 11-pixel window
 SCALE = 4  # HR pixels per LR pixel
-# Containers FFmpeg reads that cameras and recorders produce; a folder argument means its videos.
-VIDEO_EXTENSIONS = frozenset(
-    "mkv mp4 avi mov m4v webm ts mts m2ts mpg mpeg wmv flv 3gp ogv mxf nut y4m asf".split()
-)
 SUBSETS = ("all", "aligned", "interpolated")  # frame subsets: every frame, even indices, odd indices
 
 PROTOCOL = {
