@@ -173,3 +173,28 @@ def test_tensors_that_do_not_fit_the_config(tmp_path, tiny):
 def test_missing_local_file(tmp_path):
     with pytest.raises(WeightsError, match="does not exist"):
         load_model(str(tmp_path / "nope.safetensors"))
+
+
+def test_optimizer_state_resumes_exactly(tmp_path):
+    from theris_cli.weights import pack_state, unpack_state
+
+    def train_step(model, opt):
+        opt.zero_grad()
+        model(torch.rand(1, 1, 1, 4, 4, generator=torch.Generator().manual_seed(1))).square().mean().backward()
+        opt.step()
+
+    model = load_model("tiny-random").train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.99))
+    train_step(model, opt)
+    tensors, skeleton = pack_state(opt.state_dict(), "optimizer")
+    path = save_checkpoint(tmp_path / "run.safetensors", model, {"optimizer": skeleton, "step": 1}, tensors)
+
+    ck = load_checkpoint(path)
+    resumed = load_model(str(path)).train()
+    opt2 = torch.optim.AdamW(resumed.parameters(), lr=5.0)
+    opt2.load_state_dict(unpack_state(ck.extra_tensors, ck.metadata["optimizer"]))
+    assert opt2.param_groups[0]["betas"] == (0.9, 0.99) and opt2.param_groups[0]["lr"] == 1e-3
+    train_step(model, opt)
+    train_step(resumed, opt2)
+    for a, b in zip(model.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)

@@ -7,8 +7,13 @@
     model = load_model("hf://owner/repo/model.safetensors@<commit>")
 
     from theris_cli.weights import save_checkpoint, load_checkpoint, Checkpoint
-    save_checkpoint(path, model, metadata={"step": 1000}, extra_tensors=optimizer_tensors)
+    save_checkpoint(path, model, metadata={"step": 1000})
     ck = load_checkpoint(path)                # ck.config, ck.state_dict, ck.metadata, ck.extra_tensors
+
+    # optimizer state to resume training: flat tensors + a JSON skeleton
+    tensors, skeleton = pack_state(optimizer.state_dict(), "optimizer")
+    save_checkpoint(path, model, {"optimizer": skeleton, "step": 1000}, tensors)
+    optimizer.load_state_dict(unpack_state(ck.extra_tensors, ck.metadata["optimizer"]))
 """
 
 from theris_cli.weights.checkpoint import (
@@ -17,7 +22,9 @@ from theris_cli.weights.checkpoint import (
     export_checkpoint,
     inspect_checkpoint,
     load_checkpoint,
+    pack_state,
     save_checkpoint,
+    unpack_state,
 )
 from theris_cli.weights.load import WeightsInfo, load_model
 from theris_cli.weights.registry import (
@@ -48,6 +55,8 @@ __all__ = [
     "inspect_checkpoint",
     "load_checkpoint",
     "load_model",
+    "pack_state",
     "save_checkpoint",
+    "unpack_state",
     "weights_option_help",
 ]

@@ -121,6 +121,54 @@ def _plain(t, name: str):
     return t.detach().to("cpu", copy=True).contiguous()
 
 
+def pack_state(state: Any, prefix: str) -> tuple[dict[str, Any], Any]:
+    """Split a nested state (an `optimizer.state_dict()`, a scheduler's, ...) into flat tensors and a
+    JSON-able skeleton, so that it fits `extra_tensors` + `metadata`:
+
+        tensors, skeleton = pack_state(opt.state_dict(), "optimizer")
+        save_checkpoint(path, model, {"optimizer": skeleton}, tensors)
+        ck = load_checkpoint(path)
+        opt.load_state_dict(unpack_state(ck.extra_tensors, ck.metadata["optimizer"]))
+
+    Dict keys keep their type (optimizer state is keyed by int), tuples stay tuples.
+    """
+    import torch
+
+    tensors: dict[str, Any] = {}
+
+    def walk(x, path: str):
+        if isinstance(x, torch.Tensor):
+            tensors[path] = x
+            return {"__tensor__": path}
+        if isinstance(x, dict):
+            return {"__dict__": [[walk(k, f"{path}.k{i}"), walk(v, f"{path}.{i}")] for i, (k, v) in enumerate(x.items())]}
+        if isinstance(x, tuple):
+            return {"__tuple__": [walk(v, f"{path}.{i}") for i, v in enumerate(x)]}
+        if isinstance(x, list):
+            return [walk(v, f"{path}.{i}") for i, v in enumerate(x)]
+        if x is None or isinstance(x, (bool, int, float, str)):
+            return x
+        raise TypeError(f"pack_state: cannot store {type(x).__name__} at {path}")
+
+    return tensors, walk(state, prefix)
+
+
+def unpack_state(tensors: dict[str, Any], skeleton: Any) -> Any:
+    """Inverse of `pack_state`."""
+    def walk(x):
+        if isinstance(x, dict):
+            if "__tensor__" in x:
+                return tensors[x["__tensor__"]]
+            if "__tuple__" in x:
+                return tuple(walk(v) for v in x["__tuple__"])
+            return {walk(k): walk(v) for k, v in x["__dict__"]}
+        if isinstance(x, list):
+            return [walk(v) for v in x]
+        return x
+
+    return walk(skeleton)
+
+
 def export_checkpoint(src, dst) -> Path:
     """Copy a checkpoint without its extra tensors (the file to ship: weights, config, metadata)."""
     ck = load_checkpoint(src)
