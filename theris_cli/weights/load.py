@@ -16,7 +16,7 @@ from theris_cli.weights.registry import (
     get_entry,
 )
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("theris.weights")  # under "theris": the CLI shows these as one-line warnings
 
 
 @dataclass(frozen=True)
