@@ -33,7 +33,8 @@ SEQ = ("0001.png", "0002.png", "0003.png")
 def fake_upscale(src, dst, *, model=None, overwrite=False, on_progress=None, calls=None, delay=0.0, **_):
     """Writes b'x4:' + the input bytes, through atomic_output; CORRUPT -> InputError, BUG -> RuntimeError."""
     src = Path(src)
-    data = b"".join(p.read_bytes() for p in sorted(src.parent.iterdir())) if "%" in src.name else src.read_bytes()
+    folder = src if src.is_dir() else src.parent if "%" in src.name else None
+    data = b"".join(p.read_bytes() for p in sorted(folder.iterdir())) if folder else src.read_bytes()
     if calls is not None:
         calls.append(str(src))
     if b"CORRUPT" in data:
@@ -99,6 +100,26 @@ def test_discover_videos_sequences_and_mirrored_names(tmp_path):
     ]
     seq = jobs[1]
     assert seq.src == in_dir.resolve() / "seq" / "%04d.png" and seq.start_number == 1 and len(seq.frames) == 3
+
+
+def test_sequences_sharing_a_folder_become_patterns(tmp_path):
+    in_dir = tmp_path / "in"
+    in_dir.mkdir()
+    for name in ("ir_007.png", "ir_008.png", "vis_0.tif", "vis_1.tif", "vis_3.tif", "cover.png"):
+        (in_dir / "shoot" / name).parent.mkdir(exist_ok=True)
+        (in_dir / "shoot" / name).write_bytes(b"img")
+    jobs = discover(*check_roots(in_dir, tmp_path / "out"))
+    assert [(j.name, j.dst_rel.as_posix(), j.src.name) for j in jobs] == [
+        ("shoot/ir/", "shoot/ir.mkv", "ir_%03d.png"),
+        ("shoot/vis/", "shoot/vis.mkv", "vis_%d.tif"),
+    ]
+    assert "start above 4" in jobs[0].problem and "gaps" in jobs[1].problem
+
+    for name in ("0010.png", "0011.png", "0013.png"):  # the same, alone in a folder: read as the folder
+        (in_dir / "gappy" / name).parent.mkdir(exist_ok=True)
+        (in_dir / "gappy" / name).write_bytes(b"img")
+    gappy = discover(*check_roots(in_dir, tmp_path / "out"), path_filter=PathFilter(["gappy"]))
+    assert [(j.src, j.problem) for j in gappy] == [(in_dir.resolve() / "gappy", "")]
 
 
 def test_discover_names_do_not_collide_and_do_not_depend_on_filters(tmp_path):
@@ -390,6 +411,70 @@ def test_remove_partials_only_touches_its_own_leftovers(tmp_path):
     gone = remove_partials(tmp_path / "b.mkv")
     assert len(gone) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.mkv", "bb.theris-partial-1a2b3c.mkv"]
+
+
+# --- end to end: the real pipeline and the CLI --------------------------------------------------
+
+
+@pytest.fixture
+def clip_tree(tmp_path):
+    """Tiny real clips: 8-bit mkv, nested 16-bit mkv and H.264 mp4, a PNG sequence, a truncated
+    mkv, a non-video with a video extension and a text file."""
+    from clips import ramp_frames, write_clip
+
+    in_dir = tmp_path / "in"
+    write_clip(in_dir / "a.mkv", ramp_frames(5, 16, 24))
+    write_clip(in_dir / "sub" / "b16.mkv", ramp_frames(4, 16, 24, bits=16))
+    write_clip(in_dir / "sub" / "c.mp4", ramp_frames(3, 16, 24))
+    write_clip(in_dir / "seq" / "%04d.png", ramp_frames(3, 16, 24, bits=16))
+    good = (in_dir / "a.mkv").read_bytes()
+    (in_dir / "sub" / "truncated.mkv").write_bytes(good[: len(good) // 2])
+    (in_dir / "garbage.mp4").write_bytes(b"not a video" * 100)
+    (in_dir / "notes.txt").write_text("field notes")
+    return in_dir
+
+
+def test_cli_batch_end_to_end(clip_tree, tmp_path):
+    from typer.testing import CliRunner
+
+    from theris_cli.cli import app
+    from theris_cli.video import probe
+
+    out_dir, report = tmp_path / "out", tmp_path / "report.json"
+    args = ["batch", str(clip_tree), str(out_dir), "--weights", "tiny-random", "--device", "cpu", "--report", str(report)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert "2 failed" in result.output and "sub/truncated.mkv" in result.output
+    files = {f["input"]: f for f in json.loads(report.read_text())["files"]}
+    assert {k: v["status"] for k, v in files.items()} == {
+        "a.mkv": "done", "garbage.mp4": "failed", "seq/": "done", "sub/b16.mkv": "done",
+        "sub/c.mp4": "done", "sub/truncated.mkv": "failed",
+    }
+    assert "truncated or damaged" in files["sub/truncated.mkv"]["reason"]
+    assert files["garbage.mp4"]["error_type"] == "InputError"
+    assert files_under(out_dir) == {"a.mkv", "seq.mkv", "sub/b16.mkv", "sub/c.mkv"}
+    b16 = probe(out_dir / "sub" / "b16.mkv")
+    assert (b16.width, b16.height, b16.bit_depth, b16.frame_count) == (96, 64, 16, 8)
+    assert files["a.mkv"]["frames_out"] == 10 and files["seq/"]["frames_in"] == 3
+
+    again = CliRunner().invoke(app, args + ["--exclude", "garbage.mp4", "--exclude", "truncated.mkv"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(report.read_text())["counts"] == {"done": 0, "skipped": 4, "busy": 0, "failed": 0}
+
+
+def test_cli_batch_usage_errors(tmp_path):
+    from typer.testing import CliRunner
+
+    from theris_cli.cli import app
+
+    (tmp_path / "in").mkdir()
+    for args, message in [(["--shard", "2/2"], "INDEX/COUNT"), (["--ext", "gif"], "--ext")]:
+        result = CliRunner().invoke(app, ["batch", str(tmp_path / "in"), str(tmp_path / "out"), *args])
+        assert isinstance(result.exception, UsageError) and message in str(result.exception), args
+    result = CliRunner().invoke(app, ["batch", str(tmp_path / "in"), str(tmp_path / "out"), "--window", "1"])
+    assert result.exit_code == 2 and "--window" in result.output
+    result = CliRunner().invoke(app, ["batch", str(tmp_path / "in"), str(tmp_path / "in")])
+    assert isinstance(result.exception, UsageError) and "same folder" in str(result.exception)
 
 
 # --- nothing escapes OUT_DIR -------------------------------------------------------------------

@@ -51,18 +51,18 @@ from pathlib import Path  # noqa: E402
 
 
 def run_batch_command(in_dir: Path, out_dir: Path, *, quiet: bool = False, **options) -> None:
-    """Run a batch with progress on stderr and the summary on stdout; exit 1 if any file failed.
+    """Run a batch with progress on stderr and the summary on stdout; BatchError if any file failed.
 
     `theris batch` and `theris upscale IN_DIR OUT_DIR` both end here; `options` are run_batch's.
     """
     from theris_cli.batch import run_batch
-    from theris_cli.batch.display import make_display
+    from theris_cli.batch.display import make_display, warnings_to
     from theris_cli.batch.report import summary_line, summary_table
     from theris_cli.batch.runner import interrupt_on_sigterm
 
     display = make_display(err_console, quiet)
     try:
-        with interrupt_on_sigterm():  # Slurm's time limit and scancel send SIGTERM: clean up, report
+        with interrupt_on_sigterm(), warnings_to(err_console, quiet):  # SIGTERM: Slurm's time limit, scancel
             result = run_batch(in_dir, out_dir, listener=display, **options)
     finally:
         if display is not None:
@@ -75,8 +75,12 @@ def run_batch_command(in_dir: Path, out_dir: Path, *, quiet: bool = False, **opt
         Console(highlight=False).print(summary_table(result))
     else:
         err_console.print(f"nothing to do: {summary_line(result)}")
-    if not result.ok:
-        raise typer.Exit(1)
+    failed = result.count("failed")
+    if failed:  # a TherisError, so that main() prints one line and exits 1 (typer.Exit would be lost)
+        from theris_cli.errors import BatchError
+
+        where = f"; details in {options['report']}" if options.get("report") else ""
+        raise BatchError(f"{failed} of {len(result.files)} inputs failed{where}; fix or remove them and rerun (finished files are kept)")
 
 
 @app.command("batch")
@@ -95,17 +99,22 @@ def batch_cmd(
         "mov, avi, nut, or 'same' (each input's own; image sequences get mkv). Default: mkv.",
     ),
     weights: Optional[str] = typer.Option(
-        None, "--weights", "-w", help="Model: registry name, .safetensors path or hf://owner/repo/file[@rev]. "
-        "Loaded once for the whole batch. Default: the default model (see `theris weights list`).",
+        None, "--weights", "-w", help="Registry name (see `theris weights list`), a .safetensors file, or "
+        "hf://owner/repo/file (optionally @revision); loaded once for the whole batch. Default: the default model.",
     ),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N. Default: auto (CUDA if present)."),
-    precision: str = typer.Option("auto", "--precision", help="auto, fp32, fp16 or bf16. Default: auto."),
-    window: int = typer.Option(4, "--window", min=2, help="Input frames per temporal window. Default: 4."),
-    tile: Optional[int] = typer.Option(None, "--tile", min=8, help="Spatial tile size in input pixels. Default: whole frames (CUDA: from free memory)."),
-    temporal_factor: int = typer.Option(2, "--temporal-factor", min=1, help="Output frames per input frame interval: 1 (spatial only) or 2. Default: 2."),
-    codec: Optional[str] = typer.Option(None, "--codec", help="Video codec. Default: from --ext (mkv: ffv1, mp4: libx264)."),
-    crf: Optional[int] = typer.Option(None, "--crf", help="Constant rate factor for lossy codecs. Default: the codec's visually lossless setting."),
-    pix_fmt: Optional[str] = typer.Option(None, "--pix-fmt", help="Output pixel format. Default: fits the input's bit depth."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N (auto: the GPU if there is one)."),
+    precision: str = typer.Option("auto", "--precision", help="auto, fp32, fp16 or bf16 (auto: bf16/fp16 on CUDA, fp32 on the CPU)."),
+    window: int = typer.Option(4, "--window", min=2, help="Input frames the model sees at once (k+1). Default: 4."),
+    tile: Optional[int] = typer.Option(
+        None, "--tile", min=16, help="Tile side in input pixels, for frames too large for memory. "
+        "Default: whole frames on the CPU, chosen from free memory on CUDA.",
+    ),
+    temporal_factor: int = typer.Option(
+        2, "--temporal-factor", min=1, help="Output frames per input frame (1: spatial only; 2: double the frame rate). Default: 2."
+    ),
+    codec: Optional[str] = typer.Option(None, "--codec", help="Video codec, e.g. ffv1, libx264, libx265. Default: from --ext."),
+    crf: Optional[int] = typer.Option(None, "--crf", min=0, help="Quality for H.264/H.265 (lower is better). Default: the codec's visually lossless setting."),
+    pix_fmt: Optional[str] = typer.Option(None, "--pix-fmt", help="Output pixel format, e.g. gray16le, yuv420p. Default: fits the input and codec."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo every file, also those already done. Default: skip done files."),
     verify: bool = typer.Option(False, "--verify", help="Before skipping a done file, check its output's SHA-256 against its record (reads every output)."),
     shard: Optional[str] = typer.Option(

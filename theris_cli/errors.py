@@ -42,3 +42,7 @@ class WeightsError(TherisError):
 
 class TrainingError(TherisError):
     """Training or evaluation cannot start or continue."""
+
+
+class BatchError(TherisError):
+    """Some inputs of a batch failed (the others were done and are kept); the summary lists them."""

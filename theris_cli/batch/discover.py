@@ -12,17 +12,20 @@ import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from theris_cli.batch.paths import inside
 from theris_cli.errors import UsageError
+from theris_cli.video.decode import IMAGE_EXTENSIONS
 
 # Containers FFmpeg reads that cameras and recorders produce; matched case-insensitively.
 VIDEO_EXTENSIONS = frozenset(
     "mkv mp4 avi mov m4v webm ts mts m2ts mpg mpeg wmv flv 3gp ogv mxf nut y4m asf".split()
 )
 # Still-image formats that carry 8- and 16-bit grey frames; a folder of numbered ones is one input.
-FRAME_EXTENSIONS = frozenset("png tif tiff".split())
+# Not jpg: numbered JPEGs are usually separate camera stills (FLIR0001.jpg, ...), not a video.
+FRAME_EXTENSIONS = frozenset("png tif tiff pgm".split())
+_IMAGE_START_MAX = 4  # the video reader finds a %d pattern's first file among numbers 0..4 (FFmpeg's rule)
 MIN_SEQUENCE_FRAMES = 2  # one numbered image is a picture, not a video
 STATE_DIR = ".theris"  # batch bookkeeping inside OUT_DIR (records, locks, reports)
 
@@ -39,6 +42,7 @@ class Job:
     kind: str  # "video" | "images"
     frames: tuple[Path, ...] = field(default=(), repr=False, compare=False)  # a sequence's files, sorted
     start_number: int = 0  # a sequence's first frame number
+    problem: str = ""  # why this input cannot be read as it is (the batch reports it as failed)
 
     @property
     def name(self) -> str:
@@ -145,9 +149,13 @@ def _output_name(rel: PurePosixPath, kind: str, ext: str) -> PurePosixPath:
     return rel.with_name(rel.name + "." + ("mkv" if ext == "same" else ext))
 
 
-def _sequences(folder_rel: PurePosixPath, folder: Path, names: Iterable[str]) -> tuple[list[Job], set[str]]:
-    """Group numbered still images of one folder into sequences; returns jobs and the names used."""
+def _sequences(
+    folder_rel: PurePosixPath, folder: Path, names: Sequence[str], everything: Sequence[str]
+) -> tuple[list[Job], set[str]]:
+    """Group numbered still images of one folder (`names`: its visible files; `everything`: hidden
+    ones too) into sequences; returns jobs and the names used."""
     groups: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
+    all_images = [n for n in everything if "." in n and "." + n.rpartition(".")[2].lower() in IMAGE_EXTENSIONS]
     for name in names:
         stem, dot, ext = name.rpartition(".")
         m = _NUMBERED.match(stem) if dot else None
@@ -166,17 +174,33 @@ def _sequences(folder_rel: PurePosixPath, folder: Path, names: Iterable[str]) ->
             rel = folder_rel if folder_rel.parts else PurePosixPath(label)
         else:
             rel = folder_rel / label
+        names_here = [name for _, name in members]
+        numbers = [int(num) for num, _ in members]
+        # What the video reader gets: a %d pattern, which FFmpeg-style must start at 0..4 and have
+        # no gaps; failing that, the folder itself when these are its only images (read in natural
+        # order); failing both, frames would be silently dropped, so the input is reported instead.
+        problem = ""
+        src = folder / f"{prefix.replace('%', '%%')}{spec}.{ext}"
+        if numbers[0] > _IMAGE_START_MAX or numbers != list(range(numbers[0], numbers[0] + len(numbers))):
+            if len(all_images) == len(members):
+                src = folder
+            else:
+                problem = (
+                    f"{rel}/: frames {names_here[0]}..{names_here[-1]} have gaps or start above {_IMAGE_START_MAX}, "
+                    "and share their folder with other images; move them into a folder of their own"
+                )
         jobs.append(
             Job(
                 rel=rel,
-                src=folder / f"{prefix}{spec}.{ext}",
+                src=src,
                 dst_rel=PurePosixPath(),  # named later, with the folder's other inputs
                 kind="images",
-                frames=tuple(folder / name for _, name in members),
-                start_number=int(members[0][0]),
+                frames=tuple(folder / name for name in names_here),
+                start_number=numbers[0],
+                problem=problem,
             )
         )
-        used.update(name for _, name in members)
+        used.update(names_here)
     return jobs, used
 
 
@@ -210,7 +234,7 @@ def discover(
         dirnames[:] = keep  # os.walk descends only into these
 
         visible = sorted(f for f in filenames if not f.startswith("."))
-        found, used = _sequences(here_rel, here, visible)
+        found, used = _sequences(here_rel, here, visible, filenames)
         for f in visible:
             if f in used or f.rpartition(".")[2].lower() not in VIDEO_EXTENSIONS or "." not in f:
                 continue

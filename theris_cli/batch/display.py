@@ -7,8 +7,10 @@ left. Files skipped as done or busy leave the estimate without weighing on it.
 
 from __future__ import annotations
 
+import logging
 import time
-from typing import Optional, Sequence
+from contextlib import contextmanager
+from typing import Iterator, Optional, Sequence
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
@@ -144,6 +146,27 @@ class RichDisplay(_Tally):
 
     def close(self) -> None:
         self.progress.stop()
+
+
+@contextmanager
+def warnings_to(console: Console, quiet: bool = False) -> Iterator[None]:
+    """Show the library's warnings (logger "theris") as one line each on `console` during a batch,
+    above the bars; they also go into each file's report entry. --quiet keeps them out of sight."""
+
+    class _Handler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if not quiet:
+                console.print(Text.assemble(("warning: ", "bold yellow"), record.getMessage()), soft_wrap=True)
+
+    logger = logging.getLogger("theris")
+    handler = _Handler(logging.WARNING)
+    logger.addHandler(handler)
+    propagate, logger.propagate = logger.propagate, False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
 
 
 def make_display(console: Console, quiet: bool) -> Optional[BatchListener]:

@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -62,7 +63,7 @@ def record_path(state_dir: Path, job: Job) -> Path:
 
 def write_record(path: Path, record: Mapping[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         with open(tmp, "w") as f:
             json.dump(dict(record), f, indent=1, sort_keys=True)

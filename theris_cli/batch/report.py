@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,7 +23,7 @@ _STYLE = {"done": "green", "skipped": "dim", "busy": "yellow", "failed": "bold r
 def write_report(path: Path, result: "BatchResult") -> None:
     """Write the report atomically (a reader never sees half a file)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(json.dumps(result.to_dict(), indent=2) + "\n")

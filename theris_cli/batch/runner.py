@@ -18,6 +18,7 @@ import socket
 import threading
 import time
 import traceback
+import uuid
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,11 +29,12 @@ from theris_cli.batch.discover import STATE_DIR, Job, PathFilter, check_roots, d
 from theris_cli.batch.paths import safe_output_path
 from theris_cli.batch.records import check_record, input_fingerprint, make_record, read_record, record_path, write_record
 from theris_cli.batch.shard import Shard, resolve_shard
-from theris_cli.errors import OutputError, TherisError, UsageError
+from theris_cli.errors import BackendUnavailable, DeviceError, OutputError, TherisError, UsageError, WeightsError
 from theris_cli.outputs import PARTIAL_MARK
 
 OUTPUT_EXTENSIONS = ("mkv", "mp4", "mov", "avi", "nut", "same")  # "same": keep each input's container
 STATUSES = ("done", "skipped", "busy", "failed")
+FATAL = (DeviceError, WeightsError, BackendUnavailable)  # errors that stop the batch instead of one file
 
 
 @dataclass
@@ -47,6 +49,7 @@ class FileResult:
     frames_in: Optional[int] = None
     frames_out: Optional[int] = None
     output_bytes: Optional[int] = None
+    warnings: list[str] = field(default_factory=list)  # the pipeline's, e.g. false colour suspected
 
 
 @dataclass
@@ -59,7 +62,7 @@ class BatchResult:
     pid: int = field(default_factory=os.getpid)
     started: float = field(default_factory=time.time)
     finished: Optional[float] = None
-    interrupted: bool = False
+    stopped: str = ""  # why the batch stopped early: "interrupted" (Ctrl-C, SIGTERM) or the fatal error
     discovered: int = 0  # inputs under IN_DIR after filters, before sharding
     files: list[FileResult] = field(default_factory=list)
 
@@ -68,7 +71,7 @@ class BatchResult:
 
     @property
     def ok(self) -> bool:
-        return not self.interrupted and self.count("failed") == 0
+        return not self.stopped and self.count("failed") == 0
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -93,14 +96,6 @@ def input_bytes(job: Job) -> int:
         return job.src.stat().st_size if job.kind == "video" else sum(f.stat().st_size for f in job.frames)
     except OSError:
         return 0
-
-
-def _default_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch  # late: keep `import theris_cli.batch` light
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def run_batch(
@@ -142,10 +137,16 @@ def run_batch(
         raise UsageError("--stale-after must be a positive number of seconds")
     in_root, out_root = check_roots(in_dir, out_dir)
     shard = shard if isinstance(shard, Shard) else resolve_shard(shard)
-    if weights is None:
-        from theris_cli.weights import DEFAULT_MODEL
+    # Options that would fail every file fail the batch, once, before any work.
+    from theris_cli.infer import check_options, resolve_device, resolve_precision
 
-        weights = DEFAULT_MODEL
+    check_options(window=window, tile=tile, temporal_factor=temporal_factor)
+    dev = resolve_device(device)
+    resolve_precision(precision, dev)
+    if weights is None:
+        from theris_cli.weights import default_model
+
+        weights = default_model()  # the name actually used, so shipping trained weights redoes outputs
     if upscale is None:
         from theris_cli.pipeline import upscale_video as upscale
     # What changes the output's pixels or container: a change makes finished files redo.
@@ -177,8 +178,8 @@ def run_batch(
             fr.seconds = round(time.monotonic() - t0, 3)
             result.files.append(fr)
             listener.file_end(job, fr, size)
-    except BaseException:
-        result.interrupted = True
+    except BaseException as e:
+        result.stopped = "interrupted" if isinstance(e, KeyboardInterrupt) else f"{type(e).__name__}: {e}"
         raise
     finally:
         result.finished = time.time()
@@ -200,7 +201,9 @@ class _Worker:
         if self.model is None:
             from theris_cli.weights import load_model
 
-            self.model = load_model(self.options["weights"], device=_default_device(self.options["device"]))
+            from theris_cli.infer import resolve_device
+
+            self.model = load_model(self.options["weights"], device=str(resolve_device(self.options["device"])))
         return self.model
 
     def _done(self, job: Job, dst: Path, fingerprint: dict) -> Optional[str]:
@@ -209,6 +212,9 @@ class _Worker:
 
     def one(self, job: Job) -> FileResult:
         res = FileResult(input=job.name, output=job.dst_rel.as_posix(), status="failed")
+        if job.problem:
+            res.reason, res.error_type = job.problem, "InputError"
+            return res
         try:
             dst = safe_output_path(self.out_root, job.dst_rel)
             fingerprint = input_fingerprint(job)
@@ -240,8 +246,10 @@ class _Worker:
             model = self._load_model()  # errors here stop the batch: every file would fail alike
             try:
                 self._process(job, dst, fingerprint, model, claim, res)
+            except FATAL:  # about this machine or the model, not the file: every file would fail
+                raise
             except TherisError as e:
-                res.reason, res.error_type = str(e), type(e).__name__
+                res.reason, res.error_type = _short(str(e), job), type(e).__name__
             except Exception as e:  # a bug: isolate it, keep its traceback for the report
                 res.reason = f"internal error: {type(e).__name__}: {e}"
                 res.error_type, res.traceback = "internal", traceback.format_exc()
@@ -259,6 +267,7 @@ class _Worker:
         )
         res.frames_in = getattr(out, "frames_in", None)
         res.frames_out = getattr(out, "frames_out", None)
+        res.warnings = list(getattr(out, "warnings", []))
         record = make_record(job, dst, fingerprint, self.settings, frames_in=res.frames_in, frames_out=res.frames_out)
         write_record(rec, record)
         if claim.lost:  # judged stale and taken over meanwhile (clock skew, --stale-after too short)
@@ -288,6 +297,14 @@ def interrupt_on_sigterm() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _short(message: str, job: Job) -> str:
+    """The message without a leading "<absolute input path>: ", which the report's input field says."""
+    for prefix in (f"{job.src}: ", f"{job.src.parent}: " if job.kind == "images" else None):
+        if prefix and message.startswith(prefix):
+            return message[len(prefix) :]
+    return message
+
+
 def remove_partials(dst: Path) -> list[Path]:
     """Delete the temporary files a killed writer left beside `dst` (see outputs.partial_name)."""
     pattern = re.compile(re.escape(dst.stem + PARTIAL_MARK) + r"[0-9a-f]+" + re.escape(dst.suffix))
@@ -307,6 +324,6 @@ def _write_reports(result: BatchResult, state: Path, report: Path | str | None) 
     from theris_cli.batch.report import write_report
 
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(result.started))
-    write_report(state / "reports" / f"{stamp}-{result.host}-{result.pid}.json", result)
+    write_report(state / "reports" / f"{stamp}-{result.host}-{result.pid}-{uuid.uuid4().hex[:4]}.json", result)
     if report is not None:
         write_report(Path(report), result)
