@@ -112,6 +112,17 @@ def test_audio_is_reencoded_when_the_container_cannot_hold_it(tmp_path):
     assert samples[0] == samples[1] > 0  # the whole track, not a prefix
 
 
+@pytest.mark.parametrize("src_ext,dst_ext", [(".mp4", ".mkv"), (".mkv", ".mp4"), (".mp4", ".avi"), (".mov", ".mp4")])
+def test_audio_across_containers_keeps_video_count_and_duration(tmp_path, src_ext, dst_ext):
+    # AAC's priming packet sits at a negative time: Matroska shifts both streams, AVI gets PCM
+    src = write_clip(tmp_path / f"in{src_ext}", ramp_frames(10, 16, 24), audio=True)
+    info = probe(src)
+    _write(tmp_path / f"o{dst_ext}", np.repeat(_read(src), 2, axis=0), fps=info.fps * 2, source=info)
+    out = probe(tmp_path / f"o{dst_ext}")
+    assert out.has_audio and out.duration == info.duration == Fraction(2, 5)
+    assert sum(1 for _ in read_frames(tmp_path / f"o{dst_ext}")) == 20
+
+
 def test_what_cannot_be_carried_is_listed_in_notes(tmp_path):
     rotated = probe(write_clip(tmp_path / "r.mkv", ramp_frames(2, 16, 24), rotation=90, audio=True))
     w = _write(tmp_path / "o.avi", ramp_frames(2, 16, 24), source=rotated)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from fractions import Fraction
 from pathlib import Path
 
@@ -143,9 +144,10 @@ def decode_av_frames(path: str | Path) -> Iterator[av.VideoFrame]:
         expected = expected_frame_count(container, stream)
         n = 0
         packets = container.demux(stream)
+        sources = {container.format.name, stream.codec_context.name}  # the demuxer's and decoder's logs
         while True:
             try:
-                with _decoder_errors() as errors:
+                with _decoder_errors(sources) as errors:
                     packet = next(packets, None)
                     if packet is None:
                         break
@@ -173,9 +175,9 @@ def decode_av_frames(path: str | Path) -> Iterator[av.VideoFrame]:
 def _decode_images(path: str | Path, files: list[Path]) -> Iterator[av.VideoFrame]:
     for index, f in enumerate(files):
         try:
-            with av.open(str(f), "r") as c, _decoder_errors() as errors:
+            with av.open(str(f), "r") as c, _decoder_errors({c.format.name, c.streams.video[0].codec_context.name}) as errors:
                 frame = next(c.decode(video=0), None)
-        except (av.error.FFmpegError, ValueError) as e:
+        except (av.error.FFmpegError, ValueError, IndexError) as e:
             raise InputError(f"{path}: image {f.name} (frame {index}) cannot be read: {_reason(e)}") from None
         if frame is None or errors:
             detail = errors[0] if errors else "no picture in it"
@@ -187,18 +189,26 @@ def expected_frame_count(container: av.container.InputContainer, stream: av.vide
     """The container's own frame count, or duration x rate; an estimate, never trusted as truth."""
     if stream.frames:
         return int(stream.frames)
-    rate = stream_rate(stream)
-    if stream.duration is not None and stream.time_base is not None:
-        seconds = stream.duration * stream.time_base
-    elif container.duration is not None:
-        seconds = Fraction(container.duration, av.time_base)
-        if container.start_time is not None and stream.start_time is not None and stream.time_base:
-            seconds -= stream.start_time * stream.time_base - Fraction(container.start_time, av.time_base)
-    else:
-        return None
-    if rate is None or seconds <= 0:
+    rate, seconds = stream_rate(stream), video_seconds(container, stream)
+    if rate is None or seconds is None or seconds <= 0:
         return None
     return int(round(seconds * rate))
+
+
+def video_seconds(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> Fraction | None:
+    """How long the video stream lasts by the container's word (seconds), or None.
+
+    The stream's own duration where the container keeps one (MP4, AVI); else the file's duration
+    less the video's late start (Matroska, where copied AAC priming can start the video late).
+    """
+    if stream.duration is not None and stream.time_base is not None:
+        return stream.duration * stream.time_base
+    if container.duration is None:
+        return None
+    seconds = Fraction(container.duration, av.time_base)
+    if container.start_time is not None and stream.start_time is not None and stream.time_base is not None:
+        seconds -= stream.start_time * stream.time_base - Fraction(container.start_time, av.time_base)
+    return seconds
 
 
 def stream_rate(stream: av.video.stream.VideoStream) -> Fraction | None:
@@ -228,11 +238,14 @@ def snap_rate(rate: Fraction) -> Fraction:
 
 
 @contextmanager
-def _decoder_errors() -> Iterator[list[str]]:
-    """Collect FFmpeg's error-level log lines (e.g. FFV1 'slice CRC mismatch') raised inside.
+def _decoder_errors(sources: set[str]) -> Iterator[list[str]]:
+    """Collect FFmpeg's error-level log lines from `sources` (demuxer and decoder names) inside.
 
-    FFmpeg conceals such damage and returns a frame anyway; its log is the only sign. PyAV drops
-    logs unless a level is set, so set ERROR just for the call and restore the caller's setting.
+    FFmpeg conceals damage (FFV1 'slice CRC mismatch', Matroska 'File ended prematurely') and goes
+    on; its log is the only sign. PyAV drops logs unless a level is set, so set ERROR just for the
+    call and restore the caller's setting. The capture is process-wide (decoder threads log from
+    their own threads), hence the filter by name: an encoder running in another thread meanwhile
+    logs under its own name.
     """
     prev_level, prev_skip = av.logging.get_level(), av.logging.get_skip_repeated()
     if prev_level is None:
@@ -246,7 +259,7 @@ def _decoder_errors() -> Iterator[list[str]]:
         if prev_level is None:
             av.logging.set_level(None)
         av.logging.set_skip_repeated(prev_skip)
-    errors.extend(msg.strip() for level, _name, msg in logs if level <= av.logging.ERROR and msg.strip())
+    errors.extend(msg.strip() for level, name, msg in logs if level <= av.logging.ERROR and name in sources and msg.strip())
 
 
 def _damaged(path: str | Path, index: int, detail: str) -> InputError:
@@ -320,10 +333,17 @@ def _luma_plane_raw(frame: av.VideoFrame) -> np.ndarray:
 
 def limited_to_full(y: np.ndarray, bits: int) -> np.ndarray:
     """Stretch limited-range luma (16..235 at 8 bits, scaled by 2^(bits-8)) to 0..2^bits-1."""
+    return _limited_to_full_table(bits)[y]
+
+
+@lru_cache(maxsize=None)
+def _limited_to_full_table(bits: int) -> np.ndarray:
+    # a lookup table over every code value: one indexing per frame instead of float arithmetic
     scale = 1 << (bits - 8)
     top = (1 << bits) - 1
-    full = np.rint((y.astype(np.float64) - 16 * scale) * (top / (219 * scale)))
-    return np.clip(full, 0, top).astype(y.dtype)
+    y = np.arange(1 << bits, dtype=np.float64)
+    full = np.clip(np.rint((y - 16 * scale) * (top / (219 * scale))), 0, top)
+    return full.astype(np.uint8 if bits <= 8 else np.uint16)
 
 
 def full_to_limited(v: np.ndarray, bits: int) -> np.ndarray:

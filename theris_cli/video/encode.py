@@ -206,9 +206,7 @@ class VideoWriter:
         if source.has_audio:
             self._audio = _AudioCopy(source.path, self._container, ext)
             if self._audio.reencode:
-                self.notes.append(
-                    f"audio re-encoded {self._audio.src_codec} -> {self._audio.dst_codec}: {ext} cannot hold {self._audio.src_codec}"
-                )
+                self.notes.append(f"audio re-encoded {self._audio.src_codec} -> {self._audio.dst_codec}: {self._audio.reason}")
 
     # ------------------------------------------------------------------ writing
 
@@ -351,16 +349,24 @@ class _AudioCopy:
     """The source's first audio stream, copied packet by packet alongside the video.
 
     Copying interleaves: audio up to each video frame's time is muxed right after it, so that
-    neither stream runs ahead in the file and memory stays small.
+    neither stream runs ahead in the file and memory stays small. Copied AAC keeps its priming
+    packet at a negative time, as `ffmpeg -c copy` does: MP4/MOV hide it with an edit list;
+    Matroska shifts both streams by it (the video then starts at about 21 ms at 48 kHz, in sync).
     """
 
     def __init__(self, src_path: str, out: Any, ext: str) -> None:
         self._in = av.open(str(src_path), "r")
         src = self._in.streams.audio[0]
         self.src_codec = src.codec_context.name
-        self.reencode = self.src_codec not in out.supported_codecs
-        if ext == ".mov" and self.src_codec == "vorbis":
-            self.reencode = True
+        if self.src_codec not in out.supported_codecs or (ext == ".mov" and self.src_codec == "vorbis"):
+            self.reason = f"{ext} cannot hold {self.src_codec}"
+        elif ext == ".avi" and not self.src_codec.startswith("pcm_"):
+            # AVI has no audio timestamps: a codec's priming samples (AAC: 1024, stored at a negative
+            # time) would shift the audio late or pad the video with empty frames
+            self.reason = f"{ext} keeps {self.src_codec} in sync only as PCM"
+        else:
+            self.reason = ""
+        self.reencode = bool(self.reason)
         self.dst_codec = _AUDIO_FALLBACK[ext] if self.reencode else self.src_codec
         if self.reencode:
             self._out = out.add_stream(self.dst_codec, rate=src.codec_context.sample_rate)

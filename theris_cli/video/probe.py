@@ -26,6 +26,7 @@ from .decode import (
     open_container,
     pixel_kind,
     stream_rate,
+    video_seconds,
     video_stream,
 )
 
@@ -59,7 +60,7 @@ class VideoInfo:
     color_range: str = "full"  # "limited" when YUV luma was 16..235 and read_frames stretched it
     codec: str = ""  # e.g. "ffv1", "h264", "png"
     container: str = ""  # FFmpeg format name, e.g. "matroska,webm", "image2"
-    duration: Fraction | None = None  # seconds, from the container; None when unknown
+    duration: Fraction | None = None  # seconds of video, from the container; None when unknown
     fps_guessed: bool = False  # True when the input has no rate of its own (image sequences)
     audio_codec: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)  # container tags (title, comment, ...)
@@ -110,11 +111,7 @@ def probe(path: str | Path) -> VideoInfo:
         if fps is None:
             raise InputError(f"{path}: the video stream states no frame rate; remux it with one (ffmpeg -r)")
         audio = container.streams.audio[0] if container.streams.audio else None
-        duration = None
-        if container.duration is not None:
-            duration = Fraction(container.duration, av.time_base)
-        elif stream.duration is not None and stream.time_base is not None:
-            duration = stream.duration * stream.time_base
+        duration = video_seconds(container, stream)
         metadata = {k: v for k, v in container.metadata.items() if k.lower() not in _TECHNICAL_TAGS}
         return VideoInfo(
             kind="video",
