@@ -14,7 +14,6 @@ paste the fields it prints into ``_ENTRIES`` below (see weights/README.md).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -27,10 +26,6 @@ Source = Literal["shipped", "hub", "random"]
 # falls back to FALLBACK_MODEL (see `default_model()`), loudly.
 DEFAULT_MODEL = "theris-small"
 FALLBACK_MODEL = "small-untrained"
-
-_COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
-_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-
 
 @dataclass(frozen=True)
 class ModelEntry:
