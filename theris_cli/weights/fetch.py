@@ -196,6 +196,11 @@ def fetch_entry(entry: ModelEntry) -> Path:
     if entry.source == "shipped":
         path = shipped_path(entry)
         if not path.is_file():
+            if entry.sha256 is None:
+                raise WeightsError(
+                    f"{entry.name} is not shipped yet (no {entry.filename} in this theris): pass a checkpoint with "
+                    "--weights PATH, or see `theris weights list`"
+                )
             raise WeightsError(
                 f"{entry.name} should ship with theris but {path} is missing from this install: reinstall theris, "
                 "or pass a checkpoint with --weights PATH"
