@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -257,7 +258,7 @@ def test_rerun_after_crash_redoes_only_the_unfinished_file(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     lock = lock_path(out_dir / ".theris" / "locks", "b.mkv")
-    lock.write_bytes(LockInfo(os.uname().nodename, dead.pid, None, time.time(), "dead", "b.mp4").to_json())
+    lock.write_bytes(LockInfo(socket.gethostname(), dead.pid, None, time.time(), "dead", "b.mp4").to_json())
     partial = out_dir / "b.theris-partial-1a2b3c.mkv"
     partial.write_bytes(b"half")
 
@@ -328,6 +329,27 @@ def test_two_concurrent_workers_process_each_file_once(tmp_path):
     assert sum(r.count("done") for r in results) == 8
     assert all(r.count("done") > 0 for r in results)  # both did work
     assert files_under(out_dir) == {n.replace(".mp4", ".mkv") for n in names}
+
+
+def test_concurrent_overwrite_redoes_each_file_once(tmp_path):
+    """--overwrite redoes files finished before this run, not those another worker just redid."""
+    in_dir, out_dir = tmp_path / "in", tmp_path / "out"
+    in_dir.mkdir()
+    names = [f"{i:02d}.mp4" for i in range(6)]
+    for n in names:
+        (in_dir / n).write_bytes(n.encode())
+    run(in_dir, out_dir)
+    time.sleep(0.01)  # records of the first run are strictly older than the next runs' start
+    calls: list[str] = []
+    threads = [
+        threading.Thread(target=run, args=(in_dir, out_dir), kwargs=dict(overwrite=True, upscale=upscaler(calls=calls, delay=0.1)))
+        for _ in range(2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(Path(c).name for c in calls) == names
 
 
 def test_two_shards_cover_every_file_exactly_once(tmp_path):

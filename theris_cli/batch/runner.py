@@ -27,7 +27,9 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 from theris_cli.batch.claims import Claim, lock_path, try_claim
 from theris_cli.batch.discover import STATE_DIR, Job, PathFilter, check_roots, discover
 from theris_cli.batch.paths import safe_output_path
-from theris_cli.batch.records import check_record, input_fingerprint, make_record, read_record, record_path, write_record
+from theris_cli.batch.records import (
+    check_record, input_fingerprint, make_record, read_record, record_path, sha256_file, write_record,
+)
 from theris_cli.batch.shard import Shard, resolve_shard
 from theris_cli.errors import BackendUnavailable, DeviceError, OutputError, TherisError, UsageError, WeightsError
 from theris_cli.outputs import PARTIAL_MARK
@@ -154,14 +156,17 @@ def run_batch(
         weights=str(weights), precision=precision, window=window, tile=tile, temporal_factor=temporal_factor,
         codec=codec, crf=crf, pix_fmt=pix_fmt, ext=ext,
     )
+    if model is None and Path(str(weights)).is_file():  # a local checkpoint: retraining it redoes outputs
+        settings["weights_sha256"] = sha256_file(Path(str(weights)))
     options = dict(
         weights=weights, device=device, precision=precision, window=window, tile=tile,
         temporal_factor=temporal_factor, codec=codec, crf=crf, pix_fmt=pix_fmt,
     )
 
     out_root.mkdir(parents=True, exist_ok=True)
-    state = safe_output_path(out_root, STATE_DIR)
-    state.mkdir(exist_ok=True)
+    for sub in ("done", "locks", "reports"):  # refuses a planted symlink out of OUT_DIR
+        safe_output_path(out_root, f"{STATE_DIR}/{sub}/x", create_parents=True)
+    state = out_root / STATE_DIR
     all_jobs = discover(in_root, out_root, ext=ext, path_filter=PathFilter(include, exclude))
     jobs = [j for j in all_jobs if shard.owns(j.rel.as_posix())]
 
@@ -257,6 +262,7 @@ class _Worker:
 
     def _process(self, job: Job, dst: Path, fingerprint: dict, model: Any, claim: Claim, res: FileResult) -> None:
         rec = record_path(self.state, job)
+        safe_output_path(self.out_root, rec.relative_to(self.out_root).as_posix(), create_parents=True)
         rec.unlink(missing_ok=True)  # the old record describes an output about to be replaced
         dst = safe_output_path(self.out_root, job.dst_rel, create_parents=True)
         # An output without a valid record is not done (a crash between rename and record, other
