@@ -66,7 +66,7 @@ class UpscaleProgress:
         self._total: Optional[int] = None
 
     def __enter__(self) -> "UpscaleProgress":
-        self._t0 = time.monotonic()
+        self._t0 = self._last_line = time.monotonic()  # the first plain line after one interval
         if not self.quiet and not self.plain:
             console = Console(file=self.stream, highlight=False)
             self._progress = Progress(
