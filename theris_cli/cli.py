@@ -395,7 +395,8 @@ def info_cmd() -> None:
 def main() -> None:
     """Console entry point: run the app and turn every expected failure into one line and an exit code."""
     try:
-        app(standalone_mode=False)
+        # without standalone mode, a command's `typer.Exit(n)` comes back as the return value n
+        rc = app(standalone_mode=False)
     except TherisError as e:
         if _debug:
             raise
@@ -409,3 +410,4 @@ def main() -> None:
     except typer.TyperException as e:  # usage errors: bad option, missing argument, ...
         e.show()
         sys.exit(getattr(e, "exit_code", 2))
+    sys.exit(rc if isinstance(rc, int) else 0)
