@@ -178,6 +178,24 @@ def test_truncated_mp4_is_not_a_readable_video(tmp_path):
     assert n == 0 and "not a video FFmpeg can read" in msg and "truncated" in msg
 
 
+def test_truncated_faststart_mp4_is_an_error_with_the_frame_index(tmp_path):
+    # with the index first (movflags=faststart, as web uploads are) the cut is in the media data
+    path = tmp_path / "a.mp4"
+    with av.open(str(path), "w", options={"movflags": "faststart"}) as out:
+        stream = out.add_stream("libx264", rate=25, options={"crf": "0"})
+        stream.width, stream.height, stream.pix_fmt = 48, 32, "yuv420p"
+        for i, f in enumerate(_noisy()):
+            vf = av.VideoFrame.from_ndarray(f, format="gray").reformat(format="yuv420p")
+            vf.pts = i
+            out.mux(stream.encode(vf))
+        out.mux(stream.encode())
+    data = path.read_bytes()
+    assert data.find(b"moov") < data.find(b"mdat")
+    path.write_bytes(data[: int(len(data) * 0.8)])
+    n, msg = _read_until_error(path)
+    assert 0 < n < 20 and f"corrupt or truncated at frame {n} (counting from 0)" in msg
+
+
 @pytest.mark.parametrize("ext", [".mkv", ".mp4"])
 def test_corrupt_bytes_mid_stream_are_an_error_with_the_frame_index(tmp_path, ext):
     # FFV1 checks slice CRCs and H.264 flags concealed frames; FFmpeg hands out a frame either way
@@ -189,6 +207,14 @@ def test_corrupt_bytes_mid_stream_are_an_error_with_the_frame_index(tmp_path, ex
     n, msg = _read_until_error(path)
     assert 0 < n < 20
     assert msg.startswith(str(path)) and f"at frame {n} (counting from 0)" in msg and "corrupt" in msg
+
+
+def test_image_changing_size_mid_sequence(tmp_path):
+    write_clip(tmp_path / "seq" / "%03d.png", ramp_frames(2, 8, 8))
+    write_clip(tmp_path / "other" / "%03d.png", ramp_frames(1, 8, 10))
+    (tmp_path / "other" / "001.png").rename(tmp_path / "seq" / "003.png")
+    n, msg = _read_until_error(tmp_path / "seq")
+    assert n == 2 and "frame 2 is 10x8 gray, but the video started as 8x8 gray" in msg
 
 
 def test_corrupt_image_in_sequence_names_it(tmp_path):

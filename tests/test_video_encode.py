@@ -88,7 +88,8 @@ def test_frame_rate_and_count_read_back_exactly(tmp_path, ext, fps, t):
 
 @pytest.mark.parametrize("ext", [".mkv", ".mp4", ".mov"])
 def test_rotation_audio_and_title_survive_with_source(tmp_path, ext):
-    src = write_clip(tmp_path / f"in{ext}", ramp_frames(6, 16, 24), rotation=90, audio=True, metadata={"title": "possum"})
+    frames = ramp_frames(6, 16, 24)
+    src = write_clip(tmp_path / f"in{ext}", frames, rotation=90, audio=True, metadata={"title": "possum"})
     info = probe(src)
     frames = np.repeat(np.repeat(_read(src), 2, axis=1), 2, axis=2)  # any processing, new size
     w = _write(tmp_path / f"o{ext}", frames, fps=info.fps * 2, source=info)
@@ -129,7 +130,10 @@ def test_what_cannot_be_carried_is_listed_in_notes(tmp_path):
     assert w.notes == ["rotation (90 degrees) dropped: .avi output cannot store it"]
     (tmp_path / "seq").mkdir()
     w = _write(tmp_path / "seq" / "%03d.png", ramp_frames(2, 16, 24), source=rotated)
-    assert w.notes == ["rotation (90 degrees) dropped: .png output cannot store it", "audio dropped: image sequences have no audio"]
+    assert w.notes == [
+        "rotation (90 degrees) dropped: .png output cannot store it",
+        "audio dropped: image sequences have no audio",
+    ]
     w = _write(tmp_path / "o.mkv", ramp_frames(2, 16, 24), crf=20)
     assert w.notes == ["--crf ignored: ffv1 has no CRF (it is lossless or fixed-quality)"]
 
@@ -185,6 +189,16 @@ def test_unknown_codec_and_pix_fmt(tmp_path):
         VideoWriter(tmp_path / "o.mkv", 24, 16, 25, 8, pix_fmt="grey")
 
 
+def test_odd_size_into_subsampled_h264(tmp_path):
+    with pytest.raises(OutputError, match=r"libx264 in yuv420p needs an even width and height, got 25x15"):
+        VideoWriter(tmp_path / "o.mp4", 25, 15, 25, 8)
+    frames = ramp_frames(2, 15, 25)
+    _write(tmp_path / "o2.mp4", frames, pix_fmt="yuv444p", crf=0)
+    assert np.abs(_read(tmp_path / "o2.mp4").astype(int) - frames).max() <= 1
+    _write(tmp_path / "o.mkv", frames)
+    np.testing.assert_array_equal(_read(tmp_path / "o.mkv"), frames)
+
+
 def test_missing_folder(tmp_path):
     with pytest.raises(OutputError, match=r"cannot write: folder .*nope does not exist"):
         VideoWriter(tmp_path / "nope" / "o.mkv", 24, 16, 25, 8)
@@ -228,3 +242,12 @@ def test_exception_inside_with_closes_the_container(tmp_path):
     assert w._closed
     with pytest.raises(ValueError, match="closed"):
         w.write(np.zeros((16, 24), np.uint8))
+
+
+def test_real_16bit_clip_round_trips_through_the_writer(tmp_path, shared_ir):
+    src = shared_ir / "lepton_python_cptv_v2.mkv"
+    info = probe(src)
+    frames = _read(src)
+    _write(tmp_path / "o.mkv", frames, fps=info.fps, source=info)
+    np.testing.assert_array_equal(_read(tmp_path / "o.mkv"), frames)
+    assert probe(tmp_path / "o.mkv").fps == info.fps

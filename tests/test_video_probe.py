@@ -66,7 +66,8 @@ def test_probe_grey_rgb_or_yuv_is_not_palette(tmp_path, ext):
 
 @pytest.mark.parametrize("ext", [".mkv", ".mp4", ".mov"])
 def test_probe_rotation_and_audio(tmp_path, ext):
-    path = write_clip(tmp_path / f"a{ext}", ramp_frames(5, 16, 24), rotation=90, audio=True, metadata={"title": "hedgehog"})
+    frames = ramp_frames(5, 16, 24)
+    path = write_clip(tmp_path / f"a{ext}", frames, rotation=90, audio=True, metadata={"title": "hedgehog"})
     info = probe(path)
     assert info.rotation == 90
     assert info.has_audio and info.audio_codec in ("aac", "pcm_s16le")

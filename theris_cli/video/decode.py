@@ -25,6 +25,7 @@ duration are all turned into errors rather than silently short or damaged output
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -96,7 +97,8 @@ def image_files(path: str | Path) -> list[Path] | None:
             )
         exts = {f.suffix.lower() for f in files}
         if len(exts) > 1:
-            raise InputError(f"{path}: holds images of several types ({', '.join(sorted(exts))}); keep one sequence per directory")
+            kinds = ", ".join(sorted(exts))
+            raise InputError(f"{path}: holds images of several types ({kinds}); keep one sequence per directory")
         return sorted(files, key=_natural_key)
     return None
 
@@ -119,7 +121,9 @@ def open_container(path: str | Path) -> av.container.InputContainer:
     except av.error.EOFError:
         raise InputError(f"{path}: ends before its first video frame (empty or truncated file)") from None
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as e:
-        raise InputError(f"{path}: not a video FFmpeg can read ({_reason(e)}); is it truncated or another kind of file?") from None
+        raise InputError(
+            f"{path}: not a video FFmpeg can read ({_reason(e)}); is it truncated or another kind of file?"
+        ) from None
 
 
 def video_stream(container: av.container.InputContainer, path: str | Path) -> av.video.stream.VideoStream:
@@ -142,6 +146,7 @@ def decode_av_frames(path: str | Path) -> Iterator[av.VideoFrame]:
         stream = video_stream(container, path)
         stream.thread_type = "AUTO"  # frame + slice threads; decoders deliver display order either way
         expected = expected_frame_count(container, stream)
+        matroska = "matroska" in container.format.name
         n = 0
         packets = container.demux(stream)
         sources = {container.format.name, stream.codec_context.name}  # the demuxer's and decoder's logs
@@ -161,9 +166,10 @@ def decode_av_frames(path: str | Path) -> Iterator[av.VideoFrame]:
                     raise _damaged(path, n, "the decoder flagged the frame as corrupt")
                 n += 1
                 yield frame
-        # A Matroska file cut at a cluster boundary ends without an error, but its header still
-        # states the duration. One frame of slack: durations are rounded to container ticks.
-        if expected is not None and n < expected - 1:
+        # A Matroska file cut at a cluster boundary can end without an error, but its header still
+        # states the duration. One frame of slack: durations are rounded to 1 ms. Not for MP4: an
+        # edit list may hide frames that its sample count includes (and a cut MP4 fails loudly).
+        if matroska and expected is not None and n < expected - 1:
             raise InputError(
                 f"{path}: ends after {n} frames but its header promises about {expected}: "
                 f"truncated or damaged at frame {n} (counting from 0); re-copy or re-export the file"
@@ -175,8 +181,9 @@ def decode_av_frames(path: str | Path) -> Iterator[av.VideoFrame]:
 def _decode_images(path: str | Path, files: list[Path]) -> Iterator[av.VideoFrame]:
     for index, f in enumerate(files):
         try:
-            with av.open(str(f), "r") as c, _decoder_errors({c.format.name, c.streams.video[0].codec_context.name}) as errors:
-                frame = next(c.decode(video=0), None)
+            with av.open(str(f), "r") as c:
+                with _decoder_errors({c.format.name, c.streams.video[0].codec_context.name}) as errors:
+                    frame = next(c.decode(video=0), None)
         except (av.error.FFmpegError, ValueError, IndexError) as e:
             raise InputError(f"{path}: image {f.name} (frame {index}) cannot be read: {_reason(e)}") from None
         if frame is None or errors:
@@ -237,6 +244,11 @@ def snap_rate(rate: Fraction) -> Fraction:
     return rate
 
 
+_log_lock = threading.Lock()
+_log_users = 0
+_log_restore: tuple = (None, True)
+
+
 @contextmanager
 def _decoder_errors(sources: set[str]) -> Iterator[list[str]]:
     """Collect FFmpeg's error-level log lines from `sources` (demuxer and decoder names) inside.
@@ -247,19 +259,26 @@ def _decoder_errors(sources: set[str]) -> Iterator[list[str]]:
     their own threads), hence the filter by name: an encoder running in another thread meanwhile
     logs under its own name.
     """
-    prev_level, prev_skip = av.logging.get_level(), av.logging.get_skip_repeated()
-    if prev_level is None:
-        av.logging.set_level(av.logging.ERROR)
-    av.logging.set_skip_repeated(False)  # the same damage seen twice (probe, then decode) must show twice
+    global _log_users, _log_restore
+    with _log_lock:  # several threads may decode at once: the first in switches logging on, the last out off
+        if _log_users == 0:
+            _log_restore = (av.logging.get_level(), av.logging.get_skip_repeated())
+            if _log_restore[0] is None:
+                av.logging.set_level(av.logging.ERROR)
+            av.logging.set_skip_repeated(False)  # damage seen twice (probe, then decode) must show twice
+        _log_users += 1
     errors: list[str] = []
     try:
         with av.logging.Capture(local=False) as logs:
             yield errors
     finally:
-        if prev_level is None:
-            av.logging.set_level(None)
-        av.logging.set_skip_repeated(prev_skip)
-    errors.extend(msg.strip() for level, name, msg in logs if level <= av.logging.ERROR and name in sources and msg.strip())
+        with _log_lock:
+            _log_users -= 1
+            if _log_users == 0:
+                if _log_restore[0] is None:
+                    av.logging.set_level(None)
+                av.logging.set_skip_repeated(_log_restore[1])
+    errors.extend(m.strip() for level, name, m in logs if level <= av.logging.ERROR and name in sources and m.strip())
 
 
 def _damaged(path: str | Path, index: int, detail: str) -> InputError:

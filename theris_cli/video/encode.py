@@ -72,7 +72,9 @@ def output_kind(path: str | Path) -> str:
     if ext in _IMAGE_CODECS:
         raise OutputError(f"{path}: a single image cannot hold a video; use a numbered pattern such as out/%05d{ext}")
     if ext not in _CONTAINERS:
-        raise OutputError(f"{path}: unknown output type {ext or '(no extension)'}; use .mkv, .mp4, .mov, .avi or out/%05d.png")
+        raise OutputError(
+            f"{path}: unknown output type {ext or '(no extension)'}; use .mkv, .mp4, .mov, .avi or out/%05d.png"
+        )
     return "video"
 
 
@@ -162,6 +164,13 @@ class VideoWriter:
             )
         if bits > 16:
             raise OutputError(f"{self.path}: {self.pix_fmt} is a float format; use an integer one")
+        if kind == "yuv" and (self.width % 2 or self.height % 2) and self.codec in ("libx264", "libx265", "h264"):
+            probe_fmt = av.VideoFormat(self.pix_fmt, 2, 2)  # chroma planes 1 sample wide/high: subsampled
+            if any(c.width == 1 or c.height == 1 for c in probe_fmt.components[1:] if not c.is_alpha):
+                raise OutputError(
+                    f"{self.path}: {self.codec} in {self.pix_fmt} needs an even width and height, got "
+                    f"{self.width}x{self.height}; write .mkv or pass --pix-fmt yuv444p"
+                )
         return kind, bits
 
     def _open(self, options: dict[str, str], source: VideoInfo | None) -> None:
@@ -206,7 +215,8 @@ class VideoWriter:
         if source.has_audio:
             self._audio = _AudioCopy(source.path, self._container, ext)
             if self._audio.reencode:
-                self.notes.append(f"audio re-encoded {self._audio.src_codec} -> {self._audio.dst_codec}: {self._audio.reason}")
+                a = self._audio
+                self.notes.append(f"audio re-encoded {a.src_codec} -> {a.dst_codec}: {a.reason}")
 
     # ------------------------------------------------------------------ writing
 
@@ -329,7 +339,9 @@ def _encoder_formats(codec: str, path: Path) -> set[str]:
     try:
         c = av.codec.Codec(codec, "w")
     except (av.error.FFmpegError, ValueError, av.codec.codec.UnknownCodecError):
-        raise OutputError(f"{path}: no encoder named {codec!r} in this FFmpeg build; try ffv1 (.mkv) or libx264 (.mp4)") from None
+        raise OutputError(
+            f"{path}: no encoder named {codec!r} in this FFmpeg build; try ffv1 (.mkv) or libx264 (.mp4)"
+        ) from None
     if c.type != "video":
         raise OutputError(f"{path}: {codec} is not a video codec")
     return {f.name for f in (c.video_formats or [])}
