@@ -127,3 +127,15 @@ def test_bad_options_are_usage_errors():
 def test_bf16_on_cpu_runs():
     y = upscale(frames(3), precision="bf16", model=Smooth())
     assert len(y) == 6 and y[0].dtype == torch.float32
+
+
+def test_tiled_is_close_to_untiled_for_tiny_random():
+    from theris_cli.weights import load_model
+
+    model = load_model("tiny-random")
+    x = frames(4, 40, 48)
+    a = torch.stack(upscale(x, model=model))
+    b = torch.stack(list(Upscaler(model, tile=24, tile_overlap=8).process(iter(x))))
+    err = (a - b).abs()
+    psnr = 10 * torch.log10(1 / (err**2).mean())
+    assert psnr > 40 and err.max() < 0.1  # the SSM scans and FFT see the whole frame: close, not equal

@@ -46,6 +46,116 @@ def _root(
 # Commands are added below, one section per concern; each only parses, calls the library and reports.
 
 
+# --- upscale, demo (PIPELINE) ---------------------------------------------------------------------
+_UPSCALE_EPILOG = (
+    "Examples:\n\n"
+    "  theris upscale in.mp4 out.mp4\n\n"
+    "  theris upscale flir16.mkv out.mkv          (16-bit in, 16-bit lossless FFV1 out)\n\n"
+    "  theris upscale frames/%05d.png out.mkv --device cuda --tile 256\n\n"
+    "  theris upscale in.mp4 out.mp4 --temporal-factor 1 --crf 12 --overwrite"
+)
+
+
+class _WarningsToStderr:
+    """Show the library's warnings (logger "theris") as one line each on stderr while a command runs."""
+
+    def __enter__(self):
+        import logging
+
+        class _Handler(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                err_console.print(Text.assemble(("warning: ", "bold yellow"), record.getMessage()), soft_wrap=True)
+
+        self.handler = _Handler(logging.WARNING)
+        self.loggers = [logging.getLogger(name) for name in ("theris", "theris_cli")]  # pipeline, library modules
+        self.propagate = [lg.propagate for lg in self.loggers]
+        for lg in self.loggers:
+            lg.addHandler(self.handler)
+            lg.propagate = False  # once, not again through the root logger's last-resort handler
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for lg, prop in zip(self.loggers, self.propagate):
+            lg.removeHandler(self.handler)
+            lg.propagate = prop
+
+
+def _report_upscale(res, quiet: bool) -> None:
+    if quiet:
+        return
+    st = res.stages
+    err_console.print(
+        Text(
+            f"wrote {res.dst}: {res.frames_out} frames {res.size_out[0]}x{res.size_out[1]} at {res.fps_out} fps, "
+            f"{res.bit_depth}-bit (from {res.frames_in} frames {res.size_in[0]}x{res.size_in[1]} at {res.fps_in} fps) "
+            f"in {res.seconds:.1f} s (decode {st['decode']:.1f} s, model {st['model']:.1f} s, "
+            f"encode {st['encode']:.1f} s) with {res.weights} on {res.device} ({res.precision})"
+        ),
+        soft_wrap=True,
+    )
+    if res.weights_trained is False:
+        err_console.print(
+            f"[yellow]note:[/] {res.weights} has random (untrained) weights: the output is not a real upscale",
+            soft_wrap=True,
+        )
+
+
+@app.command("upscale", epilog=_UPSCALE_EPILOG)
+def upscale_cmd(
+    src: str = typer.Argument(
+        ..., metavar="SRC", help="Input video, or an image pattern such as frames/%05d.png.", show_default=False
+    ),
+    dst: str = typer.Argument(
+        ..., metavar="DST", help="Output video; its extension picks the container (.mkv: lossless FFV1 at the input's bit depth, "
+        ".mp4: H.264).", show_default=False,
+    ),
+    weights: Optional[str] = typer.Option(
+        None, "--weights", "-w", help="Registry name (see `theris weights list`), a .safetensors file, or "
+        "hf://owner/repo/file (optionally @revision). Default: the default model.",
+    ),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N (auto: the GPU if there is one)."),
+    precision: str = typer.Option(
+        "auto", "--precision", help="auto, fp32, fp16 or bf16 (auto: bf16/fp16 on CUDA, fp32 on the CPU)."
+    ),
+    window: int = typer.Option(4, "--window", min=2, help="Input frames the model sees at once (k+1)."),
+    tile: Optional[int] = typer.Option(
+        None, "--tile", min=16, help="Tile side in input pixels, for frames too large for memory. "
+        "Default: whole frames on the CPU, chosen from free memory on CUDA.",
+    ),
+    temporal_factor: int = typer.Option(
+        2, "--temporal-factor", min=1, help="Output frames per input frame (1: spatial only; 2: double the frame rate)."
+    ),
+    codec: Optional[str] = typer.Option(None, "--codec", help="Video codec, e.g. ffv1, libx264, libx265. Default: from the extension."),
+    crf: Optional[int] = typer.Option(None, "--crf", min=0, help="Quality for H.264/H.265 (lower is better). Default: the codec's visually lossless setting."),
+    pix_fmt: Optional[str] = typer.Option(None, "--pix-fmt", help="Output pixel format, e.g. gray16le, yuv420p. Default: fits the input and codec."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace DST if it exists."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary (errors and warnings only)."),
+) -> None:
+    """Upscale a thermal video 4x in space and 2x in time (frame rate doubled, duration kept).
+
+    Bit depth is kept: 8-bit stays 8-bit, 16-bit (radiometric) stays 16-bit. Input frame i becomes
+    output frame 2i; output frame 2i+1 lies halfway to the next input frame; the last input frame is
+    held for its whole display time (its second output frame repeats it). The output is written under
+    a temporary name and renamed when complete; on error or Ctrl-C nothing is left behind.
+    """
+    from pathlib import Path
+
+    from theris_cli.errors import UsageError
+    from theris_cli.pipeline import upscale_video
+    from theris_cli.progress import UpscaleProgress
+
+    if Path(src).is_dir():
+        # The place where `upscale IN_DIR OUT_DIR` will hand over to theris_cli.batch.
+        raise UsageError(f"{src}: is a folder; `theris upscale` takes one video file (or an image pattern such as {Path(src) / 'frame_%05d.png'})")
+    with _WarningsToStderr(), UpscaleProgress(Path(src).name, quiet=quiet, stream=err_console.file) as progress:
+        res = upscale_video(
+            src, dst, weights=weights, device=device, precision=precision, window=window, tile=tile,
+            temporal_factor=temporal_factor, codec=codec, crf=crf, pix_fmt=pix_fmt, overwrite=overwrite,
+            on_progress=progress,
+        )
+    _report_upscale(res, quiet)
+
+
 # --- batch (BATCH) --------------------------------------------------------------------------------
 from pathlib import Path  # noqa: E402
 

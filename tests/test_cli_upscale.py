@@ -1,0 +1,83 @@
+"""`theris upscale`: parsing, reporting and the one-line errors of the command line."""
+
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from clips import ramp_frames, write_clip
+from theris_cli.cli import app
+from theris_cli.errors import DeviceError, InputError, OutputError, UsageError
+from theris_cli.outputs import PARTIAL_MARK
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, list(map(str, args)))
+
+
+def test_help_shows_examples_and_options():
+    res = runner.invoke(app, ["upscale", "--help"], env={"COLUMNS": "140"})
+    assert res.exit_code == 0
+    for text in ("Examples", "theris upscale in.mp4 out.mp4", "--temporal-factor", "--tile", "--precision",
+                 "--overwrite", "--quiet", "--weights"):
+        assert text in res.output
+
+
+def test_upscale_end_to_end_with_tiny_random(tmp_path):
+    src = write_clip(tmp_path / "in.mkv", ramp_frames(5, 12, 16, bits=16))
+    res = invoke("upscale", src, tmp_path / "out.mkv", "--weights", "tiny-random", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "out.mkv").is_file()
+    assert "wrote" in res.output and "10 frames 64x48 at 50 fps, 16-bit" in res.output
+    assert "untrained" in res.output  # tiny-random is labelled as random weights
+    assert "in.mkv: 10 frames" in res.output  # plain progress line: CliRunner's stderr is not a terminal
+
+
+def test_quiet_prints_nothing(tmp_path):
+    src = write_clip(tmp_path / "in.mkv", ramp_frames(3, 12, 16))
+    res = invoke("upscale", src, tmp_path / "out.mkv", "-w", "tiny-random", "--quiet", "--temporal-factor", "1")
+    assert res.exit_code == 0 and res.output == ""
+
+
+@pytest.mark.parametrize(
+    "args,error,message",
+    [
+        (["missing.mkv", "out.mkv"], InputError, "no such file"),
+        (["in.mkv", "in.mkv"], OutputError, "is the input"),
+        (["in.mkv", "out.mkv", "--device", "cuda:7"], DeviceError, "CUDA"),
+        (["in.mkv", "out.mkv", "--precision", "fp8"], UsageError, "--precision"),
+        (["in.mkv", "out.mkv", "--device", "tpu"], UsageError, "--device"),
+    ],
+)
+def test_errors_raise_the_library_error(tmp_path, monkeypatch, args, error, message):
+    monkeypatch.chdir(tmp_path)
+    write_clip(tmp_path / "in.mkv", ramp_frames(3, 12, 16))
+    res = invoke("upscale", *args, "-w", "tiny-random")
+    assert isinstance(res.exception, error) and message in str(res.exception)
+    assert not (tmp_path / "out.mkv").exists()
+    assert [p for p in tmp_path.iterdir() if PARTIAL_MARK in p.name] == []
+
+
+def test_folder_input_is_a_clear_usage_error(tmp_path):
+    (tmp_path / "clips").mkdir()
+    res = invoke("upscale", tmp_path / "clips", tmp_path / "out")
+    assert isinstance(res.exception, UsageError) and "is a folder" in str(res.exception)
+
+
+def test_option_ranges_are_checked_by_the_parser(tmp_path):
+    res = invoke("upscale", "a.mkv", "b.mkv", "--window", "1")
+    assert res.exit_code == 2
+
+
+def test_main_prints_one_line_and_exits_non_zero(tmp_path):
+    # Through the console entry point, as a user runs it.
+    proc = subprocess.run(
+        [sys.executable, "-m", "theris_cli", "upscale", str(tmp_path / "missing.mkv"), str(tmp_path / "out.mkv")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "no such file" in lines[0]
