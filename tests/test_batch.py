@@ -125,16 +125,21 @@ def test_sequences_sharing_a_folder_become_patterns(tmp_path):
 
 def test_discover_names_do_not_collide_and_do_not_depend_on_filters(tmp_path):
     in_dir = tmp_path / "in"
-    for rel in ("clip.mp4", "clip.avi", "x/clip.mov"):
+    for rel in ("clip.mp4", "clip.avi", "x/clip.mov", "x/CLIP/0998.png", "x/CLIP/0999.png", "x/CLIP/1000.png"):
         (in_dir / rel).parent.mkdir(parents=True, exist_ok=True)
         (in_dir / rel).write_bytes(b"v")
     roots = check_roots(in_dir, tmp_path / "out")
     names = {j.name: j.dst_rel.as_posix() for j in discover(*roots)}
-    assert names == {"clip.avi": "clip.avi.mkv", "clip.mp4": "clip.mp4.mkv", "x/clip.mov": "x/clip.mkv"}
-    only = discover(*roots, path_filter=PathFilter(include=["clip.mp4"]))
-    assert [j.dst_rel.as_posix() for j in only] == ["clip.mp4.mkv"]
+    assert names == {
+        "clip.avi": "clip.avi.mkv", "clip.mp4": "clip.mp4.mkv", "x/clip.mov": "x/clip.mov.mkv", "x/CLIP/": "x/CLIP.png.mkv"
+    }
+    for include, exclude in ([["clip.mp4"], []], [[], ["CLIP"]]):
+        filtered = {j.name: j.dst_rel.as_posix() for j in discover(*roots, path_filter=PathFilter(include, exclude))}
+        assert filtered.items() <= names.items()
     same = {j.name: j.dst_rel.as_posix() for j in discover(*roots, ext="same")}
-    assert same == {"clip.avi": "clip.avi", "clip.mp4": "clip.mp4", "x/clip.mov": "x/clip.mov"}
+    assert same == {"clip.avi": "clip.avi", "clip.mp4": "clip.mp4", "x/clip.mov": "x/clip.mov", "x/CLIP/": "x/CLIP.mkv"}
+    seq = next(j for j in discover(*roots) if j.kind == "images")
+    assert seq.src.name == "CLIP" and seq.start_number == 998  # numbers above 0..4: read as the folder
 
 
 @pytest.mark.parametrize(

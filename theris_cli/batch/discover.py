@@ -165,29 +165,35 @@ def _sequences(
     seqs = {k: v for k, v in groups.items() if len(v) >= MIN_SEQUENCE_FRAMES}
     for (prefix, ext), members in sorted(seqs.items()):
         members.sort(key=lambda t: (int(t[0]), t[1]))
-        widths = Counter(len(num) for num, _ in members)
-        width = widths.most_common(1)[0][0]
-        padded = any(num.startswith("0") for num, _ in members) or len(widths) == 1
-        spec = f"%0{width}d" if padded and width > 1 else "%d"
+        names_here = [name for _, name in members]
+        numbers = [int(num) for num, _ in members]
         label = prefix.strip("_-. ") or "frames"
         if len(seqs) == 1:  # the usual case: the folder is the clip
             rel = folder_rel if folder_rel.parts else PurePosixPath(label)
         else:
             rel = folder_rel / label
-        names_here = [name for _, name in members]
-        numbers = [int(num) for num, _ in members]
-        # What the video reader gets: a %d pattern, which FFmpeg-style must start at 0..4 and have
-        # no gaps; failing that, the folder itself when these are its only images (read in natural
-        # order); failing both, frames would be silently dropped, so the input is reported instead.
+        # What the video reader gets: a printf pattern, which (as FFmpeg's image2) must start at 0..4,
+        # have no gaps and spell every name; failing that, the folder itself when these are its only
+        # images (read in natural order); failing both, frames would be silently dropped, so the
+        # input is reported instead.
         problem = ""
-        src = folder / f"{prefix.replace('%', '%%')}{spec}.{ext}"
-        if numbers[0] > _IMAGE_START_MAX or numbers != list(range(numbers[0], numbers[0] + len(numbers))):
+        width = min(len(num) for num, _ in members)
+        spec = next(
+            (
+                sp for sp in ((f"%0{width}d", "%d") if width > 1 else ("%d",))
+                if all(name == f"{prefix}{sp % n}.{ext}" for n, name in zip(numbers, names_here))
+            ),
+            None,
+        )
+        consecutive = numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+        src = folder / f"{prefix.replace('%', '%%')}{spec or '%d'}.{ext}"
+        if spec is None or numbers[0] > _IMAGE_START_MAX or not consecutive:
             if len(all_images) == len(members):
                 src = folder
             else:
                 problem = (
-                    f"{rel}/: frames {names_here[0]}..{names_here[-1]} have gaps or start above {_IMAGE_START_MAX}, "
-                    "and share their folder with other images; move them into a folder of their own"
+                    f"{rel}/: frames {names_here[0]}..{names_here[-1]} have gaps, mixed numbering or start above "
+                    f"{_IMAGE_START_MAX}, and share their folder with other images; move them into a folder of their own"
                 )
         jobs.append(
             Job(
@@ -202,6 +208,28 @@ def _sequences(
         )
         used.update(names_here)
     return jobs, used
+
+
+def _name_outputs(jobs: list[Job], ext: str) -> list[Job]:
+    """Give every input its output path, over all inputs before filtering, so that names never depend
+    on --include/--exclude. Inputs that would share a name (clip.mp4 and clip.avi -> clip.mkv; a
+    sequence folder clip/ and clip.mp4 beside it; compared case-insensitively for macOS and Windows
+    disks) keep their own extension in it instead (clip.mp4.mkv, clip.avi.mkv, clip.png.mkv)."""
+    named = [(j, _output_name(j.rel, j.kind, ext)) for j in jobs]
+    counts = Counter(str(n).lower() for _, n in named)
+    out = []
+    for job, name in named:
+        if counts[str(name).lower()] > 1:
+            tail = job.rel.name if job.kind == "video" else job.rel.name + job.frames[0].suffix.lower()
+            name = name.with_name(tail + "." + (ext if ext != "same" else job.rel.suffix[1:] or "mkv"))
+        out.append(replace(job, dst_rel=name))
+    # Still shared after that (an input literally named clip.mp4.mkv beside the above): report both.
+    counts = Counter(str(j.dst_rel).lower() for j in out)
+    return [
+        replace(j, problem=f"its output name {j.dst_rel} is also another input's; rename one of them")
+        if counts[str(j.dst_rel).lower()] > 1 else j
+        for j in out
+    ]
 
 
 def discover(
@@ -226,11 +254,9 @@ def discover(
         keep = []
         for d in sorted(dirnames):
             sub = here / d
-            if d.startswith(".") or sub.is_symlink() or inside(sub.resolve(), out_root):
-                continue
-            if path_filter.excluded(here_rel / d):
-                continue
-            keep.append(d)
+            # Excluded folders are walked all the same: naming needs every input (see _name_outputs).
+            if not (d.startswith(".") or sub.is_symlink() or inside(sub.resolve(), out_root)):
+                keep.append(d)
         dirnames[:] = keep  # os.walk descends only into these
 
         visible = sorted(f for f in filenames if not f.startswith("."))
@@ -243,18 +269,8 @@ def discover(
                 continue
             found.append(Job(rel=here_rel / f, src=path, dst_rel=PurePosixPath(), kind="video"))
 
-        # Name outputs over all of this folder's inputs, before filtering, so names never depend on
-        # --include/--exclude. Two inputs that would share a name (clip.mp4 and clip.avi -> clip.mkv;
-        # compared case-insensitively for macOS and Windows disks) both keep their old extension
-        # in the name instead (clip.mp4.mkv, clip.avi.mkv).
-        named = [(j, _output_name(j.rel, j.kind, ext)) for j in found]
-        counts = Counter(str(n).lower() for _, n in named)
-        for job, name in named:
-            if counts[str(name).lower()] > 1:
-                tail = job.rel.name if job.kind == "video" else job.rel.name + "." + job.frames[0].suffix[1:]
-                name = name.with_name(tail + "." + (ext if ext != "same" else job.rel.suffix[1:] or "mkv"))
-            jobs.append(replace(job, dst_rel=name))
-
+        jobs.extend(found)
+    jobs = _name_outputs(jobs, ext)
     jobs = [j for j in jobs if path_filter.selects(j.rel)]
     jobs.sort(key=lambda j: j.rel.as_posix())
     return jobs

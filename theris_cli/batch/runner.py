@@ -172,7 +172,11 @@ def run_batch(
 
     result = BatchResult(str(in_root), str(out_root), str(shard), settings, discovered=len(all_jobs))
     listener = listener or BatchListener()
-    worker = _Worker(out_root, state, settings, options, upscale, model, overwrite, verify, stale_after, result.started, listener)
+    worker = _Worker(
+        out_root=out_root, state=state, settings=settings, options=options, upscale=upscale, model=model,
+        verify=verify, stale_after=stale_after, listener=listener,
+        not_before=result.started if overwrite else None, overwrite=overwrite,
+    )
     sizes = [input_bytes(j) for j in jobs]
     listener.batch_start(jobs, sum(sizes), result)
     try:
@@ -192,21 +196,27 @@ def run_batch(
     return result
 
 
+@dataclass
 class _Worker:
-    """The per-file steps of one batch run (state shared across files: the lazily loaded model)."""
+    """The per-file steps of one batch run (state kept across files: the lazily loaded model)."""
 
-    def __init__(self, out_root, state, settings, options, upscale, model, overwrite, verify, stale_after, started, listener):
-        self.out_root, self.state, self.settings, self.options = out_root, state, settings, options
-        self.upscale, self.model, self.overwrite, self.verify = upscale, model, overwrite, verify
-        self.stale_after, self.listener = stale_after, listener
-        self.not_before = started if overwrite else None
+    out_root: Path
+    state: Path  # OUT_DIR/.theris
+    settings: dict[str, Any]  # what the completion records must match
+    options: dict[str, Any]  # passed through to upscale
+    upscale: Callable[..., Any]
+    model: Any
+    verify: bool
+    stale_after: float
+    listener: BatchListener
+    not_before: Optional[float]  # --overwrite: records older than this run do not count
+    overwrite: bool
 
     def _load_model(self) -> Any:
         # Once per batch, and only when some file needs it: a rerun with everything done loads nothing.
         if self.model is None:
-            from theris_cli.weights import load_model
-
             from theris_cli.infer import resolve_device
+            from theris_cli.weights import load_model
 
             self.model = load_model(self.options["weights"], device=str(resolve_device(self.options["device"])))
         return self.model
