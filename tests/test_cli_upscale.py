@@ -81,3 +81,19 @@ def test_main_prints_one_line_and_exits_non_zero(tmp_path):
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "no such file" in lines[0]
+
+
+def test_demo_writes_input_and_output_and_names_the_weights(tmp_path, monkeypatch):
+    import theris_cli.demo as demo
+    from theris_cli.video import probe
+
+    monkeypatch.setattr(demo, "DEMO_FRAMES", 4)  # the real demo is 27 frames; 4 keep the test short
+    res = invoke("demo", "--out-dir", tmp_path / "d", "-w", "tiny-random", "--device", "cpu", "-q")
+    assert res.exit_code == 0, res.output
+    src, dst = tmp_path / "d" / demo.INPUT_NAME, tmp_path / "d" / demo.OUTPUT_NAME
+    assert f"input:   {src}" in res.output and f"output:  {dst}" in res.output
+    assert "weights: tiny-random (UNTRAINED" in res.output
+    a, b = probe(src), probe(dst)
+    assert (b.width, b.height) == (4 * a.width, 4 * a.height) and b.fps == 2 * a.fps
+    again = invoke("demo", "--out-dir", tmp_path / "d", "-w", "tiny-random", "--device", "cpu", "-q")
+    assert again.exit_code == 0, again.output  # a second demo replaces the first one's files

@@ -156,6 +156,35 @@ def upscale_cmd(
     _report_upscale(res, quiet)
 
 
+@app.command("demo")
+def demo_cmd(
+    out_dir: str = typer.Option("theris-demo", "--out-dir", "-o", help="Folder for the demo's input and output (created if missing)."),
+    weights: Optional[str] = typer.Option(
+        None, "--weights", "-w", help="Registry name, .safetensors file or hf://owner/repo/file. Default: the default model."
+    ),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar (the paths are still printed)."),
+) -> None:
+    """Make a 3-second synthetic thermal clip and upscale it: the first command to try.
+
+    Writes OUT_DIR/thermal_input.mkv (80x64, 9 fps, lossless) and OUT_DIR/thermal_upscaled.mp4 (320x256,
+    18 fps, H.264), replacing those two files if an earlier demo left them, and says which weights did it.
+
+    Example: theris demo --out-dir /tmp/theris-demo
+    """
+    from theris_cli.demo import run_demo
+    from theris_cli.progress import UpscaleProgress
+
+    with _WarningsToStderr(), UpscaleProgress("demo", quiet=quiet, stream=err_console.file) as progress:
+        demo = run_demo(out_dir, weights=weights, device=device, on_progress=progress)
+    res = demo.upscale
+    typer.echo(f"input:   {demo.input} ({res.size_in[0]}x{res.size_in[1]}, {res.frames_in} frames at {res.fps_in} fps, synthetic)")
+    typer.echo(f"output:  {demo.output} ({res.size_out[0]}x{res.size_out[1]}, {res.frames_out} frames at {res.fps_out} fps)")
+    trained = {True: "trained", False: "UNTRAINED: random weights, so the output is not a real upscale yet",
+               None: "training unknown"}[res.weights_trained]
+    typer.echo(f"weights: {res.weights} ({trained}) on {res.device}, {res.seconds:.1f} s")
+
+
 # --- batch (BATCH) --------------------------------------------------------------------------------
 from pathlib import Path  # noqa: E402
 
