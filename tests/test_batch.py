@@ -25,7 +25,7 @@ from theris_cli.batch.claims import Claim, LockInfo, lock_path, try_claim
 from theris_cli.batch.paths import safe_output_path
 from theris_cli.batch.runner import remove_partials
 from theris_cli.batch.shard import Shard, parse_shard, resolve_shard, shard_from_env
-from theris_cli.errors import InputError, OutputError, UsageError
+from theris_cli.errors import DeviceError, InputError, OutputError, UsageError
 from theris_cli.outputs import atomic_output
 
 SEQ = ("0001.png", "0002.png", "0003.png")
@@ -222,6 +222,27 @@ def test_internal_error_is_isolated_with_traceback(tmp_path):
     a, b = result.files
     assert (a.status, a.error_type, b.status) == ("failed", "internal", "done")
     assert a.reason == "internal error: RuntimeError: boom" and "Traceback" in a.traceback
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt(), DeviceError("CUDA is not available; use --device cpu")])
+def test_interrupt_or_fatal_error_stops_the_batch_cleanly(tmp_path, error):
+    in_dir, out_dir = tmp_path / "in", tmp_path / "out"
+    in_dir.mkdir()
+    for n in "abc":
+        (in_dir / f"{n}.mp4").write_bytes(n.encode())
+
+    def stop_on_b(src, dst, **kw):
+        if Path(src).name == "b.mp4":
+            with atomic_output(dst, overwrite=kw["overwrite"]):
+                raise error
+        return fake_upscale(src, dst, **kw)
+
+    with pytest.raises(type(error)):
+        run(in_dir, out_dir, upscale=stop_on_b, report=tmp_path / "r.json")
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["stopped"].endswith("(during b.mp4, which is left unfinished)")
+    assert [f["status"] for f in report["files"]] == ["done"]
+    assert files_under(out_dir) == {"a.mkv"} and not list((out_dir / ".theris" / "locks").iterdir())
 
 
 def test_rerun_skips_done_and_redoes_changed_or_overwritten(tmp_path):

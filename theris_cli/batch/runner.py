@@ -64,7 +64,7 @@ class BatchResult:
     pid: int = field(default_factory=os.getpid)
     started: float = field(default_factory=time.time)
     finished: Optional[float] = None
-    stopped: str = ""  # why the batch stopped early: "interrupted" (Ctrl-C, SIGTERM) or the fatal error
+    stopped: str = ""  # why the batch stopped early: "interrupted" (Ctrl-C, SIGTERM) or the fatal error, and where
     discovered: int = 0  # inputs under IN_DIR after filters, before sharding
     files: list[FileResult] = field(default_factory=list)
 
@@ -179,6 +179,7 @@ def run_batch(
     )
     sizes = [input_bytes(j) for j in jobs]
     listener.batch_start(jobs, sum(sizes), result)
+    job = None
     try:
         for i, (job, size) in enumerate(zip(jobs, sizes)):
             listener.file_start(job, i)
@@ -189,6 +190,8 @@ def run_batch(
             listener.file_end(job, fr, size)
     except BaseException as e:
         result.stopped = "interrupted" if isinstance(e, KeyboardInterrupt) else f"{type(e).__name__}: {e}"
+        if job is not None:
+            result.stopped += f" (during {job.name}, which is left unfinished)"
         raise
     finally:
         result.finished = time.time()
