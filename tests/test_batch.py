@@ -357,6 +357,29 @@ def test_two_concurrent_workers_process_each_file_once(tmp_path):
     assert files_under(out_dir) == {n.replace(".mp4", ".mkv") for n in names}
 
 
+def test_two_worker_processes_process_each_file_once(tmp_path):
+    in_dir, out_dir = tmp_path / "in", tmp_path / "out"
+    in_dir.mkdir()
+    names = [f"{i:02d}.mp4" for i in range(6)]
+    for n in names:
+        (in_dir / n).write_bytes(n.encode())
+    script = textwrap.dedent(
+        f"""
+        import json, sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_batch import fake_upscale
+        from theris_cli.batch import run_batch
+        slow = lambda src, dst, **kw: fake_upscale(src, dst, **kw, delay=0.15)
+        r = run_batch({str(in_dir)!r}, {str(out_dir)!r}, upscale=slow, model=object(), weights="stand-in")
+        print(json.dumps([f.input for f in r.files if f.status == "done"]))
+        """
+    )
+    workers = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    done = [json.loads(w.communicate(timeout=60)[0]) for w in workers]
+    assert sorted(done[0] + done[1]) == names  # every file once, by one worker or the other
+    assert files_under(out_dir) == {n.replace(".mp4", ".mkv") for n in names}
+
+
 def test_concurrent_overwrite_redoes_each_file_once(tmp_path):
     """--overwrite redoes files finished before this run, not those another worker just redid."""
     in_dir, out_dir = tmp_path / "in", tmp_path / "out"

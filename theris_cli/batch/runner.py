@@ -130,7 +130,8 @@ def run_batch(
     Returns a BatchResult (check `.ok`); raises UsageError for bad arguments, and lets model
     loading errors, KeyboardInterrupt and SystemExit through after writing the report. The report
     goes to `report` if given and always to OUT_DIR/.theris/reports/. `upscale` replaces
-    pipeline.upscale_video (tests); `model` skips loading (`weights` then only labels the settings).
+    pipeline.upscale_video (tests; it then checks its own options); `model` skips loading
+    (`weights` then only labels the settings).
     """
     ext = ext.lower().lstrip(".")
     if ext not in OUTPUT_EXTENSIONS:
@@ -139,18 +140,17 @@ def run_batch(
         raise UsageError("--stale-after must be a positive number of seconds")
     in_root, out_root = check_roots(in_dir, out_dir)
     shard = shard if isinstance(shard, Shard) else resolve_shard(shard)
-    # Options that would fail every file fail the batch, once, before any work.
-    from theris_cli.infer import check_options, resolve_device, resolve_precision
+    if upscale is None:
+        from theris_cli.infer import check_options, resolve_device, resolve_precision
+        from theris_cli.pipeline import upscale_video as upscale
 
-    check_options(window=window, tile=tile, temporal_factor=temporal_factor)
-    dev = resolve_device(device)
-    resolve_precision(precision, dev)
+        # Options that would fail every file fail the batch, once, before any work.
+        check_options(window=window, tile=tile, temporal_factor=temporal_factor)
+        resolve_precision(precision, resolve_device(device))
     if weights is None:
         from theris_cli.weights import default_model
 
         weights = default_model()  # the name actually used, so shipping trained weights redoes outputs
-    if upscale is None:
-        from theris_cli.pipeline import upscale_video as upscale
     # What changes the output's pixels or container: a change makes finished files redo.
     settings = dict(
         weights=str(weights), precision=precision, window=window, tile=tile, temporal_factor=temporal_factor,
