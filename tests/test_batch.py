@@ -409,7 +409,7 @@ def test_two_shards_cover_every_file_exactly_once(tmp_path):
     names0, names1 = {f.input for f in s0.files}, {f.input for f in s1.files}
     assert not names0 & names1
     assert names0 | names1 == {"a.mp4", "seq/", "sub/bad.avi", "sub/deeper/b.MKV"}
-    assert s0.shard == "0/2" and s1.shard == "1/2"
+    assert s0.shard == "0/2" and s1.shard == "1/2" and s0.shard_source == "--shard"
 
 
 def test_shard_rule_and_slurm_environment():

@@ -36,6 +36,7 @@ from theris_cli.outputs import PARTIAL_MARK
 
 OUTPUT_EXTENSIONS = ("mkv", "mp4", "mov", "avi", "nut", "same")  # "same": keep each input's container
 STATUSES = ("done", "skipped", "busy", "failed")
+_SLURM_KEYS = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURMD_NODENAME")
 FATAL = (DeviceError, WeightsError, BackendUnavailable)  # errors that stop the batch instead of one file
 
 
@@ -66,6 +67,10 @@ class BatchResult:
     finished: Optional[float] = None
     stopped: str = ""  # why the batch stopped early: "interrupted" (Ctrl-C, SIGTERM) or the fatal error, and where
     discovered: int = 0  # inputs under IN_DIR after filters, before sharding
+    shard_source: str = "none"  # "--shard", "slurm" or "none"
+    slurm: dict[str, str] = field(  # the job this worker ran in, to match reports with Slurm logs
+        default_factory=lambda: {k: v for k, v in os.environ.items() if k in _SLURM_KEYS}
+    )
     files: list[FileResult] = field(default_factory=list)
 
     def count(self, status: str) -> int:
@@ -170,7 +175,9 @@ def run_batch(
     all_jobs = discover(in_root, out_root, ext=ext, path_filter=PathFilter(include, exclude))
     jobs = [j for j in all_jobs if shard.owns(j.rel.as_posix())]
 
-    result = BatchResult(str(in_root), str(out_root), str(shard), settings, discovered=len(all_jobs))
+    result = BatchResult(
+        str(in_root), str(out_root), str(shard), settings, discovered=len(all_jobs), shard_source=shard.source
+    )
     listener = listener or BatchListener()
     worker = _Worker(
         out_root=out_root, state=state, settings=settings, options=options, upscale=upscale, model=model,
