@@ -49,12 +49,12 @@ def test_load_real_clips_skips_short_ones_and_keeps_raw_levels(videos):
 
 def test_crops_augmentations_shapes_and_determinism(videos):
     real = RealSource(load_real_clips([videos], min_frames=7), frames=7)
-    synth = SyntheticSource(7, 16, seed=1, pool=6, refresh=2, margin=8)
+    synth = SyntheticSource(7, 16, seed=1, pool=6, chunk=2, every=2, margin=8)
     mix = ClipMixer(real, synth, 0.5, frames=7, patch=16, seed=3)
     lr, hr = mix.batch(5, 6)
     assert hr.shape == (6, 7, 1, 16, 16) and lr.shape == (6, 4, 1, 4, 4)
     assert hr.min() >= 0 and hr.max() <= 1
-    again = ClipMixer(real, SyntheticSource(7, 16, seed=1, pool=6, refresh=2, margin=8), 0.5, frames=7, patch=16, seed=3)
+    again = ClipMixer(real, SyntheticSource(7, 16, seed=1, pool=6, chunk=2, every=2, margin=8), 0.5, frames=7, patch=16, seed=3)
     assert torch.equal(again.batch(5, 6)[1], hr)  # same (seed, step): same batch, even after a jump
     assert not torch.equal(mix.batch(6, 6)[1], hr)
 
@@ -66,11 +66,11 @@ def test_batch_shrinks_to_the_smallest_real_clip(videos):
 
 
 def test_pool_after_a_jump_equals_the_pool_stepped_there():
-    a = SyntheticSource(3, 8, seed=2, pool=5, refresh=2, margin=4)
-    b = SyntheticSource(3, 8, seed=2, pool=5, refresh=2, margin=4)
-    for s in range(4):
+    a = SyntheticSource(3, 8, seed=2, pool=5, chunk=2, every=3, margin=4)
+    b = SyntheticSource(3, 8, seed=2, pool=5, chunk=2, every=3, margin=4)
+    for s in range(10):
         a.advance(s)
-    b.advance(3)
+    b.advance(9)
     assert torch.equal(a.pool, b.pool)
 
 
@@ -85,7 +85,7 @@ def test_augment_keeps_shape_and_content():
 
 def test_validation_batch_is_fixed(videos):
     real = RealSource(load_real_clips([videos / "a"], min_frames=7), frames=7)
-    synth = SyntheticSource(7, 16, seed=0, pool=2, refresh=1, margin=4)
+    synth = SyntheticSource(7, 16, seed=0, pool=2, chunk=1, every=1, margin=4)
     lr1, hr1 = validation_batch(real, synth, 2, 2, frames=7, patch=16)
     lr2, hr2 = validation_batch(real, synth, 2, 2, frames=7, patch=16)
     assert hr1.shape == (4, 7, 1, 16, 16) and lr1.shape == (4, 4, 1, 4, 4)

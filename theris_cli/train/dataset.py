@@ -13,8 +13,8 @@
   count for more than area (an 8-frame 1024x768 still has only two windows in time), and no long
   video drowns the others.
 * **Synthetic clips** (`synthetic.SyntheticThermal`) come from a pool, rendered a little larger
-  than the patch so that crops move around in them; each step renders `refresh` new clips in place
-  of the oldest. Which clips the pool holds depends only on the step, so a resumed run sees the
+  than the patch so that crops move around in them; every few steps a chunk of new clips replaces
+  the oldest. Which clips the pool holds depends only on the step, so a resumed run sees the
   very same batches as an uninterrupted one.
 * **Crops**: 2k+1 consecutive HR frames at the patch size (HR pixels, a multiple of 4), with random
   horizontal and vertical flips, 90-degree rotations and time reversal. A batch with a real clip
@@ -160,32 +160,37 @@ class RealSource:
 
 
 class SyntheticSource:
-    """A sliding pool of synthetic clips: before step s it holds clips s*refresh .. s*refresh+pool-1."""
+    """A sliding pool of `pool` synthetic clips, renewed `chunk` clips at a time every `every` steps
+    (rendering several clips at once is much cheaper per clip than one by one).
 
-    def __init__(self, frames: int, size: int, seed: int = 0, pool: int = 64, refresh: int = 4,
+    Before step s it holds clips c*chunk .. c*chunk+pool-1 with c = s // every: a function of the step
+    alone, so a run resumed at any step has the same pool as one that got there step by step.
+    """
+
+    def __init__(self, frames: int, size: int, seed: int = 0, pool: int = 64, chunk: int = 8, every: int = 8,
                  margin: int = 32, config: SceneConfig | None = None):
-        if refresh < 1 or pool < refresh:
-            raise ValueError(f"need 1 <= refresh <= pool, got refresh={refresh}, pool={pool}")
+        if chunk < 1 or every < 1 or pool < chunk:
+            raise ValueError(f"need chunk >= 1, every >= 1 and pool >= chunk, got {chunk}, {every}, {pool}")
         self.gen = SyntheticThermal(frames, size + margin, size + margin, seed=seed, config=config)
-        self.frames, self.size, self.pool_size, self.refresh = frames, size + margin, pool, refresh
+        self.frames, self.size, self.pool_size = frames, size + margin, pool
+        self.chunk, self.every = chunk, every
         self.pool: torch.Tensor | None = None
-        self.step: int | None = None
+        self.cycle: int | None = None
 
     def advance(self, step: int) -> None:
-        """Bring the pool to the state it has before `step` (renders `refresh` clips for step+1,
-        the whole pool after a jump)."""
-        if self.step == step:
+        """Bring the pool to the state it has before `step`."""
+        cycle = step // self.every
+        if self.cycle == cycle:
             return
-        first = step * self.refresh
-        if self.pool is None or self.step is None or step != self.step + 1:
+        first = cycle * self.chunk
+        if self.pool is None or self.cycle is None or cycle != self.cycle + 1:
             clips = self.gen.batch(first, self.pool_size)
-            order = [(first + i) % self.pool_size for i in range(self.pool_size)]
             self.pool = torch.empty_like(clips)
-            self.pool[order] = clips
+            self.pool[[(first + i) % self.pool_size for i in range(self.pool_size)]] = clips
         else:
-            new = range(first + self.pool_size - self.refresh, first + self.pool_size)
-            self.pool[[i % self.pool_size for i in new]] = self.gen.batch(new.start, self.refresh)
-        self.step = step
+            new = range(first + self.pool_size - self.chunk, first + self.pool_size)
+            self.pool[[i % self.pool_size for i in new]] = self.gen.batch(new.start, self.chunk)
+        self.cycle = cycle
 
     def crop(self, gen: torch.Generator, size: int) -> torch.Tensor:
         """A random (2k+1, 1, size, size) window of a random pooled clip."""

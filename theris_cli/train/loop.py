@@ -8,6 +8,8 @@
   saved with it. `tfm_lambda = 0` is the "no TFM loss" ablation.
 * Optimiser: Adam(0.9, 0.99) (the STVSR convention), linear warm-up then cosine decay to
   `min_lr_ratio` x lr; gradients clipped to norm `grad_clip` (selective scans can spike early on).
+  With a time budget (`minutes`), the run stops when it is spent and the cosine follows the time
+  used when that is further along than the steps, so a run on a slow or busy machine still anneals.
 * Precision: bf16 autocast on CUDA (`amp`), float32 on CPU; losses always in float32.
 * Checkpoints (`weights.save_checkpoint`, safetensors, config inside): `step-NNNNNN.safetensors`
   every `checkpoint_steps` steps and/or `checkpoint_minutes` minutes, `last.safetensors` with each,
@@ -58,6 +60,7 @@ class TrainSettings:
 
     model: ModelConfig
     steps: int = 6000
+    minutes: float = 0.0  # wall-clock budget of training (0: none); the schedule follows it too
     batch: int = 8
     patch: int = 32  # LR pixels (the HR crop is 4x)
     frames: int = 4  # k+1 LR input frames (2k+1 HR outputs)
@@ -99,12 +102,15 @@ def apply_ablations(model: ModelConfig, ablate: tuple[str, ...] | list[str]) -> 
     return dataclasses.replace(model, **changes)
 
 
-def lr_factor(step: int, steps: int, warmup: int, min_ratio: float) -> float:
-    """Multiplier of the base learning rate at `step` (0-based): linear warm-up, then cosine."""
+def lr_factor(step: int, steps: int, warmup: int, min_ratio: float, time_progress: float = 0.0) -> float:
+    """Multiplier of the base learning rate at `step` (0-based): linear warm-up, then cosine.
+
+    The cosine follows whichever is further along: the steps, or `time_progress` (the fraction of a
+    wall-clock budget used), so a run cut by its time budget still ends at the low rate."""
     if warmup > 0 and step < warmup:
         return (step + 1) / warmup
     span = max(1, steps - warmup)
-    progress = min(1.0, (step - warmup) / span)
+    progress = min(1.0, max((step - warmup) / span, time_progress))
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
@@ -270,12 +276,16 @@ def train(settings: TrainSettings, data, out_dir: str | Path, val: tuple[torch.T
     with _StopFlag() as flag:
         try:
             while step < s.steps:
+                elapsed = wall_before + time.perf_counter() - t0
+                time_progress = elapsed / (60 * s.minutes) if s.minutes > 0 else 0.0
+                if time_progress >= 1.0:
+                    break
                 if val is not None and s.val_every and step % s.val_every == 0:
                     last_val = validate(net, val[0], val[1], device, baseline=baseline)
                     emit({"event": "val", "step": step, **last_val})
                     write({"event": "val", "step": step, "val": last_val})
                 for g in opt.param_groups:
-                    g["lr"] = sched_base * lr_factor(step, s.steps, s.warmup, s.min_lr_ratio)
+                    g["lr"] = sched_base * lr_factor(step, s.steps, s.warmup, s.min_lr_ratio, time_progress)
                 lr_in, hr = data.batch(step, s.batch)
                 lr_in, hr = lr_in.to(device, non_blocking=True), hr.to(device, non_blocking=True)
                 with autocast():
@@ -306,6 +316,8 @@ def train(settings: TrainSettings, data, out_dir: str | Path, val: tuple[torch.T
                         "samples_per_s": window_n / max(now - window_t, 1e-9),
                         "elapsed_s": wall_before + now - t0,
                     }
+                    if s.minutes > 0:
+                        rec["budget_left_s"] = max(0.0, 60 * s.minutes - rec["elapsed_s"])
                     losses.clear()
                     window_t, window_n = now, 0
                     emit({"event": "step", "steps": s.steps, **rec})
@@ -388,6 +400,8 @@ def _check_settings(s: TrainSettings) -> None:
     problems = []
     if s.steps < 1:
         problems.append(f"--steps must be >= 1 (got {s.steps})")
+    if s.minutes < 0:
+        problems.append(f"--minutes must be >= 0 (got {s.minutes})")
     if s.batch < 1:
         problems.append(f"--batch must be >= 1 (got {s.batch})")
     if s.patch < 4:
@@ -445,9 +459,10 @@ def build_data(s: TrainSettings, data_paths: list[str], exclude: list[str], val_
         s.synthetic_ratio = 1.0  # nothing real to mix in
     synthetic = None
     if s.synthetic_ratio > 0 or not val_paths:
-        per_step = max(1, round(s.synthetic_ratio * s.batch))
-        synthetic = SyntheticSource(hr_frames, hr_patch, seed=s.seed, pool=max(64, 4 * s.batch),
-                                    refresh=max(1, per_step // 2))
+        # about one new clip for every four synthetic crops trained on, rendered eight at a time
+        per_step = max(1.0, s.synthetic_ratio * s.batch)
+        synthetic = SyntheticSource(hr_frames, hr_patch, seed=s.seed, pool=max(64, 8 * s.batch), chunk=8,
+                                    every=max(1, round(32 / per_step)))
     mixer = ClipMixer(real, synthetic, s.synthetic_ratio, hr_frames, hr_patch, seed=s.seed, extras_p=s.extras_p)
     val_real = None
     if val_paths:
@@ -515,6 +530,7 @@ class TrainReporter:
             done = e["step"] - self.start_step
             rate = done / max(time.perf_counter() - self.t0, 1e-9)
             eta = (e["steps"] - e["step"]) / rate if rate > 0 else float("inf")
+            eta = min(eta, e.get("budget_left_s", eta))
             line = (f"step {e['step']}/{e['steps']}  loss {e['loss']:.4f} (tfm {e['tfm']:.4f}, D {e['D']:.3f})  "
                     f"lr {e['lr']:.2e}  {e['samples_per_s']:.1f} samples/s  ETA {_hms(eta)}{self.val_text}")
             if self.live is not None:

@@ -446,7 +446,8 @@ def _render(p: dict, s: SyntheticThermal) -> torch.Tensor:
         u_tr = u_tr + on * amp * torch.exp(-((xx - hx * Wc) ** 2 + (yy - hy * Hc) ** 2) / (2 * sig**2))
     u_tr = u_tr * (1 - sky)
     d_static, d_tr, cool = p["diffusion"].unbind(-1)
-    nsub = max(1, math.ceil(max(c.static_diffusion[1], c.transient_diffusion[1]) / MAX_SUBSTEP_D))
+    nsub = max(1, math.ceil(c.transient_diffusion[1] / MAX_SUBSTEP_D))  # sub-steps per frame, for stability
+    nsub_static = max(1, math.ceil(c.static_diffusion[1] / MAX_SUBSTEP_D))
     cam = p["camera"]  # (B, T, 2): camera offset (x, y) px, added to view coordinates to get world ones
     parts, centre, contact = _bodies_parts(p["bodies"], T)
     bp = p["bodies"]
@@ -454,8 +455,9 @@ def _render(p: dict, s: SyntheticThermal) -> torch.Tensor:
     for t in range(-c.burn_in, T):
         if t > -c.burn_in:
             for _ in range(nsub):
-                u_static = u_static + (d_static / nsub)[:, None, None] * _laplacian(u_static)
                 u_tr = u_tr + (d_tr / nsub)[:, None, None] * _laplacian(u_tr)
+            for _ in range(nsub_static):
+                u_static = u_static + (d_static / nsub_static)[:, None, None] * _laplacian(u_static)
             u_tr = u_tr * torch.exp(-cool)[:, None, None]
         if t < 0:
             continue
