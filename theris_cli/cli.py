@@ -566,6 +566,10 @@ def train_cmd(
         None, "--synthetic-ratio", min=0.0, max=1.0, help="Fraction of each batch that is synthetic (default 0.5; 1 without --data)."
     ),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Optimiser steps in all (default 6000)."),
+    minutes: Optional[float] = typer.Option(
+        None, "--minutes", min=0.0, help="Stop after this much training time (wall clock, all sessions of the run); "
+        "the learning-rate cosine follows it when it is further along than the steps (default 0: no limit).",
+    ),
     batch: Optional[int] = typer.Option(None, "--batch", min=1, help="Clips per step (default 8)."),
     patch: Optional[int] = typer.Option(None, "--patch", min=4, help="LR patch side in pixels; HR is 4x (default 32)."),
     frames: Optional[int] = typer.Option(None, "--frames", min=2, help="LR input frames k+1; 2k+1 HR frames out (default 4)."),
@@ -648,7 +652,7 @@ def train_cmd(
 
         raise DeviceError(f"--device {device}: no CUDA device here; use --device cpu")
     settings = loop.make_settings(
-        model_cfg, base, steps=steps, batch=batch, patch=patch, frames=frames, lr=lr, warmup=warmup,
+        model_cfg, base, steps=steps, minutes=minutes, batch=batch, patch=patch, frames=frames, lr=lr, warmup=warmup,
         tfm_lambda=0.0 if ablations and "tfm" in ablations else tfm_lambda, pixel_loss=pixel_loss,
         synthetic_ratio=synthetic_ratio, extras_p=extras, seed=seed, ablate=ablations,
         checkpoint_steps=ck_steps, checkpoint_minutes=ck_minutes, val_every=val_every, device=dev,
