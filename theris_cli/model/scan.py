@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from theris_cli.errors import BackendUnavailable, UsageError
 
+KERNEL_CHUNK = 256  # chunk of the Triton kernel (Mamba-2's default); the chunk never changes the result
 MAMBA_INSTALL_HINT = "MAMBA_FORCE_BUILD=TRUE pip install --no-build-isolation mamba-ssm"
 
 _backend: Optional[tuple[str, str]] = None
@@ -36,6 +37,20 @@ def _segsum(a: torch.Tensor) -> torch.Tensor:
     x = x.masked_fill(~strict, 0.0).cumsum(dim=-2)
     lower = torch.ones(L, L, dtype=torch.bool, device=a.device).tril(0)
     return x.masked_fill(~lower, float("-inf"))
+
+
+class _ContiguousGrad(torch.autograd.Function):
+    """Identity whose backward makes the incoming gradient contiguous. The scan's output is
+    permuted back to (b, L, h, p), so its gradient arrives as a permuted view; CPU bmm on such a
+    view falls back to a per-matrix loop, 5-10x slower with many small chunks (TMB: L = T')."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad.contiguous()
 
 
 SUPER = 128  # chunks per block of the inter-chunk pass: a (SUPER x SUPER) decay matrix per head
@@ -97,10 +112,12 @@ def ssd_chunked(
     c = (L + pad) // l
 
     # axes: b batch, c chunk, l/s step in chunk, g group, r head in group, p head channel, n state
-    xdt = (x32 * dt32.unsqueeze(-1)).view(b, c, l, g, r, p).permute(0, 1, 3, 4, 2, 5)  # (b,c,g,r,l,p)
+    # Operands of matmuls are made contiguous: CPU bmm on some strided views (and on their
+    # gradients) falls back to a per-matrix loop that is 10x slower for many small chunks.
+    xdt = (x32 * dt32.unsqueeze(-1)).view(b, c, l, g, r, p).permute(0, 1, 3, 4, 2, 5).contiguous()  # (b,c,g,r,l,p)
     a = (dt32 * A.to(work)).view(b, c, l, g, r).permute(0, 1, 3, 4, 2)                   # (b,c,g,r,l)
-    Bc = B32.view(b, c, l, g, n).transpose(2, 3)                                         # (b,c,g,l,n)
-    Cc = C32.view(b, c, l, g, n).transpose(2, 3)                                         # (b,c,g,l,n)
+    Bc = B32.view(b, c, l, g, n).transpose(2, 3).contiguous()                            # (b,c,g,l,n)
+    Cc = C32.view(b, c, l, g, n).transpose(2, 3).contiguous()                            # (b,c,g,l,n)
     a_cum = a.cumsum(dim=-1)                                                             # (b,c,g,r,l)
 
     # 1. within each chunk: y_i = sum_{j<=i} (C_i . B_j) decay(j->i) xdt_j, decay = exp(cum_i - cum_j).
@@ -110,7 +127,7 @@ def ssd_chunked(
     seg = (a_cum.unsqueeze(-1) - a_cum.unsqueeze(-2)).masked_fill(~causal, float("-inf"))
     CB = Cc @ Bc.transpose(-1, -2)                                                       # (b,c,g,l,s)
     scores = CB.unsqueeze(3) * torch.exp(seg)                                            # (b,c,g,r,l,s)
-    y = scores @ xdt                                                                     # (b,c,g,r,l,p)
+    y = _ContiguousGrad.apply(scores @ xdt)                                              # (b,c,g,r,l,p)
 
     if c > 1:
         # 2. state at the end of each chunk from its own inputs
@@ -121,7 +138,7 @@ def ssd_chunked(
         flat = states.permute(0, 2, 3, 1, 4, 5).reshape(b, g, r, c, p * n)
         states_in = _pass_states(flat, totals).view(b, g, r, c, p, n).permute(0, 3, 1, 2, 4, 5)  # (b,c,g,r,p,n)
         # 4. contribution of the entering state to every step of the chunk
-        y_off = (Cc.unsqueeze(3) @ states_in.transpose(-1, -2)) * torch.exp(a_cum).unsqueeze(-1)  # (b,c,g,r,l,p)
+        y_off = _ContiguousGrad.apply(Cc.unsqueeze(3) @ states_in.transpose(-1, -2)) * torch.exp(a_cum).unsqueeze(-1)
         y = y + y_off
 
     y = y.permute(0, 1, 4, 2, 3, 5).reshape(b, c * l, h, p)[:, :L]
@@ -227,11 +244,12 @@ def selective_scan(
     D: Optional[torch.Tensor] = None, chunk_size: int = 64,
 ) -> torch.Tensor:
     """The scan on the chosen backend. Shapes as `ssd_chunked`. CPU tensors always take the
-    reference path (the kernel runs on CUDA only), so a CPU model works next to a GPU."""
+    reference path (the kernel runs on CUDA only), so a CPU model works next to a GPU.
+    `chunk_size` is the reference scan's; the kernel uses KERNEL_CHUNK."""
     name, _ = backend_info()
     if name == "mamba" and x.is_cuda:
         return _kernel(
             x.contiguous(), dt.contiguous(), A.float().contiguous(), B.contiguous(), C.contiguous(),
-            chunk_size, D=None if D is None else D.float().contiguous(),
+            KERNEL_CHUNK, D=None if D is None else D.float().contiguous(),
         )
     return ssd_chunked(x, dt, A, B, C, D, chunk_size)

@@ -138,6 +138,27 @@ class SpectralMask(nn.Module):
         return x + y.to(x.dtype)
 
 
+class CausalDepthwiseConv(nn.Module):
+    """Causal depthwise conv along the sequence, channels last: (b, L, C) -> (b, L, C).
+    Written as `width` shifted multiply-adds: on CPU this is several times faster forward and
+    backward than nn.Conv1d on the transposed tensor, and needs no transposes."""
+
+    def __init__(self, channels: int, width: int):
+        super().__init__()
+        self.width = width
+        bound = 1.0 / math.sqrt(width)  # nn.Conv1d's default init for a depthwise conv (fan_in = width)
+        self.weight = nn.Parameter(torch.empty(width, channels).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(channels).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        L = x.shape[1]
+        xp = F.pad(x, (0, 0, self.width - 1, 0))  # zeros before the first token: causal
+        y = self.bias + xp[:, :L] * self.weight[0]
+        for k in range(1, self.width):
+            y = y + xp[:, k:k + L] * self.weight[k]
+        return y
+
+
 class Mamba2Layer(nn.Module):
     """A Mamba-2 mixer on token sequences, pre-norm and residual: (b, L, dim) -> (b, L, dim).
 
@@ -160,10 +181,8 @@ class Mamba2Layer(nn.Module):
         conv_dim = self.d_inner + 2 * ngroups * d_state
         self.norm = RMSNorm(dim)
         self.in_proj = nn.Linear(dim, 2 * self.d_inner + 2 * ngroups * d_state + self.nheads, bias=False)
-        self.conv = nn.Conv1d(conv_dim, conv_dim, d_conv, groups=conv_dim, padding=d_conv - 1)
-        self.conv_rev = (
-            nn.Conv1d(conv_dim, conv_dim, d_conv, groups=conv_dim, padding=d_conv - 1) if bidirectional else None
-        )
+        self.conv = CausalDepthwiseConv(conv_dim, d_conv)
+        self.conv_rev = CausalDepthwiseConv(conv_dim, d_conv) if bidirectional else None
         # dt bias so that softplus(dt_bias) lies in [dt_min, dt_max], log-uniform (Mamba's init)
         dt = torch.exp(torch.rand(self.nheads) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
         self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))
@@ -178,10 +197,6 @@ class Mamba2Layer(nn.Module):
             nn.init.zeros_(self.prompt.weight)
             nn.init.zeros_(self.prompt.bias)
 
-    def _conv(self, conv: nn.Conv1d, xbc: torch.Tensor) -> torch.Tensor:
-        L = xbc.shape[1]
-        return F.silu(conv(xbc.transpose(1, 2))[..., :L].transpose(1, 2))  # causal: keep the first L
-
     def forward(self, seq: torch.Tensor, shift: Optional[torch.Tensor] = None) -> torch.Tensor:
         """seq (b, L, dim), shift (1 or b, L, ngroups*d_state) or None -> (b, L, dim)."""
         b, L, _ = seq.shape
@@ -190,12 +205,12 @@ class Mamba2Layer(nn.Module):
         dt = F.softplus(dt + self.dt_bias)
         A = -torch.exp(self.A_log.float())
         if self.bidirectional:  # both directions in one scan call: reversed copies stacked on the batch
-            xbc = torch.cat([self._conv(self.conv, xbc), self._conv(self.conv_rev, xbc.flip(1))], dim=0)
+            xbc = F.silu(torch.cat([self.conv(xbc), self.conv_rev(xbc.flip(1))], dim=0))
             dt = torch.cat([dt, dt.flip(1)], dim=0)
             if shift is not None:
                 shift = torch.cat([shift.expand(b, -1, -1), shift.expand(b, -1, -1).flip(1)], dim=0)
         else:
-            xbc = self._conv(self.conv, xbc)
+            xbc = F.silu(self.conv(xbc))
         x, Bm, Cm = torch.split(xbc, [self.d_inner, g * n, g * n], dim=-1)
         if shift is not None:
             Cm = Cm + shift.to(Cm.dtype)
