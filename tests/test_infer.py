@@ -5,7 +5,7 @@ import torch
 
 from standins import NearestLinear, OOMAbove, Smooth
 from theris_cli.errors import DeviceError, UsageError
-from theris_cli.infer import Upscaler, resolve_device, resolve_precision
+from theris_cli.infer import MIN_TILE, Upscaler, resolve_device, resolve_precision
 
 
 def frames(n, h=6, w=8, seed=0):
@@ -139,3 +139,20 @@ def test_tiled_is_close_to_untiled_for_tiny_random():
     err = (a - b).abs()
     psnr = 10 * torch.log10(1 / (err**2).mean())
     assert psnr > 40 and err.max() < 0.1  # the SSM scans and FFT see the whole frame: close, not equal
+
+
+def test_tile_is_chosen_from_free_memory_when_frames_do_not_fit(monkeypatch):
+    x = frames(4, 96, 128)
+    up = Upscaler(NearestLinear(), tile_overlap=4)
+    # pretend one window needs 1 KiB per LR pixel and 6 MiB are free: about 40x40 px fit
+    monkeypatch.setattr(up, "_measure_cpu", lambda crop, times: (1024.0 * crop.shape[-1] * crop.shape[-2], 6 * 2**20))
+    y = list(up.process(iter(x)))
+    assert up.tile is not None and MIN_TILE <= up.tile < 96
+    ref = upscale(x)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(y, ref))
+
+
+def test_small_frames_are_never_tiled():
+    up = Upscaler(NearestLinear())
+    list(up.process(iter(frames(3, 32, 32))))
+    assert up.tile is None

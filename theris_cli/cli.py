@@ -120,7 +120,7 @@ def upscale_cmd(
     window: int = typer.Option(4, "--window", min=2, help="Input frames the model sees at once (k+1)."),
     tile: Optional[int] = typer.Option(
         None, "--tile", min=16, help="Tile side in input pixels, for frames too large for memory. "
-        "Default: whole frames on the CPU, chosen from free memory on CUDA.",
+        "Default: whole frames where they fit, else chosen from free memory (RAM or GPU).",
     ),
     temporal_factor: int = typer.Option(
         2, "--temporal-factor", min=1, help="Output frames per input frame (1: spatial only; 2: double the frame rate)."

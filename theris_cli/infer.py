@@ -3,6 +3,13 @@
 Tensors in, tensors out, no files: frames (C, h, w) in the unit range go in, frames (C, 4h, 4w)
 come out in output order (``temporal_factor`` per input frame, see theris_cli.windows), unclamped
 (the caller maps back to the container's range, which is where clipping belongs).
+
+Memory: the model's activations grow with the frame's area (about 35 KB per LR pixel for a window
+of 4 frames with the small preset on the CPU). Unless ``tile`` is given, the first window measures
+the peak on a 64x64 crop (CUDA: the allocator's peak; CPU: the resident-set peak, Linux) and picks
+the largest tile that fits in part of the free memory; frames that fit are not tiled. On CUDA an
+out-of-memory error halves the tile and retries the window. (On the CPU a process out of memory is
+killed rather than told, hence the measurement up front.)
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+import weakref
 from typing import Iterable, Iterator
 
 import torch
@@ -84,7 +92,8 @@ def precision_name(dtype: torch.dtype) -> str:
 
 class Upscaler:
     """Runs ``model`` over a stream of frames: windows of ``window`` input frames in time, tiles of at
-    most ``tile`` LR pixels in space (None: whole frames; on CUDA, chosen from free memory).
+    most ``tile`` LR pixels in space (None: chosen from free memory on the first window; whole
+    frames where they fit).
 
     model(x (B, T, C, h, w) in [0, 1], times (M,) in input-frame units) -> (B, M, C, 4h, 4w).
     """
@@ -106,7 +115,7 @@ class Upscaler:
         self.stride = temporal_stride(window)
         self.factor = temporal_factor
         self.tile = tile
-        self._tile_chosen = tile is not None or self.device.type != "cuda"
+        self._tile_chosen = tile is not None
         self.tile_overlap = tile_overlap
         self.model = model.to(self.device).eval()
         self.windows_run = 0
@@ -226,22 +235,108 @@ class Upscaler:
         return canvas.result()
 
     def _tile_for_memory(self, x: torch.Tensor, times: torch.Tensor) -> int | None:
-        """On CUDA: measure the peak memory of one window on a small crop, scale to the free memory."""
+        """Measure the peak memory of one window on a small crop and scale it to the free memory.
+
+        Frames no larger than the crop are never tiled. Where memory cannot be measured or the free
+        amount is unknown, whole frames are used (as before this check existed).
+        """
         T, C, h, w = x.shape
         ph, pw = min(h, _PROBE_TILE), min(w, _PROBE_TILE)
+        if h * w <= ph * pw:
+            return None
+        crop = x[:, :, :ph, :pw]
+        if self.device.type == "cuda":
+            peak, free = self._measure_cuda(crop, times)
+        else:
+            peak, free = self._measure_cpu(crop, times)
+        if peak is None or free is None:
+            return None
+        # Remember the largest measurement per model and window shape: a later probe in the same
+        # process (batch) reuses freed heap and would see less than a fresh one.
+        key = (str(self.device), self.dtype, tuple(crop.shape), times.numel())
+        seen = _BYTES_PER_PIXEL.setdefault(self.model, {})
+        bpp = seen[key] = max(peak / (ph * pw), seen.get(key, 0.0))
+        # The stitched window (M frames at 16x the pixels, float32, about three copies while
+        # blending and queued) lives beside the model and is not part of the probe.
+        outputs = 3 * times.numel() * C * SCALE * SCALE * h * w * 4
+        fraction = 0.5 if self.device.type == "cuda" else 0.4  # the CPU also holds decode/encode buffers
+        tile = tile_from_memory(max(free - outputs, 0), bpp, h, w, fraction=fraction)
+        if tile is not None and tile < MIN_TILE:
+            tile = MIN_TILE
+        where = "GPU" if self.device.type == "cuda" else "RAM"
+        log.info("tile chosen from free %s: %s", where, "whole frame" if tile is None else f"{tile} px")
+        return tile
+
+    def _measure_cuda(self, crop: torch.Tensor, times: torch.Tensor) -> tuple[float | None, int | None]:
         torch.cuda.synchronize(self.device)
         base = torch.cuda.memory_allocated(self.device)
         torch.cuda.reset_peak_memory_stats(self.device)
         try:
-            self._model(x[:, :, :ph, :pw], times)
+            self._model(crop, times)
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
-            return MIN_TILE
+            return float("inf"), 0  # -> the smallest tile; OOM halving is not needed below it
         peak = torch.cuda.max_memory_allocated(self.device) - base
         free, _ = torch.cuda.mem_get_info(self.device)
-        # The stitched window (M frames at 16x the pixels, float32, about three copies while
-        # blending and queued) lives beside the model and is not part of the probe.
-        outputs = 3 * times.numel() * C * SCALE * SCALE * h * w * 4
-        tile = tile_from_memory(max(free - outputs, 0), peak / (ph * pw), h, w)
-        log.info("tile chosen from free GPU memory: %s", "whole frame" if tile is None else f"{tile} px")
-        return tile
+        return float(peak), int(free)
+
+    def _measure_cpu(self, crop: torch.Tensor, times: torch.Tensor) -> tuple[float | None, int | None]:
+        # A process that runs out of RAM is killed, not told: so on the CPU the tile must be right
+        # the first time. Linux keeps the peak resident size (VmHWM) and lets a process reset it.
+        free = available_memory()
+        before = _resident()
+        if free is None or before is None or not _reset_peak_resident():
+            return None, None
+        self._model(crop, times)
+        peak = _peak_resident()
+        if peak is None or peak <= before:
+            return None, None
+        return float(max(peak - before, _MIN_CPU_BYTES_PER_PIXEL * crop.shape[-1] * crop.shape[-2])), free
+
+
+# ------------------------------------------------------------------------------------------------
+# host memory (Linux /proc; elsewhere these return None and frames are not tiled on the CPU)
+
+_BYTES_PER_PIXEL: "weakref.WeakKeyDictionary[torch.nn.Module, dict]" = weakref.WeakKeyDictionary()
+_MIN_CPU_BYTES_PER_PIXEL = 8 * 1024  # floor for the measurement: freed heap reused by the probe hides some of it
+
+
+def available_memory() -> int | None:
+    """Bytes of RAM available to new allocations (MemAvailable), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _status_kib(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _resident() -> int | None:
+    return _status_kib("VmRSS")
+
+
+def _peak_resident() -> int | None:
+    return _status_kib("VmHWM")
+
+
+def _reset_peak_resident() -> bool:
+    """Set VmHWM to the current resident size (Linux >= 4.0: write 5 to /proc/self/clear_refs)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
