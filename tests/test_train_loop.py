@@ -111,3 +111,19 @@ def test_cli_train_synthetic_then_resume(tmp_path):
     assert r.exit_code == 0, r.output
     steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines() if '"loss"' in line]
     assert steps[-1] == 3
+
+
+def test_ctrl_c_finishes_the_step_saves_and_returns(tmp_path):
+    import os
+    import signal
+
+    class InterruptAt(FixedBatch):
+        def batch(self, step, batch_size):
+            if step == 1:
+                os.kill(os.getpid(), signal.SIGINT)  # as a user's Ctrl-C during step 1
+            return super().batch(step, batch_size)
+
+    res = train(_settings(steps=50), InterruptAt(), tmp_path)
+    assert res.interrupted and res.step == 2
+    assert res.checkpoint.name == "interrupted.safetensors" and res.checkpoint.exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored

@@ -19,7 +19,8 @@
   wall time, loss, last validation) as JSON, so `resume` continues the same run: batches depend only
   on (seed, step), so a resumed run sees the batches an uninterrupted one would have seen.
 * Log: `log.jsonl` in the out folder, one JSON object a line: training lines every `log_every`
-  steps ({"step", "loss", "pixel", "tfm", "lr", "D", "samples_per_s", "elapsed_s"}) and validation
+  steps ({"step", "loss", "pixel", "tfm", "train_gain" (dB over bicubic + linear on the training
+  batches), "lr", "D", "samples_per_s", "elapsed_s"}) and validation
   lines ({"step", "val": {...}}) every `val_every` steps: PSNR of the model and of bicubic + linear
   blend on a fixed batch, over all output frames and over the interpolated ones.
 """
@@ -254,7 +255,7 @@ def train(settings: TrainSettings, data, out_dir: str | Path, val: tuple[torch.T
     t0 = time.perf_counter()
     last_ckpt_time = t0
     last_ckpt: Path | None = None
-    losses: list[tuple[float, float, float]] = []
+    losses: list[tuple[float, float, float, float]] = []
     last_loss: float | None = None
     last_val: dict | None = None
     step = start_step
@@ -304,14 +305,16 @@ def train(settings: TrainSettings, data, out_dir: str | Path, val: tuple[torch.T
                 opt.step()
                 step += 1
                 window_n += hr.shape[0]
-                losses.append((loss.item(), pix.item(), tl.item()))
+                with torch.no_grad():  # gain over bicubic + linear on this very batch, dB (cheap: no model)
+                    gain_b = (_psnr_frames(pred.detach(), hr) - _psnr_frames(bicubic_linear(lr_in.float()), hr)).mean()
+                losses.append((loss.item(), pix.item(), tl.item(), gain_b.item()))
                 if step % s.log_every == 0 or step == s.steps:
                     now = time.perf_counter()
                     n = len(losses)
-                    mean = [sum(v[i] for v in losses) / n for i in range(3)]
+                    mean = [sum(v[i] for v in losses) / n for i in range(4)]
                     last_loss = mean[0]
                     rec = {
-                        "step": step, "loss": mean[0], "pixel": mean[1], "tfm": mean[2],
+                        "step": step, "loss": mean[0], "pixel": mean[1], "tfm": mean[2], "train_gain": mean[3],
                         "lr": opt.param_groups[0]["lr"], "D": tfm.D.item(),
                         "samples_per_s": window_n / max(now - window_t, 1e-9),
                         "elapsed_s": wall_before + now - t0,
@@ -531,7 +534,8 @@ class TrainReporter:
             rate = done / max(time.perf_counter() - self.t0, 1e-9)
             eta = (e["steps"] - e["step"]) / rate if rate > 0 else float("inf")
             eta = min(eta, e.get("budget_left_s", eta))
-            line = (f"step {e['step']}/{e['steps']}  loss {e['loss']:.4f} (tfm {e['tfm']:.4f}, D {e['D']:.3f})  "
+            line = (f"step {e['step']}/{e['steps']}  loss {e['loss']:.4f} (tfm {e['tfm']:.4f}, D {e['D']:.3f}, "
+                    f"{e['train_gain']:+.2f} dB)  "
                     f"lr {e['lr']:.2e}  {e['samples_per_s']:.1f} samples/s  ETA {_hms(eta)}{self.val_text}")
             if self.live is not None:
                 self.live.update(line)
