@@ -141,3 +141,15 @@ def test_presets_build_and_small_is_small():
     counts = {name: sum(p.numel() for p in THERIS(cfg).parameters()) for name, cfg in PRESETS.items()}
     assert counts["tiny"] < counts["small"] < counts["base"]
     assert 1_000_000 <= counts["base"] <= 10_000_000
+
+
+def test_runs_under_bf16_autocast_and_in_float64(tiny):
+    # training uses bf16 autocast on CUDA; the scan, FFT and norms keep float32 inside
+    x = torch.rand(1, 3, 1, 5, 7)
+    with torch.no_grad():
+        ref = tiny(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = tiny(x)
+    assert torch.isfinite(y).all() and (y.float() - ref).abs().max() < 0.05
+    net64 = THERIS(TINY).double()
+    assert net64(x.double()).dtype == torch.float64
