@@ -86,7 +86,8 @@ def test_augment_keeps_shape_and_content():
 def test_validation_batch_is_fixed(videos):
     real = RealSource(load_real_clips([videos / "a"], min_frames=7), frames=7)
     synth = SyntheticSource(7, 16, seed=0, pool=2, chunk=1, every=1, margin=4)
-    lr1, hr1 = validation_batch(real, synth, 2, 2, frames=7, patch=16)
-    lr2, hr2 = validation_batch(real, synth, 2, 2, frames=7, patch=16)
+    lr1, hr1, groups = validation_batch(real, synth, 2, 2, frames=7, patch=16)
+    lr2, hr2, _ = validation_batch(real, synth, 2, 2, frames=7, patch=16)
+    assert groups == {"synthetic": slice(0, 2), "real": slice(2, 4)}
     assert hr1.shape == (4, 7, 1, 16, 16) and lr1.shape == (4, 4, 1, 4, 4)
     assert torch.equal(hr1, hr2)

@@ -279,7 +279,8 @@ def validation_batch(real: RealSource | None, synthetic: SyntheticSource | None,
                      frames: int, patch: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """A fixed batch for watching training: `n_synthetic` held-out synthetic clips and `n_real` crops
     of `real` (pass a source of clips that are not trained on to make them held out), all cropped to
-    one size (patch, or the smallest real clip's side). Returns (lr, hr) as `ClipMixer.batch` does."""
+    one size (patch, or the smallest real clip's side). Returns (lr, hr) as `ClipMixer.batch` does,
+    and the slices of the batch that are "synthetic" and "real"."""
     gen = torch.Generator().manual_seed(clip_seed(seed ^ 0x7E57, 0))
     items_real = []
     size = patch
@@ -287,12 +288,15 @@ def validation_batch(real: RealSource | None, synthetic: SyntheticSource | None,
         size = min([patch] + [RealSource.side(c) for c in real.clips])
         for i in range(n_real):
             items_real.append(real.crop(real.clips[i % len(real.clips)], gen, size))
-    parts = []
+    parts, groups = [], {}
     if synthetic is not None and n_synthetic:
         parts.append(synthetic.validation(n_synthetic, size))
+        groups["synthetic"] = slice(0, n_synthetic)
     if items_real:
+        n0 = sum(len(p) for p in parts)
         parts.append(torch.stack(items_real))
+        groups["real"] = slice(n0, n0 + len(items_real))
     if not parts:
         raise ValueError("validation batch needs at least one clip")
     hr = torch.cat(parts)
-    return make_lr(hr), hr
+    return make_lr(hr), hr, groups

@@ -144,9 +144,12 @@ def _psnr_frames(pred: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def validate(net: torch.nn.Module, lr: torch.Tensor, hr: torch.Tensor, device: torch.device,
-             chunk: int = 8, baseline: torch.Tensor | None = None) -> dict[str, float]:
+             chunk: int = 8, baseline: torch.Tensor | None = None,
+             groups: dict[str, slice] | None = None) -> dict[str, float]:
     """PSNR (dB, mean over clips and frames) of the model and of bicubic + linear blend on a fixed
-    batch; `_interp` figures over the interpolated (odd) frames only; `gain` = model - baseline."""
+    batch; `_interp` figures over the interpolated (odd) frames only; `gain` = model - baseline.
+    `groups` (name -> slice of the batch, e.g. "real", "synthetic") adds the same figures per group,
+    suffixed `_<name>`."""
     was_training = net.training
     net.eval()
     preds = []
@@ -156,12 +159,15 @@ def validate(net: torch.nn.Module, lr: torch.Tensor, hr: torch.Tensor, device: t
     pred = torch.cat(preds)
     base = bicubic_linear(lr) if baseline is None else baseline
     p_m, p_b = _psnr_frames(pred, hr), _psnr_frames(base, hr)
-    out = {
-        "psnr": float(p_m.mean()), "psnr_bicubic": float(p_b.mean()),
-        "psnr_interp": float(p_m[:, 1::2].mean()), "psnr_bicubic_interp": float(p_b[:, 1::2].mean()),
-    }
-    out["gain"] = out["psnr"] - out["psnr_bicubic"]
-    out["gain_interp"] = out["psnr_interp"] - out["psnr_bicubic_interp"]
+    out: dict[str, float] = {}
+    for name, sl in [("", slice(None))] + [("_" + k, v) for k, v in (groups or {}).items()]:
+        m, b = p_m[sl], p_b[sl]
+        if m.numel() == 0:
+            continue
+        out["psnr" + name], out["psnr_bicubic" + name] = float(m.mean()), float(b.mean())
+        out["psnr_interp" + name], out["psnr_bicubic_interp" + name] = float(m[:, 1::2].mean()), float(b[:, 1::2].mean())
+        out["gain" + name] = out["psnr" + name] - out["psnr_bicubic" + name]
+        out["gain_interp" + name] = out["psnr_interp" + name] - out["psnr_bicubic_interp" + name]
     return out
 
 
@@ -219,9 +225,11 @@ class _StopFlag:
             signal.signal(signal.SIGINT, self._old)
 
 
-def train(settings: TrainSettings, data, out_dir: str | Path, val: tuple[torch.Tensor, torch.Tensor] | None = None,
+def train(settings: TrainSettings, data, out_dir: str | Path, val: tuple | None = None,
           resume: str | Path | None = None, on_event: Callable[[dict], None] | None = None) -> TrainResult:
     """Run (or continue) training; `data.batch(step, batch)` gives (lr, hr). Returns where it stopped.
+
+    `val`: a fixed batch (lr, hr) or (lr, hr, groups) as `dataset.validation_batch` makes it.
 
     Events passed to `on_event`: {"event": "start", ...}, {"event": "step", ...} every log_every
     steps, {"event": "val", ...}, {"event": "checkpoint", "path": ...}, {"event": "end", ...}.
@@ -242,6 +250,7 @@ def train(settings: TrainSettings, data, out_dir: str | Path, val: tuple[torch.T
     sched_base = s.lr
     amp = s.amp and device.type == "cuda"
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else nullcontext
+    val_groups = val[2] if val is not None and len(val) > 2 else None
     baseline = bicubic_linear(val[0]) if val is not None else None
     log = open(out / "log.jsonl", "a", encoding="utf-8")
 
@@ -282,7 +291,7 @@ def train(settings: TrainSettings, data, out_dir: str | Path, val: tuple[torch.T
                 if time_progress >= 1.0:
                     break
                 if val is not None and s.val_every and step % s.val_every == 0:
-                    last_val = validate(net, val[0], val[1], device, baseline=baseline)
+                    last_val = validate(net, val[0], val[1], device, baseline=baseline, groups=val_groups)
                     emit({"event": "val", "step": step, **last_val})
                     write({"event": "val", "step": step, "val": last_val})
                 for g in opt.param_groups:
@@ -334,7 +343,7 @@ def train(settings: TrainSettings, data, out_dir: str | Path, val: tuple[torch.T
                     interrupted = True
                     break
             if not interrupted and val is not None:
-                last_val = validate(net, val[0], val[1], device, baseline=baseline)
+                last_val = validate(net, val[0], val[1], device, baseline=baseline, groups=val_groups)
                 emit({"event": "val", "step": step, **last_val})
                 write({"event": "val", "step": step, "val": last_val})
             checkpoint("interrupted.safetensors" if interrupted else "final.safetensors")
@@ -543,9 +552,11 @@ class TrainReporter:
                 self._print(line)
         elif kind == "val":
             self.val_text = f"  val {e['gain']:+.2f} dB (interp {e['gain_interp']:+.2f})"
+            parts = "".join(f"; {g} {e['gain_' + g]:+.2f} dB (interp {e['gain_interp_' + g]:+.2f})"
+                            for g in ("real", "synthetic") if "gain_" + g in e)
             self._print(f"validation at step {e['step']}: {e['psnr']:.2f} dB vs bicubic+linear {e['psnr_bicubic']:.2f} dB "
                         f"({e['gain']:+.2f} dB); interpolated frames {e['psnr_interp']:.2f} vs "
-                        f"{e['psnr_bicubic_interp']:.2f} dB ({e['gain_interp']:+.2f} dB)")
+                        f"{e['psnr_bicubic_interp']:.2f} dB ({e['gain_interp']:+.2f} dB){parts}")
         elif kind == "checkpoint":
             self._print(f"checkpoint at step {e['step']}: {e['path']}")
 
