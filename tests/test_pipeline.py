@@ -100,7 +100,7 @@ def test_progress_is_reported_in_output_frames(tmp_path):
     src = write_clip(tmp_path / "in.mkv", ramp_frames(6, H, W))
     calls = []
     run(src, tmp_path / "out.mkv", on_progress=lambda done, total: calls.append((done, total)))
-    assert [d for d, _ in calls] == list(range(1, 13))
+    assert [d for d, _ in calls] == list(range(0, 13))
     assert all(t in (12, None) for _, t in calls)
 
 

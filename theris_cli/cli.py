@@ -80,6 +80,34 @@ class _WarningsToStderr:
             lg.propagate = prop
 
 
+class _TerminateAsInterrupt:
+    """SIGTERM and SIGHUP (a closed terminal, a job scheduler) stop like Ctrl-C, so that the
+    temporary output is removed instead of left behind by a killed process."""
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        self.saved = {}
+        if threading.current_thread() is not threading.main_thread():
+            return self  # signal handlers can only be set from the main thread
+
+        def interrupt(signum, frame):
+            raise KeyboardInterrupt
+
+        for name in ("SIGTERM", "SIGHUP"):
+            sig = getattr(signal, name, None)
+            if sig is not None:
+                self.saved[sig] = signal.signal(sig, interrupt)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
+
+
 def _report_upscale(res, quiet: bool) -> None:
     if quiet:
         return
@@ -147,7 +175,8 @@ def upscale_cmd(
     if Path(src).is_dir():
         # The place where `upscale IN_DIR OUT_DIR` will hand over to theris_cli.batch.
         raise UsageError(f"{src}: is a folder; `theris upscale` takes one video file (or an image pattern such as {Path(src) / 'frame_%05d.png'})")
-    with _WarningsToStderr(), UpscaleProgress(Path(src).name, quiet=quiet, stream=err_console.file) as progress:
+    with _TerminateAsInterrupt(), _WarningsToStderr(), \
+            UpscaleProgress(Path(src).name, quiet=quiet, stream=err_console.file) as progress:
         res = upscale_video(
             src, dst, weights=weights, device=device, precision=precision, window=window, tile=tile,
             temporal_factor=temporal_factor, codec=codec, crf=crf, pix_fmt=pix_fmt, overwrite=overwrite,
@@ -175,7 +204,7 @@ def demo_cmd(
     from theris_cli.demo import run_demo
     from theris_cli.progress import UpscaleProgress
 
-    with _WarningsToStderr(), UpscaleProgress("demo", quiet=quiet, stream=err_console.file) as progress:
+    with _TerminateAsInterrupt(), _WarningsToStderr(), UpscaleProgress("demo", quiet=quiet, stream=err_console.file) as progress:
         demo = run_demo(out_dir, weights=weights, device=device, on_progress=progress)
     res = demo.upscale
     typer.echo(f"input:   {demo.input} ({res.size_in[0]}x{res.size_in[1]}, {res.frames_in} frames at {res.fps_in} fps, synthetic)")

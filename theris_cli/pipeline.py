@@ -215,6 +215,8 @@ class _Stages:
         self.encoded = False  # the writer closed cleanly
 
     def run(self) -> None:
+        if self.on_progress is not None:
+            self.on_progress(0, self.total)  # the total (when known) before the first, slow window
         threads = [
             threading.Thread(target=self._guard, args=("decode", self._decode), name="theris-decode", daemon=True),
             threading.Thread(target=self._guard, args=("encode", self._encode), name="theris-encode", daemon=True),
