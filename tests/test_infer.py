@@ -156,3 +156,20 @@ def test_small_frames_are_never_tiled():
     up = Upscaler(NearestLinear())
     list(up.process(iter(frames(3, 32, 32))))
     assert up.tile is None
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "bf16", "auto"])
+def test_cuda_matches_cpu_with_the_tile_chosen_from_free_memory(precision):
+    import copy
+
+    from theris_cli.weights import load_model
+
+    model = load_model("tiny-random")
+    x = frames(4, 96, 128)
+    ref = torch.stack(upscale(x, model=copy.deepcopy(model)))
+    up = Upscaler(copy.deepcopy(model), device="cuda", precision=precision)
+    y = torch.stack(list(up.process(iter(x))))
+    assert y.device.type == "cpu" and y.dtype == torch.float32
+    tol = 1e-4 if precision == "fp32" else 2e-2
+    assert (y - ref).abs().mean() < tol
