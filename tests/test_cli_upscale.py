@@ -61,10 +61,14 @@ def test_errors_raise_the_library_error(tmp_path, monkeypatch, args, error, mess
     assert [p for p in tmp_path.iterdir() if PARTIAL_MARK in p.name] == []
 
 
-def test_folder_input_is_a_clear_usage_error(tmp_path):
-    (tmp_path / "clips").mkdir()
-    res = invoke("upscale", tmp_path / "clips", tmp_path / "out")
-    assert isinstance(res.exception, UsageError) and "is a folder" in str(res.exception)
+def test_folder_input_goes_to_the_batch_runner(tmp_path):
+    write_clip(tmp_path / "clips" / "a.mkv", ramp_frames(3, 12, 16))
+    write_clip(tmp_path / "clips" / "sub" / "b.mkv", ramp_frames(2, 12, 16))
+    res = invoke("upscale", tmp_path / "clips", tmp_path / "out", "-w", "tiny-random", "--device", "cpu", "-q")
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "out" / "a.mkv").is_file() and (tmp_path / "out" / "sub" / "b.mkv").is_file()
+    res = invoke("upscale", tmp_path / "clips", tmp_path / "out.mkv")
+    assert isinstance(res.exception, UsageError) and "must be a folder too" in str(res.exception)
 
 
 def test_option_ranges_are_checked_by_the_parser(tmp_path):

@@ -131,11 +131,14 @@ def _report_upscale(res, quiet: bool) -> None:
 @app.command("upscale", epilog=_UPSCALE_EPILOG)
 def upscale_cmd(
     src: str = typer.Argument(
-        ..., metavar="SRC", help="Input video, or an image pattern such as frames/%05d.png.", show_default=False
+        ..., metavar="SRC", show_default=False,
+        help="Input video, an image pattern such as frames/%05d.png, or a folder (then DST is a folder: "
+        "every video under SRC is upscaled, as `theris batch` does).",
     ),
     dst: str = typer.Argument(
-        ..., metavar="DST", help="Output video; its extension picks the container (.mkv: lossless FFV1 at the input's bit depth, "
-        ".mp4: H.264).", show_default=False,
+        ..., metavar="DST", show_default=False,
+        help="Output video; its extension picks the container (.mkv: lossless FFV1 at the input's bit depth, "
+        ".mp4: H.264).",
     ),
     weights: Optional[str] = typer.Option(
         None, "--weights", "-w", help="Registry name (see `theris weights list`), a .safetensors file, or "
@@ -151,13 +154,23 @@ def upscale_cmd(
         "Default: whole frames where they fit, else chosen from free memory (RAM or GPU).",
     ),
     temporal_factor: int = typer.Option(
-        2, "--temporal-factor", min=1, help="Output frames per input frame (1: spatial only; 2: double the frame rate)."
+        2, "--temporal-factor", min=1,
+        help="Output frames per input frame (1: spatial only; 2: double the frame rate).",
     ),
-    codec: Optional[str] = typer.Option(None, "--codec", help="Video codec, e.g. ffv1, libx264, libx265. Default: from the extension."),
-    crf: Optional[int] = typer.Option(None, "--crf", min=0, help="Quality for H.264/H.265 (lower is better). Default: the codec's visually lossless setting."),
-    pix_fmt: Optional[str] = typer.Option(None, "--pix-fmt", help="Output pixel format, e.g. gray16le, yuv420p. Default: fits the input and codec."),
+    codec: Optional[str] = typer.Option(
+        None, "--codec", help="Video codec, e.g. ffv1, libx264, libx265. Default: from the extension."
+    ),
+    crf: Optional[int] = typer.Option(
+        None, "--crf", min=0,
+        help="Quality for H.264/H.265 (lower is better). Default: the codec's visually lossless setting (17).",
+    ),
+    pix_fmt: Optional[str] = typer.Option(
+        None, "--pix-fmt", help="Output pixel format, e.g. gray16le, yuv420p. Default: fits the input and codec."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace DST if it exists."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary (errors and warnings only)."),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="No progress bar and no summary (errors and warnings only)."
+    ),
 ) -> None:
     """Upscale a thermal video 4x in space and 2x in time (frame rate doubled, duration kept).
 
@@ -172,24 +185,29 @@ def upscale_cmd(
     from theris_cli.pipeline import upscale_video
     from theris_cli.progress import UpscaleProgress
 
-    if Path(src).is_dir():
-        # The place where `upscale IN_DIR OUT_DIR` will hand over to theris_cli.batch.
-        raise UsageError(f"{src}: is a folder; `theris upscale` takes one video file (or an image pattern such as {Path(src) / 'frame_%05d.png'})")
+    options = dict(
+        weights=weights, device=device, precision=precision, window=window, tile=tile,
+        temporal_factor=temporal_factor, codec=codec, crf=crf, pix_fmt=pix_fmt, overwrite=overwrite,
+    )
+    if Path(src).is_dir():  # `upscale IN_DIR OUT_DIR`: the batch runner (skip-done, per-file results)
+        if Path(dst).suffix and not Path(dst).is_dir():
+            raise UsageError(f"{src} is a folder, so the output must be a folder too, not {dst}")
+        run_batch_command(Path(src), Path(dst), quiet=quiet, **options)
+        return
     with _TerminateAsInterrupt(), _WarningsToStderr(), \
             UpscaleProgress(Path(src).name, quiet=quiet, stream=err_console.file) as progress:
-        res = upscale_video(
-            src, dst, weights=weights, device=device, precision=precision, window=window, tile=tile,
-            temporal_factor=temporal_factor, codec=codec, crf=crf, pix_fmt=pix_fmt, overwrite=overwrite,
-            on_progress=progress,
-        )
+        res = upscale_video(src, dst, on_progress=progress, **options)
     _report_upscale(res, quiet)
 
 
 @app.command("demo")
 def demo_cmd(
-    out_dir: str = typer.Option("theris-demo", "--out-dir", "-o", help="Folder for the demo's input and output (created if missing)."),
+    out_dir: str = typer.Option(
+        "theris-demo", "--out-dir", "-o", help="Folder for the demo's input and output (created if missing)."
+    ),
     weights: Optional[str] = typer.Option(
-        None, "--weights", "-w", help="Registry name, .safetensors file or hf://owner/repo/file. Default: the default model."
+        None, "--weights", "-w",
+        help="Registry name, .safetensors file or hf://owner/repo/file. Default: the default model.",
     ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar (the paths are still printed)."),
@@ -204,13 +222,18 @@ def demo_cmd(
     from theris_cli.demo import run_demo
     from theris_cli.progress import UpscaleProgress
 
-    with _TerminateAsInterrupt(), _WarningsToStderr(), UpscaleProgress("demo", quiet=quiet, stream=err_console.file) as progress:
+    with _TerminateAsInterrupt(), _WarningsToStderr(), \
+            UpscaleProgress("demo", quiet=quiet, stream=err_console.file) as progress:
         demo = run_demo(out_dir, weights=weights, device=device, on_progress=progress)
     res = demo.upscale
-    typer.echo(f"input:   {demo.input} ({res.size_in[0]}x{res.size_in[1]}, {res.frames_in} frames at {res.fps_in} fps, synthetic)")
-    typer.echo(f"output:  {demo.output} ({res.size_out[0]}x{res.size_out[1]}, {res.frames_out} frames at {res.fps_out} fps)")
-    trained = {True: "trained", False: "UNTRAINED: random weights, so the output is not a real upscale yet",
-               None: "training unknown"}[res.weights_trained]
+    size_in, size_out = f"{res.size_in[0]}x{res.size_in[1]}", f"{res.size_out[0]}x{res.size_out[1]}"
+    typer.echo(f"input:   {demo.input} ({size_in}, {res.frames_in} frames at {res.fps_in} fps, synthetic)")
+    typer.echo(f"output:  {demo.output} ({size_out}, {res.frames_out} frames at {res.fps_out} fps)")
+    trained = {
+        True: "trained",
+        False: "UNTRAINED: random weights, so the output is not a real upscale yet",
+        None: "training unknown",
+    }[res.weights_trained]
     typer.echo(f"weights: {res.weights} ({trained}) on {res.device}, {res.seconds:.1f} s")
 
 

@@ -191,8 +191,8 @@ def upscale_video(
         src=str(src), dst=str(dst), frames_in=counts["in"], frames_out=counts["out"],
         fps_in=info.fps, fps_out=fps_out, size_in=(info.width, info.height),
         size_out=(SCALE * info.width, SCALE * info.height), bit_depth=levels.bit_depth,
-        seconds=time.perf_counter() - t_start, stages=stages, weights=str(weights), weights_trained=trained, device=str(up.device),
-        precision=precision_name(up.dtype), tile=up.tile, warnings=warnings,
+        seconds=time.perf_counter() - t_start, stages=stages, weights=str(weights), weights_trained=trained,
+        device=str(up.device), precision=precision_name(up.dtype), tile=up.tile, warnings=warnings,
     )
 
 
