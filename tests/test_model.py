@@ -66,6 +66,21 @@ def test_batch_items_do_not_mix(tiny):
         torch.testing.assert_close(tiny(x)[1:2], tiny(x[1:2]), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_every_output_frame_sees_every_input_frame(bidirectional):
+    # one-directional scans alternate direction, so even the first frame gets the last frame's detail
+    torch.manual_seed(0)
+    net = THERIS(dataclasses.replace(TINY, bidirectional=bidirectional)).eval()
+    x = torch.rand(1, 3, 1, 6, 6)
+    with torch.no_grad():
+        y = net(x)
+        for t in range(3):
+            x2 = x.clone()
+            x2[:, t] += 0.2
+            moved = (net(x2) - y).abs().flatten(2).amax(-1)[0]  # (M,): largest change per output frame
+            assert bool((moved > 1e-6).all()), f"input frame {t} does not reach outputs {moved.tolist()}"
+
+
 def test_untrained_output_is_near_bicubic(tiny):
     # the decoder starts small, so an untrained net is a (noisy) bicubic + linear-in-time upscaler
     x = torch.full((1, 2, 1, 6, 6), 0.5)

@@ -76,10 +76,10 @@ def test_spectral_mask_acts_on_frequency_not_position():
     torch.testing.assert_close(m(x), x)  # a constant (DC) passes untouched
 
 
-def _layer(bidirectional=False, prompt_dim=0):
+def _layer(bidirectional=False, prompt_dim=0, reverse=False):
     torch.manual_seed(0)
     return Mamba2Layer(8, d_state=4, expand=2, headdim=4, ngroups=1, d_conv=4, chunk_size=8,
-                       bidirectional=bidirectional, prompt_dim=prompt_dim)
+                       bidirectional=bidirectional, prompt_dim=prompt_dim, reverse=reverse)
 
 
 def test_dt_bias_initial_range():
@@ -96,6 +96,23 @@ def test_forward_layer_is_causal_bidirectional_is_not():
     torch.testing.assert_close(fwd(seq)[:, :15], fwd(later)[:, :15])
     both = _layer(bidirectional=True)
     assert not torch.allclose(both(seq)[:, :15], both(later)[:, :15])
+
+
+def test_reversed_layer_sees_only_later_tokens():
+    seq = torch.randn(2, 21, 8)
+    earlier = seq.clone()
+    earlier[:, :6] += 1.0
+    rev = _layer(reverse=True)
+    torch.testing.assert_close(rev(seq)[:, 6:], rev(earlier)[:, 6:])
+    assert not torch.allclose(rev(seq)[:, :6], rev(earlier)[:, :6])
+
+
+def test_directions_alternate():
+    kw = dict(use_spectral_mask=False, use_thermal_prompt=False, use_smb=True, use_tmb=True, use_hmb=True)
+    block = TSSM(8, 4, 2, 4, 1, 4, 16, False, 4, 4, 6, **kw)
+    assert [block.smb.reverse, block.tmb.reverse, block.hmb.reverse] == [False, True, False]
+    block = TSSM(8, 4, 2, 4, 1, 4, 16, False, 4, 4, 6, **{**kw, "use_tmb": False}, first_reversed=True)
+    assert [block.smb.reverse, block.hmb.reverse] == [True, False]
 
 
 def test_prompt_shift_changes_output_and_starts_at_zero():

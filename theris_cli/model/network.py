@@ -85,13 +85,15 @@ class THERIS(nn.Module):
         self.config = c = config
         self.encoder = Encoder(c.in_channels, c.dim, c.enc_blocks)
         self.tdim = TDIM(c.dim, c.time_embed_dim, c.decay_bins)
+        n_orders = int(c.use_smb) + int(c.use_tmb) + int(c.use_hmb)
         self.blocks = nn.ModuleList(
             TSSM(
                 c.dim, c.d_state, c.expand, c.headdim, c.ngroups, c.d_conv, c.chunk_size, c.bidirectional,
                 c.hilbert_window, c.spectral_bins, c.time_embed_dim, c.use_spectral_mask,
                 c.use_thermal_prompt, c.use_smb, c.use_tmb, c.use_hmb,
+                first_reversed=(i * n_orders) % 2 == 1,  # directions alternate across blocks too
             )
-            for _ in range(c.n_blocks)
+            for i in range(c.n_blocks)
         )
         self.body_out = nn.Conv2d(c.dim, c.dim, 3, padding=1)  # closes the long skip around the TSSMs
         self.decoder = Decoder(c.dim, c.dec_dim, c.dec_blocks, c.in_channels)

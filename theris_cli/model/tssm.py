@@ -167,14 +167,16 @@ class Mamba2Layer(nn.Module):
     A = -exp(A_log) per head; y = scan(x, dt, A, B, C + shift) + D x; RMSNorm(y * SiLU(z)); out_proj.
     `shift` is the thermal prompt: Psi(e_i) of each token's frame, (1 or b, L, ngroups * d_state).
     Bidirectional: the reversed sequence is scanned too (own conv, shared everything else) and added.
+    `reverse` (one direction only): the sequence is scanned from its last token to its first.
     """
 
     def __init__(
         self, dim: int, d_state: int, expand: int, headdim: int, ngroups: int, d_conv: int,
-        chunk_size: int, bidirectional: bool, prompt_dim: int = 0,
+        chunk_size: int, bidirectional: bool, prompt_dim: int = 0, reverse: bool = False,
         dt_min: float = 1e-3, dt_max: float = 1e-1,
     ):
         super().__init__()
+        self.reverse = reverse and not bidirectional  # scan last token first (bidirectional does both)
         self.d_inner = expand * dim
         self.nheads = self.d_inner // headdim
         self.headdim, self.ngroups, self.d_state = headdim, ngroups, d_state
@@ -200,6 +202,11 @@ class Mamba2Layer(nn.Module):
 
     def forward(self, seq: torch.Tensor, shift: Optional[torch.Tensor] = None) -> torch.Tensor:
         """seq (b, L, dim), shift (1 or b, L, ngroups*d_state) or None -> (b, L, dim)."""
+        if self.reverse:  # the forward scan of the flipped sequence, flipped back
+            return self._mix(seq.flip(1), None if shift is None else shift.flip(1)).flip(1)
+        return self._mix(seq, shift)
+
+    def _mix(self, seq: torch.Tensor, shift: Optional[torch.Tensor]) -> torch.Tensor:
         b, L, _ = seq.shape
         g, n, h, p = self.ngroups, self.d_state, self.nheads, self.headdim
         z, xbc, dt = torch.split(self.in_proj(self.norm(seq)), [self.d_inner, self.d_inner + 2 * g * n, h], dim=-1)
@@ -226,27 +233,29 @@ class Mamba2Layer(nn.Module):
 
 
 class TSSM(nn.Module):
-    """Spectral mask, then SMB, TMB and HMB Mamba-2 layers (each optional), on (B, T, H, W, C)."""
+    """Spectral mask, then SMB, TMB and HMB Mamba-2 layers (each optional), on (B, T, H, W, C).
+    `first_reversed`: the first of its one-directional layers scans backward (then they alternate)."""
 
     def __init__(
         self, dim: int, d_state: int, expand: int, headdim: int, ngroups: int, d_conv: int,
         chunk_size: int, bidirectional: bool, hilbert_window: int, spectral_bins: int,
         time_embed_dim: int, use_spectral_mask: bool, use_thermal_prompt: bool,
-        use_smb: bool, use_tmb: bool, use_hmb: bool,
+        use_smb: bool, use_tmb: bool, use_hmb: bool, first_reversed: bool = False,
     ):
         super().__init__()
         self.window = hilbert_window
         self.mask = SpectralMask(dim, spectral_bins) if use_spectral_mask else None
 
-        def layer() -> Mamba2Layer:
-            return Mamba2Layer(
+        # One-directional scans alternate direction layer by layer (SMB forward, TMB backward, ...):
+        # with causal scans only, the first frame would never see the later ones (TDIM hands input
+        # frames over unchanged), so a window's first output could not use the frames after it.
+        enabled = [name for name, on in (("smb", use_smb), ("tmb", use_tmb), ("hmb", use_hmb)) if on]
+        self.smb = self.tmb = self.hmb = None
+        for i, name in enumerate(enabled):
+            setattr(self, name, Mamba2Layer(
                 dim, d_state, expand, headdim, ngroups, d_conv, chunk_size, bidirectional,
-                prompt_dim=time_embed_dim if use_thermal_prompt else 0,
-            )
-
-        self.smb = layer() if use_smb else None
-        self.tmb = layer() if use_tmb else None
-        self.hmb = layer() if use_hmb else None
+                prompt_dim=time_embed_dim if use_thermal_prompt else 0, reverse=(i % 2 == 1) != first_reversed,
+            ))
 
     def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         """x (B, T, H, W, C) features of the T target frames, e (T, E) their time embeddings -> same."""
