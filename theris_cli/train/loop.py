@@ -457,9 +457,10 @@ def parse_every(spec: str) -> tuple[int, float]:
 
 def build_data(s: TrainSettings, data_paths: list[str], exclude: list[str], val_paths: list[str],
                max_frames: int = 1000, on_skip: Callable[[Path, str], None] | None = None,
-               n_val: int = 8):
+               n_val: int = 8, scene=None):
     """The training batches (a ClipMixer) and a fixed validation batch, and a description of both
-    for the checkpoint metadata. Real clips are optional (synthetic only without --data)."""
+    for the checkpoint metadata. Real clips are optional (synthetic only without --data);
+    `scene` (a synthetic.SceneConfig) changes what the synthetic clips look like."""
     from theris_cli.train.dataset import ClipMixer, RealSource, SyntheticSource, load_real_clips, validation_batch
 
     hr_frames, hr_patch = 2 * s.frames - 1, 4 * s.patch
@@ -474,7 +475,7 @@ def build_data(s: TrainSettings, data_paths: list[str], exclude: list[str], val_
         # about one new clip for every four synthetic crops trained on, rendered eight at a time
         per_step = max(1.0, s.synthetic_ratio * s.batch)
         synthetic = SyntheticSource(hr_frames, hr_patch, seed=s.seed, pool=max(64, 8 * s.batch), chunk=8,
-                                    every=max(1, round(32 / per_step)))
+                                    every=max(1, round(32 / per_step)), config=scene)
     mixer = ClipMixer(real, synthetic, s.synthetic_ratio, hr_frames, hr_patch, seed=s.seed, extras_p=s.extras_p)
     val_real = None
     if val_paths:

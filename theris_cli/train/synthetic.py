@@ -20,8 +20,9 @@ What a clip is made of, in the order a camera sees it:
    cooler rims (grazing-angle emissivity); bodies are drawn in the view at sub-pixel positions.
 4. **Camera**: pan with a constant velocity plus per-frame jitter, by resampling the world at
    sub-pixel offsets (bilinear), or fixed (trail cameras).
-5. **Sensor**: Gaussian optical PSF, radial vignetting (housing heat), column and row fixed-pattern
-   noise (constant over the clip), temporal noise, then either 8-bit AGC (a percentile stretch over
+5. **Sensor**: Gaussian optical PSF (soft, as thermal optics are), radial vignetting, a smooth
+   band of housing shade or glow along one edge (as the top rows of many Lepton clips), column and
+   row fixed-pattern noise (constant over the clip), temporal noise, then either 8-bit AGC (a percentile stretch over
    the whole clip, not per frame, so levels do not flicker) or 14-bit raw counts normalised by their
    min/max over the clip (what `Levels` does for 16-bit video); a random affine squeeze then stands
    in for a longer video whose range is wider than the clip's.
@@ -74,10 +75,13 @@ class SceneConfig:
     hotspot_p: float = 0.5
     trail_p: float = 0.5
     sensor: bool = True
-    psf_sigma: tuple[float, float] = (0.3, 1.2)  # optical blur, px
+    psf_sigma: tuple[float, float] = (0.4, 2.0)  # optical blur, px (thermal optics are soft)
     temporal_noise: tuple[float, float] = (0.0, 0.012)  # std, fraction of the scene's span
     fpn: tuple[float, float] = (0.0, 0.008)  # column/row offset std, fraction of span
-    vignetting: tuple[float, float] = (-0.08, 0.08)  # corner offset, fraction of span
+    vignetting: tuple[float, float] = (-0.25, 0.25)  # corner offset, fraction of span
+    shade_p: float = 0.3  # P(a smooth band of housing shade/glow along one frame edge)
+    shade_amp: tuple[float, float] = (-0.8, 0.8)  # its amplitude at the edge, fraction of span
+    shade_width: tuple[float, float] = (2.0, 16.0)  # its e-folding width, px
     raw14_p: float = 0.4  # else 8-bit AGC
     squeeze_p: float = 0.5  # P(the clip uses only part of [0, 1])
     quantise: bool = True
@@ -208,6 +212,11 @@ def _draw(g: torch.Generator, s: SyntheticThermal) -> dict[str, torch.Tensor]:
     ])
     d["sensor_noise"] = torch.randn(T, H, W, generator=g)
     d["fpn_noise"] = torch.randn(H + W, generator=g)
+    # edge shade: on, amplitude, width px, which edge (0..3), curvature
+    d["shade"] = torch.stack([
+        (_u(g, 0, 1) < c.shade_p * sens).float(), _u(g, *c.shade_amp), _u(g, *c.shade_width),
+        torch.floor(_u(g, 0, 4)), _u(g, -0.3, 0.3),
+    ])
     return d
 
 
@@ -515,8 +524,17 @@ def _sensor(view: torch.Tensor, p: dict, s: SyntheticThermal) -> torch.Tensor:
         xx = torch.linspace(-1, 1, W)[None, :]
         r2 = (xx**2 + yy**2) / 2  # 1 at the corners
         fpn = p["fpn_noise"]
+        # housing shade or glow: a smooth band along one edge (a Lepton's dark, curved top rows)
+        on, amp, width, edge, curve = p["shade"].unbind(-1)
+        ys = torch.arange(H, dtype=torch.float32)[:, None].expand(H, W)
+        xs = torch.arange(W, dtype=torch.float32)[None, :].expand(H, W)
+        dist = torch.stack([ys, H - 1 - ys, xs, W - 1 - xs])  # (4, H, W) distance to each edge, px
+        along = torch.stack([xs / W, xs / W, ys / H, ys / H]) - 0.5
+        d = dist[edge.long()] + curve[:, None, None] * (along[edge.long()] ** 2) * min(H, W)  # (B, H, W)
+        shade = (on * amp * span)[:, None, None] * torch.exp(-d.clamp(min=0) / width[:, None, None])
         view = (
             view
+            + shade[:, None]
             + (vig * span)[:, None, None, None] * r2
             + (fcol * span)[:, None, None, None] * fpn[:, None, None, H:]
             + (frow * span)[:, None, None, None] * fpn[:, None, :H, None]
