@@ -563,12 +563,10 @@ def info_cmd() -> None:
         backend = f"{name} ({reason})"
     except TherisError as e:  # THERIS_SCAN asks for what is not here: show it, it is why you ran info
         backend = f"unavailable: {e}"
-    try:
-        from theris_cli.weights import DEFAULT_MODEL
+    from theris_cli.weights import REGISTRY, default_model
 
-        weights = DEFAULT_MODEL
-    except Exception:  # noqa: BLE001 - the weights package is optional for this report
-        weights = "(weights registry unavailable)"
+    name = default_model()  # the fallback's name where the shipped file is missing, never a false claim
+    weights = name if REGISTRY[name].trained else f"{name} (untrained: random weights)"
     rows = [
         ("theris", __version__),
         ("python", platform.python_version()),
