@@ -75,8 +75,8 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         config="small",
         trained=True,
         filename="theris-small.safetensors",
-        sha256=None,  # not recorded yet: the file is produced by training (weights/README.md)
-        size=None,
+        sha256="2a2108d4f7e630e6cc525f90adf52951a695168f94b13f91f7b047d9c559bea5",
+        size=289484,
     ),
     ModelEntry(
         name="theris-base",
