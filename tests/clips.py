@@ -159,3 +159,15 @@ def _write_tone(out, stream, seconds: float) -> None:
         af.time_base = Fraction(1, rate)
         out.mux(stream.encode(af))
     out.mux(stream.encode())
+
+
+def write_audio_only(path: Path) -> Path:
+    """A short silent AAC file with no video stream (the "audio only" input error)."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("aac", rate=8000)
+        stream.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.int16), format="s16", layout="mono")
+        frame.sample_rate, frame.pts = 8000, 0
+        out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+    return Path(path)

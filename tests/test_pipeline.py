@@ -11,7 +11,7 @@ import av
 import numpy as np
 import pytest
 
-from clips import ramp_frames, write_clip
+from clips import ramp_frames, write_audio_only, write_clip
 from standins import NearestLinear
 from theris_cli.errors import DeviceError, InputError, OutputError, UsageError
 from theris_cli.outputs import PARTIAL_MARK
@@ -129,17 +129,6 @@ def test_palette_video_gets_a_warning(tmp_path, caplog):
 # ------------------------------------------------------------------------------- errors
 
 
-def _audio_only(path):
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("aac", rate=8000)
-        stream.layout = "mono"
-        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.int16), format="s16", layout="mono")
-        frame.sample_rate, frame.pts = 8000, 0
-        out.mux(stream.encode(frame))
-        out.mux(stream.encode())
-    return path
-
-
 def _zero_frames(path):
     with av.open(str(path), "w") as out:
         stream = out.add_stream("ffv1", rate=25)
@@ -175,7 +164,7 @@ def _corrupt(path):
         (lambda d: d / "missing.mkv", "no such file"),
         (lambda d: (d / "folder").mkdir() or d / "folder", "is a folder"),
         (lambda d: (d / "notes.mp4").write_text("not a video") and d / "notes.mp4", "not a video"),
-        (lambda d: _audio_only(d / "tone.m4a"), r"audio only"),
+        (lambda d: write_audio_only(d / "tone.m4a"), r"audio only"),
         (lambda d: _zero_frames(d / "zero.avi"), "no video frames"),
         (lambda d: _truncated(d / "cut.mkv"), r"truncated .*at frame \d+"),
         (lambda d: _corrupt(d / "bad.mkv"), r"corrupt .*at frame \d+"),

@@ -7,7 +7,7 @@ from fractions import Fraction
 import av
 import numpy as np
 import pytest
-from clips import ramp_frames, write_clip
+from clips import ramp_frames, write_audio_only, write_clip
 
 from theris_cli.errors import InputError
 from theris_cli.video import VideoInfo, probe
@@ -118,14 +118,7 @@ def test_empty_file(tmp_path):
 
 
 def test_audio_only(tmp_path):
-    path = tmp_path / "tone.m4a"
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("aac", rate=8000)
-        stream.layout = "mono"
-        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.int16), format="s16", layout="mono")
-        frame.sample_rate, frame.pts = 8000, 0
-        out.mux(stream.encode(frame))
-        out.mux(stream.encode())
+    path = write_audio_only(tmp_path / "tone.m4a")
     with pytest.raises(InputError, match=r"tone\.m4a: has no video stream \(audio only\)"):
         probe(path)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -179,7 +180,6 @@ def upscale_cmd(
     held for its whole display time (its second output frame repeats it). The output is written under
     a temporary name and renamed when complete; on error or Ctrl-C nothing is left behind.
     """
-    from pathlib import Path
 
     from theris_cli.errors import UsageError
     from theris_cli.pipeline import upscale_video
@@ -238,8 +238,6 @@ def demo_cmd(
 
 
 # --- batch (BATCH) --------------------------------------------------------------------------------
-from pathlib import Path  # noqa: E402
-
 
 def run_batch_command(in_dir: Path, out_dir: Path, *, quiet: bool = False, **options) -> None:
     """Run a batch with progress on stderr and the summary on stdout; BatchError if any file failed.
@@ -582,8 +580,6 @@ def info_cmd() -> None:
 
 
 # --- train (TRAIN) --------------------------------------------------------------------------------
-from pathlib import Path  # noqa: E402, F811
-
 _TRAIN_EPILOG = (
     "Examples:\n\n"
     "  theris train --preset small --data videos/ --steps 6000 --out runs/small\n\n"

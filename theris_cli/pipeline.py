@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import torch
 
-from theris_cli.errors import InputError, OutputError, TherisError, UsageError
+from theris_cli.errors import InputError, TherisError, UsageError
 from theris_cli.infer import SCALE, Upscaler, check_options, precision_name, resolve_device, resolve_precision
 from theris_cli.outputs import atomic_output, check_destination, output_error
 
