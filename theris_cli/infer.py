@@ -22,6 +22,7 @@ from typing import Iterable, Iterator
 
 import torch
 
+from theris_cli.devices import PRECISIONS, precision_name, resolve_device, resolve_precision  # noqa: F401 (re-exported)
 from theris_cli.errors import DeviceError, UsageError
 from theris_cli.stitch import TemporalBlender, TileCanvas
 from theris_cli.windows import Tile, Window, local_times, plan_tiles, plan_windows, temporal_stride, tile_from_memory
@@ -33,48 +34,6 @@ DEFAULT_TILE_OVERLAP = 16  # LR pixels shared by neighbouring tiles; see README 
 MIN_TILE = 16  # LR pixels: below this, halving on out-of-memory gives up
 _PROBE_TILE = 64  # LR pixels: side of the crop used to measure memory per pixel on CUDA
 
-DEVICES = "auto, cpu, cuda or cuda:N"
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
-_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-def resolve_device(spec: str | torch.device = "auto") -> torch.device:
-    """``auto`` -> the first CUDA device if there is one, else the CPU; ``cuda[:N]`` must exist."""
-    if isinstance(spec, torch.device):
-        spec = str(spec)
-    spec = spec.strip().lower()
-    if spec == "auto":
-        return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-    if spec == "cpu":
-        return torch.device("cpu")
-    if spec == "cuda" or spec.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise DeviceError(f"--device {spec}: no CUDA device is available here; use --device cpu (or auto)")
-        dev = torch.device(spec)
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise DeviceError(
-                f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) here "
-                f"(cuda:0 .. cuda:{torch.cuda.device_count() - 1})"
-            )
-        return dev
-    raise UsageError(f"--device {spec!r} is not understood; use {DEVICES}")
-
-
-def resolve_precision(spec: str, device: torch.device) -> torch.dtype:
-    """``auto`` -> bf16 on CUDA where supported, else fp16 on CUDA, fp32 on the CPU."""
-    spec = spec.strip().lower()
-    if spec not in PRECISIONS:
-        raise UsageError(f"--precision {spec!r} is not understood; use one of {', '.join(PRECISIONS)}")
-    if spec == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32
-    if spec == "fp16" and device.type == "cpu":
-        raise DeviceError("--precision fp16 needs a CUDA device; on the CPU use fp32 (or bf16)")
-    if spec == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise DeviceError("--precision bf16 is not supported by this GPU; use fp16 or fp32")
-    return _DTYPES[spec]
-
 
 def check_options(window: int = 4, tile: int | None = None, temporal_factor: int = 2) -> None:
     """UsageError for values of --window, --tile, --temporal-factor that cannot work."""
@@ -84,10 +43,6 @@ def check_options(window: int = 4, tile: int | None = None, temporal_factor: int
         raise UsageError(f"--temporal-factor must be a positive integer, got {temporal_factor}")
     if tile is not None and tile < MIN_TILE:
         raise UsageError(f"--tile must be at least {MIN_TILE} LR pixels, got {tile}")
-
-
-def precision_name(dtype: torch.dtype) -> str:
-    return {v: k for k, v in _DTYPES.items()}[dtype]
 
 
 class Upscaler:

@@ -1,0 +1,74 @@
+"""Device and precision choices: the one place that reads ``--device`` and ``--precision``.
+
+    parse_device("CUDA:1")          -> "cuda:1"   (syntax only: UsageError for "tpu")
+    resolve_device("auto")          -> torch.device("cuda") where there is a GPU, else cpu
+    resolve_precision("auto", dev)  -> bf16/fp16 on CUDA, fp32 on the CPU
+
+Used by upscale, batch, evaluate, preview, train and weight loading, so every command accepts the
+same spellings and says the same thing when a device is missing.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from theris_cli.errors import DeviceError, UsageError
+
+DEVICES = "auto, cpu, cuda or cuda:N"
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def parse_device(spec: str | torch.device) -> str:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``, lower-cased; UsageError for anything else.
+
+    Syntax only: whether the device exists here is `resolve_device`'s question.
+    """
+    s = str(spec).strip().lower()
+    if s in ("auto", "cpu", "cuda") or (s.startswith("cuda:") and s[5:].isdigit()):
+        return s
+    raise UsageError(f"--device {str(spec)!r} is not understood; use {DEVICES}")
+
+
+def resolve_device(spec: str | torch.device = "auto") -> torch.device:
+    """``auto`` -> the first CUDA device if there is one, else the CPU; ``cuda[:N]`` must exist."""
+    spec = parse_device(spec)
+    if spec == "auto":
+        return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    if spec == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise DeviceError(f"--device {spec}: no CUDA device is available here; use --device cpu (or auto)")
+    dev = torch.device(spec)
+    if dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise DeviceError(
+            f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) here "
+            f"(cuda:0 .. cuda:{torch.cuda.device_count() - 1})"
+        )
+    return dev
+
+
+def parse_precision(spec: str) -> str:
+    """``auto``, ``fp32``, ``fp16`` or ``bf16``, lower-cased; UsageError for anything else."""
+    s = str(spec).strip().lower()
+    if s not in PRECISIONS:
+        raise UsageError(f"--precision {spec!r} is not understood; use one of {', '.join(PRECISIONS)}")
+    return s
+
+
+def resolve_precision(spec: str, device: torch.device) -> torch.dtype:
+    """``auto`` -> bf16 on CUDA where supported, else fp16 on CUDA, fp32 on the CPU."""
+    spec = parse_precision(spec)
+    if spec == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    if spec == "fp16" and device.type == "cpu":
+        raise DeviceError("--precision fp16 needs a CUDA device; on the CPU use fp32 (or bf16)")
+    if spec == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise DeviceError("--precision bf16 is not supported by this GPU; use fp16 or fp32")
+    return _DTYPES[spec]
+
+
+def precision_name(dtype: torch.dtype) -> str:
+    return {v: k for k, v in _DTYPES.items()}[dtype]
