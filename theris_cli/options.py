@@ -1,0 +1,57 @@
+"""UpscaleOptions: the settings that travel together from the command line to the upscaler.
+
+    opts = UpscaleOptions(weights="theris-small", device="cpu", tile=128)   # validated here, once
+    upscale_video("in.mp4", "out.mkv", opts)
+    run_batch("in/", "out/", opts)            # the same object; its digest() goes into each record
+
+One frozen object instead of the same nine keywords in every signature: a value is checked when the
+object is made (UsageError, one line), and `dataclasses.replace(opts, tile=64)` makes a checked copy. What the
+options *are* is kept apart from where they are applied: the device is parsed here, found (CUDA
+present?) only when the work starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from typing import Any, Optional
+
+from theris_cli.devices import parse_device, parse_precision
+from theris_cli.errors import UsageError
+
+__all__ = ["UpscaleOptions"]
+
+
+@dataclass(frozen=True)
+class UpscaleOptions:
+    """How to upscale: the model, where and how it runs, and how the output is encoded.
+
+    Every field has the CLI's default; see `theris upscale --help` for each one's meaning.
+    """
+
+    weights: Optional[str] = None  # registry name, .safetensors path or hf://...; None: the default model
+    device: str = "auto"  # auto, cpu, cuda or cuda:N
+    precision: str = "auto"  # auto, fp32, fp16 or bf16
+    window: int = 4  # input frames the model sees at once (k + 1)
+    tile: Optional[int] = None  # tile side in LR pixels; None: whole frames where they fit
+    temporal_factor: int = 2  # output frames per input frame
+    codec: Optional[str] = None  # None: from the output's extension
+    crf: Optional[int] = None  # None: the codec's visually lossless setting
+    pix_fmt: Optional[str] = None  # None: fits the input and the codec
+
+    def __post_init__(self) -> None:
+        from theris_cli.infer import check_options  # the upscaler's own limits (window, tile, factor)
+
+        object.__setattr__(self, "device", parse_device(self.device))
+        object.__setattr__(self, "precision", parse_precision(self.precision))
+        check_options(window=self.window, tile=self.tile, temporal_factor=self.temporal_factor)
+        if self.crf is not None and self.crf < 0:
+            raise UsageError(f"--crf must be 0 or more, got {self.crf}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def digest(self) -> str:
+        """SHA-256 (hex) of the options, for batch completion records: a changed option is seen."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
