@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.text import Text
 
 from theris_cli import __version__
+from theris_cli.commands import args
 from theris_cli.errors import TherisError
 
 app = typer.Typer(
@@ -235,6 +236,48 @@ def demo_cmd(
         None: "training unknown",
     }[res.weights_trained]
     typer.echo(f"weights: {res.weights} ({trained}) on {res.device}, {res.seconds:.1f} s")
+
+
+@app.command("preview")
+def preview_cmd(
+    src: str = typer.Argument(..., metavar="SRC", show_default=False, help="Input video or image pattern, as for upscale."),
+    at: Optional[str] = typer.Option(
+        None, "--at", metavar="TIME", show_default=False,
+        help="Time of the frame to show: seconds (12.5) or m:ss (1:02.5). Default: the middle of the video.",
+    ),
+    output: Path = typer.Option(Path("preview.png"), "--output", "-o", help="The PNG to write."),
+    weights: args.Weights = None,
+    device: args.Device = "auto",
+    precision: args.Precision = "auto",
+    window: args.Window = 4,
+    tile: args.Tile = None,
+    temporal_factor: args.TemporalFactor = 2,
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the PNG if it exists."),
+    quiet: args.Quiet = False,
+) -> None:
+    """Look before a long run: one window of SRC upscaled, side by side with the input and bicubic, as a PNG.
+
+    Rows: the input frame at TIME, the interpolated frame after it, and a 2x zoom of the busiest
+    region; columns: the input (nearest neighbour x4), bicubic x4 + linear blend in time, and theris,
+    with the same weights, device and options as `theris upscale`. Takes seconds on a CPU: frames
+    wider than 160 or taller than 128 pixels are previewed on their busiest region of that size.
+
+    Example: theris preview flight.mkv --at 1:30 -o flight-preview.png
+    """
+    from theris_cli.options import UpscaleOptions
+    from theris_cli.preview import make_preview, parse_time
+
+    options = UpscaleOptions(weights=weights, device=device, precision=precision, window=window, tile=tile,
+                             temporal_factor=temporal_factor)
+    seconds = parse_time(at) if at is not None else None
+    with _TerminateAsInterrupt(), _WarningsToStderr():
+        res = make_preview(src, output, options, at=seconds, overwrite=overwrite)
+    if not quiet:
+        w, h = res.size
+        err_console.print(Text(f"wrote {res.dst} ({w}x{h}): {res.caption}"), soft_wrap=True)
+        if res.weights_trained is False:
+            err_console.print(f"[yellow]note:[/] {res.weights} has random (untrained) weights: the theris panels "
+                              "are not a real upscale", soft_wrap=True)
 
 
 # --- batch (BATCH) --------------------------------------------------------------------------------

@@ -97,6 +97,20 @@ def check_output_name(dst: Path) -> None:
         raise UsageError(f"{dst}: image-sequence output is not supported; write a video (.mkv keeps 16 bits losslessly)")
 
 
+def load_weights(weights: Optional[str], device: torch.device,
+                 model: Optional[torch.nn.Module] = None) -> tuple[torch.nn.Module, str, Optional[bool]]:
+    """The network for ``weights`` (default: the registry's default) on ``device``, its name, and
+    whether it is trained (None: not known). An already loaded ``model`` is used as it is."""
+    if model is None:
+        from theris_cli.weights import DEFAULT_MODEL, load_model
+
+        weights = weights or DEFAULT_MODEL
+        model = load_model(weights, device=str(device))
+    winfo = getattr(model, "weights_info", None)  # set by load_model: name, trained or random
+    name = winfo.name if winfo is not None else (weights or "custom")
+    return model, str(name), (winfo.trained if winfo is not None else None)
+
+
 @contextmanager
 def _final_name_in_errors(tmp: Path, dst: Path) -> Iterator[None]:
     """Errors raised while writing name the temporary file; the user knows only the output's name."""
@@ -161,14 +175,7 @@ def upscale_video(
     stages["levels"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    if model is None:
-        from theris_cli.weights import DEFAULT_MODEL, load_model
-
-        weights = weights or DEFAULT_MODEL
-        model = load_model(weights, device=str(dev))
-    winfo = getattr(model, "weights_info", None)  # set by load_model: name, trained or random
-    weights = winfo.name if winfo is not None else (weights or "custom")
-    trained = winfo.trained if winfo is not None else None
+    model, weights, trained = load_weights(weights, dev, model)
     up = Upscaler(model, device=dev, precision=precision, window=window, tile=tile, temporal_factor=temporal_factor)
     stages["load"] = time.perf_counter() - t
 

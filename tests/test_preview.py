@@ -1,0 +1,125 @@
+"""`theris preview`: one PNG with labelled panels and a caption, the same frames as upscale, clean errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from clips import ramp_frames, write_clip
+from theris_cli.cli import app
+from theris_cli.errors import InputError, OutputError, UsageError
+from theris_cli.options import UpscaleOptions
+from theris_cli.outputs import PARTIAL_MARK
+from theris_cli.preview import busiest_box, make_preview, parse_time
+from theris_cli.preview_image import GAP, MARGIN, PANEL_BOX
+
+OPTS = UpscaleOptions(weights="tiny-random", device="cpu")
+runner = CliRunner()
+
+
+def leftovers(folder):
+    return [p.name for p in folder.iterdir() if PARTIAL_MARK in p.name]
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_picture_has_three_rows_of_three_labelled_panels_and_a_caption(tmp_path, bits):
+    src = write_clip(tmp_path / "clip.mkv", ramp_frames(6, 20, 24, bits=bits), fps=10)
+    res = make_preview(src, tmp_path / "p.png", OPTS, at=0.2)
+    with Image.open(tmp_path / "p.png") as im:
+        assert im.format == "PNG" and im.size == res.size and im.mode == "L"
+    titles = [r.title for r in res.rows]
+    assert titles[0].startswith("input-aligned frame 2 · t = 0.20 s")
+    assert titles[1].startswith("interpolated frame · t = 0.25 s (between input frames 2 and 3)")
+    assert titles[2].startswith("zoom x2")
+    assert [p.label for p in res.rows[0].panels] == ["input · nearest x4", "bicubic x4", "theris (UNTRAINED)"]
+    assert res.rows[1].panels[1].label == "bicubic x4 + linear blend"
+    for row in res.rows[:2]:
+        assert all(p.image.shape == (80, 96) for p in row.panels)  # 4x the input, shown 1:1
+    width, height = res.size
+    assert width >= 2 * MARGIN + 3 * 96 + 2 * GAP and height > 2 * 80 + 40  # two rows of frames and the zoom
+    assert "clip.mkv" in res.caption and "t = 0.20 s" in res.caption and "tiny-random" in res.caption
+    assert f"{bits}-bit" in res.caption
+    near = res.rows[0].panels[0].image
+    assert (near[::4, ::4].repeat(4, 0).repeat(4, 1) == near).all()  # nearest neighbour: 4x4 blocks
+
+
+def test_theris_panels_are_upscales_frames(tmp_path):
+    # A clip as long as the window is one window in upscale too, so the frames must agree.
+    from theris_cli.pipeline import upscale_video
+    from theris_cli.video import Levels, read_frames
+
+    src = write_clip(tmp_path / "clip.mkv", ramp_frames(4, 16, 20), fps=5)
+    res = make_preview(src, tmp_path / "p.png", OPTS, at=0.2)
+    upscale_video(src, tmp_path / "up.mkv", weights="tiny-random", device="cpu")
+    out = [Levels.full_range(8).to_unit(f) for f in read_frames(tmp_path / "up.mkv")]
+    assert res.frame == 1
+    for row, m in ((0, 2), (1, 3)):  # the written video is rounded and clipped to 0..255
+        np.testing.assert_allclose(np.clip(res.rows[row].panels[2].image, 0, 1), out[m], atol=0.6 / 255)
+
+
+def test_spatial_only_has_no_interpolated_row_and_the_last_frame_is_shown_with_its_predecessor(tmp_path):
+    src = write_clip(tmp_path / "clip.mkv", ramp_frames(5, 16, 20), fps=5)
+    res = make_preview(src, tmp_path / "a.png", UpscaleOptions(weights="tiny-random", device="cpu", temporal_factor=1))
+    assert [r.title.split(" ")[0] for r in res.rows] == ["input-aligned", "zoom"]
+    res = make_preview(src, tmp_path / "b.png", OPTS, at=0.8)  # frame 4, the last: nothing after it
+    assert res.frame == 3 and "between input frames 3 and 4" in res.rows[1].title
+
+
+def test_large_frames_are_previewed_on_their_busiest_region(tmp_path):
+    frames = np.full((4, 150, 200), 60, np.uint8)
+    frames[:, 100:130, 150:190] = 200  # one warm object
+    src = write_clip(tmp_path / "big.mkv", frames, fps=5)
+    res = make_preview(src, tmp_path / "p.png", OPTS, at=0)
+    x0, y0, x1, y1 = res.region
+    assert (x1 - x0, y1 - y0) == (PANEL_BOX[0] // 4, PANEL_BOX[1] // 4)
+    assert x0 <= 150 and x1 >= 190 and y0 <= 100 and y1 >= 130  # the object is inside
+    assert "region x" in res.rows[0].title and "of 200x150" in res.rows[0].title
+
+
+def test_busiest_box_holds_the_corner_of_a_warm_square():
+    a = np.zeros((40, 40))
+    a[20:, 30:] = 1.0  # edges meet at (x, y) = (30, 20): the most gradient an 8x8 box can hold
+    x, y = busiest_box(a, a, 8, 8)
+    assert x <= 30 < x + 8 and y <= 20 < y + 8
+
+
+@pytest.mark.parametrize("text,seconds", [("12.5", 12.5), ("1:02.5", 62.5), ("1:00:02", 3602.0), ("0", 0.0)])
+def test_parse_time(text, seconds):
+    assert parse_time(text) == seconds
+
+
+@pytest.mark.parametrize(
+    "args,error,message",
+    [
+        (["missing.mkv"], InputError, "no such file"),
+        (["in.mkv", "-o", "p.jpg"], UsageError, "PNG"),
+        (["in.mkv", "--at", "9"], UsageError, "past the end"),
+        (["in.mkv", "--at", "soon"], UsageError, "not a time"),
+        (["in.mkv", "-o", "exists.png"], OutputError, "--overwrite"),
+        (["in.mkv", "--device", "tpu"], UsageError, "--device"),
+    ],
+)
+def test_errors_are_one_line_and_leave_nothing(tmp_path, monkeypatch, args, error, message):
+    monkeypatch.chdir(tmp_path)
+    write_clip(tmp_path / "in.mkv", ramp_frames(3, 12, 16), fps=5)
+    (tmp_path / "exists.png").write_bytes(b"keep")
+    res = runner.invoke(app, ["preview", *args, "-w", "tiny-random"])
+    assert isinstance(res.exception, error) and message in str(res.exception)
+    assert not (tmp_path / "preview.png").exists() and not (tmp_path / "p.jpg").exists()
+    assert (tmp_path / "exists.png").read_bytes() == b"keep" and leftovers(tmp_path) == []
+
+
+def test_cli_writes_the_png_and_says_so(tmp_path):
+    src = write_clip(tmp_path / "in.mkv", ramp_frames(4, 12, 16), fps=5)
+    res = runner.invoke(app, ["preview", str(src), "-o", str(tmp_path / "p.png"), "-w", "tiny-random", "--at", "0:00.2"])
+    assert res.exit_code == 0, res.output
+    assert "wrote" in res.output and "untrained" in res.output and (tmp_path / "p.png").is_file()
+
+
+@pytest.mark.parametrize("name", ["lepton_possum.mkv", "lepton_python_cptv_v2.mkv", "vottir_horse_h264.mp4"])
+def test_real_clips(shared_ir, tmp_path, name):
+    res = make_preview(shared_ir / name, tmp_path / "p.png", OPTS, at=0.5)
+    assert len(res.rows) == 3 and res.size[0] >= 3 * 4 * (res.region[2] - res.region[0])
+    assert name in res.caption and ("16-bit" in res.caption) == name.startswith("lepton")
