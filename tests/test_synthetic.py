@@ -47,8 +47,7 @@ def test_diffusion_only_scene_obeys_the_heat_equation():
         assert heat_residual(busy.clip(i))[0] > 0.5
 
 
-def test_stream_is_endless_and_consecutive():
+def test_batches_are_consecutive_clips():
     gen = SyntheticThermal(3, 16, 16, seed=5)
-    it = gen.stream(2)
-    first, second = next(it), next(it)
+    first, second = gen.batch(0, 2), gen.batch(2, 2)
     assert torch.equal(second[1], gen.clip(3)) and torch.equal(first[0], gen.clip(0))

@@ -22,7 +22,6 @@ from theris_cli.weights import (
     inspect_checkpoint,
     load_model,
     save_checkpoint,
-    weights_option_help,
 )
 from theris_cli.weights import registry
 from theris_cli.weights.__main__ import main as tool_main
@@ -32,7 +31,9 @@ from theris_cli.weights.fetch import sha256_file
 def test_names_feed_choices_help_and_completion():
     names = available_models()
     assert {DEFAULT_MODEL, FALLBACK_MODEL, "tiny-random"} <= set(names)
-    assert all(n in weights_option_help() for n in names)
+    from theris_cli.commands.args import Weights
+
+    assert all(n in Weights.__metadata__[0].help for n in names)  # the one --weights help text
     assert complete_weights("tiny") == ["tiny-random"]
 
 

@@ -8,7 +8,6 @@ from theris_cli.windows import (
     Tile,
     Window,
     local_times,
-    output_count,
     plan_tiles,
     plan_windows,
     temporal_stride,
@@ -45,11 +44,10 @@ def test_short_and_single_frame_videos_are_one_window():
     assert plan_windows(0, 4) == []
 
 
-def test_times_and_output_count():
+def test_times_and_output_range():
     assert local_times(4, 2) == [Fraction(m, 2) for m in range(7)]
     assert local_times(3, 3) == [0, Fraction(1, 3), Fraction(2, 3), 1, Fraction(4, 3), Fraction(5, 3), 2]
     assert local_times(1, 2) == [0]
-    assert output_count(5, 2) == 10 and output_count(5, 1) == 5
     assert Window(2, 4).output_range(2) == range(4, 11)
 
 

@@ -69,7 +69,7 @@ class _WarningsToStderr:
                 err_console.print(Text.assemble(("warning: ", "bold yellow"), record.getMessage()), soft_wrap=True)
 
         self.handler = _Handler(logging.WARNING)
-        self.loggers = [logging.getLogger(name) for name in ("theris", "theris_cli")]  # pipeline, library modules
+        self.loggers = [logging.getLogger("theris")]  # every library module logs under "theris"
         self.propagate = [lg.propagate for lg in self.loggers]
         for lg in self.loggers:
             lg.addHandler(self.handler)

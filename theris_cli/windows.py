@@ -79,11 +79,6 @@ def local_times(length: int, factor: int) -> list[Fraction]:
     return [Fraction(m, factor) for m in range(factor * (length - 1) + 1)]
 
 
-def output_count(n: int, factor: int) -> int:
-    """Output frames for ``n`` input frames: ``factor * n`` so that the duration is kept."""
-    return factor * n
-
-
 def time_weight(m_local: int, factor: int, length: int, first: bool, last: bool) -> float:
     """Blend weight of a window's prediction at local output index ``m_local``.
 

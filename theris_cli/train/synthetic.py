@@ -128,13 +128,6 @@ class SyntheticThermal:
         p = {k: torch.stack([d[k] for d in draws]) for k in draws[0]}
         return _render(p, self)
 
-    def stream(self, batch_size: int, start: int = 0):
-        """Endless iterator of (batch_size, T, 1, H, W) batches: clips start, start+1, ..."""
-        i = start
-        while True:
-            yield self.batch(i, batch_size)
-            i += batch_size
-
 
 # ---------------------------------------------------------------------------------------------
 # Per-clip random draws (small tensors plus a few noise fields), in a fixed order

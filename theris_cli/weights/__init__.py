@@ -36,7 +36,6 @@ from theris_cli.weights.registry import (
     complete_weights,
     default_model,
     get_entry,
-    weights_option_help,
 )
 
 __all__ = [
@@ -58,5 +57,4 @@ __all__ = [
     "pack_state",
     "save_checkpoint",
     "unpack_state",
-    "weights_option_help",
 ]

@@ -158,16 +158,7 @@ def default_model() -> str:
     return FALLBACK_MODEL
 
 
-# --- helpers for the other commands' --weights option ------------------------------------------
-
-
-def weights_option_help() -> str:
-    """Help text for a `--weights` option, fed from the registry."""
-    return (
-        f"Model weights: a registry name ({', '.join(available_models())}; see `theris weights list`), "
-        "a local .safetensors checkpoint, or hf://owner/repo/file[@revision]. "
-        f"Default: {DEFAULT_MODEL}."
-    )
+# --- for the commands' --weights option ----------------------------------------------------------
 
 
 def complete_weights(incomplete: str) -> list[str]:
