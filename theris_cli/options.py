@@ -2,7 +2,7 @@
 
     opts = UpscaleOptions(weights="theris-small", device="cpu", tile=128)   # validated here, once
     upscale_video("in.mp4", "out.mkv", opts)
-    run_batch("in/", "out/", opts)            # the same object; its digest() goes into each record
+    run_batch("in/", "out/", opts)            # the same object; output_fields() are hashed into each record
 
 One frozen object instead of the same nine keywords in every signature: a value is checked when the
 object is made (UsageError, one line), and `dataclasses.replace(opts, tile=64)` makes a checked copy. What the
@@ -12,8 +12,7 @@ present?) only when the work starts.
 
 from __future__ import annotations
 
-import hashlib
-import json
+import dataclasses
 from dataclasses import asdict, dataclass
 from typing import Any, Optional
 
@@ -49,9 +48,19 @@ class UpscaleOptions:
         if self.crf is not None and self.crf < 0:
             raise UsageError(f"--crf must be 0 or more, got {self.crf}")
 
+    @classmethod
+    def of(cls, options: Optional["UpscaleOptions"] = None, **fields: Any) -> "UpscaleOptions":
+        """``options`` with ``fields`` changed (either may be left out): library functions take an
+        UpscaleOptions, or its fields as keywords, as in ``upscale_video(src, dst, tile=64)``."""
+        base = options if options is not None else cls()
+        return dataclasses.replace(base, **fields) if fields else base
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def digest(self) -> str:
-        """SHA-256 (hex) of the options, for batch completion records: a changed option is seen."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+    def output_fields(self) -> dict[str, Any]:
+        """The fields that change what is written (all but the device, which only changes where the
+        work runs): what a batch completion record must match for a file to count as done."""
+        d = self.to_dict()
+        del d["device"]
+        return d

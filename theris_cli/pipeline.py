@@ -31,7 +31,9 @@ from typing import Any, Callable, Iterator, Optional
 import torch
 
 from theris_cli.errors import InputError, TherisError, UsageError
-from theris_cli.infer import SCALE, Upscaler, check_options, precision_name, resolve_device, resolve_precision
+from theris_cli.devices import precision_name, resolve_device, resolve_precision
+from theris_cli.infer import SCALE, Upscaler
+from theris_cli.options import UpscaleOptions
 from theris_cli.outputs import atomic_output, check_destination, output_error
 
 log = logging.getLogger("theris")
@@ -125,23 +127,17 @@ def _final_name_in_errors(tmp: Path, dst: Path) -> Iterator[None]:
 def upscale_video(
     src: str | Path,
     dst: str | Path,
+    options: Optional[UpscaleOptions] = None,
     *,
-    weights: Optional[str] = None,
     model: Optional[torch.nn.Module] = None,
-    device: str = "auto",
-    precision: str = "auto",
-    window: int = 4,
-    tile: Optional[int] = None,
-    temporal_factor: int = 2,
-    codec: Optional[str] = None,
-    crf: Optional[int] = None,
-    pix_fmt: Optional[str] = None,
     overwrite: bool = False,
     on_progress: Optional[ProgressCallback] = None,
+    **fields: Any,
 ) -> UpscaleResult:
     """Upscale ``src`` 4x in space and ``temporal_factor``x in time into ``dst``.
 
-    ``weights``: registry name, local .safetensors or hf://... (default: the registry's default);
+    ``options``: the UpscaleOptions (weights, device, precision, window, tile, temporal_factor,
+    codec, crf, pix_fmt); ``fields``: any of them as keywords instead, or to change ``options``.
     ``model``: an already loaded network (then ``weights`` only labels the result). Output: the
     container from ``dst``'s extension, the input's bit depth, fps = temporal_factor x input fps,
     temporal_factor x input frames (the same duration; the last input frame's trailing slots repeat its
@@ -153,9 +149,10 @@ def upscale_video(
     t_start = time.perf_counter()
     stages = {"levels": 0.0, "load": 0.0, "decode": 0.0, "model": 0.0, "encode": 0.0}
     # Everything that can be checked without reading the video, before any slow step.
-    check_options(window=window, tile=tile, temporal_factor=temporal_factor)
-    dev = resolve_device(device)
-    resolve_precision(precision, dev)
+    opts = UpscaleOptions.of(options, **fields)  # validated: window, tile, factor, spellings
+    temporal_factor = opts.temporal_factor
+    dev = resolve_device(opts.device)
+    resolve_precision(opts.precision, dev)
     src, dst = check_input(src), Path(dst)
     check_output_name(dst)
     check_destination(dst, overwrite=overwrite, src=src)
@@ -175,8 +172,9 @@ def upscale_video(
     stages["levels"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    model, weights, trained = load_weights(weights, dev, model)
-    up = Upscaler(model, device=dev, precision=precision, window=window, tile=tile, temporal_factor=temporal_factor)
+    model, weights, trained = load_weights(opts.weights, dev, model)
+    up = Upscaler(model, device=dev, precision=opts.precision, window=opts.window, tile=opts.tile,
+                  temporal_factor=temporal_factor)
     stages["load"] = time.perf_counter() - t
 
     fps_out = info.fps * temporal_factor  # Fraction: 30000/1001 -> 60000/1001 exactly
@@ -185,7 +183,7 @@ def upscale_video(
     with atomic_output(dst, overwrite=overwrite, src=src) as tmp, _final_name_in_errors(tmp, dst):
         writer = VideoWriter(
             tmp, SCALE * info.width, SCALE * info.height, fps_out, levels.bit_depth,
-            codec=codec, crf=crf, pix_fmt=pix_fmt, source=info, levels=levels,
+            codec=opts.codec, crf=opts.crf, pix_fmt=opts.pix_fmt, source=info, levels=levels,
         )
         for note in writer.notes:  # what the output container cannot carry over (audio, rotation, ...)
             log.warning("%s", note)

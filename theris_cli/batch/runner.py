@@ -11,6 +11,7 @@ load the model, Ctrl-C and SIGTERM stop the batch (after writing the report).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import signal
@@ -31,6 +32,7 @@ from theris_cli.batch.records import (
     check_record, input_fingerprint, make_record, read_record, record_path, sha256_file, write_record,
 )
 from theris_cli.batch.shard import Shard, resolve_shard
+from theris_cli.options import UpscaleOptions
 from theris_cli.errors import BackendUnavailable, DeviceError, OutputError, TherisError, UsageError, WeightsError
 from theris_cli.outputs import PARTIAL_MARK
 
@@ -108,6 +110,7 @@ def input_bytes(job: Job) -> int:
 def run_batch(
     in_dir: Path | str,
     out_dir: Path | str,
+    options: Optional[UpscaleOptions] = None,
     *,
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
@@ -116,21 +119,16 @@ def run_batch(
     overwrite: bool = False,
     verify: bool = False,
     stale_after: float = 600.0,
-    weights: Optional[str] = None,
     model: Any = None,
-    device: str = "auto",
-    precision: str = "auto",
-    window: int = 4,
-    tile: Optional[int] = None,
-    temporal_factor: int = 2,
-    codec: Optional[str] = None,
-    crf: Optional[int] = None,
-    pix_fmt: Optional[str] = None,
     report: Path | str | None = None,
     listener: Optional[BatchListener] = None,
     upscale: Optional[Callable[..., Any]] = None,
+    **fields: Any,
 ) -> BatchResult:
     """Upscale every video and image sequence under `in_dir` into the same tree under `out_dir`.
+
+    `options` (or its fields as keywords, see UpscaleOptions.of) is what every file is upscaled
+    with; the fields that change the output are hashed into each completion record.
 
     Returns a BatchResult (check `.ok`); raises UsageError for bad arguments, and lets model
     loading errors, KeyboardInterrupt and SystemExit through after writing the report. The report
@@ -145,28 +143,22 @@ def run_batch(
         raise UsageError("--stale-after must be a positive number of seconds")
     in_root, out_root = check_roots(in_dir, out_dir)
     shard = shard if isinstance(shard, Shard) else resolve_shard(shard)
+    options = UpscaleOptions.of(options, **fields)  # bad values fail the batch, once, before any work
     if upscale is None:
-        from theris_cli.infer import check_options, resolve_device, resolve_precision
+        from theris_cli.devices import resolve_device, resolve_precision
         from theris_cli.pipeline import upscale_video as upscale
 
-        # Options that would fail every file fail the batch, once, before any work.
-        check_options(window=window, tile=tile, temporal_factor=temporal_factor)
-        resolve_precision(precision, resolve_device(device))
-    if weights is None:
+        resolve_precision(options.precision, resolve_device(options.device))  # a missing GPU, likewise
+    if options.weights is None:
         from theris_cli.weights import default_model
 
-        weights = default_model()  # the name actually used, so shipping trained weights redoes outputs
+        # the name actually used, so shipping trained weights redoes outputs
+        options = dataclasses.replace(options, weights=default_model())
     # What changes the output's pixels or container: a change makes finished files redo.
-    settings = dict(
-        weights=str(weights), precision=precision, window=window, tile=tile, temporal_factor=temporal_factor,
-        codec=codec, crf=crf, pix_fmt=pix_fmt, ext=ext,
-    )
+    settings = {**options.output_fields(), "ext": ext}
+    weights = options.weights
     if model is None and Path(str(weights)).is_file():  # a local checkpoint: retraining it redoes outputs
         settings["weights_sha256"] = sha256_file(Path(str(weights)))
-    options = dict(
-        weights=weights, device=device, precision=precision, window=window, tile=tile,
-        temporal_factor=temporal_factor, codec=codec, crf=crf, pix_fmt=pix_fmt,
-    )
 
     out_root.mkdir(parents=True, exist_ok=True)
     for sub in ("done", "locks", "reports"):  # refuses a planted symlink out of OUT_DIR
@@ -213,7 +205,7 @@ class _Worker:
     out_root: Path
     state: Path  # OUT_DIR/.theris
     settings: dict[str, Any]  # what the completion records must match
-    options: dict[str, Any]  # passed through to upscale
+    options: UpscaleOptions  # passed through to upscale
     upscale: Callable[..., Any]
     model: Any
     verify: bool
@@ -225,10 +217,10 @@ class _Worker:
     def _load_model(self) -> Any:
         # Once per batch, and only when some file needs it: a rerun with everything done loads nothing.
         if self.model is None:
-            from theris_cli.infer import resolve_device
+            from theris_cli.devices import resolve_device
             from theris_cli.weights import load_model
 
-            self.model = load_model(self.options["weights"], device=str(resolve_device(self.options["device"])))
+            self.model = load_model(self.options.weights, device=str(resolve_device(self.options.device)))
         return self.model
 
     def _done(self, job: Job, dst: Path, fingerprint: dict) -> Optional[str]:
@@ -288,9 +280,7 @@ class _Worker:
         # An output without a valid record is not done (a crash between rename and record, other
         # settings, a changed input): it is ours to replace, OUT_DIR being the batch's folder.
         replace = self.overwrite or dst.exists()
-        out = self.upscale(
-            job.src, dst, model=model, overwrite=replace, on_progress=self._on_progress, **self.options
-        )
+        out = self.upscale(job.src, dst, options=self.options, model=model, overwrite=replace, on_progress=self._on_progress)
         res.frames_in = getattr(out, "frames_in", None)
         res.frames_out = getattr(out, "frames_out", None)
         res.warnings = list(getattr(out, "warnings", []))

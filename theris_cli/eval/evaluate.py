@@ -19,16 +19,18 @@ fp32), `bicubic` and `ffmpeg` (`baselines.py`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 
 from theris_cli.batch.discover import VIDEO_EXTENSIONS  # what a folder argument means: the videos in it
 from theris_cli.errors import InputError, UsageError
+from theris_cli.options import UpscaleOptions
 from theris_cli.eval import metrics
 from theris_cli.eval.baselines import BASELINES, Predictor
 
@@ -36,7 +38,8 @@ METHODS = ("theris", "bicubic", "ffmpeg")  # every method `evaluate` knows, in t
 MIN_FRAMES = 3  # HR frames: 2 LR inputs and one frame between them
 MIN_SIZE = 16  # HR pixels per side after cropping: 4 LR pixels, and frames above SSIM's 11-pixel window
 SCALE = 4  # HR pixels per LR pixel
-SUBSETS = ("all", "aligned", "interpolated")  # frame subsets: every frame, even indices, odd indices
+SUBSETS = ("all", "aligned", "interpolated")
+EVAL_OPTIONS = UpscaleOptions(precision="fp32")  # theris as upscale runs it, in full precision everywhere  # frame subsets: every frame, even indices, odd indices
 
 PROTOCOL = {
     "scale": SCALE,
@@ -309,11 +312,15 @@ def check_methods(methods: Sequence[str]) -> list[str]:
     return names
 
 
-def theris_predictor(model: torch.nn.Module, device: str | torch.device = "cpu") -> Predictor:
-    """A model run as `theris upscale` runs it: Upscaler windows of 4 LR frames (stride 2), fp32."""
+def theris_predictor(model: torch.nn.Module, options: UpscaleOptions = EVAL_OPTIONS) -> Predictor:
+    """A model run as `theris upscale` runs it, with `options` (default: windows of 4 LR frames,
+    stride 2, fp32, whole frames)."""
     from theris_cli.infer import Upscaler
 
-    up = Upscaler(model, device=device, precision="fp32", window=4, tile=None, temporal_factor=2)
+    if options.temporal_factor != 2:
+        raise UsageError(f"the evaluation protocol doubles the frame rate; temporal_factor must be 2, not {options.temporal_factor}")
+    up = Upscaler(model, device=options.device, precision=options.precision, window=options.window,
+                  tile=options.tile, temporal_factor=2)
 
     def predict(lr: torch.Tensor) -> torch.Tensor:
         t = lr.shape[0]
@@ -330,16 +337,19 @@ def theris_predictor(model: torch.nn.Module, device: str | torch.device = "cpu")
 def evaluate(
     clips: Sequence[str | Path],
     methods: Sequence[str] | Mapping[str, Predictor] = METHODS,
-    weights: str | None = None,
+    options: UpscaleOptions | None = None,
     max_frames: int | None = None,
-    device: str = "auto",
     on_progress: Callable[[str], None] | None = None,
+    **fields: Any,
 ) -> Evaluation:
     """Score `methods` on every clip (files, or folders of videos) by the protocol of this module.
 
     methods: names from METHODS, or a mapping name -> predictor ((T, 1, h, w) LR -> (2T-1, 1, 4h, 4w)).
-    weights: the model scored as "theris" (registry name, local path, hf://...; None: the default).
+    options (or its fields as keywords: weights, device, ...): how "theris" runs, EVAL_OPTIONS by
+    default; options.weights is the model scored (registry name, local path, hf://...; None: the default).
     """
+    opts = UpscaleOptions.of(options if options is not None else EVAL_OPTIONS, **fields)
+    weights = opts.weights
     t_start = time.perf_counter()
     say = on_progress or (lambda msg: None)
     paths = find_clips(clips)
@@ -351,15 +361,15 @@ def evaluate(
         predictors = {}
         for name in names:
             if name == "theris":
-                from theris_cli.infer import resolve_device
+                from theris_cli.devices import resolve_device
                 from theris_cli.weights import DEFAULT_MODEL, load_model
 
-                dev = resolve_device(device)
+                dev = resolve_device(opts.device)
                 say(f"loading model {weights or DEFAULT_MODEL} on {dev}")
                 model = load_model(weights or DEFAULT_MODEL, device=str(dev))
                 info = getattr(model, "weights_info", None)  # what the spec resolved to, trained or not
                 spec = info.describe() if info is not None else (weights or DEFAULT_MODEL)
-                predictors[name] = theris_predictor(model, dev)
+                predictors[name] = theris_predictor(model, dataclasses.replace(opts, device=str(dev)))
             else:
                 predictors[name] = BASELINES[name]
 
