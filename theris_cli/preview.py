@@ -30,22 +30,9 @@ import torch
 
 from theris_cli.errors import UsageError
 from theris_cli.options import UpscaleOptions
+from theris_cli.preview_image import Panel, PreviewRow
 
 ZOOM = 2  # screen pixels per HR pixel in the zoom row
-
-
-@dataclass
-class Panel:
-    """One picture of the preview: unit-range values (H, W) and what to write on it."""
-
-    label: str
-    image: np.ndarray  # (H, W) float32, the video's levels mapped to [0, 1]
-
-
-@dataclass
-class PreviewRow:
-    title: str
-    panels: list[Panel]
 
 
 @dataclass

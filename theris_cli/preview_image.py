@@ -9,6 +9,7 @@ which keeps the PNG small and exact.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -16,13 +17,25 @@ import numpy as np
 if TYPE_CHECKING:  # imported only for the annotation
     from PIL import Image
 
-    from theris_cli.preview import PreviewRow
-
 PANEL_BOX = (640, 512)  # largest panel on screen, (width, height) in pixels: three fit a 1920 screen
 MARGIN = 12  # pixels around the picture
 GAP = 8  # pixels between panels and rows
 TITLE_SIZE, LABEL_SIZE, CAPTION_SIZE = 18, 15, 16  # font sizes in pixels
 BACKGROUND, TEXT, PLATE = 24, 235, 0  # grey levels: picture background, text, the plate under a label
+
+
+@dataclass
+class Panel:
+    """One picture of the preview: unit-range values (H, W) and what to write on it."""
+
+    label: str
+    image: np.ndarray  # (H, W) float32, the video's levels mapped to [0, 1]
+
+
+@dataclass
+class PreviewRow:
+    title: str
+    panels: list[Panel]
 
 
 def _font(size: int):
@@ -37,7 +50,7 @@ def to_grey(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return np.clip(np.rint((x - lo) * scale), 0, 255).astype(np.uint8)
 
 
-def compose(rows: list["PreviewRow"], caption: str, stretch: tuple[float, float],
+def compose(rows: list[PreviewRow], caption: str, stretch: tuple[float, float],
             box: tuple[int, int, int, int], *, zoom: int) -> "Image.Image":
     """The whole picture. ``rows``: all but the last hold frames shown 1:1; the last holds crops
     (``box`` of the row above it, in the frames' pixels), shown at ``zoom`` x."""

@@ -6,21 +6,21 @@ import json
 import os
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from rich.table import Table
 from rich.text import Text
 
 from theris_cli.errors import OutputError
+from theris_cli.humanize import duration, size
 
-if TYPE_CHECKING:
-    from theris_cli.batch.runner import BatchResult
+BatchResult = Any  # a runner.BatchResult; not imported, as runner imports this module
 
 MAX_SKIPPED_ROWS = 20  # more already-done files than this fold into one row
 _STYLE = {"done": "green", "skipped": "dim", "busy": "yellow", "failed": "bold red"}
 
 
-def write_report(path: Path, result: "BatchResult") -> None:
+def write_report(path: Path, result: BatchResult) -> None:
     """Write the report atomically (a reader never sees half a file)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
@@ -33,33 +33,15 @@ def write_report(path: Path, result: "BatchResult") -> None:
         raise OutputError(f"cannot write the report {path}: {e.strerror or e}; choose another --report path") from e
 
 
-def human_bytes(n: int | None) -> str:
-    if n is None:
-        return ""
-    size = float(n)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return ""
-
-
-def human_seconds(s: float) -> str:
-    s = int(round(s))
-    h, rem = divmod(s, 3600)
-    m, sec = divmod(rem, 60)
-    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
-
-
-def summary_line(result: "BatchResult") -> str:
+def summary_line(result: BatchResult) -> str:
     written = sum(f.output_bytes or 0 for f in result.files if f.status == "done")
     parts = [f"{result.count(s)} {s}" for s in ("done", "skipped", "busy", "failed")]
-    took = human_seconds((result.finished or result.started) - result.started)
+    took = duration((result.finished or result.started) - result.started)
     shard = f" (shard {result.shard})" if result.shard != "0/1" else ""
-    return f"{', '.join(parts)}{shard} in {took}, {human_bytes(written)} written"
+    return f"{', '.join(parts)}{shard} in {took}, {size(written)} written"
 
 
-def summary_table(result: "BatchResult") -> Table:
+def summary_table(result: BatchResult) -> Table:
     """One row per file (already-done files folded into one row when there are many)."""
     table = Table(title="theris batch", title_justify="left", show_edge=False, pad_edge=False)
     for name, kw in [
@@ -79,14 +61,14 @@ def summary_table(result: "BatchResult") -> Table:
         table.add_row(
             f.input,
             Text(f.status, style=_STYLE.get(f.status, "")),
-            human_seconds(f.seconds) if f.status == "done" else "",
+            duration(f.seconds) if f.status == "done" else "",
             str(f.frames_out) if f.frames_out is not None else "",
-            human_bytes(f.output_bytes),
+            size(f.output_bytes),
             f.reason,
         )
     if fold:
         total = sum(f.output_bytes or 0 for f in skipped)
-        table.add_row(f"({len(skipped)} files)", Text("skipped", style="dim"), "", "", human_bytes(total), "already done")
+        table.add_row(f"({len(skipped)} files)", Text("skipped", style="dim"), "", "", size(total), "already done")
     table.caption = summary_line(result)
     table.caption_justify = "left"
     return table

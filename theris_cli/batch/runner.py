@@ -14,16 +14,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import signal
 import socket
-import threading
 import time
 import traceback
 import uuid
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from theris_cli.batch.claims import Claim, lock_path, try_claim
 from theris_cli.batch.discover import STATE_DIR, Job, PathFilter, check_roots, discover
@@ -292,25 +289,6 @@ class _Worker:
 
     def _on_progress(self, done: int, total: Optional[int] = None, *_: Any, **__: Any) -> None:
         self.listener.file_progress(done, total)
-
-
-@contextmanager
-def interrupt_on_sigterm() -> Iterator[None]:
-    """Turn SIGTERM (Slurm's time limit, scancel, kill) into KeyboardInterrupt inside the block, so
-    the running file's temporary output and lock are removed and the report is written. Only in the
-    main thread (Python delivers signals there); elsewhere a no-op."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def _raise(signum, frame):  # noqa: ARG001 - signal handler signature
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, _raise)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _short(message: str, job: Job) -> str:

@@ -71,3 +71,11 @@ PixFmt = Annotated[Optional[str], typer.Option(
 Quiet = Annotated[bool, typer.Option(
     "--quiet", "-q", help="No progress display and no summary; errors, warnings and failed files are still shown.",
 )]
+ModelName = Annotated[str, typer.Argument(
+    metavar="NAME", show_default=False, autocompletion=complete_weights,
+    help=f"Registry name: one of {', '.join(available_models())}.",
+)]
+OptionalModelName = Annotated[Optional[str], typer.Argument(
+    metavar="NAME", show_default=False, autocompletion=complete_weights,
+    help=f"Registry name: one of {', '.join(available_models())}. Default: every registered model.",
+)]

@@ -7,18 +7,16 @@ left. Files skipped as done or busy leave the estimate without weighing on it.
 
 from __future__ import annotations
 
-import logging
 import time
-from contextlib import contextmanager
-from typing import Iterator, Optional, Sequence
+from typing import Optional, Sequence
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.text import Text
 
 from theris_cli.batch.discover import Job
-from theris_cli.batch.report import human_seconds
 from theris_cli.batch.runner import BatchListener, BatchResult, FileResult, input_bytes
+from theris_cli.humanize import duration
 
 PLAIN_EVERY_S = 30.0  # at most one per-file progress line per this many seconds in plain mode
 
@@ -65,7 +63,7 @@ class _Tally(BatchListener):
         if worked <= 0:
             return "ETA --:--"
         spent = self.work_s + (time.monotonic() - self.t_file)
-        return "ETA " + human_seconds(spent / worked * max(self.bytes_left - frac * cur_bytes, 0))
+        return "ETA " + duration(spent / worked * max(self.bytes_left - frac * cur_bytes, 0))
 
 
 class PlainDisplay(_Tally):
@@ -94,7 +92,7 @@ class PlainDisplay(_Tally):
         super().file_end(job, result, input_bytes)
         what = result.status + (f": {result.reason}" if result.reason else "")
         if result.status == "done":
-            what += f" in {human_seconds(result.seconds)}, {result.frames_out or '?'} frames"
+            what += f" in {duration(result.seconds)}, {result.frames_out or '?'} frames"
         self.console.print(
             f"[{self.finished}/{self.n}] {job.name} -> {result.output}: {what} ({self.eta()})", highlight=False, soft_wrap=True
         )
@@ -146,27 +144,6 @@ class RichDisplay(_Tally):
 
     def close(self) -> None:
         self.progress.stop()
-
-
-@contextmanager
-def warnings_to(console: Console, quiet: bool = False) -> Iterator[None]:
-    """Show the library's warnings (logger "theris") as one line each on `console` during a batch,
-    above the bars; they also go into each file's report entry. --quiet keeps them out of sight."""
-
-    class _Handler(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            if not quiet:
-                console.print(Text.assemble(("warning: ", "bold yellow"), record.getMessage()), soft_wrap=True)
-
-    logger = logging.getLogger("theris")
-    handler = _Handler(logging.WARNING)
-    logger.addHandler(handler)
-    propagate, logger.propagate = logger.propagate, False
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.propagate = propagate
 
 
 def make_display(console: Console, quiet: bool) -> Optional[BatchListener]:

@@ -19,14 +19,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
+from theris_cli.humanize import duration
+
 PLAIN_INTERVAL = 5.0  # seconds between plain log lines (logs of long runs stay short)
-
-
-def format_eta(seconds: float | None) -> str:
-    if seconds is None or seconds != seconds or seconds == float("inf"):
-        return "?"
-    s = int(round(seconds))
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
 class _FpsColumn(ProgressColumn):
@@ -98,11 +93,11 @@ class UpscaleProgress:
         if self._total:
             pct = 100.0 * self._done / self._total
             eta = (self._total - self._done) / fps if fps > 0 else None
-            msg = f"{self.label}: {self._done}/{self._total} frames ({pct:.0f}%), {fps:.1f} fps, ETA {format_eta(eta)}"
+            msg = f"{self.label}: {self._done}/{self._total} frames ({pct:.0f}%), {fps:.1f} fps, ETA {duration(eta)}"
         else:
             msg = f"{self.label}: {self._done} frames, {fps:.1f} fps"
         if final:
-            msg = f"{self.label}: {self._done} frames in {format_eta(elapsed)}, {fps:.1f} fps"
+            msg = f"{self.label}: {self._done} frames in {duration(elapsed)}, {fps:.1f} fps"
         print(msg, file=self.stream, flush=True)
 
     def __exit__(self, exc_type, exc, tb) -> None:

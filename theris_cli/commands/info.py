@@ -1,0 +1,45 @@
+"""`theris info`: versions, the device, the scan backend and why, the default weights."""
+
+from __future__ import annotations
+
+import platform
+
+import typer
+
+from theris_cli import __version__
+from theris_cli.errors import TherisError
+
+
+def rows() -> list[tuple[str, str]]:
+    import torch
+
+    from theris_cli.model.scan import backend_info, mamba_version
+    from theris_cli.weights import REGISTRY, default_model
+
+    if torch.cuda.is_available():
+        device = f"cuda: {torch.cuda.get_device_name(0)} ({torch.cuda.device_count()} visible)"
+    else:
+        device = f"cpu ({torch.get_num_threads()} threads)"
+    try:
+        name, reason = backend_info()
+        backend = f"{name} ({reason})"
+    except TherisError as e:  # THERIS_SCAN asks for what is not here: show it, it is why you ran info
+        backend = f"unavailable: {e}"
+    name = default_model()  # the fallback's name where the shipped file is missing, never a false claim
+    weights = name if REGISTRY[name].trained else f"{name} (untrained: random weights)"
+    return [
+        ("theris", __version__),
+        ("python", platform.python_version()),
+        ("torch", torch.__version__),
+        ("device", device),
+        ("scan backend", backend),
+        ("mamba-ssm", mamba_version() or "not installed"),
+        ("default weights", weights),
+    ]
+
+
+def info() -> None:
+    table = rows()
+    width = max(len(k) for k, _ in table)
+    for key, value in table:
+        typer.echo(f"{key:<{width}}  {value}")

@@ -1,0 +1,81 @@
+"""`theris weights list|download|verify|path`: the registry and the local files, as lines and a table."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from theris_cli.errors import WeightsError
+from theris_cli.humanize import size
+
+
+def list_models() -> None:
+    """Every registered model: size, where it comes from, whether it is here, the default, SHA-256."""
+    from rich.table import Table
+
+    from theris_cli.weights.registry import DEFAULT_MODEL, default_model
+    from theris_cli.weights.status import list_status
+
+    console = Console()
+    wide = console.width >= 140  # descriptions only where they fit beside the rest
+    table = Table(title="theris weights", title_justify="left")
+    for col in ("name", "size", "where", "here", "default", "sha256") + (("description",) if wide else ()):
+        table.add_column(col, no_wrap=col in ("name", "sha256"), overflow="fold")
+    for st in list_status():
+        e = st.entry
+        n = st.path.stat().st_size if st.path is not None else e.size
+        sha = (e.sha256[:12] + "…") if e.sha256 else ("—" if e.source == "random" else "not recorded")
+        row = [e.name, size(n) or "—", e.where, st.local, f"[bold]{st.default}[/]" if st.default else "", sha]
+        table.add_row(*row, *((e.description,) if wide else ()))
+    console.print(table)
+    if default_model() != DEFAULT_MODEL:
+        console.print(
+            f"[yellow]note:[/] {DEFAULT_MODEL} is not in this install, so the default is {default_model()}: "
+            "random weights, the output is not a real upscale."
+        )
+
+
+def download(name: str) -> None:
+    from theris_cli.weights.fetch import fetch_entry
+    from theris_cli.weights.registry import get_entry
+
+    entry = get_entry(name)
+    if entry.source == "random":
+        typer.echo(f"{name} is built in memory: nothing to download")
+        return
+    path = fetch_entry(entry)  # verified; shipped files are only checked
+    verb = "ships with theris" if entry.source == "shipped" else "downloaded and verified"
+    typer.echo(f"{name}: {verb}: {path}")
+
+
+def verify(name: Optional[str]) -> None:
+    """One line per model; WeightsError when any check fails (for a named model, also when skipped)."""
+    from theris_cli.weights.registry import REGISTRY, get_entry
+    from theris_cli.weights.status import verify_entry
+
+    entries = [get_entry(name)] if name is not None else list(REGISTRY.values())
+    results = [verify_entry(e) for e in entries]
+    marks = {"ok": "[green]ok[/]", "failed": "[bold red]FAILED[/]", "skipped": "[yellow]skipped[/]"}
+    console = Console(highlight=False)
+    for r in results:
+        console.print(f"{marks[r.outcome]}  {r.name}: {r.message}", soft_wrap=True)
+    bad = [r.name for r in results if r.outcome == "failed" or (name is not None and r.outcome != "ok")]
+    if bad:
+        raise WeightsError(f"verification failed for {', '.join(bad)}: see the lines above")
+
+
+def path(name: str) -> None:
+    from theris_cli.weights.fetch import entry_local_path
+    from theris_cli.weights.registry import get_entry
+
+    entry = get_entry(name)
+    if entry.source == "random":
+        raise WeightsError(f"{name} is built in memory and has no file")
+    local = entry_local_path(entry)
+    if local is None:
+        if entry.source == "hub" and entry.published:
+            raise WeightsError(f"{name} is not downloaded: run `theris weights download {name}`")
+        raise WeightsError(f"{name} has no file in this install ({entry.where}): see `theris weights list`")
+    typer.echo(str(local))
