@@ -16,14 +16,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from theris_cli.ops import dct_matrix  # noqa: F401 (TDIM's basis at whole frames; re-exported)
+
 # kappa = softplus(-9) ~ 1.2e-4 at start: W ~ 1, i.e. plain cosine interpolation, yet differentiable
 KAPPA_INIT_BIAS = -9.0
 N_SINUSOIDS = 4  # time encoding frequencies: periods of 16, 8, 4, 2 input frames
-
-
-def dct_matrix(n: int, dtype=torch.float32, device=None) -> torch.Tensor:
-    """Orthonormal DCT-II, (n, n): D[k, t] = s_k cos(pi k (t + 1/2) / n); D @ D.T = I."""
-    return dct_basis(torch.arange(n, dtype=torch.float64), n).T.to(dtype=dtype, device=device)
 
 
 def dct_basis(tau: torch.Tensor, n: int) -> torch.Tensor:
