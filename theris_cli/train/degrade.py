@@ -31,6 +31,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from theris_cli.ops import dct_matrix
+
 SCALE = 4  # HR pixels per LR pixel, along each axis
 TIME_STRIDE = 2  # HR frames per LR frame
 
@@ -130,15 +132,6 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return y.reshape(*lead, h, w)
 
 
-def _dct_matrix(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """Orthonormal DCT-II matrix (n, n): row u is basis function u."""
-    i = torch.arange(n, dtype=torch.float64)
-    u = i[:, None]
-    m = torch.cos(math.pi * (2 * i[None, :] + 1) * u / (2 * n)) * math.sqrt(2 / n)
-    m[0] /= math.sqrt(2)
-    return m.to(dtype=dtype, device=device)
-
-
 def block_dct_quantise(x: torch.Tensor, step: float, block: int = 8) -> torch.Tensor:
     """JPEG-like compression: orthonormal DCT of each `block`x`block` tile, coefficients rounded to a
     multiple of `step` (coarser for high frequencies, as JPEG's tables are), inverse DCT.
@@ -151,7 +144,7 @@ def block_dct_quantise(x: torch.Tensor, step: float, block: int = 8) -> torch.Te
     hb, wb = h // block * block, w // block * block
     if hb == 0 or wb == 0:
         return x
-    d = _dct_matrix(block, x.dtype, x.device)
+    d = dct_matrix(block, x.dtype, x.device)
     f = torch.arange(block, dtype=x.dtype, device=x.device)
     q = step * (1 + (f[:, None] + f[None, :]) / 2)  # quantiser step per coefficient (u, v)
     core = x[..., :hb, :wb]
