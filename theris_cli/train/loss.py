@@ -18,18 +18,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from theris_cli.ops import laplacian  # noqa: F401 (the TFM residual's; re-exported)
+
 
 def charbonnier(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
     """mean(sqrt((pred - target)^2 + eps^2)): L1 that is smooth at 0; eps in data units ([0, 1])."""
     return torch.sqrt((pred - target) ** 2 + eps * eps).mean()
-
-
-def laplacian(x: torch.Tensor) -> torch.Tensor:
-    """5-point Laplacian [[0,1,0],[1,-4,1],[0,1,0]] over the last two axes, replicate border, per px^2."""
-    shape = x.shape
-    p = F.pad(x.reshape(-1, 1, *shape[-2:]), (1, 1, 1, 1), mode="replicate")
-    lap = p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:] - 4 * p[..., 1:-1, 1:-1]
-    return lap.reshape(shape)
 
 
 def gradient_sq(x: torch.Tensor) -> torch.Tensor:
