@@ -42,6 +42,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from theris_cli.ops import laplacian
+
 N_BODIES = 4  # body slots per clip (inactive slots are skipped)
 N_PARTS = 8  # rounded boxes per body
 N_BUILDINGS = 4
@@ -227,12 +229,6 @@ def _fractal(white: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
     out = torch.fft.irfft2(torch.fft.rfft2(white) * f[None] ** (-beta[:, None, None] / 2), s=(H, W))
     out = out - out.mean(dim=(-2, -1), keepdim=True)
     return out / out.std(dim=(-2, -1), keepdim=True).clamp(min=1e-8)
-
-
-def _laplacian(u: torch.Tensor) -> torch.Tensor:
-    """5-point Laplacian of (B, H, W) with zero-flux (replicate) borders, px^-2."""
-    p = F.pad(u[:, None], (1, 1, 1, 1), mode="replicate")[:, 0]
-    return p[:, :-2, 1:-1] + p[:, 2:, 1:-1] + p[:, 1:-1, :-2] + p[:, 1:-1, 2:] - 4 * u
 
 
 def _soft_box(px, py, cx, cy, ang, hx, hy, r) -> torch.Tensor:
@@ -457,9 +453,9 @@ def _render(p: dict, s: SyntheticThermal) -> torch.Tensor:
     for t in range(-c.burn_in, T):
         if t > -c.burn_in:
             for _ in range(nsub):
-                u_tr = u_tr + (d_tr / nsub)[:, None, None] * _laplacian(u_tr)
+                u_tr = u_tr + (d_tr / nsub)[:, None, None] * laplacian(u_tr)
             for _ in range(nsub_static):
-                u_static = u_static + (d_static / nsub_static)[:, None, None] * _laplacian(u_static)
+                u_static = u_static + (d_static / nsub_static)[:, None, None] * laplacian(u_static)
             u_tr = u_tr * torch.exp(-cool)[:, None, None]
         if t < 0:
             continue
