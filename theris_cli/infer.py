@@ -24,12 +24,12 @@ import torch
 
 from theris_cli.devices import PRECISIONS, precision_name, resolve_device, resolve_precision  # noqa: F401 (re-exported)
 from theris_cli.errors import DeviceError, UsageError
+from theris_cli.model.config import SCALE  # HR pixels per LR pixel: the network's fixed factor
 from theris_cli.stitch import TemporalBlender, TileCanvas
 from theris_cli.windows import Tile, Window, local_times, plan_tiles, plan_windows, temporal_stride, tile_from_memory
 
 log = logging.getLogger("theris")
 
-SCALE = 4  # HR pixels per LR pixel along each axis (the network's fixed factor)
 DEFAULT_TILE_OVERLAP = 16  # LR pixels shared by neighbouring tiles; see README "Upscaling" for the measurement
 MIN_TILE = 16  # LR pixels: below this, halving on out-of-memory gives up
 _PROBE_TILE = 64  # LR pixels: side of the crop used to measure memory per pixel on CUDA
