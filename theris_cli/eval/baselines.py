@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-SCALE = 4  # HR pixels per LR pixel, along each axis
+from theris_cli.model.config import SCALE  # HR pixels per LR pixel, along each axis
 
 # A nominal input rate: minterpolate only needs the ratio output/input = 2, and a whole-number rate
 # keeps every timestamp exact.

@@ -33,11 +33,11 @@ from theris_cli.errors import InputError, UsageError
 from theris_cli.options import UpscaleOptions
 from theris_cli.eval import metrics
 from theris_cli.eval.baselines import BASELINES, Predictor
+from theris_cli.model.config import SCALE  # HR pixels per LR pixel
 
 METHODS = ("theris", "bicubic", "ffmpeg")  # every method `evaluate` knows, in table order
 MIN_FRAMES = 3  # HR frames: 2 LR inputs and one frame between them
 MIN_SIZE = 16  # HR pixels per side after cropping: 4 LR pixels, and frames above SSIM's 11-pixel window
-SCALE = 4  # HR pixels per LR pixel
 SUBSETS = ("all", "aligned", "interpolated")
 EVAL_OPTIONS = UpscaleOptions(precision="fp32")  # theris as upscale runs it, in full precision everywhere  # frame subsets: every frame, even indices, odd indices
 

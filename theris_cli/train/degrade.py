@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from theris_cli.ops import dct_matrix
 
-SCALE = 4  # HR pixels per LR pixel, along each axis
+from theris_cli.model.config import SCALE  # HR pixels per LR pixel, along each axis
 TIME_STRIDE = 2  # HR frames per LR frame
 
 
