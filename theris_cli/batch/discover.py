@@ -17,14 +17,8 @@ from typing import Sequence
 from theris_cli.batch.paths import inside
 from theris_cli.errors import UsageError
 from theris_cli.video.decode import IMAGE_EXTENSIONS
+from theris_cli.video.extensions import FRAME_EXTENSIONS, VIDEO_EXTENSIONS  # noqa: F401 (re-exported)
 
-# Containers FFmpeg reads that cameras and recorders produce; matched case-insensitively.
-VIDEO_EXTENSIONS = frozenset(
-    "mkv mp4 avi mov m4v webm ts mts m2ts mpg mpeg wmv flv 3gp ogv mxf nut y4m asf".split()
-)
-# Still-image formats that carry 8- and 16-bit grey frames; a folder of numbered ones is one input.
-# Not jpg: numbered JPEGs are usually separate camera stills (FLIR0001.jpg, ...), not a video.
-FRAME_EXTENSIONS = frozenset("png tif tiff pgm".split())
 _IMAGE_START_MAX = 4  # the video reader finds a %d pattern's first file among numbers 0..4 (FFmpeg's rule)
 MIN_SEQUENCE_FRAMES = 2  # one numbered image is a picture, not a video
 STATE_DIR = ".theris"  # batch bookkeeping inside OUT_DIR (records, locks, reports)

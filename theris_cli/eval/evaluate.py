@@ -28,8 +28,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 
-from theris_cli.batch.discover import VIDEO_EXTENSIONS  # what a folder argument means: the videos in it
 from theris_cli.errors import InputError, UsageError
+from theris_cli.video.extensions import VIDEO_EXTENSIONS  # what a folder argument means: the videos in it
 from theris_cli.options import UpscaleOptions
 from theris_cli.eval import metrics
 from theris_cli.eval.baselines import BASELINES, Predictor

@@ -40,12 +40,11 @@ import numpy as np
 import torch
 
 from theris_cli.errors import InputError, TrainingError
+from theris_cli.video.extensions import VIDEO_EXTENSIONS
 from theris_cli.train.degrade import SCALE, Extras, apply_extras, make_lr
 from theris_cli.train.synthetic import SceneConfig, SyntheticThermal, clip_seed
 
-# Containers FFmpeg reads that cameras and recorders produce (case-insensitive); image sequences
-# are not searched for: name their folder or pattern explicitly.
-VIDEO_EXTENSIONS = frozenset("mkv mp4 avi mov m4v webm ts mts m2ts mpg mpeg wmv flv 3gp ogv mxf nut y4m asf".split())
+# Image sequences are not searched for: name their folder or pattern explicitly.
 VAL_INDEX = 1 << 40  # synthetic clip indices from here on are never trained on (validation)
 
 
