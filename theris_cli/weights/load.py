@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from theris_cli.errors import DeviceError, WeightsError
+from theris_cli.errors import WeightsError
 from theris_cli.weights.checkpoint import load_checkpoint
 from theris_cli.weights.fetch import download_hub_file, fetch_entry, parse_hf_spec, sha256_file
 from theris_cli.weights.registry import (
@@ -33,18 +33,6 @@ class WeightsInfo:
     def describe(self) -> str:
         label = self.name if self.trained else f"{self.name} (UNTRAINED: random weights)"
         return label + (f", sha256 {self.sha256[:12]}" if self.sha256 else "")
-
-
-def _torch_device(device):
-    import torch
-
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise DeviceError(f"unknown device {device!r} ({e}): use cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceError(f"device {device!r} asked for but CUDA is not available here: use --device cpu")
-    return dev
 
 
 def _build(config, state_dict, device, label: str):
@@ -81,7 +69,9 @@ def load_model(spec: str = DEFAULT_MODEL, device="cpu"):
     recorded SHA-256 before they are read. While the default's file is not in the package, the default
     falls back to an untrained network and says so in a warning and in `model.weights_info`.
     """
-    dev = _torch_device(device)
+    from theris_cli.devices import resolve_device
+
+    dev = resolve_device(device)  # the same spellings and messages as --device everywhere
     spec = str(spec)
 
     if spec in REGISTRY:
