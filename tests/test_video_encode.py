@@ -214,7 +214,7 @@ def test_unwritable_folder(tmp_path):
     else:
         pytest.skip("no unwritable folder for root here")
     try:
-        with pytest.raises(OutputError, match="o.mkv: cannot start writing: permission denied"):
+        with pytest.raises(OutputError, match=r"cannot write .*o.mkv \(starting the file\): permission denied"):
             VideoWriter(target, 24, 16, 25, 8)
     finally:
         if os.geteuid() != 0:
@@ -227,7 +227,7 @@ def test_full_disk_is_an_output_error(tmp_path):
     target = tmp_path / "full.mkv"
     target.symlink_to("/dev/full")
     noise = np.random.default_rng(0).integers(0, 255, (50, 64, 64), dtype=np.uint8)
-    with pytest.raises(OutputError, match=r"full\.mkv: .* no space left on the device"):
+    with pytest.raises(OutputError, match=r"disk full while writing .*full\.mkv \((frame \d+|finishing the file)\)"):
         with VideoWriter(target, 64, 64, 25, 8) as w:
             for f in noise:
                 w.write(f)

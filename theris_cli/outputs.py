@@ -63,13 +63,17 @@ def partial_name(dst: Path) -> Path:
     return dst.with_name(f"{dst.stem}{PARTIAL_MARK}{secrets.token_hex(3)}{dst.suffix}")
 
 
-def output_error(e: OSError, dst: Path) -> OutputError:
-    """One line for an OS error met while writing ``dst``."""
-    if e.errno in _DISK_FULL:
-        return OutputError(f"disk full while writing {dst}; free some space (or choose another disk) and retry")
-    if e.errno in _DENIED:
-        return OutputError(f"cannot write {dst}: {e.strerror.lower()}; choose another output")
-    return OutputError(f"cannot write {dst}: {e.strerror or e}")
+def output_error(e: BaseException, dst: str | Path, what: str | None = None) -> OutputError:
+    """One line for an OS error met while writing ``dst`` (``what``: which step, e.g. "frame 12"),
+    the same wording for every writer: the pipeline, the video encoder, reports and checkpoints."""
+    code = getattr(e, "errno", None)
+    where = f"{dst} ({what})" if what else f"{dst}"
+    reason = (getattr(e, "strerror", None) or str(e)).strip().rstrip(".")
+    if code in _DISK_FULL:
+        return OutputError(f"disk full while writing {where}; free some space (or choose another disk) and retry")
+    if code in _DENIED or isinstance(e, PermissionError):
+        return OutputError(f"cannot write {where}: {reason.lower()}; choose another output")
+    return OutputError(f"cannot write {where}: {reason}")
 
 
 @contextmanager

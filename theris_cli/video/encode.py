@@ -31,7 +31,6 @@ store them; what could not be carried is listed in `writer.notes` for the caller
 
 from __future__ import annotations
 
-import errno
 import re
 from fractions import Fraction
 from pathlib import Path
@@ -41,6 +40,7 @@ import av
 import numpy as np
 
 from ..errors import OutputError
+from ..outputs import output_error
 from .decode import full_to_limited, pixel_kind
 from .levels import Levels
 from .probe import VideoInfo
@@ -197,7 +197,7 @@ class VideoWriter:
             raise
         except (av.error.FFmpegError, OSError, ValueError) as e:
             self._abort()
-            raise _output_error(self.path, e, "cannot start writing") from None
+            raise output_error(e, self.path, "starting the file") from None
 
     def _carry_over(self, source: VideoInfo) -> None:
         ext = self.path.suffix.lower()
@@ -241,7 +241,7 @@ class VideoWriter:
                 self._audio.copy_until(self.frames_written / self.fps)
         except (av.error.FFmpegError, OSError) as e:
             self._abort()
-            raise _output_error(self.path, e, f"writing frame {self.frames_written} failed") from None
+            raise output_error(e, self.path, f"frame {self.frames_written}") from None
 
     def close(self) -> None:
         """Flush the encoder, copy the rest of the audio, and finish the file."""
@@ -256,7 +256,7 @@ class VideoWriter:
             self._container.close()
         except (av.error.FFmpegError, OSError) as e:
             self._abort()
-            raise _output_error(self.path, e, "finishing the file failed") from None
+            raise output_error(e, self.path, "finishing the file") from None
 
     def _abort(self) -> None:
         """Close whatever is open without flushing; the caller removes the partial file."""
@@ -345,16 +345,6 @@ def _encoder_formats(codec: str, path: Path) -> set[str]:
     if c.type != "video":
         raise OutputError(f"{path}: {codec} is not a video codec")
     return {f.name for f in (c.video_formats or [])}
-
-
-def _output_error(path: Path, e: BaseException, what: str) -> OutputError:
-    code = getattr(e, "errno", None)
-    if code == errno.ENOSPC:
-        return OutputError(f"{path}: {what}: no space left on the device; free some space or write elsewhere")
-    if code in (errno.EACCES, errno.EPERM, errno.EROFS) or isinstance(e, PermissionError):
-        return OutputError(f"{path}: {what}: permission denied; choose a folder you can write to")
-    reason = (getattr(e, "strerror", None) or str(e)).strip().rstrip(".")
-    return OutputError(f"{path}: {what}: {reason}")
 
 
 class _AudioCopy:
