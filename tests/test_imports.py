@@ -123,3 +123,13 @@ def test_training_and_evaluation_do_not_import_each_other():
     crossing = sorted(f"{a} -> {b}" for a, deps in g.items() for b in deps
                       if {(a.split(".") + [""])[1], (b.split(".") + [""])[1]} == {"train", "eval"})
     assert crossing == [], crossing
+
+
+def test_the_cli_starts_without_torch():
+    # `theris --help` and `--version` stay instant: torch, numpy and PyAV load when a command runs
+    import subprocess
+    import sys
+
+    code = "import sys, theris_cli.cli; print(sorted(m for m in ('torch', 'numpy', 'av') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -10,13 +10,22 @@ same spellings and says the same thing when a device is missing.
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from theris_cli.errors import DeviceError, UsageError
 
+if TYPE_CHECKING:
+    import torch
+
 DEVICES = "auto, cpu, cuda or cuda:N"
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
-_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+# torch is imported where a device is resolved, not here: the CLI reads these names at start-up
+
+
+def _dtypes() -> dict:
+    import torch
+
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def parse_device(spec: str | torch.device) -> str:
@@ -32,6 +41,8 @@ def parse_device(spec: str | torch.device) -> str:
 
 def resolve_device(spec: str | torch.device = "auto") -> torch.device:
     """``auto`` -> the first CUDA device if there is one, else the CPU; ``cuda[:N]`` must exist."""
+    import torch
+
     spec = parse_device(spec)
     if spec == "auto":
         return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
@@ -58,6 +69,8 @@ def parse_precision(spec: str) -> str:
 
 def resolve_precision(spec: str, device: torch.device) -> torch.dtype:
     """``auto`` -> bf16 on CUDA where supported, else fp16 on CUDA, fp32 on the CPU."""
+    import torch
+
     spec = parse_precision(spec)
     if spec == "auto":
         if device.type == "cuda":
@@ -67,8 +80,8 @@ def resolve_precision(spec: str, device: torch.device) -> torch.dtype:
         raise DeviceError("--precision fp16 needs a CUDA device; on the CPU use fp32 (or bf16)")
     if spec == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise DeviceError("--precision bf16 is not supported by this GPU; use fp16 or fp32")
-    return _DTYPES[spec]
+    return _dtypes()[spec]
 
 
 def precision_name(dtype: torch.dtype) -> str:
-    return {v: k for k, v in _DTYPES.items()}[dtype]
+    return {v: k for k, v in _dtypes().items()}[dtype]

@@ -61,3 +61,8 @@ def warnings_to(console: Console = err_console, quiet: bool = False) -> Iterator
     finally:
         logger.removeHandler(handler)
         logger.propagate = propagate
+
+
+def note_untrained(name: str, what: str = "the output is not a real upscale") -> None:
+    """The note after a run with random weights, so that nobody mistakes it for a real upscale."""
+    err_console.print(f"[yellow]note:[/] {name} has random (untrained) weights: {what}", soft_wrap=True)

@@ -1,4 +1,4 @@
-"""`theris evaluate`: the scores as tables (stdout, or stderr when the JSON goes to stdout) and JSON."""
+"""`theris evaluate`: its options; the scores as tables (stdout, or stderr when the JSON goes to stdout) and JSON."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from typing import Optional, Sequence
 import typer
 from rich.console import Console
 
+from theris_cli.commands import args
 from theris_cli.options import UpscaleOptions
 
 
-def evaluate(clips: Sequence[str], methods: str, options: UpscaleOptions, *,
+def run_evaluate(clips: Sequence[str], methods: str, options: UpscaleOptions, *,
              max_frames: Optional[int] = None, json_out: Optional[str] = None) -> None:
     from theris_cli.eval.evaluate import check_methods, evaluate as run_evaluation, render
     from theris_cli.outputs import atomic_output, check_destination
@@ -36,3 +37,41 @@ def evaluate(clips: Sequence[str], methods: str, options: UpscaleOptions, *,
         with atomic_output(json_out, overwrite=True) as tmp:
             tmp.write_text(ev.to_json() + "\n")
         console.print(f"wrote {json_out}")
+
+
+def evaluate_cmd(
+    clips: list[str] = typer.Argument(
+        ..., metavar="CLIPS", show_default=False,
+        help="Video files, image sequences, or folders of videos (each video in a folder is a clip).",
+    ),
+    weights: args.Weights = None,
+    methods: str = typer.Option(
+        "theris,bicubic,ffmpeg", "--methods", "-m",
+        help="Comma-separated methods to score: theris, bicubic (bicubic x4 + linear blend in time), "
+        "ffmpeg (FFmpeg lanczos x4 + minterpolate mci).",
+    ),
+    max_frames: Optional[int] = typer.Option(
+        None, "--max-frames", min=3,
+        help="Use at most the first N HR frames of each clip (a clip is held in memory, about 12 bytes "
+        "per HR pixel and frame). Default: all.",
+    ),
+    json_out: Optional[str] = typer.Option(
+        None, "--json", metavar="FILE",
+        help="Also write every figure as JSON to FILE (replaced if it exists), or to stdout with '-' "
+        "(the table then goes to stderr).",
+    ),
+    device: args.Device = "auto",
+) -> None:
+    """Score THERIS against classical upscalers on clips: PSNR, SSIM, temporal consistency.
+
+    Each clip is mapped to [0, 1] by its own levels, cropped to multiples of 4, cut to an odd number
+    of frames N; every other frame is shrunk x1/4 (antialiased bicubic) as the input, and each method
+    predicts all N frames. Figures: over all frames, input-aligned frames (in) and interpolated frames
+    (interp), per clip and averaged over clips. theris runs as upscale does, in fp32.
+
+    Example: theris evaluate clips/ --methods theris,bicubic,ffmpeg --json results.json
+    """
+    from theris_cli.eval.evaluate import EVAL_OPTIONS
+
+    options = UpscaleOptions.of(EVAL_OPTIONS, weights=weights, device=device)
+    run_evaluate(clips, methods, options, max_frames=max_frames, json_out=json_out)

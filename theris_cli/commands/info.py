@@ -38,7 +38,11 @@ def rows() -> list[tuple[str, str]]:
     ]
 
 
-def info() -> None:
+def info_cmd() -> None:
+    """Print versions, the device, and which scan backend is in use and why.
+
+    Example: theris info ; THERIS_SCAN=reference theris info
+    """
     table = rows()
     width = max(len(k) for k, _ in table)
     for key, value in table:

@@ -1,4 +1,4 @@
-"""upscale, batch, demo and preview as commands: the library call with progress, then the report.
+"""`theris upscale` and `theris batch`: their options, the library call with progress, the report.
 
 Progress and warnings go to stderr; a batch's summary table goes to stdout.
 """
@@ -8,24 +8,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional
 
+import typer
+
 from rich.console import Console
 from rich.text import Text
 
-from theris_cli.commands.console import err_console, stop_on_signals, warnings_to
+from theris_cli.commands import args
+from theris_cli.commands.console import err_console, note_untrained, stop_on_signals, warnings_to
 from theris_cli.errors import BatchError, UsageError
 from theris_cli.options import UpscaleOptions
 
 
-def _untrained_note(name: str, what: str = "the output is not a real upscale") -> None:
-    err_console.print(f"[yellow]note:[/] {name} has random (untrained) weights: {what}", soft_wrap=True)
-
-
-def upscale(src: str, dst: str, options: UpscaleOptions, *, overwrite: bool = False, quiet: bool = False) -> None:
+def run_upscale(src: str, dst: str, options: UpscaleOptions, *, overwrite: bool = False, quiet: bool = False) -> None:
     """`theris upscale SRC DST`: a folder SRC goes to the batch runner, a video to upscale_video."""
     if Path(src).is_dir():  # `upscale IN_DIR OUT_DIR`: the batch runner (skip-done, per-file results)
         if Path(dst).suffix and not Path(dst).is_dir():
             raise UsageError(f"{src} is a folder, so the output must be a folder too, not {dst}")
-        batch(Path(src), Path(dst), options, quiet=quiet, overwrite=overwrite)
+        run_batch_command(Path(src), Path(dst), options, quiet=quiet, overwrite=overwrite)
         return
     from theris_cli.commands.progress import UpscaleProgress
     from theris_cli.pipeline import upscale_video
@@ -46,10 +45,10 @@ def upscale(src: str, dst: str, options: UpscaleOptions, *, overwrite: bool = Fa
         soft_wrap=True,
     )
     if res.weights_trained is False:
-        _untrained_note(res.weights)
+        note_untrained(res.weights)
 
 
-def batch(in_dir: Path, out_dir: Path, options: UpscaleOptions, *, quiet: bool = False, **batch_args: Any) -> None:
+def run_batch_command(in_dir: Path, out_dir: Path, options: UpscaleOptions, *, quiet: bool = False, **batch_args: Any) -> None:
     """Run a batch with progress on stderr and the summary on stdout; BatchError if any file failed.
 
     `theris batch` and `theris upscale IN_DIR OUT_DIR` both end here; `batch_args` are run_batch's.
@@ -79,38 +78,106 @@ def batch(in_dir: Path, out_dir: Path, options: UpscaleOptions, *, quiet: bool =
         raise BatchError(f"{failed} of {len(result.files)} inputs failed{where}; fix or remove them and rerun (finished files are kept)")
 
 
-def demo(out_dir: str, options: UpscaleOptions, *, quiet: bool = False) -> None:
-    """`theris demo`: make the synthetic clip, upscale it, print where both are and which weights did it."""
-    import typer
-
-    from theris_cli.commands.progress import UpscaleProgress
-    from theris_cli.demo import run_demo
-
-    with stop_on_signals(), warnings_to(err_console), \
-            UpscaleProgress("demo", quiet=quiet, stream=err_console.file) as progress:
-        res_demo = run_demo(out_dir, weights=options.weights, device=options.device, on_progress=progress)
-    res = res_demo.upscale
-    size_in, size_out = f"{res.size_in[0]}x{res.size_in[1]}", f"{res.size_out[0]}x{res.size_out[1]}"
-    typer.echo(f"input:   {res_demo.input} ({size_in}, {res.frames_in} frames at {res.fps_in} fps, synthetic)")
-    typer.echo(f"output:  {res_demo.output} ({size_out}, {res.frames_out} frames at {res.fps_out} fps)")
-    trained = {
-        True: "trained",
-        False: "UNTRAINED: random weights, so the output is not a real upscale yet",
-        None: "training unknown",
-    }[res.weights_trained]
-    typer.echo(f"weights: {res.weights} ({trained}) on {res.device}, {res.seconds:.1f} s")
+# --- the commands ------------------------------------------------------------------------------
+UPSCALE_EPILOG = (
+    "Examples:\n\n"
+    "  theris upscale in.mp4 out.mp4\n\n"
+    "  theris upscale flir16.mkv out.mkv          (16-bit in, 16-bit lossless FFV1 out)\n\n"
+    "  theris upscale frames/%05d.png out.mkv --device cuda --tile 256\n\n"
+    "  theris upscale in.mp4 out.mp4 --temporal-factor 1 --crf 12 --overwrite"
+)
 
 
-def preview(src: str, output: Path, options: UpscaleOptions, *, at: Optional[str] = None,
-            overwrite: bool = False, quiet: bool = False) -> None:
-    """`theris preview`: write the PNG, then say where it is and what it shows."""
-    from theris_cli.preview import make_preview, parse_time
+def upscale_cmd(
+    src: str = typer.Argument(
+        ..., metavar="SRC", show_default=False,
+        help="Input video, an image pattern such as frames/%05d.png, or a folder (then DST is a folder: "
+        "every video under SRC is upscaled, as `theris batch` does).",
+    ),
+    dst: str = typer.Argument(
+        ..., metavar="DST", show_default=False,
+        help="Output video; its extension picks the container (.mkv: lossless FFV1 at the input's bit depth, "
+        ".mp4: H.264).",
+    ),
+    weights: args.Weights = None,
+    device: args.Device = "auto",
+    precision: args.Precision = "auto",
+    window: args.Window = 4,
+    tile: args.Tile = None,
+    temporal_factor: args.TemporalFactor = 2,
+    codec: args.Codec = None,
+    crf: args.Crf = None,
+    pix_fmt: args.PixFmt = None,
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace DST if it exists."),
+    quiet: args.Quiet = False,
+) -> None:
+    """Upscale a thermal video 4x in space and 2x in time (frame rate doubled, duration kept).
 
-    seconds = parse_time(at) if at is not None else None
-    with stop_on_signals(), warnings_to(err_console):
-        res = make_preview(src, output, options, at=seconds, overwrite=overwrite)
-    if not quiet:
-        w, h = res.size
-        err_console.print(Text(f"wrote {res.dst} ({w}x{h}): {res.caption}"), soft_wrap=True)
-        if res.weights_trained is False:
-            _untrained_note(res.weights, "the theris panels are not a real upscale")
+    Bit depth is kept: 8-bit stays 8-bit, 16-bit (radiometric) stays 16-bit. Input frame i becomes
+    output frame 2i; output frame 2i+1 lies halfway to the next input frame; the last input frame is
+    held for its whole display time (its second output frame repeats it). The output is written under
+    a temporary name and renamed when complete; on error or Ctrl-C nothing is left behind.
+    """
+    options = UpscaleOptions(weights=weights, device=device, precision=precision, window=window, tile=tile,
+                             temporal_factor=temporal_factor, codec=codec, crf=crf, pix_fmt=pix_fmt)
+    run_upscale(src, dst, options, overwrite=overwrite, quiet=quiet)
+
+
+def batch_cmd(
+    in_dir: Path = typer.Argument(..., metavar="IN_DIR", help="Folder of recordings, searched recursively.", show_default=False),
+    out_dir: Path = typer.Argument(..., metavar="OUT_DIR", help="Folder for the outputs; IN_DIR's tree is mirrored here.", show_default=False),
+    include: list[str] = typer.Option(
+        [], "--include", metavar="GLOB", help="Only inputs matching GLOB, relative to IN_DIR (repeatable): "
+        "'*.mp4' matches a name at any depth, 'site1/**' a subtree. Default: every video and image sequence.",
+    ),
+    exclude: list[str] = typer.Option(
+        [], "--exclude", metavar="GLOB", help="Skip inputs and folders matching GLOB (repeatable; wins over --include).",
+    ),
+    ext: str = typer.Option(
+        "mkv", "--ext", help="Output container: mkv (lossless FFV1 at the input's bit depth), mp4 (H.264), "
+        "mov, avi, nut, or 'same' (each input's own; image sequences get mkv). Default: mkv.",
+    ),
+    weights: args.Weights = None,
+    device: args.Device = "auto",
+    precision: args.Precision = "auto",
+    window: args.Window = 4,
+    tile: args.Tile = None,
+    temporal_factor: args.TemporalFactor = 2,
+    codec: args.Codec = None,
+    crf: args.Crf = None,
+    pix_fmt: args.PixFmt = None,
+    overwrite: bool = typer.Option(False, "--overwrite", help="Redo every file, also those already done. Default: skip done files."),
+    verify: bool = typer.Option(False, "--verify", help="Before skipping a done file, check its output's SHA-256 against its record (reads every output)."),
+    shard: Optional[str] = typer.Option(
+        None, "--shard", metavar="INDEX/COUNT", help="Process only shard INDEX (0-based) of COUNT, e.g. 0/4. "
+        "Default: from a Slurm job array's SLURM_ARRAY_TASK_* variables, else all files; 0/1 forces all.",
+    ),
+    stale_after: float = typer.Option(
+        600.0, "--stale-after", metavar="SECONDS", help="A lock of another host not refreshed for this long "
+        "belongs to a dead worker and is taken over (locks are refreshed every minute). Default: 600.",
+    ),
+    report: Optional[Path] = typer.Option(None, "--report", metavar="FILE.json", help="Also write the JSON report here (one is always kept in OUT_DIR/.theris/reports/)."),
+    quiet: args.Quiet = False,
+) -> None:
+    """Upscale every video and image sequence under IN_DIR into the same tree under OUT_DIR.
+
+    Unattended and resumable: a file is skipped when its output is finished and verified by its
+    completion record (OUT_DIR/.theris/done/), so rerunning the same command after a crash or kill
+    finishes the rest. A corrupt file is reported and skipped; the exit code is 1 if any failed.
+    Several workers (processes, machines, Slurm array tasks) may share one OUT_DIR: a lock per
+    file keeps them apart. SIGTERM and SIGHUP stop it like Ctrl-C, after writing the report.
+
+    Examples:
+
+      theris batch survey/ survey_x4/
+
+      theris batch survey/ survey_x4/ --include 'site1/**' --exclude '*calib*' --report report.json
+
+      sbatch --array=0-7 --wrap "theris batch survey/ survey_x4/"   # 8 shards
+    """
+    options = UpscaleOptions(weights=weights, device=device, precision=precision, window=window, tile=tile,
+                             temporal_factor=temporal_factor, codec=codec, crf=crf, pix_fmt=pix_fmt)
+    run_batch_command(
+        in_dir, out_dir, options, quiet=quiet, include=include, exclude=exclude, ext=ext, overwrite=overwrite,
+        verify=verify, shard=shard, stale_after=stale_after, report=report,
+    )

@@ -7,11 +7,18 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from theris_cli.commands import args
 from theris_cli.errors import WeightsError
 from theris_cli.humanize import size
 
+app = typer.Typer(
+    help="List, download, verify and locate model weights (the names --weights accepts).",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 
-def list_models() -> None:
+
+def _list_models() -> None:
     """Every registered model: size, where it comes from, whether it is here, the default, SHA-256."""
     from rich.table import Table
 
@@ -37,7 +44,7 @@ def list_models() -> None:
         )
 
 
-def download(name: str) -> None:
+def _download(name: str) -> None:
     from theris_cli.weights.fetch import fetch_entry
     from theris_cli.weights.registry import get_entry
 
@@ -50,7 +57,7 @@ def download(name: str) -> None:
     typer.echo(f"{name}: {verb}: {path}")
 
 
-def verify(name: Optional[str]) -> None:
+def _verify(name: Optional[str]) -> None:
     """One line per model; WeightsError when any check fails (for a named model, also when skipped)."""
     from theris_cli.weights.registry import REGISTRY, get_entry
     from theris_cli.weights.status import verify_entry
@@ -66,7 +73,7 @@ def verify(name: Optional[str]) -> None:
         raise WeightsError(f"verification failed for {', '.join(bad)}: see the lines above")
 
 
-def path(name: str) -> None:
+def _path(name: str) -> None:
     from theris_cli.weights.fetch import entry_local_path
     from theris_cli.weights.registry import get_entry
 
@@ -79,3 +86,42 @@ def path(name: str) -> None:
             raise WeightsError(f"{name} is not downloaded: run `theris weights download {name}`")
         raise WeightsError(f"{name} has no file in this install ({entry.where}): see `theris weights list`")
     typer.echo(str(local))
+
+
+# --- the commands ------------------------------------------------------------------------------
+@app.command("list")
+def weights_list_cmd() -> None:
+    """Show every registered model: size, where it comes from, whether it is here, the default, SHA-256.
+
+    Example: theris weights list
+    """
+    _list_models()
+
+
+@app.command("download")
+def weights_download_cmd(name: args.ModelName) -> None:
+    """Download a model from the Hugging Face Hub into its cache (HF_HOME) and verify its SHA-256.
+
+    Honours HF_HOME, HF_HUB_CACHE, HF_HUB_OFFLINE and HF_ENDPOINT. Shipped and in-memory models need
+    no download. Example: theris weights download theris-base
+    """
+    _download(name)
+
+
+@app.command("verify")
+def weights_verify_cmd(name: args.OptionalModelName = None) -> None:
+    """Check local weight files against the registry's SHA-256 and that theris can read them.
+
+    Exits non-zero when any check fails (for a named model, also when it cannot be checked).
+    Example: theris weights verify ; theris weights verify theris-small
+    """
+    _verify(name)
+
+
+@app.command("path")
+def weights_path_cmd(name: args.ModelName) -> None:
+    """Print the local file of a model (shipped or in the Hub cache); never downloads.
+
+    Example: cp "$(theris weights path theris-small)" .
+    """
+    _path(name)
