@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 from rich.text import Text
 
+from theris_cli.commands import args
 from theris_cli.commands.console import err_console
 
 TRAIN_EPILOG = (
@@ -73,7 +74,7 @@ def train_cmd(
         "unless given again).",
     ),
     max_frames: int = typer.Option(1000, "--max-frames", min=3, help="Frames kept in memory per real video (its first)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N (auto: the GPU if there is one)."),
+    device: args.Device = "auto",
     amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 autocast (default: on with CUDA, off on the CPU)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for PyTorch (default: PyTorch's choice)."),
 ) -> None:
@@ -119,13 +120,9 @@ def train_cmd(
     ck_steps = ck_minutes = None
     if checkpoint_every is not None:
         ck_steps, ck_minutes = loop.parse_every(checkpoint_every)
-    dev = device
-    if dev == "auto":
-        dev = "cuda" if torch.cuda.is_available() else "cpu"
-    elif dev.startswith("cuda") and not torch.cuda.is_available():
-        from theris_cli.errors import DeviceError
+    from theris_cli.devices import resolve_device
 
-        raise DeviceError(f"--device {device}: no CUDA device here; use --device cpu")
+    dev = str(resolve_device(device))  # the same spellings and messages as every other command
     settings = loop.make_settings(
         model_cfg, base, steps=steps, minutes=minutes, batch=batch, patch=patch, frames=frames, lr=lr, warmup=warmup,
         tfm_lambda=0.0 if ablations and "tfm" in ablations else tfm_lambda, pixel_loss=pixel_loss,
