@@ -94,7 +94,7 @@ def test_clear_errors(tmp_path):
     with pytest.raises(InputError, match="no such file"):
         find_clips([tmp_path / "missing.mkv"])
     (tmp_path / "empty").mkdir()
-    with pytest.raises(InputError, match="no videos or images"):
+    with pytest.raises(InputError, match="no videos or numbered image sequences"):
         find_clips([tmp_path / "empty"])
 
 

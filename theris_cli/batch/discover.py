@@ -7,23 +7,18 @@ the input folder's contents (not on --include/--exclude), so filtering never ren
 
 from __future__ import annotations
 
-import os
 import re
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Sequence
 
 from theris_cli.batch.paths import inside
 from theris_cli.errors import UsageError
-from theris_cli.video.decode import IMAGE_EXTENSIONS
-from theris_cli.video.extensions import FRAME_EXTENSIONS, VIDEO_EXTENSIONS  # noqa: F401 (re-exported)
+from theris_cli.video.inputs import FRAME_EXTENSIONS, VIDEO_EXTENSIONS, walk_inputs  # noqa: F401 (re-exported)
 
-_IMAGE_START_MAX = 4  # the video reader finds a %d pattern's first file among numbers 0..4 (FFmpeg's rule)
-MIN_SEQUENCE_FRAMES = 2  # one numbered image is a picture, not a video
 STATE_DIR = ".theris"  # batch bookkeeping inside OUT_DIR (records, locks, reports)
 
-_NUMBERED = re.compile(r"^(?P<prefix>.*?)(?P<num>\d+)$")
 
 
 @dataclass(frozen=True)
@@ -143,67 +138,6 @@ def _output_name(rel: PurePosixPath, kind: str, ext: str) -> PurePosixPath:
     return rel.with_name(rel.name + "." + ("mkv" if ext == "same" else ext))
 
 
-def _sequences(
-    folder_rel: PurePosixPath, folder: Path, names: Sequence[str], everything: Sequence[str]
-) -> tuple[list[Job], set[str]]:
-    """Group numbered still images of one folder (`names`: its visible files; `everything`: hidden
-    ones too) into sequences; returns jobs and the names used."""
-    groups: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
-    all_images = [n for n in everything if "." in n and "." + n.rpartition(".")[2].lower() in IMAGE_EXTENSIONS]
-    for name in names:
-        stem, dot, ext = name.rpartition(".")
-        m = _NUMBERED.match(stem) if dot else None
-        if m and ext.lower() in FRAME_EXTENSIONS:
-            groups[(m["prefix"], ext)].append((m["num"], name))
-    jobs, used = [], set()
-    seqs = {k: v for k, v in groups.items() if len(v) >= MIN_SEQUENCE_FRAMES}
-    for (prefix, ext), members in sorted(seqs.items()):
-        members.sort(key=lambda t: (int(t[0]), t[1]))
-        names_here = [name for _, name in members]
-        numbers = [int(num) for num, _ in members]
-        label = prefix.strip("_-. ") or "frames"
-        if len(seqs) == 1:  # the usual case: the folder is the clip
-            rel = folder_rel if folder_rel.parts else PurePosixPath(label)
-        else:
-            rel = folder_rel / label
-        # What the video reader gets: a printf pattern, which (as FFmpeg's image2) must start at 0..4,
-        # have no gaps and spell every name; failing that, the folder itself when these are its only
-        # images (read in natural order); failing both, frames would be silently dropped, so the
-        # input is reported instead.
-        problem = ""
-        width = min(len(num) for num, _ in members)
-        spec = next(
-            (
-                sp for sp in ((f"%0{width}d", "%d") if width > 1 else ("%d",))
-                if all(name == f"{prefix}{sp % n}.{ext}" for n, name in zip(numbers, names_here))
-            ),
-            None,
-        )
-        consecutive = numbers == list(range(numbers[0], numbers[0] + len(numbers)))
-        src = folder / f"{prefix.replace('%', '%%')}{spec or '%d'}.{ext}"
-        if spec is None or numbers[0] > _IMAGE_START_MAX or not consecutive:
-            if len(all_images) == len(members):
-                src = folder
-            else:
-                problem = (
-                    f"{rel}/: frames {names_here[0]}..{names_here[-1]} have gaps, mixed numbering or start above "
-                    f"{_IMAGE_START_MAX}, and share their folder with other images; move them into a folder of their own"
-                )
-        jobs.append(
-            Job(
-                rel=rel,
-                src=src,
-                dst_rel=PurePosixPath(),  # named later, with the folder's other inputs
-                kind="images",
-                frames=tuple(folder / name for name in names_here),
-                start_number=numbers[0],
-                problem=problem,
-            )
-        )
-        used.update(names_here)
-    return jobs, used
-
-
 def _name_outputs(jobs: list[Job], ext: str) -> list[Job]:
     """Give every input its output path, over all inputs before filtering, so that names never depend
     on --include/--exclude. Inputs that would share a name (clip.mp4 and clip.avi -> clip.mkv; a
@@ -235,35 +169,17 @@ def discover(
 ) -> list[Job]:
     """Every input under `in_root` (already resolved, see check_roots), sorted by relative path.
 
-    Skipped without a word: hidden files and folders (names starting with '.', such as macOS '._'
-    files), symlinked folders (no cycles, no surprises), and anything that resolves inside OUT_DIR,
-    so an OUT_DIR inside IN_DIR never feeds the batch its own outputs. Symlinked files are read
-    (reading never writes through them) and named by the link, so their output stays in the mirror.
+    Found by `video.inputs.walk_inputs` (its rules: hidden files and symlinked folders skipped, ...),
+    leaving out anything that resolves inside OUT_DIR, so an OUT_DIR inside IN_DIR never feeds the
+    batch its own outputs. Excluded folders are walked all the same: naming needs every input.
     """
     path_filter = path_filter or PathFilter()
-    jobs: list[Job] = []
-    for dirpath, dirnames, filenames in os.walk(in_root, followlinks=False):
-        here = Path(dirpath)
-        here_rel = PurePosixPath(here.relative_to(in_root).as_posix()) if here != in_root else PurePosixPath()
-        keep = []
-        for d in sorted(dirnames):
-            sub = here / d
-            # Excluded folders are walked all the same: naming needs every input (see _name_outputs).
-            if not (d.startswith(".") or sub.is_symlink() or inside(sub.resolve(), out_root)):
-                keep.append(d)
-        dirnames[:] = keep  # os.walk descends only into these
-
-        visible = sorted(f for f in filenames if not f.startswith("."))
-        found, used = _sequences(here_rel, here, visible, filenames)
-        for f in visible:
-            if f in used or f.rpartition(".")[2].lower() not in VIDEO_EXTENSIONS or "." not in f:
-                continue
-            path = here / f
-            if path.is_symlink() and inside(path.resolve(), out_root):
-                continue
-            found.append(Job(rel=here_rel / f, src=path, dst_rel=PurePosixPath(), kind="video"))
-
-        jobs.extend(found)
+    found = walk_inputs(in_root, skip=lambda p: inside(p.resolve(), out_root))
+    jobs = [
+        Job(rel=i.rel, src=i.src, dst_rel=PurePosixPath(), kind=i.kind, frames=i.frames,
+            start_number=i.start_number, problem=i.problem)
+        for i in found
+    ]
     jobs = _name_outputs(jobs, ext)
     jobs = [j for j in jobs if path_filter.selects(j.rel)]
     jobs.sort(key=lambda j: j.rel.as_posix())

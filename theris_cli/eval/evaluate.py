@@ -29,7 +29,6 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import torch
 
 from theris_cli.errors import InputError, UsageError
-from theris_cli.video.extensions import VIDEO_EXTENSIONS  # what a folder argument means: the videos in it
 from theris_cli.options import UpscaleOptions
 from theris_cli.eval import metrics
 from theris_cli.eval.baselines import BASELINES, Predictor
@@ -234,32 +233,14 @@ def evaluate_frames(hr: torch.Tensor, predictors: Mapping[str, Predictor]) -> di
 
 
 def find_clips(paths: Sequence[str | Path]) -> list[Path]:
-    """The clips named by `paths`, in order.
-
-    A file (or an image pattern such as frames/%05d.png) is one clip. A folder gives the videos
-    directly inside it (by extension, sorted by name); a folder with no video but images is one
-    clip, an image sequence (as `read_frames` reads it).
-    """
-    from theris_cli.video.decode import IMAGE_EXTENSIONS
+    """The clips named by `paths`, in order: a file or an image pattern (frames/%05d.png) is one clip;
+    a folder gives every video and numbered image sequence under it, by the same rules as
+    `theris batch` (`video.inputs.find_inputs`)."""
+    from theris_cli.video.inputs import find_inputs
 
     if not paths:
         raise UsageError("no clips given; pass video files or folders of videos")
-    found: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            files = sorted(f for f in p.iterdir() if f.is_file())
-            videos = [f for f in files if f.suffix.lower().lstrip(".") in VIDEO_EXTENSIONS]
-            if videos:
-                found += videos
-            elif any(f.suffix.lower() in IMAGE_EXTENSIONS for f in files):
-                found.append(p)
-            else:
-                raise InputError(f"{p}: no videos or images in this folder; pass video files or folders of videos")
-        elif p.is_file() or "%" in p.name:
-            found.append(p)
-        else:
-            raise InputError(f"{p}: no such file or folder")
-    return found
+    return find_inputs(paths, what="clip")
 
 
 def load_clip(path: str | Path, max_frames: int | None = None):

@@ -40,11 +40,9 @@ import numpy as np
 import torch
 
 from theris_cli.errors import InputError, TrainingError
-from theris_cli.video.extensions import VIDEO_EXTENSIONS
 from theris_cli.train.degrade import SCALE, Extras, apply_extras, make_lr
 from theris_cli.train.synthetic import SceneConfig, SyntheticThermal, clip_seed
 
-# Image sequences are not searched for: name their folder or pattern explicitly.
 VAL_INDEX = 1 << 40  # synthetic clip indices from here on are never trained on (validation)
 
 
@@ -70,14 +68,20 @@ class RealClip:
 
 
 def find_videos(paths: Sequence[str | os.PathLike], exclude: Sequence[str] = ()) -> list[Path]:
-    """Video files named by `paths`: files as given, folders searched recursively (sorted).
+    """The clips named by `paths`: files and image patterns as given, folders searched for videos
+    and numbered image sequences by the same rules as `theris batch` (`video.inputs.walk_inputs`).
 
-    `exclude`: glob patterns matched against each file's name and its full path (e.g. "*possum*").
+    `exclude`: glob patterns matched against each clip's name and its full path (e.g. "*possum*").
     """
+    from theris_cli.video.inputs import walk_inputs
+
     found: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower().lstrip(".") in VIDEO_EXTENSIONS)
+            for i in walk_inputs(p):
+                if i.problem:
+                    raise TrainingError(f"--data {p}/{i.problem}")
+                found.append(i.src)
         elif p.is_file() or "%" in p.name:
             found.append(p)
         else:
