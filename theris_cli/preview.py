@@ -11,7 +11,9 @@ TIME, the interpolated frame after it (time + 1/temporal_factor input frames), a
 busiest region of the interpolated frame; the image layout is `preview_image.py`.
 
 Upscale blends neighbouring windows where they overlap, so its frames can differ slightly from
-this single window's; for 16-bit video, `scan_levels` reads the whole file once, as upscale does.
+this single window's. For 16-bit video `scan_levels` reads the whole file once, as upscale does;
+the window itself is decoded from the start of the file up to TIME (no seeking: a damaged file
+fails here as it would in upscale).
 """
 
 from __future__ import annotations
@@ -105,6 +107,64 @@ def busiest_box(a: np.ndarray, b: np.ndarray, bw: int, bh: int) -> tuple[int, in
     return int(x), int(y)
 
 
+def _region(pair: np.ndarray) -> tuple[int, int, int, int]:
+    """(x, y, width, height) in LR pixels of what the panels show: the whole frame where its upscale
+    fits a panel 1:1, else the busiest region that fills one (so the model's time stays that of a
+    small frame, whatever the camera)."""
+    from theris_cli.infer import SCALE
+    from theris_cli.preview_image import PANEL_BOX
+
+    h, w = pair.shape[-2:]
+    cw, ch = min(w, PANEL_BOX[0] // SCALE), min(h, PANEL_BOX[1] // SCALE)
+    cx, cy = busiest_box(pair[0], pair[-1], cw, ch) if (cw, ch) != (w, h) else (0, 0)
+    return cx, cy, cw, ch
+
+
+def _rows(x: torch.Tensor, k: int, region: tuple[int, int, int, int], margin: int, up, trained: Optional[bool],
+          index: int, fps: Fraction, interp: bool) -> tuple[list[PreviewRow], tuple[int, int, int, int]]:
+    """The picture's rows from the window ``x`` (T, 1, h, w), the aligned frame at ``k``: theris
+    (``up``) and bicubic run on the region plus ``margin`` LR pixels each side, as upscale's tiles
+    are, and cut back to it; the zoom row's box in the panels' (upscaled) pixels."""
+    from theris_cli.eval.baselines import bicubic
+    from theris_cli.infer import SCALE
+
+    cx, cy, cw, ch = region
+    h, w = x.shape[-2:]
+    x0, y0 = max(0, cx - margin), max(0, cy - margin)
+    xc = x[:, :, y0 : min(h, cy + ch + margin), x0 : min(w, cx + cw + margin)]
+    cut = (slice(None), 0, slice(SCALE * (cy - y0), SCALE * (cy - y0 + ch)), slice(SCALE * (cx - x0), SCALE * (cx - x0 + cw)))
+    f = up.factor
+    y = up.run_window(xc)[cut].numpy()  # (M, 4ch, 4cw) at input times 0, 1/f, 2/f, ... of the window
+    base = bicubic(xc[k : k + (2 if interp else 1)])[0::2][cut].numpy()  # frames index, index + 1
+    near = x[k, 0, cy : cy + ch, cx : cx + cw].numpy().repeat(SCALE, 0).repeat(SCALE, 1)  # nearest neighbour x4
+
+    name = "theris" if trained is not False else "theris (UNTRAINED)"
+    where = f" · region x {cx}-{cx + cw}, y {cy}-{cy + ch} of {w}x{h}" if (cw, ch) != (w, h) else ""
+    rows = [PreviewRow(
+        f"input-aligned frame {index} · t = {_fmt_time(float(index / fps))}{where}",
+        [Panel("input · nearest x4", near), Panel("bicubic x4", base[0]), Panel(name, y[f * k])],
+    )]
+    if interp:
+        w_next = 1.0 / f  # the interpolated frame lies 1/f of an input interval after `index`
+        t_mid = float(Fraction(index * f + 1, f) / fps)
+        rows.append(PreviewRow(
+            f"interpolated frame · t = {_fmt_time(t_mid)} (between input frames {index} and {index + 1}){where}",
+            [Panel(f"input · frame {index} held", near),
+             Panel("bicubic x4 + linear blend", (1 - w_next) * base[0] + w_next * base[1]),
+             Panel(name, y[f * k + 1])],
+        ))
+    zw, zh = max(1, cw // ZOOM), max(1, ch // ZOOM)  # LR pixels whose upscale fills a panel at ZOOM x
+    shown = x[k : k + (2 if interp else 1), 0, cy : cy + ch, cx : cx + cw].numpy()  # the input on the panels
+    bx, by = busiest_box(shown[0], shown[-1], zw, zh)
+    box = (SCALE * bx, SCALE * by, SCALE * (bx + zw), SCALE * (by + zh))
+    zoomed = rows[-1]
+    rows.append(PreviewRow(
+        f"zoom x{ZOOM} of the boxed region ({zoomed.title.split(' · ')[0]})",
+        [Panel(p.label, p.image[box[1] : box[3], box[0] : box[2]]) for p in zoomed.panels],
+    ))
+    return rows, box
+
+
 def make_preview(
     src: str | Path,
     dst: str | Path = "preview.png",
@@ -120,12 +180,11 @@ def make_preview(
     known, else the start). Errors are TherisErrors with one line, as for `upscale_video`; the PNG is
     written under a temporary name and renamed when complete.
     """
-    from theris_cli.eval.baselines import bicubic
+    from theris_cli.devices import resolve_device, resolve_precision
     from theris_cli.infer import DEFAULT_TILE_OVERLAP, SCALE, Upscaler
     from theris_cli.outputs import atomic_output, check_destination
-    from theris_cli.devices import resolve_device, resolve_precision
     from theris_cli.pipeline import check_input, load_weights
-    from theris_cli.preview_image import PANEL_BOX, compose
+    from theris_cli.preview_image import compose
     from theris_cli.video import probe, scan_levels
 
     t_start = time.perf_counter()
@@ -156,59 +215,24 @@ def make_preview(
         index -= 1
     at = float(index / fps)
 
-    # The rows show upscaled pixels 1:1. A frame larger than a panel is previewed on its busiest
-    # region that fills one, run with a margin on every side as upscale's tiles are, so the model's
-    # time stays that of a small frame whatever the camera.
     x = torch.from_numpy(np.stack(frames))[:, None]  # (T, 1, h, w), unit range
-    k, f = index - start, opts.temporal_factor
-    h, w = x.shape[-2:]
-    cw, ch = min(w, PANEL_BOX[0] // SCALE), min(h, PANEL_BOX[1] // SCALE)  # LR pixels on a panel
-    pair = x[k : k + 2, 0].numpy() if interp else x[k : k + 1, 0].numpy()
-    cx, cy = busiest_box(pair[0], pair[-1], cw, ch) if (cw, ch) != (w, h) else (0, 0)
-    m = DEFAULT_TILE_OVERLAP
-    x0, y0, x1, y1 = max(0, cx - m), max(0, cy - m), min(w, cx + cw + m), min(h, cy + ch + m)
-    cut = (slice(SCALE * (cy - y0), SCALE * (cy - y0 + ch)), slice(SCALE * (cx - x0), SCALE * (cx - x0 + cw)))
-    xc = x[:, :, y0:y1, x0:x1]
-
+    k = index - start  # the input-aligned frame's place in the window
+    pair = x[k : k + (2 if interp else 1), 0].numpy()  # (1 or 2, h, w): the frames the rows are about
+    region, margin = _region(pair), DEFAULT_TILE_OVERLAP
     up = Upscaler(model, device=dev, precision=opts.precision, window=opts.window, tile=opts.tile,
                   temporal_factor=opts.temporal_factor)
-    y = up.run_window(xc)[(slice(None), 0, *cut)].numpy()  # (M, 4ch, 4cw) at input times 0, 1/f, ... of the window
-    base = bicubic(xc[k : k + 2] if interp else xc[k : k + 1])[0::2][(slice(None), 0, *cut)].numpy()  # frames index, index + 1
-    near = pair[0][cy : cy + ch, cx : cx + cw].repeat(SCALE, 0).repeat(SCALE, 1)  # nearest neighbour x4
-
-    name = "theris" if trained is not False else "theris (UNTRAINED)"
-    where = f" · region x {cx}-{cx + cw}, y {cy}-{cy + ch} of {w}x{h}" if (cw, ch) != (w, h) else ""
-    rows = [PreviewRow(
-        f"input-aligned frame {index} · t = {_fmt_time(at)}{where}",
-        [Panel("input · nearest x4", near), Panel("bicubic x4", base[0]), Panel(name, y[f * k])],
-    )]
-    if interp:
-        w_next = 1.0 / f  # the interpolated frame lies 1/f of an input interval after `index`
-        t_mid = float(Fraction(index * f + 1, f) / fps)
-        rows.append(PreviewRow(
-            f"interpolated frame · t = {_fmt_time(t_mid)} (between input frames {index} and {index + 1}){where}",
-            [Panel(f"input · frame {index} held", near),
-             Panel("bicubic x4 + linear blend", (1 - w_next) * base[0] + w_next * base[1]),
-             Panel(name, y[f * k + 1])],
-        ))
-    zw, zh = max(1, cw // ZOOM), max(1, ch // ZOOM)  # LR pixels whose upscale fills a panel at ZOOM x
-    crop = pair[:, cy : cy + ch, cx : cx + cw]
-    bx, by = busiest_box(crop[0], crop[-1], zw, zh)
-    box = (SCALE * bx, SCALE * by, SCALE * (bx + zw), SCALE * (by + zh))  # in the panels' HR pixels
-    zoomed = rows[-1]
-    rows.append(PreviewRow(
-        f"zoom x{ZOOM} of the boxed region ({zoomed.title.split(' · ')[0]})",
-        [Panel(p.label, p.image[box[1] : box[3], box[0] : box[2]]) for p in zoomed.panels],
-    ))
+    rows, box = _rows(x, k, region, margin, up, trained, index, fps, interp)
 
     # Pillow's bundled font has no x-sign or arrow glyphs: the picture's text is ASCII and "·"
     counts = f" (counts {levels.lo}-{levels.hi})" if levels.bit_depth == 16 else ""
     caption = (
         f"{src.name} · {info.width}x{info.height} {levels.bit_depth}-bit{counts} {float(fps):g} fps -> {SCALE * info.width}x"
-        f"{SCALE * info.height} {float(fps * f):g} fps · t = {_fmt_time(at)} · weights {weights}"
+        f"{SCALE * info.height} {float(fps * opts.temporal_factor):g} fps · t = {_fmt_time(at)} · weights {weights}"
         f"{'' if trained is not False else ' (random, untrained)'} on {dev.type} · window {opts.window} · grey, white hot"
     )
-    lo, hi = np.percentile(crop, [0.5, 99.5])  # one grey stretch for every panel, from the input shown
+    cx, cy, cw, ch = region
+    shown = pair[:, cy : cy + ch, cx : cx + cw]
+    lo, hi = np.percentile(shown, [0.5, 99.5])  # one grey stretch for every panel, from the input shown
     image = compose(rows, caption, (float(lo), float(hi)), box, zoom=ZOOM)
     with atomic_output(dst, overwrite=overwrite, src=src) as tmp:
         image.save(tmp, format="PNG", optimize=True)
