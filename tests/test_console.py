@@ -17,3 +17,41 @@ def test_termination_signals_interrupt_the_block_and_are_restored(name):
             os.kill(os.getpid(), sig)
     assert signal.getsignal(sig) == before
 
+
+
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])
+def test_a_batch_stopped_by_a_signal_leaves_no_partial_or_lock(tmp_path, name):
+    """`theris batch`'s runner in a real process, told to stop while writing b.mp4's output."""
+    import subprocess
+    import sys
+    import textwrap
+    import time
+    from pathlib import Path
+
+    in_dir, out_dir = tmp_path / "in", tmp_path / "out"
+    in_dir.mkdir()
+    for n in "ab":
+        (in_dir / f"{n}.mp4").write_bytes(n.encode())
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_batch import fake_upscale
+        from theris_cli.commands.upscale import run_batch_command
+        from theris_cli.options import UpscaleOptions
+        def slow_on_b(src, dst, **kw):
+            return fake_upscale(src, dst, **kw, delay=60 if src.name == "b.mp4" else 0)
+        run_batch_command({str(in_dir)!r}, {str(out_dir)!r}, UpscaleOptions(weights="stand-in"), quiet=True,
+                          upscale=slow_on_b, model=object())
+        """
+    )
+    worker = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not list(out_dir.glob("b.theris-partial-*.mkv")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list(out_dir.glob("b.theris-partial-*.mkv")), "the worker never reached b.mp4"
+    worker.send_signal(getattr(signal, name))
+    assert worker.wait(30) != 0
+    assert not list(out_dir.glob("*.theris-partial-*")) and not list((out_dir / ".theris" / "locks").iterdir())
+    assert (out_dir / "a.mkv").is_file() and not (out_dir / "b.mkv").exists()
+    assert list((out_dir / ".theris" / "reports").iterdir())  # the report says where it stopped
