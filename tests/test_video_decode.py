@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import types
 from fractions import Fraction
 
@@ -207,6 +208,57 @@ def test_corrupt_bytes_mid_stream_are_an_error_with_the_frame_index(tmp_path, ex
     n, msg = _read_until_error(path)
     assert 0 < n < 20
     assert msg.startswith(str(path)) and f"at frame {n} (counting from 0)" in msg and "corrupt" in msg
+
+
+def _zero_mid(path, count=200):
+    data = bytearray(path.read_bytes())
+    mid = len(data) // 2
+    data[mid : mid + count] = bytes(count)
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("ext", [".mkv", ".avi", ".mp4"])
+def test_damage_is_caught_on_every_run_while_another_thread_decodes(tmp_path, ext):
+    # the repro: the log capture raced with FFmpeg's decoder threads and with the other
+    # decode switching PyAV's log level off, so the damage was missed on some runs
+    bad = _zero_mid(write_clip(tmp_path / f"bad{ext}", _noisy()))
+    good = write_clip(tmp_path / f"good{ext}", _noisy(t=6))
+    stop = threading.Event()
+
+    def decode_good():
+        while not stop.is_set():
+            assert sum(1 for _ in read_frames(good)) == 6
+
+    other = threading.Thread(target=decode_good, daemon=True)
+    other.start()
+    try:
+        outcomes = {_read_until_error(bad) for _ in range(10)}
+    finally:
+        stop.set()
+        other.join()
+    assert len(outcomes) == 1, outcomes
+    ((n, msg),) = outcomes
+    assert 0 < n < 20 and f"corrupt or truncated at frame {n} (counting from 0)" in msg
+
+
+def test_an_error_logged_by_another_thread_is_not_this_files_damage(tmp_path):
+    # a process-wide capture took any "ffv1" error line, e.g. from an encoder or a second decode
+    path = write_clip(tmp_path / "a.mkv", _noisy(t=30))
+    stop = threading.Event()
+
+    def log_errors():
+        while not stop.is_set():
+            av.logging.log(av.logging.ERROR, "ffv1", "slice CRC mismatch 12345678!")
+
+    other = threading.Thread(target=log_errors, daemon=True)
+    other.start()
+    try:
+        counts = [sum(1 for _ in read_frames(path)) for _ in range(5)]
+    finally:
+        stop.set()
+        other.join()
+    assert counts == [30] * 5
 
 
 def test_image_changing_size_mid_sequence(tmp_path):

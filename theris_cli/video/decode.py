@@ -24,6 +24,7 @@ duration are all turned into errors rather than silently short or damaged output
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Iterator
@@ -144,15 +145,19 @@ def decode_av_frames(path: str | Path) -> Iterator[av.VideoFrame]:
         return
     with open_container(path) as container:
         stream = video_stream(container, path)
-        stream.thread_type = "AUTO"  # frame + slice threads; decoders deliver display order either way
+        # No FFmpeg threads: with frame threads a decoder reports a damaged packet from a worker
+        # thread, some calls later or not at all before the capture closes, so the same file was
+        # caught on some runs only. Thermal frames are small; one thread decodes them far faster
+        # than the network runs.
+        stream.thread_type = "NONE"
+        stream.codec_context.thread_count = 1
         expected = expected_frame_count(container, stream)
         matroska = "matroska" in container.format.name
         n = 0
         packets = container.demux(stream)
-        sources = {container.format.name, stream.codec_context.name}  # the demuxer's and decoder's logs
         while True:
             try:
-                with _decoder_errors(sources) as errors:
+                with _decoder_errors() as errors:
                     packet = next(packets, None)
                     if packet is None:
                         break
@@ -182,8 +187,10 @@ def _decode_images(path: str | Path, files: list[Path]) -> Iterator[av.VideoFram
     for index, f in enumerate(files):
         try:
             with av.open(str(f), "r") as c:
-                with _decoder_errors({c.format.name, c.streams.video[0].codec_context.name}) as errors:
-                    frame = next(c.decode(video=0), None)
+                stream = c.streams.video[0]
+                stream.thread_type = "NONE"  # as for video: every log line arrives in this thread
+                with _decoder_errors() as errors:
+                    frame = next(c.decode(stream), None)
         except (av.error.FFmpegError, ValueError, IndexError) as e:
             raise InputError(f"{path}: image {f.name} (frame {index}) cannot be read: {_reason(e)}") from None
         if frame is None or errors:
@@ -245,40 +252,40 @@ def snap_rate(rate: Fraction) -> Fraction:
 
 
 _log_lock = threading.Lock()
-_log_users = 0
-_log_restore: tuple = (None, True)
+
+
+def _keep_error_logs() -> None:
+    """Make sure PyAV hands FFmpeg's error-level logs to Python, for the rest of the process.
+
+    PyAV drops every log while its level is None (its default). The level is switched on once and
+    never off again: switching it off while a decoder elsewhere is still logging loses that log
+    (FFmpeg checks the level in C, PyAV again under the GIL, and then compares with None: the
+    TypeError PyAV used to print from its callback). Identical lines must each arrive (damage
+    seen by probe and again by the decode). A NullHandler on "libav" keeps stray lines (outside a
+    capture) off stderr unless the application configured logging itself.
+    """
+    with _log_lock:
+        if av.logging.get_level() is None:
+            logging.getLogger("libav").addHandler(logging.NullHandler())
+            av.logging.set_level(av.logging.ERROR)
+        av.logging.set_skip_repeated(False)
 
 
 @contextmanager
-def _decoder_errors(sources: set[str]) -> Iterator[list[str]]:
-    """Collect FFmpeg's error-level log lines from `sources` (demuxer and decoder names) inside.
+def _decoder_errors() -> Iterator[list[str]]:
+    """Collect the error-level FFmpeg log lines of work done inside, in this thread.
 
     FFmpeg conceals damage (FFV1 'slice CRC mismatch', Matroska 'File ended prematurely') and goes
-    on; its log is the only sign. PyAV drops logs unless a level is set, so set ERROR just for the
-    call and restore the caller's setting. The capture is process-wide (decoder threads log from
-    their own threads), hence the filter by name: an encoder running in another thread meanwhile
-    logs under its own name.
+    on; its log is the only sign. The capture is local to the calling thread, and callers decode
+    without FFmpeg threads (see `decode_av_frames`), so every line of this decode's demuxer and
+    decoder is here before the call returns, and nothing from another thread (an encoder, a
+    second decode) ever is: the same file gives the same outcome on every run.
     """
-    global _log_users, _log_restore
-    with _log_lock:  # several threads may decode at once: the first in switches logging on, the last out off
-        if _log_users == 0:
-            _log_restore = (av.logging.get_level(), av.logging.get_skip_repeated())
-            if _log_restore[0] is None:
-                av.logging.set_level(av.logging.ERROR)
-            av.logging.set_skip_repeated(False)  # damage seen twice (probe, then decode) must show twice
-        _log_users += 1
+    _keep_error_logs()
     errors: list[str] = []
-    try:
-        with av.logging.Capture(local=False) as logs:
-            yield errors
-    finally:
-        with _log_lock:
-            _log_users -= 1
-            if _log_users == 0:
-                if _log_restore[0] is None:
-                    av.logging.set_level(None)
-                av.logging.set_skip_repeated(_log_restore[1])
-    errors.extend(m.strip() for level, name, m in logs if level <= av.logging.ERROR and name in sources and m.strip())
+    with av.logging.Capture(local=True) as logs:
+        yield errors
+    errors.extend(m.strip() for level, _name, m in logs if level <= av.logging.ERROR and m.strip())
 
 
 def _damaged(path: str | Path, index: int, detail: str) -> InputError:
