@@ -264,12 +264,23 @@ def run_batch_command(in_dir: Path, out_dir: Path, *, quiet: bool = False, **opt
         Console(highlight=False).print(summary_table(result))
     else:
         err_console.print(f"nothing to do: {summary_line(result)}")
-    failed = result.count("failed")
-    if failed:  # a TherisError, so that main() prints one line and exits 1 (typer.Exit would be lost)
-        from theris_cli.errors import BatchError
+    from theris_cli.errors import BatchError, OutputError
 
-        where = f"; details in {options['report']}" if options.get("report") else ""
+    failed = result.count("failed")
+    report_is_the_error = bool(result.report_errors) and not (result.stopped or failed)
+    for problem in result.report_errors[:-1] if report_is_the_error else result.report_errors:
+        err_console.print(Text.assemble(("warning: ", "bold yellow"), problem), soft_wrap=True)
+    # TherisErrors, so that main() prints one line and exits 1 (typer.Exit would be lost)
+    if result.stopped:
+        raise BatchError(
+            f"stopped: {result.stopped}; {result.not_started} inputs not started; fix that and rerun the same "
+            "command to finish the rest (finished files are kept)"
+        )
+    if failed:
+        where = f"; details in {options['report']}" if options.get("report") and not result.report_errors else ""
         raise BatchError(f"{failed} of {len(result.files)} inputs failed{where}; fix or remove them and rerun (finished files are kept)")
+    if report_is_the_error:
+        raise OutputError(f"{result.report_errors[-1]} (every input is finished; the summary above is complete)")
 
 
 @app.command("batch")

@@ -66,10 +66,15 @@ def partial_name(dst: Path) -> Path:
 def output_error(e: OSError, dst: Path) -> OutputError:
     """One line for an OS error met while writing ``dst``."""
     if e.errno in _DISK_FULL:
-        return OutputError(f"disk full while writing {dst}; free some space (or choose another disk) and retry")
+        return OutputError(f"disk full while writing {dst}; free some space (or choose another disk) and retry", errno=e.errno)
     if e.errno in _DENIED:
-        return OutputError(f"cannot write {dst}: {e.strerror.lower()}; choose another output")
-    return OutputError(f"cannot write {dst}: {e.strerror or e}")
+        return OutputError(f"cannot write {dst}: {(e.strerror or str(e)).lower()}; choose another output", errno=e.errno)
+    return OutputError(f"cannot write {dst}: {e.strerror or e}", errno=e.errno)
+
+
+def stops_everything(e: BaseException) -> bool:
+    """A write failed because the whole file system cannot take more (full, quota, read-only)."""
+    return isinstance(e, OutputError) and e.errno in _DISK_FULL | {errno.EROFS}
 
 
 @contextmanager
@@ -91,7 +96,10 @@ def atomic_output(dst: str | Path, *, overwrite: bool = False, src: str | Path |
         yield tmp
         if dst.exists() and not overwrite:  # appeared while we worked: still never touched
             raise OutputError(f"{dst} appeared while writing; pass --overwrite to replace it")
-        os.replace(tmp, dst)
+        try:
+            os.replace(tmp, dst)
+        except OSError as e:  # only about the output, whatever the errno (EIO too)
+            raise output_error(e, dst) from e
     except OSError as e:
         _remove(tmp)
         if e.errno in _WRITE_ERRNOS:
