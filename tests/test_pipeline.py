@@ -11,7 +11,7 @@ import av
 import numpy as np
 import pytest
 
-from clips import ramp_frames, write_audio_only, write_clip
+from clips import VFR_TIMES_MS, ramp_frames, write_audio_only, write_clip, write_vfr_clip
 from standins import NearestLinear
 from theris_cli.errors import DeviceError, InputError, OutputError, UsageError
 from theris_cli.outputs import PARTIAL_MARK
@@ -124,6 +124,22 @@ def test_palette_video_gets_a_warning(tmp_path, caplog):
         res = run(src, tmp_path / "out.mkv")
     assert any("false colour" in w for w in res.warnings)
     assert "false colour" in caplog.text
+
+
+def test_variable_frame_rate_is_accepted_with_one_warning_and_keeps_the_duration(tmp_path, caplog):
+    # frames dropped by the recorder: 12 frames over 1.54 s at a nominal 25 fps; was refused as
+    # "truncated or damaged ... header promises about 39"
+    src = write_vfr_clip(tmp_path / "in.mkv")
+    with caplog.at_level("WARNING", logger="theris"):
+        res = run(src, tmp_path / "out.mkv")
+    assert res.frames_in == len(VFR_TIMES_MS) and res.frames_out == 2 * len(VFR_TIMES_MS)
+    vfr = [w for w in res.warnings if "variable frame rate" in w]
+    assert len(vfr) == 1 and "\n" not in vfr[0] and "40 to 420 ms apart" in vfr[0] and "evenly spaced" in vfr[0]
+    seconds = probe(src).duration
+    assert abs(seconds - Fraction(1540, 1000)) <= Fraction(1, 1000)  # the last frame lasts 40 ms
+    assert res.duration_out == res.duration_in and abs(res.duration_in - seconds) <= Fraction(1, 1000)
+    out = probe(tmp_path / "out.mkv")
+    assert abs(out.duration - seconds) <= Fraction(2, 1000) and out.vfr_gaps is None
 
 
 # ------------------------------------------------------------------------------- errors

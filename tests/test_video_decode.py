@@ -9,7 +9,7 @@ from fractions import Fraction
 import av
 import numpy as np
 import pytest
-from clips import ramp_frames, write_clip
+from clips import VFR_TIMES_MS, ramp_frames, write_clip, write_vfr_clip
 
 from theris_cli.errors import InputError
 from theris_cli.video import read_frames
@@ -259,6 +259,45 @@ def test_an_error_logged_by_another_thread_is_not_this_files_damage(tmp_path):
         stop.set()
         other.join()
     assert counts == [30] * 5
+
+
+def test_variable_frame_rate_is_complete_not_truncated(tmp_path):
+    path = write_vfr_clip(tmp_path / "vfr.mkv")
+    assert len(list(read_frames(path))) == len(VFR_TIMES_MS)
+
+
+def test_variable_frame_rate_cut_short_is_still_truncation(tmp_path):
+    path = write_vfr_clip(tmp_path / "vfr.mkv")
+    data = path.read_bytes()
+    cluster = bytes.fromhex("1F43B675")
+    path.write_bytes(data[: data.rindex(cluster)] if data.count(cluster) > 1 else data[: len(data) * 2 // 3])
+    n, msg = _read_until_error(path)
+    assert 0 < n < len(VFR_TIMES_MS) and "truncated" in msg and f"at frame {n} (counting from 0)" in msg
+
+
+def test_mkv_starting_late_is_complete(tmp_path):
+    # video that starts at 1 s (after a cut, or beside earlier audio): the header's duration counts from 0
+    path = tmp_path / "late.mkv"
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("ffv1", rate=25)
+        vs.width, vs.height, vs.pix_fmt = 16, 12, "gray"
+        for i, frame in enumerate(ramp_frames(10, 12, 16)):
+            vf = av.VideoFrame.from_ndarray(frame, format="gray")
+            vf.pts = 25 + i
+            out.mux(vs.encode(vf))
+        out.mux(vs.encode())
+    assert len(list(read_frames(path))) == 10
+
+
+def test_avi_cut_at_a_packet_boundary_is_an_error(tmp_path):
+    # a clean cut before the last frame's chunk: no packet is damaged and the index is gone, so
+    # the demuxer just stops; the header's frame count tells (found by tests/test_fuzz_inputs.py)
+    path = write_clip(tmp_path / "a.avi", _noisy(t=6))
+    with av.open(str(path)) as c:
+        last = [p.pos for p in c.demux(video=0) if p.size][-1]
+    path.write_bytes(path.read_bytes()[:last])
+    n, msg = _read_until_error(path)
+    assert n == 5 and "ends after 5 frames but its header promises 6" in msg
 
 
 def test_image_changing_size_mid_sequence(tmp_path):

@@ -156,6 +156,16 @@ def upscale_video(
         log.warning(msg)
         warnings.append(msg)
 
+    if info.vfr_gaps:
+        lo, hi = info.vfr_gaps
+        msg = (
+            f"{src} has a variable frame rate (frames {float(lo) * 1000:.0f} to {float(hi) * 1000:.0f} ms apart): its "
+            f"{info.frame_count} frames are taken as evenly spaced at the mean {float(info.fps):.4g} fps, so the "
+            "output lasts as long as the input"
+        )
+        log.warning(msg)
+        warnings.append(msg)
+
     t = time.perf_counter()
     levels = scan_levels(src)  # a full decode pass for 16-bit input (min/max), free for 8-bit
     stages["levels"] = time.perf_counter() - t

@@ -152,8 +152,9 @@ def decode_av_frames(path: str | Path) -> Iterator[av.VideoFrame]:
         stream.thread_type = "NONE"
         stream.codec_context.thread_count = 1
         expected = expected_frame_count(container, stream)
-        matroska = "matroska" in container.format.name
+        fmt = container.format.name
         n = 0
+        end = None  # where the last frame ends, in seconds (its pts plus its duration)
         packets = container.demux(stream)
         while True:
             try:
@@ -169,16 +170,12 @@ def decode_av_frames(path: str | Path) -> Iterator[av.VideoFrame]:
             for frame in frames:
                 if frame.is_corrupt:
                     raise _damaged(path, n, "the decoder flagged the frame as corrupt")
+                if frame.pts is not None and frame.time_base:
+                    ends = (frame.pts + (frame.duration or 0)) * Fraction(frame.time_base)
+                    end = ends if end is None else max(end, ends)
                 n += 1
                 yield frame
-        # A Matroska file cut at a cluster boundary can end without an error, but its header still
-        # states the duration. One frame of slack: durations are rounded to 1 ms. Not for MP4: an
-        # edit list may hide frames that its sample count includes (and a cut MP4 fails loudly).
-        if matroska and expected is not None and n < expected - 1:
-            raise InputError(
-                f"{path}: ends after {n} frames but its header promises about {expected}: "
-                f"truncated or damaged at frame {n} (counting from 0); re-copy or re-export the file"
-            )
+        _check_complete(path, container, stream, fmt, n, end, expected)
         if n == 0:
             raise InputError(f"{path}: contains no video frames")
 
@@ -199,6 +196,31 @@ def _decode_images(path: str | Path, files: list[Path]) -> Iterator[av.VideoFram
         yield frame
 
 
+def _check_complete(path, container, stream, fmt: str, n: int, end: Fraction | None, expected: int | None) -> None:
+    """A stream that ended without an error can still be cut short; the container says so.
+
+    Matroska cut at a cluster boundary just ends: its header still states the duration, so the
+    last frame must end within half a frame of it (by timestamps, not by count: variable-rate
+    video has fewer frames than duration x nominal rate). AVI states its frame count. Not MP4:
+    an edit list may hide frames that its sample count includes (and a cut MP4 fails loudly).
+    """
+    if "matroska" in fmt:
+        header_end, rate = _matroska_end(container, stream), stream_rate(stream)
+        if end is not None and header_end is not None and rate:
+            slack = 1 / (2 * rate) + Fraction(1, 500)  # half a frame, plus durations rounded to 1 ms
+            if header_end - end > slack:
+                raise InputError(
+                    f"{path}: its last frame ends at {float(end):.3f} s but its header says the video runs to "
+                    f"{float(header_end):.3f} s: truncated or damaged at frame {n} (counting from 0); re-copy or re-export the file"
+                )
+            return
+    if ("matroska" in fmt or fmt == "avi") and expected is not None and n < expected - ("matroska" in fmt):
+        raise InputError(
+            f"{path}: ends after {n} frames but its header promises {'about ' if 'matroska' in fmt else ''}{expected}: "
+            f"truncated or damaged at frame {n} (counting from 0); re-copy or re-export the file"
+        )
+
+
 def expected_frame_count(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int | None:
     """The container's own frame count, or duration x rate; an estimate, never trusted as truth."""
     if stream.frames:
@@ -217,12 +239,38 @@ def video_seconds(container: av.container.InputContainer, stream: av.video.strea
     """
     if stream.duration is not None and stream.time_base is not None:
         return stream.duration * stream.time_base
+    tagged = _tag_seconds(stream.metadata.get("DURATION"))  # Matroska's per-track tag: where the track ends
+    if tagged is not None:
+        return tagged - _start_seconds(stream)
     if container.duration is None:
         return None
     seconds = Fraction(container.duration, av.time_base)
     if container.start_time is not None and stream.start_time is not None and stream.time_base is not None:
         seconds -= stream.start_time * stream.time_base - Fraction(container.start_time, av.time_base)
     return seconds
+
+
+def _start_seconds(stream: av.video.stream.VideoStream) -> Fraction:
+    if stream.start_time is None or not stream.time_base:
+        return Fraction(0)
+    return stream.start_time * Fraction(stream.time_base)
+
+
+def _matroska_end(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> Fraction | None:
+    """Where a Matroska video track ends by its header, in seconds on the stream's clock: the
+    track's DURATION tag, else the segment's duration (which counts from 0, not from the first frame)."""
+    tagged = _tag_seconds(stream.metadata.get("DURATION"))
+    if tagged is not None:
+        return tagged
+    return Fraction(container.duration, av.time_base) if container.duration is not None else None
+
+
+def _tag_seconds(tag: str | None) -> Fraction | None:
+    """'HH:MM:SS.nnnnnnnnn' (FFmpeg's and mkvmerge's DURATION tag) in seconds, else None."""
+    m = re.fullmatch(r"(\d+):(\d\d):(\d\d(?:\.\d+)?)", (tag or "").strip())
+    if not m:
+        return None
+    return int(m[1]) * 3600 + int(m[2]) * 60 + Fraction(m[3])
 
 
 def stream_rate(stream: av.video.stream.VideoStream) -> Fraction | None:
