@@ -48,6 +48,10 @@ class WeightsError(TherisError):
     """A checkpoint cannot be found, fetched, verified or understood."""
 
 
+class NumericalError(TherisError):
+    """The network produced values that are not numbers (NaN or infinite): no output is written."""
+
+
 class TrainingError(TherisError):
     """Training or evaluation cannot start or continue."""
 

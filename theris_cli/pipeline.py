@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import torch
 
-from theris_cli.errors import InputError, TherisError, UsageError
+from theris_cli.errors import InputError, NumericalError, TherisError, UsageError, WeightsError
 from theris_cli.infer import SCALE, Upscaler, check_options, precision_name, resolve_device, resolve_precision
 from theris_cli.outputs import atomic_output, check_destination, output_error
 
@@ -95,6 +95,17 @@ def check_output_name(dst: Path) -> None:
     if output_kind(dst) == "images":
         # One file a frame cannot be renamed into place at once, so it could be left half written.
         raise UsageError(f"{dst}: image-sequence output is not supported; write a video (.mkv keeps 16 bits losslessly)")
+
+
+def check_finite_weights(model: torch.nn.Module, label: str) -> None:
+    """Refuse weights holding NaN or infinities: they make every output frame NaN (black video)."""
+    tensors = list(model.named_parameters()) + list(model.named_buffers())
+    bad = [name for name, t in tensors if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise WeightsError(
+            f"{label}: {len(bad)} of its {len(tensors)} tensors hold NaN or infinite values (first: {bad[0]}); "
+            "the checkpoint is broken: re-download it or retrain"
+        )
 
 
 @contextmanager
@@ -178,6 +189,7 @@ def upscale_video(
         model = load_model(weights, device=str(dev))
     winfo = getattr(model, "weights_info", None)  # set by load_model: name, trained or random
     weights = winfo.name if winfo is not None else (weights or "custom")
+    check_finite_weights(model, str(weights))
     trained = winfo.trained if winfo is not None else None
     up = Upscaler(model, device=dev, precision=precision, window=window, tile=tile, temporal_factor=temporal_factor)
     stages["load"] = time.perf_counter() - t
@@ -330,6 +342,11 @@ class _Stages:
             if item is _End:
                 break
             t = time.perf_counter()
+            if not bool(torch.isfinite(item).all()):  # NaN would be written as black, and exit 0
+                raise NumericalError(
+                    f"{self.src}: the network's output frame {self.counts['out']} holds NaN or infinite values, so "
+                    "nothing was written; with --precision fp16 try fp32, else the weights do not suit this video"
+                )
             raw = self.levels.from_unit(item[0])  # round, clip to the container's range (not to lo..hi)
             try:
                 self.writer.write(raw)
