@@ -71,6 +71,40 @@ def test_folder_input_goes_to_the_batch_runner(tmp_path):
     assert isinstance(res.exception, UsageError) and "must be a folder too" in str(res.exception)
 
 
+def test_folder_of_images_into_one_video(tmp_path):
+    # the README's third input form; was refused for a file output ("must be a folder too")
+    write_clip(tmp_path / "frames" / "%04d.png", ramp_frames(3, 12, 16))
+    res = invoke("upscale", tmp_path / "frames", tmp_path / "out.mkv", "-w", "tiny-random", "--device", "cpu", "-q")
+    assert res.exit_code == 0, res.output
+    assert "6 frames" in invoke_probe(tmp_path / "out.mkv")
+
+
+def invoke_probe(path):
+    from theris_cli.video import probe
+
+    return f"{probe(path).frame_count} frames"
+
+
+def test_a_real_file_named_like_a_pattern_is_that_file(tmp_path):
+    src = write_clip(tmp_path / "in.mkv", ramp_frames(3, 12, 16)).rename(tmp_path / "pct%d.mkv")
+    res = invoke("upscale", src, tmp_path / "out%d.mkv", "-w", "tiny-random", "--device", "cpu", "-q")
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "out%d.mkv").is_file()
+
+
+@pytest.mark.parametrize("name", ["out.webm", "out.png", "out/%05d.jpg", "out"])
+def test_every_suggested_output_name_is_accepted(tmp_path, name):
+    # the unknown-extension error suggested out/%05d.png, which was then refused
+    import re
+
+    src = write_clip(tmp_path / "in.mkv", ramp_frames(3, 12, 16))
+    res = invoke("upscale", src, tmp_path / name, "-w", "tiny-random", "--device", "cpu", "-q")
+    assert isinstance(res.exception, (OutputError, UsageError)), res.output
+    advice = str(res.exception).split(": ", 1)[1]  # after the output's own name
+    suggested = re.findall(r"(\.mkv|\.mp4|\.mov|\.avi|\S*%\d*d\S*)", advice)
+    assert suggested and all("%" not in s for s in suggested), str(res.exception)
+
+
 def test_option_ranges_are_checked_by_the_parser(tmp_path):
     res = invoke("upscale", "a.mkv", "b.mkv", "--window", "1")
     assert res.exit_code == 2

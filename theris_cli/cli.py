@@ -129,6 +129,16 @@ def _report_upscale(res, quiet: bool) -> None:
         )
 
 
+def _holds_images(folder: Path) -> bool:
+    """A folder of images is one image sequence (upscaled into one video), not a batch."""
+    from theris_cli.video.decode import image_files
+
+    try:
+        return bool(image_files(folder))
+    except TherisError:
+        return False
+
+
 @app.command("upscale", epilog=_UPSCALE_EPILOG)
 def upscale_cmd(
     src: str = typer.Argument(
@@ -189,9 +199,9 @@ def upscale_cmd(
         weights=weights, device=device, precision=precision, window=window, tile=tile,
         temporal_factor=temporal_factor, codec=codec, crf=crf, pix_fmt=pix_fmt, overwrite=overwrite,
     )
-    if Path(src).is_dir():  # `upscale IN_DIR OUT_DIR`: the batch runner (skip-done, per-file results)
+    if Path(src).is_dir() and not _holds_images(Path(src)):  # `upscale IN_DIR OUT_DIR`: the batch runner
         if Path(dst).suffix and not Path(dst).is_dir():
-            raise UsageError(f"{src} is a folder, so the output must be a folder too, not {dst}")
+            raise UsageError(f"{src} is a folder of videos, so the output must be a folder too, not {dst}")
         run_batch_command(Path(src), Path(dst), quiet=quiet, **options)
         return
     with _TerminateAsInterrupt(), _WarningsToStderr(), \

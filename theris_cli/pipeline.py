@@ -77,11 +77,19 @@ class UpscaleResult:
 def check_input(src: str | Path) -> Path:
     """Fail early, in one line, on inputs that are certainly wrong (probe checks the rest)."""
     src = Path(src)
-    if "%" in src.name:  # an image-sequence pattern such as frames/%05d.png: probe resolves it
+    if "%" in src.name and not src.exists():  # an image-sequence pattern such as frames/%05d.png: probe resolves it
         return src
-    if src.is_dir():
+    if src.is_dir():  # a folder of numbered images is one sequence; anything else is refused here
+        from theris_cli.video.decode import image_files
+
+        try:
+            if image_files(src):
+                return src
+        except InputError:
+            pass
         raise InputError(
-            f"{src}: is a folder; give one video file, or an image pattern such as {src / 'frame_%05d.png'}"
+            f"{src}: is a folder without images; give a video file, a folder of images or a pattern such as "
+            f"{src / 'frame_%05d.png'} (a folder of videos takes a folder as output: theris batch)"
         )
     if not src.exists():
         raise InputError(f"{src}: no such file; check the path")

@@ -76,10 +76,12 @@ def read_frames(path: str | Path) -> Iterator[np.ndarray]:
 def image_files(path: str | Path) -> list[Path] | None:
     """The image files `path` names (a `%d` pattern or a directory of images), else None.
 
+    A name with `%d` that is an existing file is that file, not a pattern.
+
     Raises InputError when `path` is such a pattern or directory but holds no image.
     """
     p = Path(path)
-    if _PATTERN.search(p.name):
+    if _PATTERN.search(p.name) and not p.is_file():  # a real file named "pct%d.mkv" is that file
         files = []
         start = next((s for s in range(_START_RANGE) if (p.parent / (p.name % s)).is_file()), None)
         if start is None:

@@ -65,16 +65,12 @@ def output_kind(path: str | Path) -> str:
     """
     p = Path(path)
     ext = p.suffix.lower()
-    if _PATTERN.search(p.name):
-        if ext not in _IMAGE_CODECS:
-            raise OutputError(f"{path}: image sequences are written as .png or .tif, e.g. out/%05d.png")
+    if _PATTERN.search(p.name) and ext in _IMAGE_CODECS:
         return "images"
     if ext in _IMAGE_CODECS:
-        raise OutputError(f"{path}: a single image cannot hold a video; use a numbered pattern such as out/%05d{ext}")
+        raise OutputError(f"{path}: a single image cannot hold a video; write a video such as out.mkv (16-bit lossless)")
     if ext not in _CONTAINERS:
-        raise OutputError(
-            f"{path}: unknown output type {ext or '(no extension)'}; use .mkv, .mp4, .mov, .avi or out/%05d.png"
-        )
+        raise OutputError(f"{path}: unknown output type {ext or '(no extension)'}; use .mkv, .mp4, .mov or .avi")
     return "video"
 
 
