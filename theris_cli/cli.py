@@ -23,6 +23,25 @@ app = typer.Typer(
 )
 err_console = Console(stderr=True, highlight=False)
 _debug = False
+_interrupt_reported = False  # a command that said itself how it was interrupted (train)
+
+
+def _flags_without_type(option_class) -> None:
+    """Typer 0.29's rich help shows every flag as `--flag <bool>`; a flag takes no value, so no type."""
+    shown = option_class.display_type_rich
+
+    def display_type_rich(self, ctx):
+        return None if getattr(self, "is_flag", False) else shown(self, ctx)
+
+    option_class.display_type_rich = display_type_rich
+
+
+try:
+    from typer.core import TyperOption as _TyperOption
+
+    _flags_without_type(_TyperOption)
+except (ImportError, AttributeError):  # another Typer: its own help is left as it is
+    pass
 
 
 def _version_callback(value: bool) -> None:
@@ -748,8 +767,10 @@ def train_cmd(
     with loop.TrainReporter(stream=err_console.file) as reporter:
         res = loop.train(settings, mixer, out, val=val, resume=resume, on_event=reporter)
     if res.interrupted:
+        global _interrupt_reported
         err_console.print(f"interrupted at step {res.step}; saved {res.checkpoint}; continue with: "
                           f"theris train --resume {res.checkpoint}", soft_wrap=True)
+        _interrupt_reported = True
         raise typer.Exit(130)
     err_console.print(f"done: {res.step} steps in {res.wall_time_s / 60:.1f} min; weights {res.checkpoint} "
                       f"(use with --weights {res.checkpoint})", soft_wrap=True)
@@ -768,9 +789,13 @@ def main() -> None:
     except typer.Exit as e:
         sys.exit(e.exit_code)
     except (typer.Abort, KeyboardInterrupt):
-        err_console.print("interrupted")
-        sys.exit(130)
+        rc = 130
     except typer.TyperException as e:  # usage errors: bad option, missing argument, ...
         e.show()
         sys.exit(getattr(e, "exit_code", 2))
+    if rc == 130 and not _interrupt_reported:  # Typer turns Ctrl-C into a bare exit code 130
+        err_console.print(
+            "interrupted: the unfinished output was removed (finished files of a batch are kept; rerun to go on)",
+            soft_wrap=True,
+        )
     sys.exit(rc if isinstance(rc, int) else 0)

@@ -55,7 +55,7 @@ class UpscaleResult:
     fps_out: Fraction
     size_in: tuple[int, int]  # (width, height)
     size_out: tuple[int, int]
-    bit_depth: int
+    bit_depth: int  # of the output file (8 for --pix-fmt yuv420p even from 16-bit input)
     seconds: float  # wall clock, probe to rename
     stages: dict[str, float] = field(default_factory=dict)  # busy seconds: levels, load, decode, model, encode
     weights: str = ""  # the weights' name (registry name or file name)
@@ -154,6 +154,7 @@ def upscale_video(
     failure, leaving no output and no temporary file.
     """
     from theris_cli.video import VideoWriter, probe, scan_levels
+    from theris_cli.video.encode import check_crf
 
     t_start = time.perf_counter()
     stages = {"levels": 0.0, "load": 0.0, "decode": 0.0, "model": 0.0, "encode": 0.0}
@@ -163,6 +164,7 @@ def upscale_video(
     resolve_precision(precision, dev)
     src, dst = check_input(src), Path(dst)
     check_output_name(dst)
+    check_crf(crf, codec, dst.suffix)
     check_destination(dst, overwrite=overwrite, src=src)
 
     info = probe(src)
@@ -210,6 +212,7 @@ def upscale_video(
             tmp, SCALE * info.width, SCALE * info.height, fps_out, levels.bit_depth,
             codec=codec, crf=crf, pix_fmt=pix_fmt, source=info, levels=levels,
         )
+        bits_out = writer.stored_bits
         for note in writer.notes:  # what the output container cannot carry over (audio, rotation, ...)
             log.warning("%s", note)
             warnings.append(note)
@@ -220,7 +223,7 @@ def upscale_video(
     return UpscaleResult(
         src=str(src), dst=str(dst), frames_in=counts["in"], frames_out=counts["out"],
         fps_in=info.fps, fps_out=fps_out, size_in=(info.width, info.height),
-        size_out=(SCALE * info.width, SCALE * info.height), bit_depth=levels.bit_depth,
+        size_out=(SCALE * info.width, SCALE * info.height), bit_depth=bits_out,
         seconds=time.perf_counter() - t_start, stages=stages, weights=str(weights), weights_trained=trained,
         device=str(up.device), precision=precision_name(up.dtype), tile=up.tile, warnings=warnings,
     )

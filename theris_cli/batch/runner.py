@@ -149,6 +149,9 @@ def run_batch(
         raise UsageError(f"--ext {ext!r}: choose one of {', '.join(OUTPUT_EXTENSIONS)}")
     if stale_after <= 0:
         raise UsageError("--stale-after must be a positive number of seconds")
+    from theris_cli.video.encode import check_crf
+
+    check_crf(crf, codec, None if ext == "same" else "." + ext)  # once, not once per file
     in_root, out_root = check_roots(in_dir, out_dir)
     shard = shard if isinstance(shard, Shard) else resolve_shard(shard)
     if upscale is None:

@@ -470,9 +470,11 @@ def colour_fraction(frame: av.VideoFrame) -> float:
         return 0.0
     if kind == "yuv":
         deep = bits > 8
-        planes = frame.reformat(format="yuv444p16le" if deep else "yuv444p").to_ndarray()
+        out = frame.reformat(format="yuv444p16le" if deep else "yuv444p")
+        # the chroma planes one by one: PyAV's to_ndarray is (H, W, 3) for yuv444p16le, not planar
+        chroma = np.stack([_plane(out, i, "<u2" if deep else np.uint8, frame.width, frame.height) for i in (1, 2)])
         mid, tol = (32768, CHROMA_TOLERANCE_8BIT * 256) if deep else (128, CHROMA_TOLERANCE_8BIT)
-        chroma = planes[1:].astype(np.int32) - mid
+        chroma = chroma.astype(np.int32) - mid
         off = np.abs(chroma).max(axis=0) > tol
         return float(off.mean())
     raw = _rgb(frame)
