@@ -199,3 +199,32 @@ def test_batch_cli_errors_are_library_errors_not_tracebacks(tmp_path):
 
 def test_batch_result_keeps_its_report_fields():
     assert {"not_started", "report_errors"} <= set(BatchResult("i", "o", "0/1", {}).to_dict())
+
+
+def test_a_damaged_file_is_never_recorded_done(tmp_path):
+    # the repro through the real pipeline: FFV1 with 200 zeroed bytes among good files
+    # was recorded as done in 4 of 4 batch runs, so every rerun skipped it
+    import numpy as np
+    from clips import write_clip
+
+    from theris_cli.weights import load_model
+
+    in_dir = tmp_path / "in"
+    rng = np.random.default_rng(0)
+    for name in ("a.mkv", "bad.mkv", "c.mkv"):
+        write_clip(in_dir / name, rng.integers(0, 255, (20, 32, 48), dtype=np.uint8))
+    data = bytearray((in_dir / "bad.mkv").read_bytes())
+    mid = len(data) // 2
+    data[mid : mid + 200] = bytes(200)
+    (in_dir / "bad.mkv").write_bytes(bytes(data))
+    model = load_model("tiny-random", device="cpu")
+    for attempt in range(2):
+        out_dir = tmp_path / f"out{attempt}"
+        result = run(in_dir, out_dir, upscale=None, model=model, weights="tiny-random", device="cpu")
+        status = {f.input: f.status for f in result.files}
+        assert status == {"a.mkv": "done", "bad.mkv": "failed", "c.mkv": "done"}, attempt
+        bad = next(f for f in result.files if f.input == "bad.mkv")
+        assert "corrupt or truncated at frame" in bad.reason and bad.error_type == "InputError"
+        assert not (out_dir / ".theris" / "done" / "bad.mkv.json").exists() and not (out_dir / "bad.mkv").exists()
+        again = run(in_dir, out_dir, upscale=None, model=model, weights="tiny-random", device="cpu")
+        assert {f.input: f.status for f in again.files}["bad.mkv"] == "failed"  # retried, not skipped
