@@ -18,8 +18,11 @@ directory of images (natural order: 2.png before 10.png). Pixel formats, and wha
 
 Errors are `InputError`s that name the file, and for damage mid-stream the frame index (counting
 from 0) where decoding went wrong: FFmpeg conceals many errors and a truncated Matroska file just
-ends early, so decoder error logs, corrupt-frame flags and a frame count short of the container's
-duration are all turned into errors rather than silently short or damaged output.
+ends early, so decoder error logs, corrupt-frame flags, a Matroska stream whose last frame ends
+before its header's duration and an AVI with fewer frames than its header are all turned into
+errors rather than silently short or damaged output. Decoding runs in the calling thread only (no
+FFmpeg threads) and collects that thread's error logs per packet, so the verdict on a file never
+depends on thread timing.
 """
 
 from __future__ import annotations
