@@ -295,15 +295,36 @@ def test_fuzzed_inputs_succeed_fully_or_fail_in_one_line(tmp_path, kind):
     assert sum(tally.values()) == len(mine) > 0
 
 
-def test_every_boundary_is_a_cut_point():
-    # the boundary list is what "truncation at every container boundary" means; it must not be empty
-    import tempfile
+@pytest.mark.parametrize("kind", VIDEO_KINDS)
+def test_truncation_at_every_container_boundary(tmp_path, kind):
+    # not a sample: every cut point of boundaries(), each run twice
+    from theris_cli.weights import load_model
 
-    with tempfile.TemporaryDirectory() as d:
-        for kind in VIDEO_KINDS:
-            base = make_base(kind, Path(d))
-            cuts = boundaries(kind, base.read_bytes(), base)
-            assert len(cuts) >= 2 * T, (kind, cuts)
+    model = load_model("tiny-random", device="cpu")
+    base = make_base(kind, tmp_path / "base")
+    data = base.read_bytes()
+    failures = []
+    for i, cut in enumerate(boundaries(kind, data, base)):
+        src = tmp_path / f"cut{i}" / base.name
+        src.parent.mkdir()
+        src.write_bytes(data[:cut])
+        try:
+            first = outcome(src, tmp_path / f"cut{i}-a", model, T)
+            assert first == outcome(src, tmp_path / f"cut{i}-b", model, T), "not repeatable"
+            assert first[0] == "error" or cut >= max(p + n for p, n in packets(base)), f"a cut at {cut} succeeded"
+        except Exception as e:  # noqa: BLE001
+            failures.append(f"{kind} cut at byte {cut} of {len(data)}: {type(e).__name__}: {e}")
+    assert not failures, "\n".join(failures)
+
+
+def test_every_boundary_is_a_cut_point(tmp_path):
+    # the boundary list is what "truncation at every container boundary" means: every packet's
+    # start and end at least, and the cases cut at each of them over a CI run
+    for kind in VIDEO_KINDS:
+        base = make_base(kind, tmp_path)
+        cuts = boundaries(kind, base.read_bytes(), base)
+        assert len(cuts) >= 2 * T, (kind, cuts)
+        assert {pos for pos, _ in packets(base)} <= set(cuts)
 
 
 if __name__ == "__main__":  # python tests/test_fuzz_inputs.py [COUNT [SEED]]

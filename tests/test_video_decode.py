@@ -300,6 +300,15 @@ def test_avi_cut_at_a_packet_boundary_is_an_error(tmp_path):
     assert n == 5 and "ends after 5 frames but its header promises 6" in msg
 
 
+def test_mp4_cut_before_its_sample_description_is_one_line(tmp_path):
+    # the stream then has no codec context: an AttributeError traceback (found by the fuzzing suite)
+    path = write_clip(tmp_path / "a.mp4", _noisy(t=6))
+    data = path.read_bytes()
+    path.write_bytes(data[: data.index(b"stsd") - 4])
+    n, msg = _read_until_error(path)
+    assert n == 0 and str(path) in msg and "\n" not in msg
+
+
 def test_image_changing_size_mid_sequence(tmp_path):
     write_clip(tmp_path / "seq" / "%03d.png", ramp_frames(2, 8, 8))
     write_clip(tmp_path / "other" / "%03d.png", ramp_frames(1, 8, 10))

@@ -136,6 +136,10 @@ def video_stream(container: av.container.InputContainer, path: str | Path) -> av
     """The first real video stream (cover art in audio files does not count)."""
     for s in container.streams.video:
         if not (s.disposition & av.stream.Disposition.attached_pic):
+            if s.codec_context is None:  # e.g. an MP4 whose sample description was cut off
+                raise InputError(
+                    f"{path}: its video stream has no decoder (damaged header or unknown codec); is it truncated?"
+                )
             return s
     if container.streams.audio:
         raise InputError(f"{path}: has no video stream (audio only); give a video file")
