@@ -309,6 +309,33 @@ def test_mp4_cut_before_its_sample_description_is_one_line(tmp_path):
     assert n == 0 and str(path) in msg and "\n" not in msg
 
 
+def test_mp4_whose_sample_table_lists_more_frames_than_can_be_read_is_an_error(tmp_path):
+    # a damaged stts (sample durations) left 1 of 6 frames readable and passed as a short success
+    path = write_clip(tmp_path / "a.mp4", _noisy(t=6), options={"crf": "0", "bf": "0"})
+    data = bytearray(path.read_bytes())
+    at = data.index(b"stts") + 4 + 12  # version/flags, entry count, first entry's count: its delta
+    data[at : at + 4] = (0x7FFFFFFF).to_bytes(4, "big")
+    path.write_bytes(bytes(data))
+    n, msg = _read_until_error(path)
+    assert "its sample table lists 6 frames but only" in msg and f"damaged at frame {n}" in msg
+
+
+def test_mp4_edit_list_hiding_frames_is_not_damage(tmp_path):
+    # a copy cut with `ffmpeg -ss ... -c copy`: an edit list hides the first samples; FFmpeg still
+    # hands their packets out (marked discarded), so every sample is read and the file is whole
+    src = write_clip(tmp_path / "a.mp4", ramp_frames(8, 16, 24), options={"crf": "0", "bf": "0"})
+    dst = tmp_path / "trimmed.mp4"
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        ins = inp.streams.video[0]
+        outs = out.add_stream_from_template(ins)
+        for p in (q for q in inp.demux(ins) if q.size):
+            p.pts -= 2 * p.duration  # two frames before 0: the muxer writes an edit list hiding them
+            p.dts -= 2 * p.duration
+            p.stream = outs
+            out.mux(p)
+    assert len(list(read_frames(dst))) == 6
+
+
 def test_image_changing_size_mid_sequence(tmp_path):
     write_clip(tmp_path / "seq" / "%03d.png", ramp_frames(2, 8, 8))
     write_clip(tmp_path / "other" / "%03d.png", ramp_frames(1, 8, 10))

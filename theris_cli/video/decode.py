@@ -163,6 +163,7 @@ def decode_av_frames(path: str | Path) -> Iterator[av.VideoFrame]:
         expected = expected_frame_count(container, stream)
         fmt = container.format.name
         n = 0
+        read = 0  # packets with data, discarded ones included (an MP4 edit list hides some frames)
         end = None  # where the last frame ends, in seconds (its pts plus its duration)
         packets = container.demux(stream)
         while True:
@@ -171,6 +172,7 @@ def decode_av_frames(path: str | Path) -> Iterator[av.VideoFrame]:
                     packet = next(packets, None)
                     if packet is None:
                         break
+                    read += 1 if packet.size else 0
                     frames = packet.decode()
             except av.error.FFmpegError as e:
                 raise _damaged(path, n, _reason(e)) from None
@@ -184,7 +186,7 @@ def decode_av_frames(path: str | Path) -> Iterator[av.VideoFrame]:
                     end = ends if end is None else max(end, ends)
                 n += 1
                 yield frame
-        _check_complete(path, container, stream, fmt, n, end, expected)
+        _check_complete(path, container, stream, fmt, n, end, expected, read)
         if n == 0:
             raise InputError(f"{path}: contains no video frames")
 
@@ -205,14 +207,22 @@ def _decode_images(path: str | Path, files: list[Path]) -> Iterator[av.VideoFram
         yield frame
 
 
-def _check_complete(path, container, stream, fmt: str, n: int, end: Fraction | None, expected: int | None) -> None:
+def _check_complete(
+    path, container, stream, fmt: str, n: int, end: Fraction | None, expected: int | None, read: int
+) -> None:
     """A stream that ended without an error can still be cut short; the container says so.
 
     Matroska cut at a cluster boundary just ends: its header still states the duration, so the
     last frame must end within half a frame of it (by timestamps, not by count: variable-rate
-    video has fewer frames than duration x nominal rate). AVI states its frame count. Not MP4:
-    an edit list may hide frames that its sample count includes (and a cut MP4 fails loudly).
+    video has fewer frames than duration x nominal rate). AVI states its frame count. MP4 states
+    its sample count: every sample must be read as a packet (not decoded into a frame: an edit
+    list may hide frames, whose packets FFmpeg still hands out marked as discarded).
     """
+    if "mp4" in fmt and stream.frames and read < stream.frames:
+        raise InputError(
+            f"{path}: its sample table lists {stream.frames} frames but only {read} could be read: damaged at "
+            f"frame {n} (counting from 0); re-copy or re-export the file"
+        )
     if "matroska" in fmt:
         header_end, rate = _matroska_end(container, stream), stream_rate(stream)
         if end is not None and header_end is not None and rate:
