@@ -228,3 +228,30 @@ def test_a_damaged_file_is_never_recorded_done(tmp_path):
         assert not (out_dir / ".theris" / "done" / "bad.mkv.json").exists() and not (out_dir / "bad.mkv").exists()
         again = run(in_dir, out_dir, upscale=None, model=model, weights="tiny-random", device="cpu")
         assert {f.input: f.status for f in again.files}["bad.mkv"] == "failed"  # retried, not skipped
+
+
+def test_a_full_disk_met_by_the_encoder_stops_the_batch(tmp_path, monkeypatch):
+    # the real pipeline: FFmpeg's write fails with ENOSPC inside the encoder (an OutputError made
+    # in video/encode.py), which carried no errno, so the batch went on to the next file
+    import av
+    import numpy as np
+    from clips import write_clip
+
+    from theris_cli.video import encode
+    from theris_cli.weights import load_model
+
+    in_dir = tmp_path / "in"
+    for name in "abc":
+        write_clip(in_dir / f"{name}.mkv", np.zeros((3, 12, 16), np.uint8))
+    real_write = encode.VideoWriter.write
+
+    def write(self, frame):
+        if self.path.name.startswith("b"):
+            raise encode._output_error(self.path, av.error.OSError(errno.ENOSPC, "No space left on device"), "writing frame 0 failed")
+        return real_write(self, frame)
+
+    monkeypatch.setattr(encode.VideoWriter, "write", write)
+    model = load_model("tiny-random", device="cpu")
+    result = run(in_dir, tmp_path / "out", upscale=None, model=model, weights="tiny-random", device="cpu")
+    assert [(f.input, f.status) for f in result.files] == [("a.mkv", "done"), ("b.mkv", "failed")]
+    assert result.not_started == 1 and "no space left" in result.stopped

@@ -360,13 +360,15 @@ def _encoder_formats(codec: str, path: Path) -> set[str]:
 
 
 def _output_error(path: Path, e: BaseException, what: str) -> OutputError:
-    code = getattr(e, "errno", None)
-    if code == errno.ENOSPC:
-        return OutputError(f"{path}: {what}: no space left on the device; free some space or write elsewhere")
-    if code in (errno.EACCES, errno.EPERM, errno.EROFS) or isinstance(e, PermissionError):
-        return OutputError(f"{path}: {what}: permission denied; choose a folder you can write to")
+    code = getattr(e, "errno", None)  # kept on the error: a batch stops on a full or read-only disk
+    if code in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return OutputError(f"{path}: {what}: no space left on the device; free some space or write elsewhere", errno=code)
+    if code == errno.EROFS:
+        return OutputError(f"{path}: {what}: read-only file system; choose another output folder", errno=code)
+    if code in (errno.EACCES, errno.EPERM) or isinstance(e, PermissionError):
+        return OutputError(f"{path}: {what}: permission denied; choose a folder you can write to", errno=code)
     reason = (getattr(e, "strerror", None) or str(e)).strip().rstrip(".")
-    return OutputError(f"{path}: {what}: {reason}")
+    return OutputError(f"{path}: {what}: {reason}", errno=code)
 
 
 class _AudioCopy:
