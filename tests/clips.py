@@ -171,3 +171,23 @@ def write_audio_only(path: Path) -> Path:
         out.mux(stream.encode(frame))
         out.mux(stream.encode())
     return Path(path)
+
+
+# A recorder that dropped frames: nominal 25 fps, frames at these times (ms), as in issue 9.
+VFR_TIMES_MS = (0, 40, 80, 200, 240, 500, 540, 580, 1000, 1040, 1100, 1500)
+
+
+def write_vfr_clip(path: str | Path, h: int = 12, w: int = 16, times_ms=VFR_TIMES_MS) -> Path:
+    """A Matroska FFV1 grey clip, nominal 25 fps, its frames at `times_ms` (a 1 ms time base)."""
+    path = Path(path)
+    frames = ramp_frames(len(times_ms), h, w)
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("ffv1", rate=25)
+        vs.width, vs.height, vs.pix_fmt = w, h, "gray"
+        vs.codec_context.time_base = vs.time_base = Fraction(1, 1000)
+        for t, frame in zip(times_ms, frames):
+            vf = av.VideoFrame.from_ndarray(frame, format="gray")
+            vf.pts, vf.time_base = t, Fraction(1, 1000)
+            out.mux(vs.encode(vf))
+        out.mux(vs.encode())
+    return path

@@ -71,6 +71,40 @@ def test_folder_input_goes_to_the_batch_runner(tmp_path):
     assert isinstance(res.exception, UsageError) and "must be a folder too" in str(res.exception)
 
 
+def test_folder_of_images_into_one_video(tmp_path):
+    # the README's third input form; was refused for a file output ("must be a folder too")
+    write_clip(tmp_path / "frames" / "%04d.png", ramp_frames(3, 12, 16))
+    res = invoke("upscale", tmp_path / "frames", tmp_path / "out.mkv", "-w", "tiny-random", "--device", "cpu", "-q")
+    assert res.exit_code == 0, res.output
+    assert "6 frames" in invoke_probe(tmp_path / "out.mkv")
+
+
+def invoke_probe(path):
+    from theris_cli.video import probe
+
+    return f"{probe(path).frame_count} frames"
+
+
+def test_a_real_file_named_like_a_pattern_is_that_file(tmp_path):
+    src = write_clip(tmp_path / "in.mkv", ramp_frames(3, 12, 16)).rename(tmp_path / "pct%d.mkv")
+    res = invoke("upscale", src, tmp_path / "out%d.mkv", "-w", "tiny-random", "--device", "cpu", "-q")
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "out%d.mkv").is_file()
+
+
+@pytest.mark.parametrize("name", ["out.webm", "out.png", "out/%05d.jpg", "out"])
+def test_every_suggested_output_name_is_accepted(tmp_path, name):
+    # the unknown-extension error suggested out/%05d.png, which was then refused
+    import re
+
+    src = write_clip(tmp_path / "in.mkv", ramp_frames(3, 12, 16))
+    res = invoke("upscale", src, tmp_path / name, "-w", "tiny-random", "--device", "cpu", "-q")
+    assert isinstance(res.exception, (OutputError, UsageError)), res.output
+    advice = str(res.exception).split(": ", 1)[1]  # after the output's own name
+    suggested = re.findall(r"(\.mkv|\.mp4|\.mov|\.avi|\S*%\d*d\S*)", advice)
+    assert suggested and all("%" not in s for s in suggested), str(res.exception)
+
+
 def test_option_ranges_are_checked_by_the_parser(tmp_path):
     res = invoke("upscale", "a.mkv", "b.mkv", "--window", "1")
     assert res.exit_code == 2
@@ -101,3 +135,58 @@ def test_demo_writes_input_and_output_and_names_the_weights(tmp_path, monkeypatc
     assert (b.width, b.height) == (4 * a.width, 4 * a.height) and b.fps == 2 * a.fps
     again = invoke("demo", "--out-dir", tmp_path / "d", "-w", "tiny-random", "--device", "cpu", "-q")
     assert again.exit_code == 0, again.output  # a second demo replaces the first one's files
+
+
+# ------------------------------------------------------------------------------- small promises (issue 9)
+
+
+def test_neutral_10_bit_video_is_not_false_colour(tmp_path):
+    # PyAV hands yuv444p16le out as (H, W, 3), so 'chroma' was luma rows: a false palette warning
+    from theris_cli.video import probe
+
+    src = write_clip(tmp_path / "in.mkv", ramp_frames(3, 12, 16), codec="ffv1", pix_fmt="yuv420p10le")
+    assert probe(src).palette_suspected is False
+    res = invoke("upscale", src, tmp_path / "out.mkv", "-w", "tiny-random", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    assert "false colour" not in res.output
+
+
+@pytest.mark.parametrize("cmd", ["upscale", "batch"])
+def test_crf_out_of_the_encoders_range_is_refused_not_clamped(tmp_path, cmd):
+    src = write_clip(tmp_path / "in" / "a.mkv", ramp_frames(3, 12, 16))
+    args = [src, tmp_path / "out.mp4"] if cmd == "upscale" else [tmp_path / "in", tmp_path / "out", "--ext", "mp4"]
+    res = invoke(cmd, *args, "--crf", "100", "-w", "tiny-random", "--device", "cpu", "-q")
+    assert isinstance(res.exception, UsageError) and "--crf 100: libx264 takes 0 (best) to 51" in str(res.exception)
+    assert not (tmp_path / "out.mp4").exists() and not (tmp_path / "out").exists()
+
+
+def test_summary_states_the_bit_depth_written(tmp_path):
+    src = write_clip(tmp_path / "in.mkv", ramp_frames(3, 12, 16, bits=16))
+    res = invoke("upscale", src, tmp_path / "out.mp4", "--pix-fmt", "yuv420p", "-w", "tiny-random", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    assert "8-bit (from 3 frames" in res.output and "16-bit" not in res.output
+
+
+def test_ctrl_c_says_so_and_exits_130(tmp_path, monkeypatch, capsys):
+    # Typer turns KeyboardInterrupt into a bare exit code 130: nothing was printed
+    import theris_cli.cli as cli
+    import theris_cli.pipeline as pipeline
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "upscale_video", interrupted)
+    src = write_clip(tmp_path / "in.mkv", ramp_frames(3, 12, 16))
+    monkeypatch.setattr(sys, "argv", ["theris", "upscale", str(src), str(tmp_path / "out.mkv"), "-q"])
+    with pytest.raises(SystemExit) as e:
+        cli.main()
+    assert e.value.code == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("interrupted")
+
+
+@pytest.mark.parametrize("cmd", ["upscale", "batch", "train"])
+def test_help_shows_flags_without_a_type(cmd):
+    res = runner.invoke(app, [cmd, "--help"], env={"COLUMNS": "160"})
+    assert res.exit_code == 0 and ("--quiet" in res.output or "--amp" in res.output)
+    assert "<bool>" not in res.output

@@ -10,10 +10,11 @@ from fractions import Fraction
 import av
 import numpy as np
 import pytest
+import torch
 
-from clips import ramp_frames, write_audio_only, write_clip
+from clips import VFR_TIMES_MS, ramp_frames, write_audio_only, write_clip, write_vfr_clip
 from standins import NearestLinear
-from theris_cli.errors import DeviceError, InputError, OutputError, UsageError
+from theris_cli.errors import DeviceError, InputError, NumericalError, OutputError, UsageError, WeightsError
 from theris_cli.outputs import PARTIAL_MARK
 from theris_cli.pipeline import upscale_video
 from theris_cli.video import probe, read_frames
@@ -124,6 +125,22 @@ def test_palette_video_gets_a_warning(tmp_path, caplog):
         res = run(src, tmp_path / "out.mkv")
     assert any("false colour" in w for w in res.warnings)
     assert "false colour" in caplog.text
+
+
+def test_variable_frame_rate_is_accepted_with_one_warning_and_keeps_the_duration(tmp_path, caplog):
+    # frames dropped by the recorder: 12 frames over 1.54 s at a nominal 25 fps; was refused as
+    # "truncated or damaged ... header promises about 39"
+    src = write_vfr_clip(tmp_path / "in.mkv")
+    with caplog.at_level("WARNING", logger="theris"):
+        res = run(src, tmp_path / "out.mkv")
+    assert res.frames_in == len(VFR_TIMES_MS) and res.frames_out == 2 * len(VFR_TIMES_MS)
+    vfr = [w for w in res.warnings if "variable frame rate" in w]
+    assert len(vfr) == 1 and "\n" not in vfr[0] and "40 to 420 ms apart" in vfr[0] and "evenly spaced" in vfr[0]
+    seconds = probe(src).duration
+    assert abs(seconds - Fraction(1540, 1000)) <= Fraction(1, 1000)  # the last frame lasts 40 ms
+    assert res.duration_out == res.duration_in and abs(res.duration_in - seconds) <= Fraction(1, 1000)
+    out = probe(tmp_path / "out.mkv")
+    assert abs(out.duration - seconds) <= Fraction(2, 1000) and out.vfr_gaps is None
 
 
 # ------------------------------------------------------------------------------- errors
@@ -284,3 +301,34 @@ def test_ctrl_c_keeps_an_existing_output(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         run(src, dst, model=_InterruptAfter(1), overwrite=True)
     assert dst.read_bytes() == b"old" and leftovers(tmp_path) == []
+
+
+# ------------------------------------------------------------------------------- non-finite values
+
+
+def test_nan_weights_are_refused_and_write_nothing(tmp_path):
+    # a checkpoint of NaN tensors gave an all-black video and exit 0
+    from theris_cli.weights import load_model
+
+    model = load_model("tiny-random", device="cpu")
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    src = write_clip(tmp_path / "in.mkv", ramp_frames(3, H, W))
+    with pytest.raises(WeightsError, match="NaN or infinite"):
+        run(src, tmp_path / "out.mkv", model=model)
+    assert_nothing_left(tmp_path, tmp_path / "out.mkv")
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_outputs_write_nothing(tmp_path, value, recwarn):
+    class Broken(NearestLinear):
+        def forward(self, x, times=None):
+            y = super().forward(x, times)
+            y[..., 0, 0] = value  # one pixel is enough
+            return y
+
+    src = write_clip(tmp_path / "in.mkv", ramp_frames(3, H, W, bits=16))
+    with pytest.raises(NumericalError, match="output frame 0 holds NaN or infinite values"):
+        run(src, tmp_path / "out.mkv", model=Broken())
+    assert_nothing_left(tmp_path, tmp_path / "out.mkv")
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]  # no leaked numpy warning

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 import types
 from fractions import Fraction
 
 import av
 import numpy as np
 import pytest
-from clips import ramp_frames, write_clip
+from clips import VFR_TIMES_MS, ramp_frames, write_clip, write_vfr_clip
 
 from theris_cli.errors import InputError
 from theris_cli.video import read_frames
@@ -207,6 +208,132 @@ def test_corrupt_bytes_mid_stream_are_an_error_with_the_frame_index(tmp_path, ex
     n, msg = _read_until_error(path)
     assert 0 < n < 20
     assert msg.startswith(str(path)) and f"at frame {n} (counting from 0)" in msg and "corrupt" in msg
+
+
+def _zero_mid(path, count=200):
+    data = bytearray(path.read_bytes())
+    mid = len(data) // 2
+    data[mid : mid + count] = bytes(count)
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("ext", [".mkv", ".avi", ".mp4"])
+def test_damage_is_caught_on_every_run_while_another_thread_decodes(tmp_path, ext):
+    # the repro: the log capture raced with FFmpeg's decoder threads and with the other
+    # decode switching PyAV's log level off, so the damage was missed on some runs
+    bad = _zero_mid(write_clip(tmp_path / f"bad{ext}", _noisy()))
+    good = write_clip(tmp_path / f"good{ext}", _noisy(t=6))
+    stop = threading.Event()
+
+    def decode_good():
+        while not stop.is_set():
+            assert sum(1 for _ in read_frames(good)) == 6
+
+    other = threading.Thread(target=decode_good, daemon=True)
+    other.start()
+    try:
+        outcomes = {_read_until_error(bad) for _ in range(10)}
+    finally:
+        stop.set()
+        other.join()
+    assert len(outcomes) == 1, outcomes
+    ((n, msg),) = outcomes
+    assert 0 < n < 20 and f"corrupt or truncated at frame {n} (counting from 0)" in msg
+
+
+def test_an_error_logged_by_another_thread_is_not_this_files_damage(tmp_path):
+    # a process-wide capture took any "ffv1" error line, e.g. from an encoder or a second decode
+    path = write_clip(tmp_path / "a.mkv", _noisy(t=30))
+    stop = threading.Event()
+
+    def log_errors():
+        while not stop.is_set():
+            av.logging.log(av.logging.ERROR, "ffv1", "slice CRC mismatch 12345678!")
+
+    other = threading.Thread(target=log_errors, daemon=True)
+    other.start()
+    try:
+        counts = [sum(1 for _ in read_frames(path)) for _ in range(5)]
+    finally:
+        stop.set()
+        other.join()
+    assert counts == [30] * 5
+
+
+def test_variable_frame_rate_is_complete_not_truncated(tmp_path):
+    path = write_vfr_clip(tmp_path / "vfr.mkv")
+    assert len(list(read_frames(path))) == len(VFR_TIMES_MS)
+
+
+def test_variable_frame_rate_cut_short_is_still_truncation(tmp_path):
+    path = write_vfr_clip(tmp_path / "vfr.mkv")
+    data = path.read_bytes()
+    cluster = bytes.fromhex("1F43B675")
+    path.write_bytes(data[: data.rindex(cluster)] if data.count(cluster) > 1 else data[: len(data) * 2 // 3])
+    n, msg = _read_until_error(path)
+    assert 0 < n < len(VFR_TIMES_MS) and "truncated" in msg and f"at frame {n} (counting from 0)" in msg
+
+
+def test_mkv_starting_late_is_complete(tmp_path):
+    # video that starts at 1 s (after a cut, or beside earlier audio): the header's duration counts from 0
+    path = tmp_path / "late.mkv"
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("ffv1", rate=25)
+        vs.width, vs.height, vs.pix_fmt = 16, 12, "gray"
+        for i, frame in enumerate(ramp_frames(10, 12, 16)):
+            vf = av.VideoFrame.from_ndarray(frame, format="gray")
+            vf.pts = 25 + i
+            out.mux(vs.encode(vf))
+        out.mux(vs.encode())
+    assert len(list(read_frames(path))) == 10
+
+
+def test_avi_cut_at_a_packet_boundary_is_an_error(tmp_path):
+    # a clean cut before the last frame's chunk: no packet is damaged and the index is gone, so
+    # the demuxer just stops; the header's frame count tells (found by tests/test_fuzz_inputs.py)
+    path = write_clip(tmp_path / "a.avi", _noisy(t=6))
+    with av.open(str(path)) as c:
+        last = [p.pos for p in c.demux(video=0) if p.size][-1]
+    path.write_bytes(path.read_bytes()[:last])
+    n, msg = _read_until_error(path)
+    assert n == 5 and "ends after 5 frames but its header promises 6" in msg
+
+
+def test_mp4_cut_before_its_sample_description_is_one_line(tmp_path):
+    # the stream then has no codec context: an AttributeError traceback (found by the fuzzing suite)
+    path = write_clip(tmp_path / "a.mp4", _noisy(t=6))
+    data = path.read_bytes()
+    path.write_bytes(data[: data.index(b"stsd") - 4])
+    n, msg = _read_until_error(path)
+    assert n == 0 and str(path) in msg and "\n" not in msg
+
+
+def test_mp4_whose_sample_table_lists_more_frames_than_can_be_read_is_an_error(tmp_path):
+    # a damaged stts (sample durations) left 1 of 6 frames readable and passed as a short success
+    path = write_clip(tmp_path / "a.mp4", _noisy(t=6), options={"crf": "0", "bf": "0"})
+    data = bytearray(path.read_bytes())
+    at = data.index(b"stts") + 4 + 12  # version/flags, entry count, first entry's count: its delta
+    data[at : at + 4] = (0x7FFFFFFF).to_bytes(4, "big")
+    path.write_bytes(bytes(data))
+    n, msg = _read_until_error(path)
+    assert "its sample table lists 6 frames but only" in msg and f"damaged at frame {n}" in msg
+
+
+def test_mp4_edit_list_hiding_frames_is_not_damage(tmp_path):
+    # a copy cut with `ffmpeg -ss ... -c copy`: an edit list hides the first samples; FFmpeg still
+    # hands their packets out (marked discarded), so every sample is read and the file is whole
+    src = write_clip(tmp_path / "a.mp4", ramp_frames(8, 16, 24), options={"crf": "0", "bf": "0"})
+    dst = tmp_path / "trimmed.mp4"
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        ins = inp.streams.video[0]
+        outs = out.add_stream_from_template(ins)
+        for p in (q for q in inp.demux(ins) if q.size):
+            p.pts -= 2 * p.duration  # two frames before 0: the muxer writes an edit list hiding them
+            p.dts -= 2 * p.duration
+            p.stream = outs
+            out.mux(p)
+    assert len(list(read_frames(dst))) == 6
 
 
 def test_image_changing_size_mid_sequence(tmp_path):

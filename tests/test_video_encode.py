@@ -172,8 +172,8 @@ def test_write_checks_shape_and_dtype(tmp_path):
 
 @pytest.mark.parametrize("name,match", [
     ("o.webm", r"unknown output type \.webm; use \.mkv, \.mp4"),
-    ("o.png", r"a single image cannot hold a video; use a numbered pattern"),
-    ("%05d.jpg", r"image sequences are written as \.png or \.tif"),
+    ("o.png", r"a single image cannot hold a video; write a video such as out\.mkv"),
+    ("%05d.jpg", r"unknown output type \.jpg; use \.mkv, \.mp4, \.mov or \.avi$"),
 ])
 def test_unknown_output_types(tmp_path, name, match):
     with pytest.raises(OutputError, match=match):

@@ -149,3 +149,16 @@ def test_probe_all_shared_clips(shared_ir):
         assert info.width > 0 and info.height > 0 and info.fps > 0 and info.frame_count
         assert info.bit_depth == (16 if "lepton" in path.name or "16" in path.name else 8), path.name
         assert not info.palette_suspected, path.name
+
+
+@pytest.mark.parametrize("rate", [0xFFFFFFFF, 0x7FFFFFFF])
+def test_absurd_frame_rate_in_the_header_is_one_line(tmp_path, rate):
+    # AVI's dwRate (frames per dwScale seconds) damaged: 4e9 fps overflowed the writer (a traceback)
+    path = write_clip(tmp_path / "a.avi", ramp_frames(3, 8, 8))
+    data = bytearray(path.read_bytes())
+    at = data.find(b"strh") + 4 + 28  # past the tag: chunk size (4), then dwRate at 24
+    data[at : at + 4] = rate.to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+    with pytest.raises(InputError) as e:
+        probe(path)
+    assert "\n" not in str(e.value) and str(path) in str(e.value)

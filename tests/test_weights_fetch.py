@@ -57,8 +57,9 @@ def test_download_lands_in_the_hub_cache_verified(hub, entry, tiny_bytes):  # no
     path = fetch_entry(entry)
     assert path.read_bytes() == tiny_bytes
     assert hub.cache_dir in path.parents  # HF_HOME honoured; nothing written into the package
-    assert [m for m, _ in hub.requests] == ["HEAD", "GET"]
-    assert f"/{REPO}/resolve/{COMMIT}/{FILE}" in hub.requests[0][1]
+    assert hub.requests[0] == ("HEAD", "/")  # is the Hub there at all (see fetch._check_reachable)
+    assert [m for m, _ in hub.requests[1:]] == ["HEAD", "GET"]
+    assert f"/{REPO}/resolve/{COMMIT}/{FILE}" in hub.requests[1][1]
     model = load_model("test-hub")
     ref = load_model("tiny-random")
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), ref.state_dict().values()))
@@ -120,6 +121,20 @@ def test_hub_unreachable(hub, entry, no_backoff):  # noqa: F811
     hub.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
     with pytest.raises(WeightsError, match=f"cannot reach the Hub at http://127.0.0.1:{port}"):
         fetch_entry(entry)
+
+
+def test_hub_unreachable_fails_at_once_without_retry_noise(hub, entry, monkeypatch, capsys, caplog):  # noqa: F811
+    # huggingface_hub retried 5 times over ~25 s, printing two lines a retry, before the error
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    hub.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    slept = []
+    monkeypatch.setattr(time, "sleep", slept.append)
+    with caplog.at_level("WARNING"), pytest.raises(WeightsError) as err:
+        fetch_entry(entry)
+    assert "\n" not in str(err.value) and not [s for s in slept if s >= 1]  # no retry backoff waited for
+    assert "Retrying" not in capsys.readouterr().err + caplog.text
 
 
 def test_hf_spec_downloads_any_file(hub, entry):  # noqa: F811

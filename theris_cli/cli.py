@@ -14,7 +14,7 @@ import typer
 from rich.text import Text
 
 from theris_cli import __version__
-from theris_cli.commands import evaluate, info, preview, train, upscale, weights
+from theris_cli.commands import console, evaluate, info, preview, train, upscale, weights
 from theris_cli.commands.console import err_console
 from theris_cli.errors import TherisError
 
@@ -27,6 +27,24 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 _debug = False
+
+
+def _flags_without_type(option_class) -> None:
+    """Typer 0.29's rich help shows every flag as `--flag <bool>`; a flag takes no value, so no type."""
+    shown = option_class.display_type_rich
+
+    def display_type_rich(self, ctx):
+        return None if getattr(self, "is_flag", False) else shown(self, ctx)
+
+    option_class.display_type_rich = display_type_rich
+
+
+try:
+    from typer.core import TyperOption as _TyperOption
+
+    _flags_without_type(_TyperOption)
+except (ImportError, AttributeError):  # another Typer: its own help is left as it is
+    pass
 
 
 def _version_callback(value: bool) -> None:
@@ -72,9 +90,13 @@ def main() -> None:
     except typer.Exit as e:
         sys.exit(e.exit_code)
     except (typer.Abort, KeyboardInterrupt):
-        err_console.print("interrupted")
-        sys.exit(130)
+        rc = 130
     except typer.TyperException as e:  # usage errors: bad option, missing argument, ...
         e.show()
         sys.exit(getattr(e, "exit_code", 2))
+    if rc == 130 and not console.interrupt_reported:  # Typer turns Ctrl-C into a bare exit code 130
+        err_console.print(
+            "interrupted: the unfinished output was removed (finished files of a batch are kept; rerun to go on)",
+            soft_wrap=True,
+        )
     sys.exit(rc if isinstance(rc, int) else 0)

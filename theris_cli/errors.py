@@ -25,7 +25,15 @@ class InputError(TherisError):
 
 
 class OutputError(TherisError):
-    """The destination cannot be written (exists, unwritable, disk full, same as input)."""
+    """The destination cannot be written (exists, unwritable, disk full, same as input).
+
+    `errno` is the OS error behind it, when there is one: a batch stops on a full or read-only
+    disk (every further file would fail alike) and goes on after a file's own failure.
+    """
+
+    def __init__(self, message: str, *, errno: int | None = None):
+        super().__init__(message)
+        self.errno = errno
 
 
 class DeviceError(TherisError):
@@ -38,6 +46,10 @@ class BackendUnavailable(TherisError):
 
 class WeightsError(TherisError):
     """A checkpoint cannot be found, fetched, verified or understood."""
+
+
+class NumericalError(TherisError):
+    """The network produced values that are not numbers (NaN or infinite): no output is written."""
 
 
 class TrainingError(TherisError):

@@ -65,15 +65,23 @@ def partial_name(dst: Path) -> Path:
 
 def output_error(e: BaseException, dst: str | Path, what: str | None = None) -> OutputError:
     """One line for an OS error met while writing ``dst`` (``what``: which step, e.g. "frame 12"),
-    the same wording for every writer: the pipeline, the video encoder, reports and checkpoints."""
+    the same wording for every writer: the pipeline, the video encoder, reports and checkpoints.
+    The errno is kept on the error: a batch stops on a full or read-only disk."""
     code = getattr(e, "errno", None)
     where = f"{dst} ({what})" if what else f"{dst}"
     reason = (getattr(e, "strerror", None) or str(e)).strip().rstrip(".")
     if code in _DISK_FULL:
-        return OutputError(f"disk full while writing {where}; free some space (or choose another disk) and retry")
+        return OutputError(f"disk full while writing {where}; free some space (or choose another disk) and retry", errno=code)
+    if code == errno.EROFS:
+        return OutputError(f"cannot write {where}: read-only file system; choose another output folder", errno=code)
     if code in _DENIED or isinstance(e, PermissionError):
-        return OutputError(f"cannot write {where}: {reason.lower()}; choose another output")
-    return OutputError(f"cannot write {where}: {reason}")
+        return OutputError(f"cannot write {where}: {reason.lower()}; choose another output", errno=code)
+    return OutputError(f"cannot write {where}: {reason}", errno=code)
+
+
+def stops_everything(e: BaseException) -> bool:
+    """A write failed because the whole file system cannot take more (full, quota, read-only)."""
+    return isinstance(e, OutputError) and e.errno in _DISK_FULL | {errno.EROFS}
 
 
 @contextmanager
@@ -95,7 +103,10 @@ def atomic_output(dst: str | Path, *, overwrite: bool = False, src: str | Path |
         yield tmp
         if dst.exists() and not overwrite:  # appeared while we worked: still never touched
             raise OutputError(f"{dst} appeared while writing; pass --overwrite to replace it")
-        os.replace(tmp, dst)
+        try:
+            os.replace(tmp, dst)
+        except OSError as e:  # only about the output, whatever the errno (EIO too)
+            raise output_error(e, dst) from e
     except OSError as e:
         _remove(tmp)
         if e.errno in _WRITE_ERRNOS:

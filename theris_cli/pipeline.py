@@ -30,8 +30,8 @@ from typing import Any, Callable, Iterator, Optional
 
 import torch
 
-from theris_cli.errors import InputError, TherisError, UsageError
 from theris_cli.devices import precision_name, resolve_device, resolve_precision
+from theris_cli.errors import InputError, NumericalError, TherisError, UsageError, WeightsError
 from theris_cli.infer import SCALE, Upscaler
 from theris_cli.options import UpscaleOptions
 from theris_cli.outputs import atomic_output, check_destination, output_error
@@ -57,7 +57,7 @@ class UpscaleResult:
     fps_out: Fraction
     size_in: tuple[int, int]  # (width, height)
     size_out: tuple[int, int]
-    bit_depth: int
+    bit_depth: int  # of the output file (8 for --pix-fmt yuv420p even from 16-bit input)
     seconds: float  # wall clock, probe to rename
     stages: dict[str, float] = field(default_factory=dict)  # busy seconds: levels, load, decode, model, encode
     weights: str = ""  # the weights' name (registry name or file name)
@@ -79,11 +79,19 @@ class UpscaleResult:
 def check_input(src: str | Path) -> Path:
     """Fail early, in one line, on inputs that are certainly wrong (probe checks the rest)."""
     src = Path(src)
-    if "%" in src.name:  # an image-sequence pattern such as frames/%05d.png: probe resolves it
+    if "%" in src.name and not src.exists():  # an image-sequence pattern such as frames/%05d.png: probe resolves it
         return src
-    if src.is_dir():
+    if src.is_dir():  # a folder of numbered images is one sequence; anything else is refused here
+        from theris_cli.video.decode import image_files
+
+        try:
+            if image_files(src):
+                return src
+        except InputError:
+            pass
         raise InputError(
-            f"{src}: is a folder; give one video file, or an image pattern such as {src / 'frame_%05d.png'}"
+            f"{src}: is a folder without images; give a video file, a folder of images or a pattern such as "
+            f"{src / 'frame_%05d.png'} (a folder of videos takes a folder as output: theris batch)"
         )
     if not src.exists():
         raise InputError(f"{src}: no such file; check the path")
@@ -111,6 +119,17 @@ def load_weights(weights: Optional[str], device: torch.device,
     winfo = getattr(model, "weights_info", None)  # set by load_model: name, trained or random
     name = winfo.name if winfo is not None else (weights or "custom")
     return model, str(name), (winfo.trained if winfo is not None else None)
+
+
+def check_finite_weights(model: torch.nn.Module, label: str) -> None:
+    """Refuse weights holding NaN or infinities: they make every output frame NaN (black video)."""
+    tensors = list(model.named_parameters()) + list(model.named_buffers())
+    bad = [name for name, t in tensors if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise WeightsError(
+            f"{label}: {len(bad)} of its {len(tensors)} tensors hold NaN or infinite values (first: {bad[0]}); "
+            "the checkpoint is broken: re-download it or retrain"
+        )
 
 
 @contextmanager
@@ -145,6 +164,7 @@ def upscale_video(
     failure, leaving no output and no temporary file.
     """
     from theris_cli.video import VideoWriter, probe, scan_levels
+    from theris_cli.video.encode import check_crf
 
     t_start = time.perf_counter()
     stages = {"levels": 0.0, "load": 0.0, "decode": 0.0, "model": 0.0, "encode": 0.0}
@@ -155,6 +175,7 @@ def upscale_video(
     resolve_precision(opts.precision, dev)
     src, dst = check_input(src), Path(dst)
     check_output_name(dst)
+    check_crf(opts.crf, opts.codec, dst.suffix)
     check_destination(dst, overwrite=overwrite, src=src)
 
     info = probe(src)
@@ -167,12 +188,23 @@ def upscale_video(
         log.warning(msg)
         warnings.append(msg)
 
+    if info.vfr_gaps:
+        lo, hi = info.vfr_gaps
+        msg = (
+            f"{src} has a variable frame rate (frames {float(lo) * 1000:.0f} to {float(hi) * 1000:.0f} ms apart): its "
+            f"{info.frame_count} frames are taken as evenly spaced at the mean {float(info.fps):.4g} fps, so the "
+            "output lasts as long as the input"
+        )
+        log.warning(msg)
+        warnings.append(msg)
+
     t = time.perf_counter()
     levels = scan_levels(src)  # a full decode pass for 16-bit input (min/max), free for 8-bit
     stages["levels"] = time.perf_counter() - t
 
     t = time.perf_counter()
     model, weights, trained = load_weights(opts.weights, dev, model)
+    check_finite_weights(model, weights)
     up = Upscaler(model, device=dev, precision=opts.precision, window=opts.window, tile=opts.tile,
                   temporal_factor=temporal_factor)
     stages["load"] = time.perf_counter() - t
@@ -185,6 +217,7 @@ def upscale_video(
             tmp, SCALE * info.width, SCALE * info.height, fps_out, levels.bit_depth,
             codec=opts.codec, crf=opts.crf, pix_fmt=opts.pix_fmt, source=info, levels=levels,
         )
+        bits_out = writer.stored_bits
         for note in writer.notes:  # what the output container cannot carry over (audio, rotation, ...)
             log.warning("%s", note)
             warnings.append(note)
@@ -195,7 +228,7 @@ def upscale_video(
     return UpscaleResult(
         src=str(src), dst=str(dst), frames_in=counts["in"], frames_out=counts["out"],
         fps_in=info.fps, fps_out=fps_out, size_in=(info.width, info.height),
-        size_out=(SCALE * info.width, SCALE * info.height), bit_depth=levels.bit_depth,
+        size_out=(SCALE * info.width, SCALE * info.height), bit_depth=bits_out,
         seconds=time.perf_counter() - t_start, stages=stages, weights=str(weights), weights_trained=trained,
         device=str(up.device), precision=precision_name(up.dtype), tile=up.tile, warnings=warnings,
     )
@@ -325,6 +358,11 @@ class _Stages:
             if item is _End:
                 break
             t = time.perf_counter()
+            if not bool(torch.isfinite(item).all()):  # NaN would be written as black, and exit 0
+                raise NumericalError(
+                    f"{self.src}: the network's output frame {self.counts['out']} holds NaN or infinite values, so "
+                    "nothing was written; with --precision fp16 try fp32, else the weights do not suit this video"
+                )
             raw = self.levels.from_unit(item[0])  # round, clip to the container's range (not to lo..hi)
             try:
                 self.writer.write(raw)

@@ -27,6 +27,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from theris_cli.errors import OutputError
+
 UNREADABLE_GRACE_S = 60.0  # a lock with no content for this long lost its writer mid-create
 _HOST = socket.gethostname()
 
@@ -175,7 +177,17 @@ def _break_stale(path: Path, seen: bytes) -> bool:
 def try_claim(
     path: Path, *, input_name: str = "", stale_after: float = 600.0, heartbeat: float | None = None
 ) -> Claim | LockInfo | None:
-    """Claim `path`. Returns a Claim, or the live holder's LockInfo (None if it could not be read)."""
+    """Claim `path`. Returns a Claim, or the live holder's LockInfo (None if it could not be read).
+
+    Raises OutputError (with the errno) when the lock cannot be written: no half-written lock is left.
+    """
+    try:
+        return _try_claim(path, input_name=input_name, stale_after=stale_after, heartbeat=heartbeat)
+    except OSError as e:
+        raise OutputError(f"cannot write the lock {path}: {e.strerror or e}", errno=e.errno) from e
+
+
+def _try_claim(path: Path, *, input_name: str, stale_after: float, heartbeat: float | None) -> Claim | LockInfo | None:
     path.parent.mkdir(parents=True, exist_ok=True)
     heartbeat = heartbeat if heartbeat is not None else max(0.5, min(60.0, stale_after / 5))
     recovered: LockInfo | None = None
@@ -194,9 +206,13 @@ def try_claim(
             recovered = holder or recovered
             continue
         try:
-            os.write(fd, info.to_json())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            try:
+                os.write(fd, info.to_json())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError:
+            path.unlink(missing_ok=True)  # ours, empty or half written: it would look held for a minute
+            raise
         return Claim(path, info, recovered, heartbeat)
     return holder

@@ -124,6 +124,8 @@ def check_roots(in_dir: Path | str, out_dir: Path | str) -> tuple[Path, Path]:
         raise UsageError(f"IN_DIR {in_dir} {what}; give the folder that holds the recordings")
     in_root = in_root.resolve()
     out_root = Path(out_dir).expanduser().resolve()
+    if out_root.exists() and not out_root.is_dir():
+        raise UsageError(f"OUT_DIR {out_dir} is a file; give a folder (it is created if missing)")
     if out_root == in_root:
         raise UsageError("IN_DIR and OUT_DIR are the same folder; give a separate OUT_DIR so inputs are never overwritten")
     if inside(in_root, out_root):

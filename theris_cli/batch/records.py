@@ -24,6 +24,7 @@ from typing import Any, Mapping
 
 from theris_cli import __version__
 from theris_cli.batch.discover import Job
+from theris_cli.errors import OutputError
 
 RECORD_FORMAT = "theris-batch-record/1"
 _CHUNK = 1 << 20  # bytes per read when hashing outputs
@@ -62,16 +63,25 @@ def record_path(state_dir: Path, job: Job) -> Path:
 
 
 def write_record(path: Path, record: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write the record atomically; an OS error becomes an OutputError (the file is then not done)."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "w") as f:
             json.dump(dict(record), f, indent=1, sort_keys=True)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        raise OutputError(
+            f"cannot write its completion record {path}: {e.strerror or e}; the output is kept but not "
+            "counted as done, so a rerun redoes it", errno=e.errno,
+        ) from e
     finally:
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def make_record(job: Job, dst: Path, fingerprint: dict, settings: Mapping[str, Any], **extra: Any) -> dict:

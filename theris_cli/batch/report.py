@@ -21,16 +21,18 @@ _STYLE = {"done": "green", "skipped": "dim", "busy": "yellow", "failed": "bold r
 
 
 def write_report(path: Path, result: BatchResult) -> None:
-    """Write the report atomically (a reader never sees half a file)."""
+    """Write the report atomically (a reader never sees half a file); its folder must exist."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
         os.replace(tmp, path)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"cannot write the report {path}: {e.strerror or e}; choose another --report path") from e
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise OutputError(f"cannot write the report {path}: {e.strerror or e}", errno=e.errno) from e
 
 
 def summary_line(result: BatchResult) -> str:

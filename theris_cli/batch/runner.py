@@ -6,7 +6,11 @@ For each input of this worker's shard, in sorted order:
   otherwise: claim, upscale to a temporary name, rename, hash, write the record, release.
 A TherisError on one input (corrupt, unreadable, unsupported) fails that input only; any other
 exception is a bug and is isolated too, reported as internal with its traceback. Failures to
-load the model, Ctrl-C and SIGTERM stop the batch (after writing the report).
+load the model, Ctrl-C and SIGTERM stop the batch (after writing the report); so does a full or
+read-only OUT_DIR (ENOSPC, EDQUOT, EROFS at any write: output, record, lock), which every further
+file would meet too: that file fails, the rest are left for a rerun, and run_batch returns with
+`stopped` set. A report that cannot be written is noted in `report_errors`, never fatal: the
+outputs and records are what a rerun relies on.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from theris_cli.batch.records import (
 from theris_cli.batch.shard import Shard, resolve_shard
 from theris_cli.options import UpscaleOptions
 from theris_cli.errors import BackendUnavailable, DeviceError, OutputError, TherisError, UsageError, WeightsError
-from theris_cli.outputs import PARTIAL_MARK
+from theris_cli.outputs import PARTIAL_MARK, output_error, stops_everything
 
 OUTPUT_EXTENSIONS = ("mkv", "mp4", "mov", "avi", "nut", "same")  # "same": keep each input's container
 STATUSES = ("done", "skipped", "busy", "failed")
@@ -71,6 +75,8 @@ class BatchResult:
         default_factory=lambda: {k: v for k, v in os.environ.items() if k in _SLURM_KEYS}
     )
     files: list[FileResult] = field(default_factory=list)
+    not_started: int = 0  # inputs of this shard left untouched because the batch stopped early
+    report_errors: list[str] = field(default_factory=list)  # reports that could not be written
 
     def count(self, status: str) -> int:
         return sum(f.status == status for f in self.files)
@@ -138,9 +144,12 @@ def run_batch(
         raise UsageError(f"--ext {ext!r}: choose one of {', '.join(OUTPUT_EXTENSIONS)}")
     if stale_after <= 0:
         raise UsageError("--stale-after must be a positive number of seconds")
+    from theris_cli.video.encode import check_crf
+
+    options = UpscaleOptions.of(options, **fields)  # bad values fail the batch, once, before any work
+    check_crf(options.crf, options.codec, None if ext == "same" else "." + ext)  # once, not once per file
     in_root, out_root = check_roots(in_dir, out_dir)
     shard = shard if isinstance(shard, Shard) else resolve_shard(shard)
-    options = UpscaleOptions.of(options, **fields)  # bad values fail the batch, once, before any work
     if upscale is None:
         from theris_cli.devices import resolve_device, resolve_precision
         from theris_cli.pipeline import upscale_video as upscale
@@ -157,9 +166,16 @@ def run_batch(
     if model is None and Path(str(weights)).is_file():  # a local checkpoint: retraining it redoes outputs
         settings["weights_sha256"] = sha256_file(Path(str(weights)))
 
-    out_root.mkdir(parents=True, exist_ok=True)
-    for sub in ("done", "locks", "reports"):  # refuses a planted symlink out of OUT_DIR
-        safe_output_path(out_root, f"{STATE_DIR}/{sub}/x", create_parents=True)
+    report = check_report_path(report)
+    try:
+        out_root.mkdir(parents=True, exist_ok=True)
+        for sub in ("done", "locks", "reports"):  # refuses a planted symlink out of OUT_DIR
+            safe_output_path(out_root, f"{STATE_DIR}/{sub}/x", create_parents=True)
+    except OSError as e:
+        raise OutputError(
+            f"cannot create OUT_DIR {out_dir} (or its {STATE_DIR} folder): {e.strerror or e}; choose another OUT_DIR",
+            errno=e.errno,
+        ) from None
     state = out_root / STATE_DIR
     all_jobs = discover(in_root, out_root, ext=ext, path_filter=PathFilter(include, exclude))
     jobs = [j for j in all_jobs if shard.owns(j.rel.as_posix())]
@@ -184,6 +200,10 @@ def run_batch(
             fr.seconds = round(time.monotonic() - t0, 3)
             result.files.append(fr)
             listener.file_end(job, fr, size)
+            if worker.stop_reason:
+                result.not_started = len(jobs) - i - 1
+                result.stopped = f"{worker.stop_reason} (at {job.name})"
+                break
     except BaseException as e:
         result.stopped = "interrupted" if isinstance(e, KeyboardInterrupt) else f"{type(e).__name__}: {e}"
         if job is not None:
@@ -193,6 +213,19 @@ def run_batch(
         result.finished = time.time()
         _write_reports(result, state, report)
     return result
+
+
+def check_report_path(report: Path | str | None) -> Optional[Path]:
+    """Refuse a --report that cannot be written, before any work; its folder must exist (never made)."""
+    if report is None:
+        return None
+    path = Path(report)
+    if path.is_dir():
+        raise UsageError(f"--report {report} is a folder; give a file name such as {path / 'report.json'}")
+    if not path.parent.is_dir():
+        what = "does not exist" if not path.parent.exists() else "is not a folder"
+        raise UsageError(f"--report {report}: the folder {path.parent} {what}; create it or choose another path")
+    return path
 
 
 @dataclass
@@ -210,6 +243,7 @@ class _Worker:
     listener: BatchListener
     not_before: Optional[float]  # --overwrite: records older than this run do not count
     overwrite: bool
+    stop_reason: str = ""  # set when OUT_DIR's file system is full or read-only: the batch stops
 
     def _load_model(self) -> Any:
         # Once per batch, and only when some file needs it: a rerun with everything done loads nothing.
@@ -243,9 +277,12 @@ class _Worker:
             res.output_bytes = dst.stat().st_size
             return res
 
-        claim = try_claim(
-            lock_path(self.state / "locks", job.dst_rel.as_posix()), input_name=job.name, stale_after=self.stale_after
-        )
+        try:
+            claim = try_claim(
+                lock_path(self.state / "locks", job.dst_rel.as_posix()), input_name=job.name, stale_after=self.stale_after
+            )
+        except OutputError as e:
+            return self._failed(res, e, job)
         if not isinstance(claim, Claim):
             res.status = "busy"
             res.reason = f"being processed by {claim.describe()}" if claim else "being processed by another worker"
@@ -263,17 +300,27 @@ class _Worker:
             except FATAL:  # about this machine or the model, not the file: every file would fail
                 raise
             except TherisError as e:
-                res.reason, res.error_type = _short(str(e), job), type(e).__name__
+                self._failed(res, e, job)
             except Exception as e:  # a bug: isolate it, keep its traceback for the report
                 res.reason = f"internal error: {type(e).__name__}: {e}"
                 res.error_type, res.traceback = "internal", traceback.format_exc()
         return res
 
+    def _failed(self, res: FileResult, e: TherisError, job: Optional[Job] = None) -> FileResult:
+        res.reason = _short(str(e), job) if job is not None else str(e)
+        res.error_type = type(e).__name__
+        if stops_everything(e):
+            self.stop_reason = res.reason
+        return res
+
     def _process(self, job: Job, dst: Path, fingerprint: dict, model: Any, claim: Claim, res: FileResult) -> None:
         rec = record_path(self.state, job)
-        safe_output_path(self.out_root, rec.relative_to(self.out_root).as_posix(), create_parents=True)
-        rec.unlink(missing_ok=True)  # the old record describes an output about to be replaced
-        dst = safe_output_path(self.out_root, job.dst_rel, create_parents=True)
+        try:
+            safe_output_path(self.out_root, rec.relative_to(self.out_root).as_posix(), create_parents=True)
+            rec.unlink(missing_ok=True)  # the old record describes an output about to be replaced
+            dst = safe_output_path(self.out_root, job.dst_rel, create_parents=True)
+        except OSError as e:
+            raise output_error(e, dst.parent) from e
         # An output without a valid record is not done (a crash between rename and record, other
         # settings, a changed input): it is ours to replace, OUT_DIR being the batch's folder.
         replace = self.overwrite or dst.exists()
@@ -314,10 +361,16 @@ def remove_partials(dst: Path) -> list[Path]:
     return gone
 
 
-def _write_reports(result: BatchResult, state: Path, report: Path | str | None) -> None:
+def _write_reports(result: BatchResult, state: Path, report: Optional[Path]) -> None:
+    """Write OUT_DIR's report, then --report's; a failure is noted in `result.report_errors` (and in
+    the other report, where that one can be written), never raised: the batch's work is done."""
     from theris_cli.batch.report import write_report
 
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(result.started))
-    write_report(state / "reports" / f"{stamp}-{result.host}-{result.pid}-{uuid.uuid4().hex[:4]}.json", result)
-    if report is not None:
-        write_report(Path(report), result)
+    paths = [state / "reports" / f"{stamp}-{result.host}-{result.pid}-{uuid.uuid4().hex[:4]}.json"]
+    paths += [report] if report is not None else []
+    for path in paths:
+        try:
+            write_report(path, result)
+        except OutputError as e:
+            result.report_errors.append(str(e))

@@ -18,6 +18,7 @@ from rich.text import Text
 err_console = Console(stderr=True, highlight=False)  # progress, warnings, summaries, errors
 
 STOP_SIGNALS = ("SIGTERM", "SIGHUP")  # kill, scancel and Slurm's time limit; a closed terminal
+interrupt_reported = False  # set by a command that said itself how it was interrupted (train)
 
 
 @contextmanager

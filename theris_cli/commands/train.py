@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.text import Text
 
-from theris_cli.commands import args
+from theris_cli.commands import args, console
 from theris_cli.commands.console import err_console
 
 TRAIN_EPILOG = (
@@ -155,6 +155,7 @@ def train_cmd(
     if res.interrupted:
         err_console.print(f"interrupted at step {res.step}; saved {res.checkpoint}; continue with: "
                           f"theris train --resume {res.checkpoint}", soft_wrap=True)
+        console.interrupt_reported = True
         raise typer.Exit(130)
     err_console.print(f"done: {res.step} steps in {res.wall_time_s / 60:.1f} min; weights {res.checkpoint} "
                       f"(use with --weights {res.checkpoint})", soft_wrap=True)

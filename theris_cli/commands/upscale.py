@@ -15,15 +15,26 @@ from rich.text import Text
 
 from theris_cli.commands import args
 from theris_cli.commands.console import err_console, note_untrained, stop_on_signals, warnings_to
-from theris_cli.errors import BatchError, UsageError
+from theris_cli.errors import BatchError, OutputError, UsageError
 from theris_cli.options import UpscaleOptions
+
+
+def _holds_images(folder: Path) -> bool:
+    """A folder of images is one image sequence (upscaled into one video), not a batch."""
+    from theris_cli.errors import TherisError
+    from theris_cli.video.decode import image_files
+
+    try:
+        return bool(image_files(folder))
+    except TherisError:
+        return False
 
 
 def run_upscale(src: str, dst: str, options: UpscaleOptions, *, overwrite: bool = False, quiet: bool = False) -> None:
     """`theris upscale SRC DST`: a folder SRC goes to the batch runner, a video to upscale_video."""
-    if Path(src).is_dir():  # `upscale IN_DIR OUT_DIR`: the batch runner (skip-done, per-file results)
+    if Path(src).is_dir() and not _holds_images(Path(src)):  # `upscale IN_DIR OUT_DIR`: the batch runner
         if Path(dst).suffix and not Path(dst).is_dir():
-            raise UsageError(f"{src} is a folder, so the output must be a folder too, not {dst}")
+            raise UsageError(f"{src} is a folder of videos, so the output must be a folder too, not {dst}")
         run_batch_command(Path(src), Path(dst), options, quiet=quiet, overwrite=overwrite)
         return
     from theris_cli.commands.progress import UpscaleProgress
@@ -48,10 +59,12 @@ def run_upscale(src: str, dst: str, options: UpscaleOptions, *, overwrite: bool 
         note_untrained(res.weights)
 
 
-def run_batch_command(in_dir: Path, out_dir: Path, options: UpscaleOptions, *, quiet: bool = False, **batch_args: Any) -> None:
+def run_batch_command(in_dir: Path, out_dir: Path, options: Optional[UpscaleOptions] = None, *, quiet: bool = False,
+                      **batch_args: Any) -> None:
     """Run a batch with progress on stderr and the summary on stdout; BatchError if any file failed.
 
-    `theris batch` and `theris upscale IN_DIR OUT_DIR` both end here; `batch_args` are run_batch's.
+    `theris batch` and `theris upscale IN_DIR OUT_DIR` both end here; `batch_args` are run_batch's
+    (UpscaleOptions fields among them too, as run_batch takes them).
     """
     from theris_cli.batch import run_batch
     from theris_cli.batch.report import summary_line, summary_table
@@ -73,9 +86,20 @@ def run_batch_command(in_dir: Path, out_dir: Path, options: UpscaleOptions, *, q
     else:
         err_console.print(f"nothing to do: {summary_line(result)}")
     failed = result.count("failed")
-    if failed:  # a TherisError, so that main() prints one line and exits 1 (typer.Exit would be lost)
-        where = f"; details in {batch_args['report']}" if batch_args.get("report") else ""
+    report_is_the_error = bool(result.report_errors) and not (result.stopped or failed)
+    for problem in result.report_errors[:-1] if report_is_the_error else result.report_errors:
+        err_console.print(Text.assemble(("warning: ", "bold yellow"), problem), soft_wrap=True)
+    # TherisErrors, so that main() prints one line and exits 1 (typer.Exit would be lost)
+    if result.stopped:
+        raise BatchError(
+            f"stopped: {result.stopped}; {result.not_started} inputs not started; fix that and rerun the same "
+            "command to finish the rest (finished files are kept)"
+        )
+    if failed:
+        where = f"; details in {batch_args['report']}" if batch_args.get("report") and not result.report_errors else ""
         raise BatchError(f"{failed} of {len(result.files)} inputs failed{where}; fix or remove them and rerun (finished files are kept)")
+    if report_is_the_error:
+        raise OutputError(f"{result.report_errors[-1]} (every input is finished; the summary above is complete)")
 
 
 # --- the commands ------------------------------------------------------------------------------

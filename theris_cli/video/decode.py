@@ -18,12 +18,16 @@ directory of images (natural order: 2.png before 10.png). Pixel formats, and wha
 
 Errors are `InputError`s that name the file, and for damage mid-stream the frame index (counting
 from 0) where decoding went wrong: FFmpeg conceals many errors and a truncated Matroska file just
-ends early, so decoder error logs, corrupt-frame flags and a frame count short of the container's
-duration are all turned into errors rather than silently short or damaged output.
+ends early, so decoder error logs, corrupt-frame flags, a Matroska stream whose last frame ends
+before its header's duration and an AVI with fewer frames than its header are all turned into
+errors rather than silently short or damaged output. Decoding runs in the calling thread only (no
+FFmpeg threads) and collects that thread's error logs per packet, so the verdict on a file never
+depends on thread timing.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Iterator
@@ -75,10 +79,12 @@ def read_frames(path: str | Path) -> Iterator[np.ndarray]:
 def image_files(path: str | Path) -> list[Path] | None:
     """The image files `path` names (a `%d` pattern or a directory of images), else None.
 
+    A name with `%d` that is an existing file is that file, not a pattern.
+
     Raises InputError when `path` is such a pattern or directory but holds no image.
     """
     p = Path(path)
-    if _PATTERN.search(p.name):
+    if _PATTERN.search(p.name) and not p.is_file():  # a real file named "pct%d.mkv" is that file
         files = []
         start = next((s for s in range(_START_RANGE) if (p.parent / (p.name % s)).is_file()), None)
         if start is None:
@@ -130,6 +136,10 @@ def video_stream(container: av.container.InputContainer, path: str | Path) -> av
     """The first real video stream (cover art in audio files does not count)."""
     for s in container.streams.video:
         if not (s.disposition & av.stream.Disposition.attached_pic):
+            if s.codec_context is None:  # e.g. an MP4 whose sample description was cut off
+                raise InputError(
+                    f"{path}: its video stream has no decoder (damaged header or unknown codec); is it truncated?"
+                )
             return s
     if container.streams.audio:
         raise InputError(f"{path}: has no video stream (audio only); give a video file")
@@ -144,18 +154,25 @@ def decode_av_frames(path: str | Path) -> Iterator[av.VideoFrame]:
         return
     with open_container(path) as container:
         stream = video_stream(container, path)
-        stream.thread_type = "AUTO"  # frame + slice threads; decoders deliver display order either way
+        # No FFmpeg threads: with frame threads a decoder reports a damaged packet from a worker
+        # thread, some calls later or not at all before the capture closes, so the same file was
+        # caught on some runs only. Thermal frames are small; one thread decodes them far faster
+        # than the network runs.
+        stream.thread_type = "NONE"
+        stream.codec_context.thread_count = 1
         expected = expected_frame_count(container, stream)
-        matroska = "matroska" in container.format.name
+        fmt = container.format.name
         n = 0
+        read = 0  # packets with data, discarded ones included (an MP4 edit list hides some frames)
+        end = None  # where the last frame ends, in seconds (its pts plus its duration)
         packets = container.demux(stream)
-        sources = {container.format.name, stream.codec_context.name}  # the demuxer's and decoder's logs
         while True:
             try:
-                with _decoder_errors(sources) as errors:
+                with _decoder_errors() as errors:
                     packet = next(packets, None)
                     if packet is None:
                         break
+                    read += 1 if packet.size else 0
                     frames = packet.decode()
             except av.error.FFmpegError as e:
                 raise _damaged(path, n, _reason(e)) from None
@@ -164,16 +181,12 @@ def decode_av_frames(path: str | Path) -> Iterator[av.VideoFrame]:
             for frame in frames:
                 if frame.is_corrupt:
                     raise _damaged(path, n, "the decoder flagged the frame as corrupt")
+                if frame.pts is not None and frame.time_base:
+                    ends = (frame.pts + (frame.duration or 0)) * Fraction(frame.time_base)
+                    end = ends if end is None else max(end, ends)
                 n += 1
                 yield frame
-        # A Matroska file cut at a cluster boundary can end without an error, but its header still
-        # states the duration. One frame of slack: durations are rounded to 1 ms. Not for MP4: an
-        # edit list may hide frames that its sample count includes (and a cut MP4 fails loudly).
-        if matroska and expected is not None and n < expected - 1:
-            raise InputError(
-                f"{path}: ends after {n} frames but its header promises about {expected}: "
-                f"truncated or damaged at frame {n} (counting from 0); re-copy or re-export the file"
-            )
+        _check_complete(path, container, stream, fmt, n, end, expected, read)
         if n == 0:
             raise InputError(f"{path}: contains no video frames")
 
@@ -182,14 +195,49 @@ def _decode_images(path: str | Path, files: list[Path]) -> Iterator[av.VideoFram
     for index, f in enumerate(files):
         try:
             with av.open(str(f), "r") as c:
-                with _decoder_errors({c.format.name, c.streams.video[0].codec_context.name}) as errors:
-                    frame = next(c.decode(video=0), None)
+                stream = c.streams.video[0]
+                stream.thread_type = "NONE"  # as for video: every log line arrives in this thread
+                with _decoder_errors() as errors:
+                    frame = next(c.decode(stream), None)
         except (av.error.FFmpegError, ValueError, IndexError) as e:
             raise InputError(f"{path}: image {f.name} (frame {index}) cannot be read: {_reason(e)}") from None
         if frame is None or errors:
             detail = errors[0] if errors else "no picture in it"
             raise InputError(f"{path}: image {f.name} (frame {index}) cannot be read: {detail}")
         yield frame
+
+
+def _check_complete(
+    path, container, stream, fmt: str, n: int, end: Fraction | None, expected: int | None, read: int
+) -> None:
+    """A stream that ended without an error can still be cut short; the container says so.
+
+    Matroska cut at a cluster boundary just ends: its header still states the duration, so the
+    last frame must end within half a frame of it (by timestamps, not by count: variable-rate
+    video has fewer frames than duration x nominal rate). AVI states its frame count. MP4 states
+    its sample count: every sample must be read as a packet (not decoded into a frame: an edit
+    list may hide frames, whose packets FFmpeg still hands out marked as discarded).
+    """
+    if "mp4" in fmt and stream.frames and read < stream.frames:
+        raise InputError(
+            f"{path}: its sample table lists {stream.frames} frames but only {read} could be read: damaged at "
+            f"frame {n} (counting from 0); re-copy or re-export the file"
+        )
+    if "matroska" in fmt:
+        header_end, rate = _matroska_end(container, stream), stream_rate(stream)
+        if end is not None and header_end is not None and rate:
+            slack = 1 / (2 * rate) + Fraction(1, 500)  # half a frame, plus durations rounded to 1 ms
+            if header_end - end > slack:
+                raise InputError(
+                    f"{path}: its last frame ends at {float(end):.3f} s but its header says the video runs to "
+                    f"{float(header_end):.3f} s: truncated or damaged at frame {n} (counting from 0); re-copy or re-export the file"
+                )
+            return
+    if ("matroska" in fmt or fmt == "avi") and expected is not None and n < expected - ("matroska" in fmt):
+        raise InputError(
+            f"{path}: ends after {n} frames but its header promises {'about ' if 'matroska' in fmt else ''}{expected}: "
+            f"truncated or damaged at frame {n} (counting from 0); re-copy or re-export the file"
+        )
 
 
 def expected_frame_count(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int | None:
@@ -210,12 +258,38 @@ def video_seconds(container: av.container.InputContainer, stream: av.video.strea
     """
     if stream.duration is not None and stream.time_base is not None:
         return stream.duration * stream.time_base
+    tagged = _tag_seconds(stream.metadata.get("DURATION"))  # Matroska's per-track tag: where the track ends
+    if tagged is not None:
+        return tagged - _start_seconds(stream)
     if container.duration is None:
         return None
     seconds = Fraction(container.duration, av.time_base)
     if container.start_time is not None and stream.start_time is not None and stream.time_base is not None:
         seconds -= stream.start_time * stream.time_base - Fraction(container.start_time, av.time_base)
     return seconds
+
+
+def _start_seconds(stream: av.video.stream.VideoStream) -> Fraction:
+    if stream.start_time is None or not stream.time_base:
+        return Fraction(0)
+    return stream.start_time * Fraction(stream.time_base)
+
+
+def _matroska_end(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> Fraction | None:
+    """Where a Matroska video track ends by its header, in seconds on the stream's clock: the
+    track's DURATION tag, else the segment's duration (which counts from 0, not from the first frame)."""
+    tagged = _tag_seconds(stream.metadata.get("DURATION"))
+    if tagged is not None:
+        return tagged
+    return Fraction(container.duration, av.time_base) if container.duration is not None else None
+
+
+def _tag_seconds(tag: str | None) -> Fraction | None:
+    """'HH:MM:SS.nnnnnnnnn' (FFmpeg's and mkvmerge's DURATION tag) in seconds, else None."""
+    m = re.fullmatch(r"(\d+):(\d\d):(\d\d(?:\.\d+)?)", (tag or "").strip())
+    if not m:
+        return None
+    return int(m[1]) * 3600 + int(m[2]) * 60 + Fraction(m[3])
 
 
 def stream_rate(stream: av.video.stream.VideoStream) -> Fraction | None:
@@ -245,40 +319,40 @@ def snap_rate(rate: Fraction) -> Fraction:
 
 
 _log_lock = threading.Lock()
-_log_users = 0
-_log_restore: tuple = (None, True)
+
+
+def _keep_error_logs() -> None:
+    """Make sure PyAV hands FFmpeg's error-level logs to Python, for the rest of the process.
+
+    PyAV drops every log while its level is None (its default). The level is switched on once and
+    never off again: switching it off while a decoder elsewhere is still logging loses that log
+    (FFmpeg checks the level in C, PyAV again under the GIL, and then compares with None: the
+    TypeError PyAV used to print from its callback). Identical lines must each arrive (damage
+    seen by probe and again by the decode). A NullHandler on "libav" keeps stray lines (outside a
+    capture) off stderr unless the application configured logging itself.
+    """
+    with _log_lock:
+        if av.logging.get_level() is None:
+            logging.getLogger("libav").addHandler(logging.NullHandler())
+            av.logging.set_level(av.logging.ERROR)
+        av.logging.set_skip_repeated(False)
 
 
 @contextmanager
-def _decoder_errors(sources: set[str]) -> Iterator[list[str]]:
-    """Collect FFmpeg's error-level log lines from `sources` (demuxer and decoder names) inside.
+def _decoder_errors() -> Iterator[list[str]]:
+    """Collect the error-level FFmpeg log lines of work done inside, in this thread.
 
     FFmpeg conceals damage (FFV1 'slice CRC mismatch', Matroska 'File ended prematurely') and goes
-    on; its log is the only sign. PyAV drops logs unless a level is set, so set ERROR just for the
-    call and restore the caller's setting. The capture is process-wide (decoder threads log from
-    their own threads), hence the filter by name: an encoder running in another thread meanwhile
-    logs under its own name.
+    on; its log is the only sign. The capture is local to the calling thread, and callers decode
+    without FFmpeg threads (see `decode_av_frames`), so every line of this decode's demuxer and
+    decoder is here before the call returns, and nothing from another thread (an encoder, a
+    second decode) ever is: the same file gives the same outcome on every run.
     """
-    global _log_users, _log_restore
-    with _log_lock:  # several threads may decode at once: the first in switches logging on, the last out off
-        if _log_users == 0:
-            _log_restore = (av.logging.get_level(), av.logging.get_skip_repeated())
-            if _log_restore[0] is None:
-                av.logging.set_level(av.logging.ERROR)
-            av.logging.set_skip_repeated(False)  # damage seen twice (probe, then decode) must show twice
-        _log_users += 1
+    _keep_error_logs()
     errors: list[str] = []
-    try:
-        with av.logging.Capture(local=False) as logs:
-            yield errors
-    finally:
-        with _log_lock:
-            _log_users -= 1
-            if _log_users == 0:
-                if _log_restore[0] is None:
-                    av.logging.set_level(None)
-                av.logging.set_skip_repeated(_log_restore[1])
-    errors.extend(m.strip() for level, name, m in logs if level <= av.logging.ERROR and name in sources and m.strip())
+    with av.logging.Capture(local=True) as logs:
+        yield errors
+    errors.extend(m.strip() for level, _name, m in logs if level <= av.logging.ERROR and m.strip())
 
 
 def _damaged(path: str | Path, index: int, detail: str) -> InputError:
@@ -413,9 +487,11 @@ def colour_fraction(frame: av.VideoFrame) -> float:
         return 0.0
     if kind == "yuv":
         deep = bits > 8
-        planes = frame.reformat(format="yuv444p16le" if deep else "yuv444p").to_ndarray()
+        out = frame.reformat(format="yuv444p16le" if deep else "yuv444p")
+        # the chroma planes one by one: PyAV's to_ndarray is (H, W, 3) for yuv444p16le, not planar
+        chroma = np.stack([_plane(out, i, "<u2" if deep else np.uint8, frame.width, frame.height) for i in (1, 2)])
         mid, tol = (32768, CHROMA_TOLERANCE_8BIT * 256) if deep else (128, CHROMA_TOLERANCE_8BIT)
-        chroma = planes[1:].astype(np.int32) - mid
+        chroma = chroma.astype(np.int32) - mid
         off = np.abs(chroma).max(axis=0) > tol
         return float(off.mean())
     raw = _rgb(frame)

@@ -39,7 +39,7 @@ from typing import Any
 import av
 import numpy as np
 
-from ..errors import OutputError
+from ..errors import OutputError, UsageError
 from ..outputs import output_error
 from .decode import full_to_limited, pixel_kind
 from .levels import Levels
@@ -53,6 +53,7 @@ _CONTAINERS = {".mkv": "matroska", ".mp4": "mp4", ".mov": "mov", ".avi": "avi"}
 _IMAGE_CODECS = {".png": "png", ".tif": "tiff", ".tiff": "tiff"}
 _DEFAULT_CODEC = {".mkv": "ffv1", ".avi": "ffv1", ".mp4": "libx264", ".mov": "libx264"}
 _CRF_CODECS = {"libx264", "libx265", "libvpx-vp9", "libsvtav1", "libaom-av1"}
+_CRF_MAX = {"libx264": 51, "libx265": 51, "libvpx-vp9": 63, "libsvtav1": 63, "libaom-av1": 63}  # the encoders' own ranges
 _ROTATION_CONTAINERS = {".mkv", ".mp4", ".mov"}
 _AUDIO_FALLBACK = {".mkv": "flac", ".mp4": "aac", ".mov": "aac", ".avi": "pcm_s16le"}
 _CODEC_OPTIONS = {"ffv1": {"level": "3", "slicecrc": "1"}}  # FFV1 v3 with per-slice CRCs
@@ -65,17 +66,22 @@ def output_kind(path: str | Path) -> str:
     """
     p = Path(path)
     ext = p.suffix.lower()
-    if _PATTERN.search(p.name):
-        if ext not in _IMAGE_CODECS:
-            raise OutputError(f"{path}: image sequences are written as .png or .tif, e.g. out/%05d.png")
+    if _PATTERN.search(p.name) and ext in _IMAGE_CODECS:
         return "images"
     if ext in _IMAGE_CODECS:
-        raise OutputError(f"{path}: a single image cannot hold a video; use a numbered pattern such as out/%05d{ext}")
+        raise OutputError(f"{path}: a single image cannot hold a video; write a video such as out.mkv (16-bit lossless)")
     if ext not in _CONTAINERS:
-        raise OutputError(
-            f"{path}: unknown output type {ext or '(no extension)'}; use .mkv, .mp4, .mov, .avi or out/%05d.png"
-        )
+        raise OutputError(f"{path}: unknown output type {ext or '(no extension)'}; use .mkv, .mp4, .mov or .avi")
     return "video"
+
+
+def check_crf(crf: int | None, codec: str | None = None, ext: str | None = None) -> None:
+    """Refuse a CRF outside the encoder's range (`codec`, else the default for `ext`): encoders
+    clamp it without a word (x264 takes --crf 100 as 51)."""
+    codec = codec or _DEFAULT_CODEC.get((ext or "").lower())
+    top = _CRF_MAX.get(codec or "")
+    if crf is not None and top is not None and not 0 <= crf <= top:
+        raise UsageError(f"--crf {crf}: {codec} takes 0 (best) to {top} (smallest file)")
 
 
 class VideoWriter:
@@ -119,10 +125,16 @@ class VideoWriter:
         options = dict(_CODEC_OPTIONS.get(self.codec, {}))
         if crf is not None or self.codec in ("libx264", "libx265"):
             if self.codec in _CRF_CODECS:
+                check_crf(crf, self.codec)
                 options["crf"] = str(DEFAULT_CRF if crf is None else crf)
             else:
                 self.notes.append(f"--crf ignored: {self.codec} has no CRF (it is lossless or fixed-quality)")
         self._open(options, source)
+
+    @property
+    def stored_bits(self) -> int:
+        """Bits per sample the file stores: 8 for yuv420p even from 16-bit frames, 16 for gray16le."""
+        return self._target_bits
 
     # ------------------------------------------------------------------ setup
 

@@ -5,6 +5,12 @@
 `probe` opens the container and decodes the first few frames (the stream's pixel format, rotation
 and colour are only certain on decoded frames). Counts and durations from the container are
 estimates: `read_frames` counts the real frames.
+
+Variable frame rate: a Matroska file (which states a nominal rate, not a frame count) has its
+packet timestamps read, without decoding. When the frames are not evenly spaced (a recorder that
+dropped frames), `vfr_gaps` holds the shortest and longest gap and `fps` becomes the mean rate,
+frames / duration: theris takes the frames as evenly spaced at that rate, so an output keeps the
+input's duration (motion between two frames is not re-timed). MP4 states its mean rate itself.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from .decode import (
     is_full_range,
     open_container,
     pixel_kind,
+    snap_rate,
     stream_rate,
     video_seconds,
     video_stream,
@@ -35,6 +42,8 @@ __all__ = ["VideoInfo", "probe", "DEFAULT_IMAGE_FPS"]
 DEFAULT_IMAGE_FPS = Fraction(25)  # FFmpeg's image2 default; image files carry no rate
 PROBE_FRAMES = 5  # frames decoded by probe for pixel format, rotation and palette detection
 PALETTE_SHARE = 0.05  # more than 5% of pixels clearly coloured -> false colour, not temperature
+MAX_FPS = 10_000  # frames per second; the fastest thermal cameras record a few thousand, windowed
+VFR_TOLERANCE = Fraction(1, 2)  # a gap off the nominal frame duration by more than half a frame is uneven
 
 # container tags that describe the old file rather than the content, so are not carried over
 _TECHNICAL_TAGS = {"encoder", "software", "major_brand", "minor_version", "compatible_brands", "duration"}
@@ -64,6 +73,7 @@ class VideoInfo:
     fps_guessed: bool = False  # True when the input has no rate of its own (image sequences)
     audio_codec: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)  # container tags (title, comment, ...)
+    vfr_gaps: tuple[Fraction, Fraction] | None = None  # variable rate: (shortest, longest) gap in seconds
 
     @property
     def dtype(self) -> str:
@@ -112,16 +122,53 @@ def probe(path: str | Path) -> VideoInfo:
             raise InputError(f"{path}: the video stream states no frame rate; remux it with one (ffmpeg -r)")
         audio = container.streams.audio[0] if container.streams.audio else None
         duration = video_seconds(container, stream)
+        frame_count = expected_frame_count(container, stream)
+        gaps = None
+        if "matroska" in container.format.name:
+            frame_count, fps, gaps = _matroska_timing(container, stream, fps, duration, frame_count)
+        if not 0 < fps <= MAX_FPS:
+            raise InputError(
+                f"{path}: its header states {float(fps):.6g} frames per second, which no camera records: the header "
+                "is damaged; remux it with the real rate (ffmpeg -r)"
+            )
         metadata = {k: v for k, v in container.metadata.items() if k.lower() not in _TECHNICAL_TAGS}
         return VideoInfo(
             kind="video",
             fps=fps,
-            frame_count=expected_frame_count(container, stream),
+            frame_count=frame_count,
             has_audio=audio is not None,
             audio_codec=audio.codec_context.name if audio is not None else None,
             codec=stream.codec_context.name,
             container=container.format.name,
             duration=duration,
             metadata=metadata,
+            vfr_gaps=gaps,
             **common,
         )
+
+
+def _matroska_timing(container, stream, fps: Fraction, duration: Fraction | None, count: int | None):
+    """(frame count, rate, gaps) of a Matroska video from its packets' timestamps (no decoding).
+
+    Matroska states a nominal rate and a duration, never a frame count. The count is the number of
+    packets; uneven spacing makes `fps` the mean rate over the duration (see the module doc).
+    """
+    tb = Fraction(stream.time_base) if stream.time_base else None
+    try:
+        pts = sorted(p.pts for p in container.demux(stream) if p.size and p.pts is not None)
+    except av.error.FFmpegError:
+        return count, fps, None  # damage: decoding reports it with the frame index
+    if tb is None or len(pts) < 2:
+        return (len(pts) or count), fps, None
+    gaps = [(b - a) * tb for a, b in zip(pts, pts[1:])]
+    shortest, longest = min(gaps), max(gaps)
+    if shortest <= 0:
+        return len(pts), fps, None  # repeated timestamps: not a rate question; decoding judges the file
+    if longest - shortest <= VFR_TOLERANCE * shortest:  # evenly spaced: the timestamps' rate is the truth
+        gap = (pts[-1] - pts[0]) * tb / len(gaps)
+        if abs(1 / fps - gap) <= VFR_TOLERANCE * gap:  # the header's rate, more exact than ms timestamps
+            return len(pts), fps, None
+        return len(pts), snap_rate(1 / gap).limit_denominator(1_000_000), None
+    seconds = duration if duration and duration > 0 else (pts[-1] - pts[0]) * tb + shortest
+    mean = snap_rate(Fraction(len(pts)) / seconds).limit_denominator(1_000_000)
+    return len(pts), mean, (shortest, longest)

@@ -9,8 +9,10 @@ transfer never becomes a cached file. Nothing is ever written into the installed
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from theris_cli.errors import WeightsError
 from theris_cli.weights.registry import ModelEntry, is_shipped_present, shipped_path
 
 _CHUNK = 1 << 20  # bytes per read while hashing: constant memory for any file size
+REACH_TIMEOUT_S = 10.0  # seconds to wait for the Hub's first answer (huggingface_hub's own ETag timeout)
 _HF_SPEC_RE = re.compile(r"^hf://(?P<repo>[^/@\s]+/[^/@\s]+)/(?P<file>[^@\s]+?)(?:@(?P<rev>[^@\s/]+))?$")
 
 
@@ -88,12 +91,15 @@ def download_hub_file(hf: HubFile, *, label: str | None = None) -> Path:
 
     label = label or str(hf)
     endpoint = hf_constants.ENDPOINT
+    if not hf_constants.HF_HUB_OFFLINE and cached_hub_path(hf) is None:
+        _check_reachable(endpoint, label)
     try:
-        return Path(
-            huggingface_hub.hf_hub_download(
-                hf.repo_id, hf.filename, revision=hf.revision, library_name="theris", library_version=__version__
+        with _quiet_retries():
+            return Path(
+                huggingface_hub.hf_hub_download(
+                    hf.repo_id, hf.filename, revision=hf.revision, library_name="theris", library_version=__version__
+                )
             )
-        )
     except LocalEntryNotFoundError as e:
         # hf_hub_download could not reach the Hub (or was told not to) and has no cached copy
         offline = hf_constants.HF_HUB_OFFLINE or isinstance(e.__cause__, OfflineModeIsEnabled)
@@ -132,6 +138,37 @@ def download_hub_file(hf: HubFile, *, label: str | None = None) -> Path:
                 f"downloading {label} failed ({_reason(e)}); nothing was cached: check HF_HOME and free space, then retry"
             ) from None
         raise
+
+
+def _check_reachable(endpoint: str, label: str) -> None:
+    """Fail in one line, at once, when the Hub cannot be reached at all (no network, refused, bad
+    HF_ENDPOINT): huggingface_hub would retry five times over about 25 s, printing each retry.
+    One HEAD request through huggingface_hub's own HTTP client (its proxies and certificates); any
+    HTTP answer counts as reachable, and the download's own retries still cover a flaky network."""
+    from huggingface_hub.utils import get_session
+
+    try:
+        get_session().head(endpoint, timeout=REACH_TIMEOUT_S, follow_redirects=False)
+    except Exception as e:
+        if not _is_transport_error(e):
+            raise
+        raise WeightsError(
+            f"cannot reach the Hub at {endpoint} to download {label}, and it is not in the Hub cache "
+            f"({_reason(e)}): check the connection, proxy or HF_ENDPOINT, then retry"
+        ) from None
+
+
+@contextmanager
+def _quiet_retries():
+    """Keep huggingface_hub's retry warnings (two lines a retry) off the terminal during a download:
+    the outcome is reported in one line either way."""
+    logger = logging.getLogger("huggingface_hub.utils._http")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _is_transport_error(e: BaseException) -> bool:
