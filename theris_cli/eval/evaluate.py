@@ -31,6 +31,7 @@ from theris_cli.batch.discover import VIDEO_EXTENSIONS  # what a folder argument
 from theris_cli.errors import InputError, UsageError
 from theris_cli.eval import metrics
 from theris_cli.eval.baselines import BASELINES, Predictor
+from theris_cli.protocol import crop_to_multiple, make_lr
 
 METHODS = ("theris", "bicubic", "ffmpeg")  # every method `evaluate` knows, in table order
 MIN_FRAMES = 3  # HR frames: 2 LR inputs and one frame between them
@@ -205,8 +206,6 @@ def evaluate_frames(hr: torch.Tensor, predictors: Mapping[str, Predictor]) -> di
 
     hr: (N, 1, H, W) in [0, 1], N odd >= 3, H and W multiples of 4 and >= MIN_SIZE.
     """
-    from theris_cli.train.degrade import make_lr
-
     n, c, h, w = hr.shape
     if c != 1 or n < MIN_FRAMES or n % 2 == 0 or h % SCALE or w % SCALE or min(h, w) < MIN_SIZE:
         raise ValueError(
@@ -264,7 +263,6 @@ def load_clip(path: str | Path, max_frames: int | None = None):
 
     Raises InputError when the clip is too short (< MIN_FRAMES) or too small (< MIN_SIZE after cropping).
     """
-    from theris_cli.train.degrade import crop_to_multiple
     from theris_cli.video import read_frames, scan_levels
 
     if max_frames is not None and max_frames < MIN_FRAMES:
