@@ -372,15 +372,23 @@ def evaluate_cmd(
         "(the table then goes to stderr).",
     ),
     device: str = typer.Option("auto", "--device", help="Device for the model: auto, cpu, cuda or cuda:N."),
+    split: Optional[str] = typer.Option(
+        None, "--split", help="Score the validation clips of this named split (e.g. v1), found by name under the "
+        "CLIPS folders.",
+    ),
 ) -> None:
-    """Score THERIS against classical upscalers on clips: PSNR, SSIM, temporal consistency.
+    """Score THERIS against classical upscalers on clips: PSNR, SSIM, temporal consistency, motion.
 
     Each clip is mapped to [0, 1] by its own levels, cropped to multiples of 4, cut to an odd number
     of frames N; every other frame is shrunk x1/4 (antialiased bicubic) as the input, and each method
     predicts all N frames. Figures: over all frames, input-aligned frames (in) and interpolated frames
-    (interp), per clip and averaged over clips.
+    (interp), per clip and averaged over clips; PSNR and SSIM over the moving pixels of the
+    interpolated frames (move: where the truth differs from the mean of its two neighbours by more
+    than 3 % of the range, dilated 2 px), with the masked pixel count.
 
     Example: theris evaluate clips/ --methods theris,bicubic,ffmpeg --json results.json
+
+    Example: theris evaluate ../shared/data --split v1 --methods theris,bicubic
     """
     from theris_cli.eval.evaluate import check_methods, evaluate, render
     from theris_cli.outputs import atomic_output, check_destination
@@ -395,7 +403,7 @@ def evaluate_cmd(
     with console.status("evaluating…") as status:
         ev = evaluate(
             clips, methods=names, weights=weights, max_frames=max_frames, device=device,
-            on_progress=lambda msg: status.update(msg),
+            on_progress=lambda msg: status.update(msg), split=split,
         )
     for renderable in render(ev):
         console.print(renderable)

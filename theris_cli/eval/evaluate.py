@@ -10,11 +10,17 @@ Protocol, per clip (the STVSR convention; the same degradation as training, `tra
 4. every method predicts all N HR frames from the LR input; predictions are clamped to [0, 1];
 5. PSNR and SSIM (`metrics.py`, grey channel, no border crop, data range 1) per frame, averaged over
    all frames, over input-aligned frames (even indices: an LR input exists at that time) and over
-   interpolated frames (odd indices: new frames); temporal consistency over consecutive pairs.
+   interpolated frames (odd indices: new frames); temporal consistency over consecutive pairs;
+6. motion figures: PSNR and SSIM over the moving pixels of the interpolated frames only, the mask
+   made from the truth alone (`protocol.motion_mask`: |true - mean of its two neighbours| > 3 % of
+   the range, dilated 2 px; the same pixels for every method), with its pixel count, so that a
+   small mask is visible. Where a linear blend is right (static background) nothing is masked.
 
 Figures averaged over clips are means of the per-clip figures (each clip counts once, whatever its
 length). Methods: `theris` (a model through `infer.Upscaler`: windows of 4 LR frames, stride 3,
 fp32), `bicubic` and `ffmpeg` (`baselines.py`).
+`--split NAME` scores the validation clips of a named split (`theris_cli/splits.py`), found by
+name under the folders given.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from theris_cli.batch.discover import VIDEO_EXTENSIONS  # what a folder argument
 from theris_cli.errors import InputError, UsageError
 from theris_cli.eval import metrics
 from theris_cli.eval.baselines import BASELINES, Predictor
-from theris_cli.protocol import crop_to_multiple, make_lr
+from theris_cli.protocol import MOTION_DILATE, MOTION_THRESHOLD, crop_to_multiple, make_lr, motion_mask
 
 METHODS = ("theris", "bicubic", "ffmpeg")  # every method `evaluate` knows, in table order
 MIN_FRAMES = 3  # HR frames: 2 LR inputs and one frame between them
@@ -42,14 +48,17 @@ SUBSETS = ("all", "aligned", "interpolated")  # frame subsets: every frame, even
 PROTOCOL = {
     "scale": SCALE,
     "temporal_factor": 2,
-    "degradation": "make_lr: HR frames 0,2,4,... antialiased bicubic x1/4 (theris_cli.train.degrade)",
+    "degradation": "make_lr: HR frames 0,2,4,... antialiased bicubic x1/4 (theris_cli.protocol)",
     "levels": "per clip: 8-bit 0..255, 16-bit the clip's min..max -> [0, 1]",
     "crop": "H, W to multiples of 4 (top-left kept); odd number of HR frames",
     "psnr": f"per frame on [0, 1], grey, no border crop, then averaged; exact match reported as {metrics.PSNR_CAP:g} dB",
     "ssim": f"pytorch_msssim.ssim, Gaussian window {metrics.SSIM_WINDOW}, sigma {metrics.SSIM_SIGMA}, data_range 1, per frame",
     "subsets": "all frames; aligned = even indices (an LR input exists); interpolated = odd indices",
     "tmae": "mean |(pred[t+1]-pred[t]) - (gt[t+1]-gt[t])| over consecutive frames, grey units",
-    "clip_mean": "average of per-clip figures",
+    "motion": f"interpolated frames only; mask from the truth: |gt[2i+1] - (gt[2i] + gt[2i+2]) / 2| > "
+              f"{MOTION_THRESHOLD:g} of the range, dilated {MOTION_DILATE} px; PSNR of the MSE pooled over the mask, "
+              "SSIM map (same window as ssim) averaged over the mask 5 px from the border; null if the mask is empty",
+    "clip_mean": "average of per-clip figures (motion: over the clips with a mask)",
 }
 
 
@@ -67,6 +76,16 @@ class Subset:
 
 
 @dataclass
+class Motion:
+    """Figures over the moving pixels of the interpolated frames (see the module docstring, 6.)."""
+
+    psnr: float | None  # dB; None: no moving pixel
+    ssim: float | None
+    pixels: int  # masked pixels over all interpolated frames
+    fraction: float  # of all the interpolated frames' pixels
+
+
+@dataclass
 class MethodScore:
     """One method on one clip (or the mean over clips)."""
 
@@ -76,13 +95,21 @@ class MethodScore:
     tmae: float  # mean |Δpred − Δgt| of consecutive frames, grey units of the data range (lower is better)
     tpsnr: float  # PSNR of the frame differences, dB (higher is better)
     seconds: float  # wall time of the prediction (not the scoring); summed over clips in the mean
+    motion: Motion | None = None  # None: not measured (JSON written before the motion figures)
 
     def subset(self, name: str) -> Subset:
         return getattr(self, name)
 
     @classmethod
     def from_dict(cls, d: dict) -> MethodScore:
-        return cls(**{k: Subset(**d[k]) if k in SUBSETS else d[k] for k in d})
+        def field_of(k, v):
+            if k in SUBSETS:
+                return Subset(**v)
+            if k == "motion":
+                return None if v is None else Motion(**v)
+            return v
+
+        return cls(**{k: field_of(k, v) for k, v in d.items()})
 
 
 @dataclass
@@ -115,6 +142,7 @@ class Evaluation:
     mean: dict[str, MethodScore]  # per method, average of the per-clip figures
     seconds: float  # wall time of the whole evaluation
     protocol: dict = field(default_factory=dict)  # how the figures were made (for the JSON reader)
+    split: str | None = None  # the named split whose clips were scored, if any
 
     def gains(self, method: str = "theris") -> dict[str, dict[str, dict[str, float]]]:
         """{row: {baseline: {figure: method − baseline}}} for every clip and "mean".
@@ -147,6 +175,7 @@ class Evaluation:
             mean={k: MethodScore.from_dict(v) for k, v in d["mean"].items()},
             seconds=d["seconds"],
             protocol=d.get("protocol", {}),
+            split=d.get("split"),
         )
 
 
@@ -154,6 +183,10 @@ def _gain(ours: MethodScore, base: MethodScore) -> dict[str, float]:
     g = {f"psnr_{s}": ours.subset(s).psnr - base.subset(s).psnr for s in SUBSETS}
     g |= {f"ssim_{s}": ours.subset(s).ssim - base.subset(s).ssim for s in SUBSETS}
     g["tmae"] = base.tmae - ours.tmae
+    if ours.motion is not None and base.motion is not None and ours.motion.psnr is not None \
+            and base.motion.psnr is not None:
+        g["psnr_motion"] = ours.motion.psnr - base.motion.psnr
+        g["ssim_motion"] = ours.motion.ssim - base.motion.ssim if None not in (ours.motion.ssim, base.motion.ssim) else None
     return g
 
 
@@ -172,11 +205,23 @@ def _mean_scores(scores: list[MethodScore]) -> MethodScore:
         )
         for s in SUBSETS
     }
+    motion = None
+    measured = [m.motion for m in scores if m.motion is not None]
+    if measured:
+        with_px = [mo for mo in measured if mo.psnr is not None]
+        ssims = [mo.ssim for mo in with_px if mo.ssim is not None]
+        motion = Motion(
+            psnr=avg(mo.psnr for mo in with_px) if with_px else None,
+            ssim=avg(ssims) if ssims else None,
+            pixels=sum(mo.pixels for mo in measured),
+            fraction=avg(mo.fraction for mo in measured),
+        )
     return MethodScore(
         **subs,
         tmae=avg(m.tmae for m in scores),
         tpsnr=avg(m.tpsnr for m in scores),
         seconds=sum(m.seconds for m in scores),
+        motion=motion,
     )
 
 
@@ -184,10 +229,11 @@ def _mean_scores(scores: list[MethodScore]) -> MethodScore:
 # Scoring
 
 
-def score(pred: torch.Tensor, gt: torch.Tensor, seconds: float = 0.0) -> MethodScore:
+def score(pred: torch.Tensor, gt: torch.Tensor, seconds: float = 0.0, mask: torch.Tensor | None = None) -> MethodScore:
     """Score predicted HR frames against the truth.  pred, gt: (N, 1, H, W), N odd >= 3.
 
-    `pred` is clamped to [0, 1] here (a written video cannot leave its range).
+    `pred` is clamped to [0, 1] here (a written video cannot leave its range). `mask`: the motion
+    mask of the interpolated frames (N//2, 1, H, W), `motion_mask(gt)` when not given.
     """
     if pred.shape != gt.shape:
         raise ValueError(f"prediction has shape {tuple(pred.shape)}, the truth {tuple(gt.shape)}")
@@ -196,8 +242,14 @@ def score(pred: torch.Tensor, gt: torch.Tensor, seconds: float = 0.0) -> MethodS
     subsets = {}
     for name, idx in (("all", slice(None)), ("aligned", slice(0, None, 2)), ("interpolated", slice(1, None, 2))):
         subsets[name] = Subset(psnr=metrics.mean(p[idx]), ssim=metrics.mean(s[idx]), frames=int(p[idx].numel()))
+    if mask is None:
+        mask = motion_mask(gt)
+    ps, ss = metrics.masked_psnr(pred[1::2], gt[1::2], mask), metrics.masked_ssim(pred[1::2], gt[1::2], mask)
+    motion = Motion(psnr=None if ps != ps else ps, ssim=None if ss != ss else ss, pixels=int(mask.sum()),
+                    fraction=float(mask.float().mean()))  # x != x: NaN, an empty mask
     return MethodScore(
-        **subsets, tmae=metrics.temporal_mae(pred, gt), tpsnr=metrics.temporal_psnr(pred, gt), seconds=seconds
+        **subsets, tmae=metrics.temporal_mae(pred, gt), tpsnr=metrics.temporal_psnr(pred, gt), seconds=seconds,
+        motion=motion,
     )
 
 
@@ -213,6 +265,7 @@ def evaluate_frames(hr: torch.Tensor, predictors: Mapping[str, Predictor]) -> di
             f">= {MIN_SIZE}, got {tuple(hr.shape)}"
         )
     lr = make_lr(hr)  # (m+1, 1, H/4, W/4)
+    mask = motion_mask(hr)  # from the truth: the same pixels for every method
     out = {}
     for name, predict in predictors.items():
         t0 = time.perf_counter()
@@ -221,7 +274,7 @@ def evaluate_frames(hr: torch.Tensor, predictors: Mapping[str, Predictor]) -> di
         seconds = time.perf_counter() - t0
         if tuple(pred.shape) != tuple(hr.shape):
             raise RuntimeError(f"method {name} returned {tuple(pred.shape)} for HR frames {tuple(hr.shape)}")
-        out[name] = score(pred, hr, seconds)
+        out[name] = score(pred, hr, seconds, mask)
     return out
 
 
@@ -332,15 +385,24 @@ def evaluate(
     max_frames: int | None = None,
     device: str = "auto",
     on_progress: Callable[[str], None] | None = None,
+    split: str | None = None,
 ) -> Evaluation:
     """Score `methods` on every clip (files, or folders of videos) by the protocol of this module.
+
+    split: score the validation clips of this named split (`theris_cli.splits`), found by name
+    under the folders `clips` instead.
 
     methods: names from METHODS, or a mapping name -> predictor ((T, 1, h, w) LR -> (2T-1, 1, 4h, 4w)).
     weights: the model scored as "theris" (registry name, local path, hf://...; None: the default).
     """
     t_start = time.perf_counter()
     say = on_progress or (lambda msg: None)
-    paths = find_clips(clips)
+    if split is not None:
+        from theris_cli.splits import split_clips
+
+        paths = split_clips(split, clips)
+    else:
+        paths = find_clips(clips)
     spec = None
     if isinstance(methods, Mapping):
         predictors = dict(methods)
@@ -388,6 +450,7 @@ def evaluate(
         mean=mean,
         seconds=time.perf_counter() - t_start,
         protocol=PROTOCOL,
+        split=split,
     )
 
 
@@ -415,6 +478,8 @@ def render(ev: Evaluation) -> list:
     for s in ("all", "in", "interp"):
         t.add_column(f"SSIM\n{s}", justify="right", no_wrap=True)
     t.add_column("tMAE\n‰", justify="right", no_wrap=True)  # per mille of the data range
+    t.add_column("PSNR\nmove", justify="right", no_wrap=True)  # moving pixels of the interpolated frames
+    t.add_column("SSIM\nmove", justify="right", no_wrap=True)
     t.add_column("time\ns", justify="right", no_wrap=True)
     labelled = [(_label(c.clip), c.methods) for c in ev.clips]
     if len(ev.clips) > 1:
@@ -428,6 +493,8 @@ def render(ev: Evaluation) -> list:
                 *(f"{sc.subset(s).psnr:.2f}" for s in SUBSETS),
                 *(f"{sc.subset(s).ssim:.4f}" for s in SUBSETS),
                 f"{1e3 * sc.tmae:.2f}",
+                _fmt(sc.motion.psnr if sc.motion else None, ".2f"),
+                _fmt(sc.motion.ssim if sc.motion else None, ".4f"),
                 f"{sc.seconds:.1f}",
                 end_section=j == len(ev.methods) - 1,
             )
@@ -435,10 +502,11 @@ def render(ev: Evaluation) -> list:
 
     lines = [
         f"  {c.clip}: {c.frames} frames ({c.lr_frames} in) {c.size[1]}x{c.size[0]}, {c.bit_depth}-bit, "
-        f"levels {c.levels[0]}..{c.levels[1]}"
+        f"levels {c.levels[0]}..{c.levels[1]}{_moving(c)}"
         for c in ev.clips
     ]
-    out.append("clips (HR frames scored, LR inputs, HR size, levels mapped to 0..1):\n" + "\n".join(lines))
+    out.append("clips (HR frames scored, LR inputs, HR size, levels mapped to 0..1, moving pixels of the "
+               "interpolated frames):\n" + "\n".join(lines))
 
     gains = ev.gains()
     if gains:
@@ -448,6 +516,7 @@ def render(ev: Evaluation) -> list:
         for s in ("all", "in", "interp"):
             g.add_column(f"ΔSSIM\n{s}", justify="right", no_wrap=True)
         g.add_column("ΔtMAE\n‰", justify="right", no_wrap=True)
+        g.add_column("ΔPSNR\nmove", justify="right", no_wrap=True)
         for row, per_base in gains.items():
             if row == "mean" and len(ev.clips) < 2:
                 continue
@@ -459,6 +528,7 @@ def render(ev: Evaluation) -> list:
                     *(f"{d[f'psnr_{s}']:+.2f}" for s in SUBSETS),
                     *(f"{d[f'ssim_{s}']:+.4f}" for s in SUBSETS),
                     f"{1e3 * d['tmae']:+.2f}",
+                    _fmt(d.get("psnr_motion"), "+.2f"),
                     end_section=j == len(per_base) - 1,
                 )
         out.append(g)
@@ -467,3 +537,12 @@ def render(ev: Evaluation) -> list:
 
 def _label(clip: str) -> str:
     return Path(clip).name
+
+
+def _fmt(x: float | None, spec: str) -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def _moving(c: ClipScore) -> str:
+    mo = next((m.motion for m in c.methods.values() if m.motion is not None), None)
+    return "" if mo is None else f", moving {mo.pixels:,} px ({100 * mo.fraction:.1f} %)"
