@@ -399,7 +399,7 @@ def evaluate_cmd(
         check_destination(json_out, overwrite=True)
     console = Console(stderr=to_stdout, highlight=False)
     if not console.is_terminal:  # piped or redirected: keep the tables whole rather than 80 columns
-        console.width = max(console.width, 100)
+        console.width = max(console.width, 132)
     with console.status("evaluating…") as status:
         ev = evaluate(
             clips, methods=names, weights=weights, max_frames=max_frames, device=device,
