@@ -25,11 +25,9 @@ name under the folders given.
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 
@@ -37,13 +35,14 @@ from theris_cli.batch.discover import VIDEO_EXTENSIONS  # what a folder argument
 from theris_cli.errors import InputError, UsageError
 from theris_cli.eval import metrics
 from theris_cli.eval.baselines import BASELINES, Predictor
+from theris_cli.eval.report import render  # noqa: F401  (re-exported: evaluate, then render)
+from theris_cli.eval.results import SUBSETS, ClipScore, Evaluation, MethodScore, Motion, Subset, mean_scores  # noqa: F401
 from theris_cli.protocol import MOTION_DILATE, MOTION_THRESHOLD, crop_to_multiple, make_lr, motion_mask
 
 METHODS = ("theris", "bicubic", "ffmpeg")  # every method `evaluate` knows, in table order
 MIN_FRAMES = 3  # HR frames: 2 LR inputs and one frame between them
 MIN_SIZE = 16  # HR pixels per side after cropping: 4 LR pixels, and frames above SSIM's 11-pixel window
 SCALE = 4  # HR pixels per LR pixel
-SUBSETS = ("all", "aligned", "interpolated")  # frame subsets: every frame, even indices, odd indices
 
 PROTOCOL = {
     "scale": SCALE,
@@ -60,169 +59,6 @@ PROTOCOL = {
               "SSIM map (same window as ssim) averaged over the mask 5 px from the border; null if the mask is empty",
     "clip_mean": "average of per-clip figures (motion: over the clips with a mask)",
 }
-
-
-# ---------------------------------------------------------------------------------------------
-# Results
-
-
-@dataclass
-class Subset:
-    """Figures over one subset of a clip's output frames (means of per-frame values)."""
-
-    psnr: float  # dB, capped at metrics.PSNR_CAP (= exact)
-    ssim: float
-    frames: int
-
-
-@dataclass
-class Motion:
-    """Figures over the moving pixels of the interpolated frames (see the module docstring, 6.)."""
-
-    psnr: float | None  # dB; None: no moving pixel
-    ssim: float | None
-    pixels: int  # masked pixels over all interpolated frames
-    fraction: float  # of all the interpolated frames' pixels
-
-
-@dataclass
-class MethodScore:
-    """One method on one clip (or the mean over clips)."""
-
-    all: Subset
-    aligned: Subset
-    interpolated: Subset
-    tmae: float  # mean |Δpred − Δgt| of consecutive frames, grey units of the data range (lower is better)
-    tpsnr: float  # PSNR of the frame differences, dB (higher is better)
-    seconds: float  # wall time of the prediction (not the scoring); summed over clips in the mean
-    motion: Motion | None = None  # None: not measured (JSON written before the motion figures)
-
-    def subset(self, name: str) -> Subset:
-        return getattr(self, name)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> MethodScore:
-        def field_of(k, v):
-            if k in SUBSETS:
-                return Subset(**v)
-            if k == "motion":
-                return None if v is None else Motion(**v)
-            return v
-
-        return cls(**{k: field_of(k, v) for k, v in d.items()})
-
-
-@dataclass
-class ClipScore:
-    """One clip: what was scored and every method's figures."""
-
-    clip: str  # path as given (or found in a folder)
-    bit_depth: int
-    levels: tuple[int, int]  # raw lo, hi mapped to 0, 1
-    size: tuple[int, int]  # HR height, width after cropping to multiples of 4
-    frames: int  # HR frames scored (odd)
-    lr_frames: int
-    methods: dict[str, MethodScore]
-
-    @classmethod
-    def from_dict(cls, d: dict) -> ClipScore:
-        d = dict(d)
-        d["levels"], d["size"] = tuple(d["levels"]), tuple(d["size"])
-        d["methods"] = {k: MethodScore.from_dict(v) for k, v in d["methods"].items()}
-        return cls(**d)
-
-
-@dataclass
-class Evaluation:
-    """Everything `theris evaluate` reports; `to_dict()` / `from_dict()` round-trip through JSON."""
-
-    methods: list[str]
-    weights: str | None  # the model scored as "theris", as `WeightsInfo.describe()` (None: not run)
-    clips: list[ClipScore]
-    mean: dict[str, MethodScore]  # per method, average of the per-clip figures
-    seconds: float  # wall time of the whole evaluation
-    protocol: dict = field(default_factory=dict)  # how the figures were made (for the JSON reader)
-    split: str | None = None  # the named split whose clips were scored, if any
-
-    def gains(self, method: str = "theris") -> dict[str, dict[str, dict[str, float]]]:
-        """{row: {baseline: {figure: method − baseline}}} for every clip and "mean".
-
-        Figures: psnr_<subset> (dB), ssim_<subset>, tmae (baseline − method: positive = steadier).
-        """
-        rows = {c.clip: c.methods for c in self.clips} | {"mean": self.mean}
-        out: dict[str, dict[str, dict[str, float]]] = {}
-        for row, scores in rows.items():
-            if method not in scores:
-                continue
-            ours = scores[method]
-            out[row] = {b: _gain(ours, scores[b]) for b in scores if b != method}
-        return out
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["gains"] = self.gains()  # derived, for readers of the JSON; ignored by from_dict
-        return d
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, allow_nan=False)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Evaluation:
-        return cls(
-            methods=list(d["methods"]),
-            weights=d["weights"],
-            clips=[ClipScore.from_dict(c) for c in d["clips"]],
-            mean={k: MethodScore.from_dict(v) for k, v in d["mean"].items()},
-            seconds=d["seconds"],
-            protocol=d.get("protocol", {}),
-            split=d.get("split"),
-        )
-
-
-def _gain(ours: MethodScore, base: MethodScore) -> dict[str, float]:
-    g = {f"psnr_{s}": ours.subset(s).psnr - base.subset(s).psnr for s in SUBSETS}
-    g |= {f"ssim_{s}": ours.subset(s).ssim - base.subset(s).ssim for s in SUBSETS}
-    g["tmae"] = base.tmae - ours.tmae
-    if ours.motion is not None and base.motion is not None and ours.motion.psnr is not None \
-            and base.motion.psnr is not None:
-        g["psnr_motion"] = ours.motion.psnr - base.motion.psnr
-        g["ssim_motion"] = ours.motion.ssim - base.motion.ssim if None not in (ours.motion.ssim, base.motion.ssim) else None
-    return g
-
-
-def _mean_scores(scores: list[MethodScore]) -> MethodScore:
-    """Average of per-clip figures (each clip once); frames and seconds are summed."""
-
-    def avg(xs: Iterable[float]) -> float:
-        xs = list(xs)
-        return sum(xs) / len(xs)
-
-    subs = {
-        s: Subset(
-            psnr=avg(m.subset(s).psnr for m in scores),
-            ssim=avg(m.subset(s).ssim for m in scores),
-            frames=sum(m.subset(s).frames for m in scores),
-        )
-        for s in SUBSETS
-    }
-    motion = None
-    measured = [m.motion for m in scores if m.motion is not None]
-    if measured:
-        with_px = [mo for mo in measured if mo.psnr is not None]
-        ssims = [mo.ssim for mo in with_px if mo.ssim is not None]
-        motion = Motion(
-            psnr=avg(mo.psnr for mo in with_px) if with_px else None,
-            ssim=avg(ssims) if ssims else None,
-            pixels=sum(mo.pixels for mo in measured),
-            fraction=avg(mo.fraction for mo in measured),
-        )
-    return MethodScore(
-        **subs,
-        tmae=avg(m.tmae for m in scores),
-        tpsnr=avg(m.tpsnr for m in scores),
-        seconds=sum(m.seconds for m in scores),
-        motion=motion,
-    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -442,7 +278,7 @@ def evaluate(
             )
         )
         del hr
-    mean = {m: _mean_scores([c.methods[m] for c in results]) for m in predictors}
+    mean = {m: mean_scores([c.methods[m] for c in results]) for m in predictors}
     return Evaluation(
         methods=list(predictors),
         weights=spec,
@@ -452,97 +288,3 @@ def evaluate(
         protocol=PROTOCOL,
         split=split,
     )
-
-
-
-
-# ---------------------------------------------------------------------------------------------
-# Reporting
-
-
-def render(ev: Evaluation) -> list:
-    """Rich renderables: the figures per clip and method, what each clip was, and (when theris was
-    scored) its gain over each baseline. About 85 columns wide."""
-    from rich import box
-    from rich.table import Table
-
-    def table(title: str, first: str, second: str) -> Table:
-        t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-        t.add_column(first, no_wrap=True, max_width=28)
-        t.add_column(second, no_wrap=True)
-        return t
-
-    t = table("PSNR (dB) and SSIM on [0, 1]: all frames, input-aligned (in), interpolated (interp)", "clip", "method")
-    for s in ("all", "in", "interp"):
-        t.add_column(f"PSNR\n{s}", justify="right", no_wrap=True)
-    for s in ("all", "in", "interp"):
-        t.add_column(f"SSIM\n{s}", justify="right", no_wrap=True)
-    t.add_column("tMAE\n‰", justify="right", no_wrap=True)  # per mille of the data range
-    t.add_column("PSNR\nmove", justify="right", no_wrap=True)  # moving pixels of the interpolated frames
-    t.add_column("SSIM\nmove", justify="right", no_wrap=True)
-    t.add_column("time\ns", justify="right", no_wrap=True)
-    labelled = [(_label(c.clip), c.methods) for c in ev.clips]
-    if len(ev.clips) > 1:
-        labelled.append((f"mean ({len(ev.clips)} clips)", ev.mean))
-    for label, scores in labelled:
-        for j, m in enumerate(ev.methods):
-            sc = scores[m]
-            t.add_row(
-                label if j == 0 else "",
-                m,
-                *(f"{sc.subset(s).psnr:.2f}" for s in SUBSETS),
-                *(f"{sc.subset(s).ssim:.4f}" for s in SUBSETS),
-                f"{1e3 * sc.tmae:.2f}",
-                _fmt(sc.motion.psnr if sc.motion else None, ".2f"),
-                _fmt(sc.motion.ssim if sc.motion else None, ".4f"),
-                f"{sc.seconds:.1f}",
-                end_section=j == len(ev.methods) - 1,
-            )
-    out: list = [t]
-
-    lines = [
-        f"  {c.clip}: {c.frames} frames ({c.lr_frames} in) {c.size[1]}x{c.size[0]}, {c.bit_depth}-bit, "
-        f"levels {c.levels[0]}..{c.levels[1]}{_moving(c)}"
-        for c in ev.clips
-    ]
-    out.append("clips (HR frames scored, LR inputs, HR size, levels mapped to 0..1, moving pixels of the "
-               "interpolated frames):\n" + "\n".join(lines))
-
-    gains = ev.gains()
-    if gains:
-        g = table("gain of theris over each baseline (PSNR dB, SSIM; tMAE‰: how much lower)", "clip", "vs")
-        for s in ("all", "in", "interp"):
-            g.add_column(f"ΔPSNR\n{s}", justify="right", no_wrap=True)
-        for s in ("all", "in", "interp"):
-            g.add_column(f"ΔSSIM\n{s}", justify="right", no_wrap=True)
-        g.add_column("ΔtMAE\n‰", justify="right", no_wrap=True)
-        g.add_column("ΔPSNR\nmove", justify="right", no_wrap=True)
-        for row, per_base in gains.items():
-            if row == "mean" and len(ev.clips) < 2:
-                continue
-            label = f"mean ({len(ev.clips)} clips)" if row == "mean" else _label(row)
-            for j, (b, d) in enumerate(per_base.items()):
-                g.add_row(
-                    label if j == 0 else "",
-                    b,
-                    *(f"{d[f'psnr_{s}']:+.2f}" for s in SUBSETS),
-                    *(f"{d[f'ssim_{s}']:+.4f}" for s in SUBSETS),
-                    f"{1e3 * d['tmae']:+.2f}",
-                    _fmt(d.get("psnr_motion"), "+.2f"),
-                    end_section=j == len(per_base) - 1,
-                )
-        out.append(g)
-    return out
-
-
-def _label(clip: str) -> str:
-    return Path(clip).name
-
-
-def _fmt(x: float | None, spec: str) -> str:
-    return "-" if x is None else format(x, spec)
-
-
-def _moving(c: ClipScore) -> str:
-    mo = next((m.motion for m in c.methods.values() if m.motion is not None), None)
-    return "" if mo is None else f", moving {mo.pixels:,} px ({100 * mo.fraction:.1f} %)"
