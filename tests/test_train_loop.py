@@ -200,14 +200,16 @@ def test_init_fine_tunes_from_any_weights(tmp_path):
     from theris_cli.train.run import resolve_network, run_training
     from theris_cli.weights import load_checkpoint
 
-    base = train(_settings(steps=1), FixedBatch(), tmp_path / "base")
-    cfg, _, state = resolve_network(init=str(base.checkpoint))
+    base = train(_settings(steps=1, data={"real": [{"name": "first.mkv"}]}), FixedBatch(), tmp_path / "base")
+    cfg, _, state, clips = resolve_network(init=str(base.checkpoint))
+    assert clips == ["first.mkv"]
     ck = load_checkpoint(base.checkpoint)
     assert cfg == ck.config and all(torch.equal(state[k], ck.state_dict[k]) for k in ck.state_dict)
     res = run_training(init=str(base.checkpoint), out=tmp_path / "ft", steps=1, batch=1, patch=4, frames=3,
                        val_every=0, checkpoint_every="0", device="cpu")
     meta = load_checkpoint(res.checkpoint).metadata
     assert meta["train"]["init"] == str(base.checkpoint) and meta["step"] == 1
+    assert meta["contract"]["clips"] == ["first.mkv"]  # what the starting weights had seen, kept
     with pytest.raises(UsageError):
         resolve_network(preset="tiny", init=str(base.checkpoint))
     with pytest.raises(UsageError, match="random"):

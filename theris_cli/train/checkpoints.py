@@ -43,7 +43,8 @@ def save_training_checkpoint(path: Path, net, tfm: torch.nn.Module, opt: torch.o
         "tfm_form": settings.tfm_form,
         "data": settings.data,
         "train": settings.to_dict(),
-        "contract": contract_for(settings.frames, clips=[c["name"] for c in settings.data.get("real", [])]),
+        "contract": contract_for(settings.frames, clips=list(dict.fromkeys(
+            [c["name"] for c in settings.data.get("real", [])] + list(settings.data.get("init_clips", []))))),
         "optimizer": skeleton,
     }
     return save_checkpoint(path, net, metadata=meta, extra_tensors=tensors)

@@ -7,6 +7,7 @@ network (a preset, a config file, or the weights to fine-tune), the device, the 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -18,7 +19,8 @@ from theris_cli.train.settings import apply_ablations, make_settings, parse_ever
 
 def resolve_network(preset: str | None = None, config: str | Path | None = None, init: str | None = None,
                     resume: str | Path | None = None, ablate: Sequence[str] = ()):
-    """(model config, saved settings dict of a resumed run, initial state_dict or None).
+    """(model config, saved settings dict of a resumed run, initial state_dict or None, the names of
+    the clips the initial weights were trained on).
 
     One of `preset`, `config` (a JSON file of ModelConfig fields), `init` (any weights `load_model`
     resolves: registry name, path, hf://...) names the network; `resume` takes the checkpoint's own.
@@ -30,6 +32,7 @@ def resolve_network(preset: str | None = None, config: str | Path | None = None,
     if init is not None and resume is not None:
         raise UsageError("--init starts a new run from weights; --resume continues a run: give one of them")
     model_cfg, base, init_state = None, {}, None
+    init_clips: list[str] = []
     if resume is not None:
         model_cfg, base = settings_from_checkpoint(resume)
     if config is not None:
@@ -49,6 +52,7 @@ def resolve_network(preset: str | None = None, config: str | Path | None = None,
             raise UsageError(f"--init {init}: these are random weights; fine-tune trained weights, or train "
                              "from scratch with --preset")
         asked, init_state = model.config, {k: v.detach().clone() for k, v in model.state_dict().items()}
+        init_clips.extend(_contract_clips(model))
         if ablate:
             raise UsageError("--init keeps the network of the weights; --ablate would change it")
     else:
@@ -58,7 +62,23 @@ def resolve_network(preset: str | None = None, config: str | Path | None = None,
         if model_cfg is not None and asked != model_cfg:
             raise UsageError(f"{resume} holds a different network; resume without --preset/--config/--ablate")
         model_cfg = asked
-    return model_cfg, base, init_state
+    return model_cfg, base, init_state, init_clips
+
+
+def _contract_clips(model) -> list[str]:
+    """The training clip names recorded in the weights a model was loaded from (empty if none)."""
+    from theris_cli.errors import WeightsError
+    from theris_cli.weights import inspect_checkpoint
+    from theris_cli.weights.checkpoint import contract_of
+
+    path = getattr(getattr(model, "weights_info", None), "path", None)
+    if path is None:
+        return []
+    try:
+        contract = contract_of(inspect_checkpoint(path).metadata)
+    except WeightsError:
+        return []
+    return list(contract["clips"]) if contract else []
 
 
 def resolve_train_device(device: str = "auto") -> str:
@@ -97,7 +117,7 @@ def run_training(
     say = on_message or (lambda msg: None)
     if threads:
         torch.set_num_threads(threads)
-    model_cfg, base, init_state = resolve_network(preset, config, init, resume, tuple(ablate))
+    model_cfg, base, init_state, init_clips = resolve_network(preset, config, init, resume, tuple(ablate))
     ck_steps = ck_minutes = None
     if checkpoint_every is not None:
         ck_steps, ck_minutes = parse_every(checkpoint_every)
@@ -132,6 +152,8 @@ def run_training(
     say("loading data…")
     settings, mixer, val = build_data(settings, data_paths, exclude_l, val_paths, max_frames=max_frames,
                                       on_skip=on_skip, split=split)
+    if init_clips:
+        settings = dataclasses.replace(settings, data={**settings.data, "init_clips": init_clips})
     desc = settings.data
     if desc["real"]:
         say("real clips: " + ", ".join(f"{c['name']} ({c['frames']} frames {c['width']}x{c['height']}, "
