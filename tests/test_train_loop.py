@@ -238,3 +238,22 @@ def test_cli_train_takes_frame_folders_and_list_files(tmp_path):
 
     names = [c["name"] for c in inspect_checkpoint(out / "final.safetensors").metadata["data"]["real"]]
     assert names == ["seq", "vid.mkv"]
+
+
+def test_run_training_with_a_split_holds_its_clips_out(tmp_path, monkeypatch):
+    import numpy as np
+
+    from clips import write_clip
+    from theris_cli import splits
+    from theris_cli.train.run import run_training
+    from theris_cli.weights import inspect_checkpoint
+
+    rng = np.random.default_rng(0)
+    for name in ("a.mkv", "b.mkv", "held.mkv"):
+        write_clip(tmp_path / "clips" / name, rng.integers(0, 255, (6, 24, 24), dtype=np.uint8))
+    monkeypatch.setitem(splits.SPLITS, "t", splits.Split("t", "test", (splits.HeldOut("held.mkv", "held out"),)))
+    res = run_training(preset="tiny", data=[str(tmp_path / "clips")], split="t", out=tmp_path / "run", steps=1,
+                       batch=2, patch=4, frames=2, val_every=0, checkpoint_every="0", device="cpu")
+    data = inspect_checkpoint(res.checkpoint).metadata["data"]
+    assert [c["name"] for c in data["real"]] == ["a.mkv", "b.mkv"]
+    assert [c["name"] for c in data["validation"]] == ["held.mkv"] and data["split"] == "t"
