@@ -17,7 +17,7 @@ Protocol, per clip (the STVSR convention; the same degradation as training, `tra
    small mask is visible. Where a linear blend is right (static background) nothing is masked.
 
 Figures averaged over clips are means of the per-clip figures (each clip counts once, whatever its
-length). Methods: `theris` (a model through `infer.Upscaler`: windows of 4 LR frames, stride 3,
+length). Methods: `theris` (a model through `infer.Upscaler`: windows of 4 LR frames, stride 2 (`windows.temporal_stride`),
 fp32), `bicubic` and `ffmpeg` (`baselines.py`).
 `--split NAME` scores the validation clips of a named split (`theris_cli/splits.py`), found by
 name under the folders given.
@@ -197,7 +197,7 @@ def check_methods(methods: Sequence[str]) -> list[str]:
 
 
 def theris_predictor(model: torch.nn.Module, device: str | torch.device = "cpu") -> Predictor:
-    """A model run as `theris upscale` runs it: Upscaler windows of 4 LR frames (stride 3), fp32."""
+    """A model run as `theris upscale` runs it: Upscaler windows of 4 LR frames (stride 2), fp32."""
     from theris_cli.infer import Upscaler
 
     up = Upscaler(model, device=device, precision="fp32", window=4, tile=None, temporal_factor=2)
