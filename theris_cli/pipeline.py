@@ -201,6 +201,12 @@ def upscale_video(
     weights = winfo.name if winfo is not None else (weights or "custom")
     check_finite_weights(model, str(weights))
     trained = winfo.trained if winfo is not None else None
+    from theris_cli.weights.checkpoint import contract_warning
+
+    outside = contract_warning(model, window=window, temporal_factor=temporal_factor)  # once per process
+    if outside:
+        log.warning("%s", outside)
+        warnings.append(outside)
     up = Upscaler(model, device=dev, precision=precision, window=window, tile=tile, temporal_factor=temporal_factor)
     stages["load"] = time.perf_counter() - t
 
