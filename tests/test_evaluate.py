@@ -150,3 +150,57 @@ def test_missing_cuda_is_a_clear_error(tmp_path):
     clip = write_clip(tmp_path / "clip.mkv", _smooth_frames(3, 16, 16))
     with pytest.raises(DeviceError, match="no CUDA device"):
         evaluate([clip], methods=["theris"], weights="tiny-random", device="cuda")
+
+
+def _moving_square(t=7, size=32, speed=4):
+    hr = torch.full((t, 1, size, size), 0.2)
+    for i in range(t):
+        hr[i, 0, 10:18, 2 + speed * i:10 + speed * i] = 0.9
+    return hr
+
+
+def test_motion_figures_cover_only_the_moving_pixels_of_new_frames():
+    hr = _moving_square()
+    blend = lambda lr: torch.stack([hr[i] if i % 2 == 0 else 0.5 * (hr[i - 1] + hr[i + 1]) for i in range(7)])  # noqa: E731
+    res = evaluate_frames(hr, {"truth": lambda lr: hr.clone(), "blend": blend})
+    truth, mixed = res["truth"].motion, res["blend"].motion
+    assert truth.pixels == mixed.pixels > 0 and 0 < truth.fraction < 0.5  # one mask for every method
+    assert truth.psnr == metrics.PSNR_CAP and truth.ssim == pytest.approx(1.0)
+    # a blend ghosts the square: far worse on the moving pixels than over whole frames
+    assert mixed.psnr < res["blend"].interpolated.psnr - 5
+    still = evaluate_frames(torch.full((5, 1, 16, 16), 0.5), {"truth": lambda lr: torch.full((5, 1, 16, 16), 0.5)})
+    assert still["truth"].motion.pixels == 0 and still["truth"].motion.psnr is None
+
+
+def test_motion_figures_in_json_table_and_old_json(tmp_path):
+    frames = (_moving_square(t=9, size=32)[:, 0].numpy() * 255).round().astype(np.uint8)
+    clip = write_clip(tmp_path / "move.mkv", frames)
+    r = runner.invoke(app, ["evaluate", str(clip), "--methods", "bicubic", "--json", str(tmp_path / "ev.json")])
+    assert r.exit_code == 0, r.output
+    assert "PSNR" in r.output and "move" in r.output and "moving" in r.output
+    d = json.loads((tmp_path / "ev.json").read_text())
+    mo = d["clips"][0]["methods"]["bicubic"]["motion"]
+    assert mo["pixels"] > 0 and mo["psnr"] is not None
+    assert Evaluation.from_dict(d).clips[0].methods["bicubic"].motion.pixels == mo["pixels"]
+    for m in d["clips"][0]["methods"].values():  # JSON written before the motion figures
+        del m["motion"]
+    for m in d["mean"].values():
+        del m["motion"]
+    assert Evaluation.from_dict(d).clips[0].methods["bicubic"].motion is None
+
+
+def test_split_scores_exactly_its_clips(tmp_path, monkeypatch):
+    from theris_cli import splits
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    frames = _smooth_frames(5, 16, 16)
+    write_clip(tmp_path / "a" / "held.mkv", frames)
+    write_clip(tmp_path / "b" / "trained.mkv", frames)
+    split = splits.Split("t", "test", (splits.HeldOut("held.mkv", "a test clip"),))
+    monkeypatch.setitem(splits.SPLITS, "t", split)
+    ev = evaluate([tmp_path], methods=["bicubic"], split="t")
+    assert [c.clip for c in ev.clips] == [str(tmp_path / "a" / "held.mkv")] and ev.split == "t"
+    monkeypatch.setitem(splits.SPLITS, "u", splits.Split("u", "test", (splits.HeldOut("gone.mkv", "missing"),)))
+    with pytest.raises(InputError, match="gone.mkv"):
+        evaluate([tmp_path], methods=["bicubic"], split="u")

@@ -6,8 +6,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 import theris_cli
 
 PACKAGE = Path(theris_cli.__file__).resolve().parent
@@ -116,8 +114,6 @@ def test_dependencies_point_down():
     assert upward == [], "imports against the direction cli -> commands -> work -> parts -> core:\n" + "\n".join(upward)
 
 
-@pytest.mark.xfail(reason="evaluate uses train.degrade, train.loop uses eval.baselines: the shared protocol "
-                   "module of the training branch removes both", strict=False)
 def test_training_and_evaluation_do_not_import_each_other():
     g = graph()
     crossing = sorted(f"{a} -> {b}" for a, deps in g.items() for b in deps

@@ -84,3 +84,23 @@ def test_shapes_are_checked():
     with pytest.raises(ValueError, match="grey frames"):
         metrics.psnr(torch.zeros(2, 3, 16, 16), torch.zeros(2, 3, 16, 16))
     assert metrics.psnr(torch.zeros(2, 16, 16), torch.zeros(2, 16, 16)).shape == (2,)  # (T, H, W) accepted
+
+
+def test_ssim_map_mean_is_ssim_and_masks_select_pixels():
+    from theris_cli.eval.metrics import masked_psnr, masked_ssim, ssim_map
+
+    g = torch.Generator().manual_seed(0)
+    gt = torch.rand(3, 1, 24, 24, generator=g)
+    pred = (gt + 0.05 * torch.randn(3, 1, 24, 24, generator=g)).clamp(0, 1)
+    assert torch.allclose(ssim_map(pred, gt).flatten(1).mean(1), metrics.ssim(pred, gt), atol=1e-6)
+    mask = torch.zeros_like(gt, dtype=torch.bool)
+    mask[:, :, 8:16, 8:16] = True
+    pred2 = pred.clone()
+    pred2[~mask] = gt[~mask]  # errors outside the mask do not count
+    assert masked_psnr(pred, gt, mask) == pytest.approx(masked_psnr(pred2, gt, mask))
+    mse = float(((pred - gt)[mask] ** 2).double().mean())
+    assert masked_psnr(pred, gt, mask) == pytest.approx(10 * math.log10(1 / mse))
+    assert masked_ssim(pred, gt, mask) == pytest.approx(masked_ssim(pred2, gt, mask), abs=0.05)
+    assert masked_ssim(gt, gt, mask) == pytest.approx(1.0)
+    empty = torch.zeros_like(mask)
+    assert math.isnan(masked_psnr(pred, gt, empty)) and math.isnan(masked_ssim(pred, gt, empty))

@@ -8,7 +8,8 @@ from theris_cli.cli import app
 from theris_cli.errors import UsageError
 from theris_cli.model import PRESETS
 from theris_cli.train.degrade import make_lr
-from theris_cli.train.loop import TrainSettings, apply_ablations, lr_factor, parse_every, train
+from theris_cli.train.loop import lr_factor, train
+from theris_cli.train.settings import TrainSettings, apply_ablations, parse_every
 
 
 class FixedBatch:
@@ -52,7 +53,7 @@ def test_checkpoint_loads_through_the_weights_api(tmp_path):
     ck = load_checkpoint(res.checkpoint)
     assert ck.config == PRESETS["tiny"]
     assert ck.metadata["step"] == 2 and ck.metadata["seed"] == 0 and "wall_time_s" in ck.metadata
-    assert "tfm.d" in ck.extra_tensors and any(k.startswith("optimizer") for k in ck.extra_tensors)
+    assert "tfm.d_ema" in ck.extra_tensors and any(k.startswith("optimizer") for k in ck.extra_tensors)
     model = load_model(str(res.checkpoint))
     with torch.no_grad():
         assert model(data.lr).shape == data.hr.shape
@@ -127,3 +128,133 @@ def test_ctrl_c_finishes_the_step_saves_and_returns(tmp_path):
     assert res.interrupted and res.step == 2
     assert res.checkpoint.name == "interrupted.safetensors" and res.checkpoint.exists()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+
+def test_ablate_tfm_switches_the_loss_off_from_the_library(tmp_path):
+    data = FixedBatch()
+    s = _settings(steps=3, tfm_lambda=1.0, ablate=("tfm",))
+    assert not s.tfm_on and s.tfm_lambda == 1.0  # the ablation wins whatever the weight says
+    train(s, data, tmp_path)
+    lines = [r for r in map(json.loads, (tmp_path / "log.jsonl").read_text().splitlines()) if "loss" in r]
+    assert lines and all(r["tfm"] == 0.0 and r["loss"] == pytest.approx(r["pixel"]) for r in lines)
+    on = tmp_path / "on"
+    train(_settings(steps=3, tfm_lambda=1.0), data, on)
+    lines = [r for r in map(json.loads, (on / "log.jsonl").read_text().splitlines()) if "loss" in r]
+    assert all(r["tfm"] > 0 and r["loss"] > r["pixel"] for r in lines)
+
+
+def test_settings_are_frozen_and_carry_their_ablations():
+    import dataclasses
+
+    s = _settings(ablate=("spectral-mask",))
+    assert not s.model.use_spectral_mask  # switched off in the network, not only listed
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.steps = 10
+
+
+def test_build_data_leaves_the_settings_alone():
+    from theris_cli.train.data import build_data
+
+    s = _settings(patch=8, frames=2, synthetic_ratio=0.5)
+    before = s.to_dict()
+    s2, mixer, val = build_data(s, [], [], [], n_val=1)
+    assert s.to_dict() == before
+    assert s2.synthetic_ratio == 1.0 and s2.data["real"] == []  # nothing real: all synthetic, said in the copy
+    lr, hr = mixer.batch(0, 2)
+    assert hr.shape == (2, 3, 1, 32, 32)
+
+
+@pytest.mark.parametrize("form", ["fitted", "learned"])
+def test_both_tfm_forms_train_and_resume(tmp_path, form):
+    data = FixedBatch()
+    res = train(_settings(steps=2, tfm_form=form), data, tmp_path)
+    from theris_cli.weights import load_checkpoint
+
+    ck = load_checkpoint(res.checkpoint)
+    assert ck.metadata["tfm_form"] == form
+    assert ("tfm.d" if form == "learned" else "tfm.d_ema") in ck.extra_tensors
+    res2 = train(_settings(steps=3, tfm_form=form), data, tmp_path, resume=res.checkpoint)
+    assert res2.step == 3
+    from theris_cli.errors import TrainingError
+
+    other = "learned" if form == "fitted" else "fitted"
+    with pytest.raises(TrainingError, match="TFM form"):
+        train(_settings(steps=4, tfm_form=other), data, tmp_path / "x", resume=res.checkpoint)
+
+
+def test_checkpoints_carry_their_contract_and_export_drops_paths(tmp_path):
+    from theris_cli.weights import export_checkpoint, inspect_checkpoint
+
+    data = FixedBatch()
+    desc = {"real": [{"name": "clip_a.mkv"}], "paths": ["/home/someone/clips"], "val_paths": [], "exclude": []}
+    res = train(_settings(steps=1, frames=3, data=desc), data, tmp_path)
+    meta = inspect_checkpoint(res.checkpoint).metadata
+    assert meta["contract"]["window"] == 3 and meta["contract"]["temporal_factors"] == [1, 2]
+    assert meta["contract"]["clips"] == ["clip_a.mkv"] and "levels" in meta["contract"]
+    shipped = inspect_checkpoint(export_checkpoint(res.checkpoint, tmp_path / "ship.safetensors")).metadata
+    assert "/home/someone" not in json.dumps(shipped)
+    assert shipped["contract"] == meta["contract"]
+
+
+def test_init_fine_tunes_from_any_weights(tmp_path):
+    from theris_cli.train.run import resolve_network, run_training
+    from theris_cli.weights import load_checkpoint
+
+    base = train(_settings(steps=1, data={"real": [{"name": "first.mkv"}]}), FixedBatch(), tmp_path / "base")
+    cfg, _, state, clips = resolve_network(init=str(base.checkpoint))
+    assert clips == ["first.mkv"]
+    ck = load_checkpoint(base.checkpoint)
+    assert cfg == ck.config and all(torch.equal(state[k], ck.state_dict[k]) for k in ck.state_dict)
+    res = run_training(init=str(base.checkpoint), out=tmp_path / "ft", steps=1, batch=1, patch=4, frames=3,
+                       val_every=0, checkpoint_every="0", device="cpu")
+    meta = load_checkpoint(res.checkpoint).metadata
+    assert meta["train"]["init"] == str(base.checkpoint) and meta["step"] == 1
+    assert meta["contract"]["clips"] == ["first.mkv"]  # what the starting weights had seen, kept
+    with pytest.raises(UsageError):
+        resolve_network(preset="tiny", init=str(base.checkpoint))
+    with pytest.raises(UsageError, match="random"):
+        resolve_network(init="tiny-random")
+
+
+def test_cli_train_takes_frame_folders_and_list_files(tmp_path):
+    import numpy as np
+
+    from clips import write_clip
+
+    frames = np.random.default_rng(0).integers(0, 255, (6, 24, 24), dtype=np.uint8)
+    write_clip(tmp_path / "seq" / "f_%03d.png", frames)
+    write_clip(tmp_path / "vid.mkv", frames)
+    (tmp_path / "list.txt").write_text("# my clips\nseq\n\nvid.mkv  # the video\n")
+    from theris_cli.train.dataset import find_videos
+
+    seq = tmp_path / "seq" / "f_%03d.png"  # a folder's frames, as the batch reads them
+    assert find_videos([tmp_path / "list.txt"]) == [seq, tmp_path / "vid.mkv"]
+    assert set(find_videos([tmp_path])) == {seq, tmp_path / "vid.mkv"}
+    out = tmp_path / "run"
+    r = CliRunner().invoke(app, ["train", "--preset", "tiny", "--data", str(tmp_path / "list.txt"), "--steps", "1",
+                                 "--batch", "2", "--patch", "4", "--frames", "2", "--val-every", "0", "--out", str(out),
+                                 "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    from theris_cli.weights import inspect_checkpoint
+
+    names = [c["name"] for c in inspect_checkpoint(out / "final.safetensors").metadata["data"]["real"]]
+    assert names == ["seq", "vid.mkv"]
+
+
+def test_run_training_with_a_split_holds_its_clips_out(tmp_path, monkeypatch):
+    import numpy as np
+
+    from clips import write_clip
+    from theris_cli import splits
+    from theris_cli.train.run import run_training
+    from theris_cli.weights import inspect_checkpoint
+
+    rng = np.random.default_rng(0)
+    for name in ("a.mkv", "b.mkv", "held.mkv"):
+        write_clip(tmp_path / "clips" / name, rng.integers(0, 255, (6, 24, 24), dtype=np.uint8))
+    monkeypatch.setitem(splits.SPLITS, "t", splits.Split("t", "test", (splits.HeldOut("held.mkv", "held out"),)))
+    res = run_training(preset="tiny", data=[str(tmp_path / "clips")], split="t", out=tmp_path / "run", steps=1,
+                       batch=2, patch=4, frames=2, val_every=0, checkpoint_every="0", device="cpu")
+    data = inspect_checkpoint(res.checkpoint).metadata["data"]
+    assert [c["name"] for c in data["real"]] == ["a.mkv", "b.mkv"]
+    assert [c["name"] for c in data["validation"]] == ["held.mkv"] and data["split"] == "t"

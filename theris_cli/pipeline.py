@@ -205,6 +205,12 @@ def upscale_video(
     t = time.perf_counter()
     model, weights, trained = load_weights(opts.weights, dev, model)
     check_finite_weights(model, weights)
+    from theris_cli.weights.checkpoint import contract_warning
+
+    outside = contract_warning(model, window=opts.window, temporal_factor=temporal_factor)  # once per process
+    if outside:
+        log.warning("%s", outside)
+        warnings.append(outside)
     up = Upscaler(model, device=dev, precision=opts.precision, window=opts.window, tile=opts.tile,
                   temporal_factor=temporal_factor)
     stages["load"] = time.perf_counter() - t

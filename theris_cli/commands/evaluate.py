@@ -12,7 +12,7 @@ from theris_cli.options import UpscaleOptions
 
 
 def run_evaluate(clips: Sequence[str], methods: str, options: UpscaleOptions, *,
-             max_frames: Optional[int] = None, json_out: Optional[str] = None) -> None:
+             max_frames: Optional[int] = None, json_out: Optional[str] = None, split: Optional[str] = None) -> None:
     from theris_cli.eval.evaluate import check_methods, evaluate as run_evaluation, render
     from theris_cli.outputs import atomic_output, check_destination
 
@@ -22,10 +22,10 @@ def run_evaluate(clips: Sequence[str], methods: str, options: UpscaleOptions, *,
         check_destination(json_out, overwrite=True)
     console = Console(stderr=to_stdout, highlight=False)
     if not console.is_terminal:  # piped or redirected: keep the tables whole rather than 80 columns
-        console.width = max(console.width, 100)
+        console.width = max(console.width, 132)
     with console.status("evaluating…") as status:
         ev = run_evaluation(clips, methods=names, options=options, max_frames=max_frames,
-                            on_progress=lambda msg: status.update(msg))
+                            on_progress=lambda msg: status.update(msg), split=split)
     for renderable in render(ev):
         console.print(renderable)
     if ev.weights:
@@ -61,17 +61,26 @@ def evaluate_cmd(
         "(the table then goes to stderr).",
     ),
     device: args.Device = "auto",
+    split: Optional[str] = typer.Option(
+        None, "--split", help="Score the validation clips of this named split (e.g. v1), found by name under the "
+        "CLIPS folders.",
+    ),
 ) -> None:
-    """Score THERIS against classical upscalers on clips: PSNR, SSIM, temporal consistency.
+    """Score THERIS against classical upscalers on clips: PSNR, SSIM, temporal consistency, motion.
 
     Each clip is mapped to [0, 1] by its own levels, cropped to multiples of 4, cut to an odd number
     of frames N; every other frame is shrunk x1/4 (antialiased bicubic) as the input, and each method
     predicts all N frames. Figures: over all frames, input-aligned frames (in) and interpolated frames
-    (interp), per clip and averaged over clips. theris runs as upscale does, in fp32.
+    (interp), per clip and averaged over clips; PSNR and SSIM over the moving pixels of the
+    interpolated frames (move: where the truth differs from the mean of its two neighbours by more
+    than 3 % of the range, dilated 2 px), with the masked pixel count. theris runs as upscale does,
+    in fp32.
 
     Example: theris evaluate clips/ --methods theris,bicubic,ffmpeg --json results.json
+
+    Example: theris evaluate ../shared/data --split v1 --methods theris,bicubic
     """
     from theris_cli.eval.evaluate import EVAL_OPTIONS
 
     options = UpscaleOptions.of(EVAL_OPTIONS, weights=weights, device=device)
-    run_evaluate(clips, methods, options, max_frames=max_frames, json_out=json_out)
+    run_evaluate(clips, methods, options, max_frames=max_frames, json_out=json_out, split=split)

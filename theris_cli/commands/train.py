@@ -1,4 +1,4 @@
-"""`theris train`: its options, the training run, and the lines it prints."""
+"""`theris train`: its options, the training run (`train.run.run_training`), and the lines it prints."""
 
 from __future__ import annotations
 
@@ -6,16 +6,17 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.text import Text
 
 from theris_cli.commands import args, console
 from theris_cli.commands.console import err_console
+from theris_cli.weights.registry import complete_weights
 
 TRAIN_EPILOG = (
     "Examples:\n\n"
     "  theris train --preset small --data videos/ --steps 6000 --out runs/small\n\n"
-    "  theris train --data clips/a.mkv --data clips/b.mkv --val-data held_out/ --synthetic-ratio 0.5\n\n"
+    "  theris train --data ../shared/data --split v1 --minutes 20 --out runs/full   (held-out validation clips)\n\n"
     "  theris train --preset small --ablate spectral-mask --out runs/no-mask     (an ablation)\n\n"
+    "  theris train --init theris-small --data my-camera/ --steps 300 --lr 1e-4 --out runs/mine   (fine-tune)\n\n"
     "  theris train --resume runs/small/last.safetensors                          (continue a run)"
 )
 
@@ -27,19 +28,37 @@ def train_cmd(
     config: Optional[Path] = typer.Option(
         None, "--config", exists=True, dir_okay=False, help="JSON file of ModelConfig fields (instead of --preset)."
     ),
+    init: Optional[str] = typer.Option(
+        None, "--init", autocompletion=complete_weights,
+        help="Start from these weights (fine-tuning): a registry name, a .safetensors path or hf://owner/repo/file; "
+        "the network is theirs. Default: random weights.",
+    ),
     data: Optional[list[str]] = typer.Option(
-        None, "--data", help="Video file or folder (searched recursively) of real thermal clips; repeatable. "
+        None, "--data", help="Real thermal clips: a video, a folder (searched recursively for videos and for folders "
+        "of numbered frames), an image pattern (frames/%05d.png) or a .txt file listing them; repeatable. "
         "Default: synthetic clips only.",
     ),
     exclude: Optional[list[str]] = typer.Option(
-        None, "--exclude", help="Glob of videos under --data not to train on (e.g. '*possum*'); repeatable."
+        None, "--exclude", help="Glob of clips under --data not to train on (e.g. '*possum*'); repeatable."
+    ),
+    split: Optional[str] = typer.Option(
+        None, "--split", help="Named split (theris_cli/splits.py, e.g. v1): its validation clips under --data are "
+        "never trained on and are the validation set.",
     ),
     val_data: Optional[list[str]] = typer.Option(
-        None, "--val-data", help="Held-out videos for the validation figures; repeatable. Default: crops of the "
-        "training clips plus held-out synthetic clips.",
+        None, "--val-data", help="Held-out videos for the validation figures; repeatable. Default: the --split's clips, "
+        "else crops of the training clips plus held-out synthetic clips.",
     ),
     synthetic_ratio: Optional[float] = typer.Option(
         None, "--synthetic-ratio", min=0.0, max=1.0, help="Fraction of each batch that is synthetic (default 0.5; 1 without --data)."
+    ),
+    motion: Optional[float] = typer.Option(
+        None, "--motion", min=0.0, max=1.0, help="Fraction of synthetic clips with fast motion: camera and bodies up to "
+        "10 input px per input frame, occlusions (default 0.25).",
+    ),
+    motion_crops: Optional[float] = typer.Option(
+        None, "--motion-crops", min=0.0, max=1.0, help="Fraction of real crops picked as the most moving of 4 candidates "
+        "(default 0.5).",
     ),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Optimiser steps in all (default 6000)."),
     minutes: Optional[float] = typer.Option(
@@ -53,6 +72,10 @@ def train_cmd(
     warmup: Optional[int] = typer.Option(None, "--warmup", min=0, help="Warm-up steps (default 100)."),
     tfm_lambda: Optional[float] = typer.Option(
         None, "--tfm-lambda", min=0.0, help="Weight of the TFM heat-equation loss (default 0.05; 0: the no-TFM ablation)."
+    ),
+    tfm_form: Optional[str] = typer.Option(
+        None, "--tfm-form", help="fitted (D fitted to the truth per batch, residual gap, edge weight from the data; "
+        "default) or learned (the paper's learnable D, as theris-small was trained).",
     ),
     pixel_loss: Optional[str] = typer.Option(None, "--pixel-loss", help="charbonnier or l1 (default charbonnier)."),
     ablate: Optional[list[str]] = typer.Option(
@@ -82,80 +105,30 @@ def train_cmd(
 
     Inputs are made by the evaluation protocol: every other HR frame, antialiased bicubic x1/4.
     Loss: Charbonnier over all 2k+1 output frames + lambda * TFM. Checkpoints (safetensors, config
-    inside) go to the run folder at intervals, at the end (final.safetensors) and on Ctrl-C
-    (interrupted.safetensors); log.jsonl holds the losses and validation figures.
+    and the inference contract inside) go to the run folder at intervals, at the end
+    (final.safetensors) and on Ctrl-C (interrupted.safetensors); log.jsonl holds the losses and
+    validation figures.
     """
-    import json as _json
+    from theris_cli.train.report import TrainReporter
+    from theris_cli.train.run import run_training
 
-    import torch
+    def say(msg: str) -> None:
+        err_console.print(msg, soft_wrap=True)
 
-    from theris_cli.errors import UsageError
-    from theris_cli.model import PRESETS, ModelConfig
-    from theris_cli.train import loop
-
-    if preset is not None and config is not None:
-        raise UsageError("give --preset or --config, not both")
-    if threads:
-        torch.set_num_threads(threads)
-    model_cfg, base = None, {}
-    if resume is not None:
-        model_cfg, base = loop.settings_from_checkpoint(resume)
-    if config is not None:
-        try:
-            asked = ModelConfig.from_dict(_json.loads(config.read_text()))
-        except (ValueError, OSError) as e:
-            raise UsageError(f"--config {config}: {e}") from None
-    elif preset is not None:
-        if preset not in PRESETS:
-            raise UsageError(f"unknown --preset {preset!r}; choose from {', '.join(PRESETS)}")
-        asked = PRESETS[preset]
-    else:
-        asked = None
-    if asked is not None or ablate or model_cfg is None:
-        asked = loop.apply_ablations(asked or (model_cfg if model_cfg is not None else PRESETS["small"]), ablate or [])
-        if model_cfg is not None and asked != model_cfg:
-            raise UsageError(f"{resume} holds a different network; resume without --preset/--config/--ablate")
-        model_cfg = asked
-    ablations = tuple(ablate) if ablate else None
-    ck_steps = ck_minutes = None
-    if checkpoint_every is not None:
-        ck_steps, ck_minutes = loop.parse_every(checkpoint_every)
-    from theris_cli.devices import resolve_device
-
-    dev = str(resolve_device(device))  # the same spellings and messages as every other command
-    settings = loop.make_settings(
-        model_cfg, base, steps=steps, minutes=minutes, batch=batch, patch=patch, frames=frames, lr=lr, warmup=warmup,
-        tfm_lambda=0.0 if ablations and "tfm" in ablations else tfm_lambda, pixel_loss=pixel_loss,
-        synthetic_ratio=synthetic_ratio, extras_p=extras, seed=seed, ablate=ablations,
-        checkpoint_steps=ck_steps, checkpoint_minutes=ck_minutes, val_every=val_every, device=dev,
-        amp=(dev.startswith("cuda") if amp is None else amp),
-    )
-    saved = base.get("data", {}) if resume is not None else {}
-    data_paths = list(data) if data else saved.get("paths", [])
-    exclude_l = list(exclude) if exclude else saved.get("exclude", [])
-    val_paths = list(val_data) if val_data else saved.get("val_paths", [])
-    if out is None:
-        out = resume.parent if resume is not None else Path("runs") / (preset or (config.stem if config else "small"))
-    if resume is None and (out / "last.safetensors").exists():
-        raise UsageError(f"{out} already holds a run; continue it with --resume {out / 'last.safetensors'}, "
-                         "or choose another --out")
-
-    def skipped(path, reason):
-        err_console.print(Text.assemble(("skipped: ", "yellow"), f"{path} ({reason})"), soft_wrap=True)
-
-    err_console.print("loading data…")
-    mixer, val, desc = loop.build_data(settings, data_paths, exclude_l, val_paths, max_frames=max_frames, on_skip=skipped)
-    settings.data = desc
-    if desc["real"]:
-        err_console.print("real clips: " + ", ".join(f"{c['name']} ({c['frames']} frames {c['width']}x{c['height']}, "
-                                                      f"{c['bit_depth']}-bit)" for c in desc["real"]), soft_wrap=True)
-    err_console.print(f"synthetic share {settings.synthetic_ratio:.0%}; run folder {out}", soft_wrap=True)
-    with loop.TrainReporter(stream=err_console.file) as reporter:
-        res = loop.train(settings, mixer, out, val=val, resume=resume, on_event=reporter)
+    with TrainReporter(stream=err_console.file) as reporter:
+        res = run_training(
+            preset=preset, config=config, init=init, resume=resume, data=data or (), exclude=exclude or (),
+            val_data=val_data or (), split=split, out=out, checkpoint_every=checkpoint_every, max_frames=max_frames,
+            device=device, amp=amp, threads=threads, ablate=ablate or (), on_message=reporter.message,
+            on_skip=lambda path, why: reporter.message(f"skipped: {path} ({why})"),
+            on_event=reporter, steps=steps, minutes=minutes, batch=batch, patch=patch, frames=frames, lr=lr,
+            warmup=warmup, tfm_lambda=tfm_lambda, tfm_form=tfm_form, pixel_loss=pixel_loss,
+            synthetic_ratio=synthetic_ratio, motion_p=motion, motion_crops=motion_crops, extras_p=extras, seed=seed,
+            val_every=val_every,
+        )
     if res.interrupted:
-        err_console.print(f"interrupted at step {res.step}; saved {res.checkpoint}; continue with: "
-                          f"theris train --resume {res.checkpoint}", soft_wrap=True)
+        say(f"interrupted at step {res.step}; saved {res.checkpoint}; continue with: theris train --resume {res.checkpoint}")
         console.interrupt_reported = True
         raise typer.Exit(130)
-    err_console.print(f"done: {res.step} steps in {res.wall_time_s / 60:.1f} min; weights {res.checkpoint} "
-                      f"(use with --weights {res.checkpoint})", soft_wrap=True)
+    say(f"done: {res.step} steps in {res.wall_time_s / 60:.1f} min; weights {res.checkpoint} "
+        f"(use with --weights {res.checkpoint})")

@@ -32,9 +32,9 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from theris_cli.model.config import SCALE  # HR pixels per LR pixel, along each axis
+from theris_cli.protocol import SCALE, bicubic_linear
+
 
 # A nominal input rate: minterpolate only needs the ratio output/input = 2, and a whole-number rate
 # keeps every timestamp exact.
@@ -53,12 +53,7 @@ def _check_lr(lr: torch.Tensor) -> None:
 def bicubic(lr: torch.Tensor) -> torch.Tensor:
     """Bicubic ×4 per frame + linear blend in time.  (T, 1, h, w) -> (2T-1, 1, 4h, 4w)."""
     _check_lr(lr)
-    up = F.interpolate(lr.float(), scale_factor=SCALE, mode="bicubic", align_corners=False)  # (T, 1, 4h, 4w)
-    t = up.shape[0]
-    out = up.new_empty((2 * t - 1, *up.shape[1:]))
-    out[0::2] = up
-    out[1::2] = 0.5 * (up[:-1] + up[1:])  # halfway between input i and i+1
-    return out
+    return bicubic_linear(lr)
 
 
 # ---------------------------------------------------------------------------------------------

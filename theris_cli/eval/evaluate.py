@@ -10,21 +10,25 @@ Protocol, per clip (the STVSR convention; the same degradation as training, `tra
 4. every method predicts all N HR frames from the LR input; predictions are clamped to [0, 1];
 5. PSNR and SSIM (`metrics.py`, grey channel, no border crop, data range 1) per frame, averaged over
    all frames, over input-aligned frames (even indices: an LR input exists at that time) and over
-   interpolated frames (odd indices: new frames); temporal consistency over consecutive pairs.
+   interpolated frames (odd indices: new frames); temporal consistency over consecutive pairs;
+6. motion figures: PSNR and SSIM over the moving pixels of the interpolated frames only, the mask
+   made from the truth alone (`protocol.motion_mask`: |true - mean of its two neighbours| > 3 % of
+   the range, dilated 2 px; the same pixels for every method), with its pixel count, so that a
+   small mask is visible. Where a linear blend is right (static background) nothing is masked.
 
 Figures averaged over clips are means of the per-clip figures (each clip counts once, whatever its
-length). Methods: `theris` (a model through `infer.Upscaler`: windows of 4 LR frames, stride 2,
+length). Methods: `theris` (a model through `infer.Upscaler`: windows of 4 LR frames, stride 2 (`windows.temporal_stride`),
 fp32), `bicubic` and `ffmpeg` (`baselines.py`).
+`--split NAME` scores the validation clips of a named split (`theris_cli/splits.py`), found by
+name under the folders given.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
@@ -32,163 +36,41 @@ from theris_cli.errors import InputError, UsageError
 from theris_cli.options import UpscaleOptions
 from theris_cli.eval import metrics
 from theris_cli.eval.baselines import BASELINES, Predictor
-from theris_cli.model.config import SCALE  # HR pixels per LR pixel
+from theris_cli.eval.report import render  # noqa: F401  (re-exported: evaluate, then render)
+from theris_cli.eval.results import SUBSETS, ClipScore, Evaluation, MethodScore, Motion, Subset, mean_scores  # noqa: F401
+from theris_cli.protocol import MOTION_DILATE, MOTION_THRESHOLD, SCALE, crop_to_multiple, make_lr, motion_mask
 
 METHODS = ("theris", "bicubic", "ffmpeg")  # every method `evaluate` knows, in table order
 MIN_FRAMES = 3  # HR frames: 2 LR inputs and one frame between them
 MIN_SIZE = 16  # HR pixels per side after cropping: 4 LR pixels, and frames above SSIM's 11-pixel window
-SUBSETS = ("all", "aligned", "interpolated")
-EVAL_OPTIONS = UpscaleOptions(precision="fp32")  # theris as upscale runs it, in full precision everywhere  # frame subsets: every frame, even indices, odd indices
+EVAL_OPTIONS = UpscaleOptions(precision="fp32")  # theris as upscale runs it, in full precision everywhere
 
 PROTOCOL = {
     "scale": SCALE,
     "temporal_factor": 2,
-    "degradation": "make_lr: HR frames 0,2,4,... antialiased bicubic x1/4 (theris_cli.train.degrade)",
+    "degradation": "make_lr: HR frames 0,2,4,... antialiased bicubic x1/4 (theris_cli.protocol)",
     "levels": "per clip: 8-bit 0..255, 16-bit the clip's min..max -> [0, 1]",
     "crop": "H, W to multiples of 4 (top-left kept); odd number of HR frames",
     "psnr": f"per frame on [0, 1], grey, no border crop, then averaged; exact match reported as {metrics.PSNR_CAP:g} dB",
     "ssim": f"pytorch_msssim.ssim, Gaussian window {metrics.SSIM_WINDOW}, sigma {metrics.SSIM_SIGMA}, data_range 1, per frame",
     "subsets": "all frames; aligned = even indices (an LR input exists); interpolated = odd indices",
     "tmae": "mean |(pred[t+1]-pred[t]) - (gt[t+1]-gt[t])| over consecutive frames, grey units",
-    "clip_mean": "average of per-clip figures",
+    "motion": f"interpolated frames only; mask from the truth: |gt[2i+1] - (gt[2i] + gt[2i+2]) / 2| > "
+              f"{MOTION_THRESHOLD:g} of the range, dilated {MOTION_DILATE} px; PSNR of the MSE pooled over the mask, "
+              "SSIM map (same window as ssim) averaged over the mask 5 px from the border; null if the mask is empty",
+    "clip_mean": "average of per-clip figures (motion: over the clips with a mask)",
 }
-
-
-# ---------------------------------------------------------------------------------------------
-# Results
-
-
-@dataclass
-class Subset:
-    """Figures over one subset of a clip's output frames (means of per-frame values)."""
-
-    psnr: float  # dB, capped at metrics.PSNR_CAP (= exact)
-    ssim: float
-    frames: int
-
-
-@dataclass
-class MethodScore:
-    """One method on one clip (or the mean over clips)."""
-
-    all: Subset
-    aligned: Subset
-    interpolated: Subset
-    tmae: float  # mean |Δpred − Δgt| of consecutive frames, grey units of the data range (lower is better)
-    tpsnr: float  # PSNR of the frame differences, dB (higher is better)
-    seconds: float  # wall time of the prediction (not the scoring); summed over clips in the mean
-
-    def subset(self, name: str) -> Subset:
-        return getattr(self, name)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> MethodScore:
-        return cls(**{k: Subset(**d[k]) if k in SUBSETS else d[k] for k in d})
-
-
-@dataclass
-class ClipScore:
-    """One clip: what was scored and every method's figures."""
-
-    clip: str  # path as given (or found in a folder)
-    bit_depth: int
-    levels: tuple[int, int]  # raw lo, hi mapped to 0, 1
-    size: tuple[int, int]  # HR height, width after cropping to multiples of 4
-    frames: int  # HR frames scored (odd)
-    lr_frames: int
-    methods: dict[str, MethodScore]
-
-    @classmethod
-    def from_dict(cls, d: dict) -> ClipScore:
-        d = dict(d)
-        d["levels"], d["size"] = tuple(d["levels"]), tuple(d["size"])
-        d["methods"] = {k: MethodScore.from_dict(v) for k, v in d["methods"].items()}
-        return cls(**d)
-
-
-@dataclass
-class Evaluation:
-    """Everything `theris evaluate` reports; `to_dict()` / `from_dict()` round-trip through JSON."""
-
-    methods: list[str]
-    weights: str | None  # the model scored as "theris", as `WeightsInfo.describe()` (None: not run)
-    clips: list[ClipScore]
-    mean: dict[str, MethodScore]  # per method, average of the per-clip figures
-    seconds: float  # wall time of the whole evaluation
-    protocol: dict = field(default_factory=dict)  # how the figures were made (for the JSON reader)
-
-    def gains(self, method: str = "theris") -> dict[str, dict[str, dict[str, float]]]:
-        """{row: {baseline: {figure: method − baseline}}} for every clip and "mean".
-
-        Figures: psnr_<subset> (dB), ssim_<subset>, tmae (baseline − method: positive = steadier).
-        """
-        rows = {c.clip: c.methods for c in self.clips} | {"mean": self.mean}
-        out: dict[str, dict[str, dict[str, float]]] = {}
-        for row, scores in rows.items():
-            if method not in scores:
-                continue
-            ours = scores[method]
-            out[row] = {b: _gain(ours, scores[b]) for b in scores if b != method}
-        return out
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["gains"] = self.gains()  # derived, for readers of the JSON; ignored by from_dict
-        return d
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, allow_nan=False)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Evaluation:
-        return cls(
-            methods=list(d["methods"]),
-            weights=d["weights"],
-            clips=[ClipScore.from_dict(c) for c in d["clips"]],
-            mean={k: MethodScore.from_dict(v) for k, v in d["mean"].items()},
-            seconds=d["seconds"],
-            protocol=d.get("protocol", {}),
-        )
-
-
-def _gain(ours: MethodScore, base: MethodScore) -> dict[str, float]:
-    g = {f"psnr_{s}": ours.subset(s).psnr - base.subset(s).psnr for s in SUBSETS}
-    g |= {f"ssim_{s}": ours.subset(s).ssim - base.subset(s).ssim for s in SUBSETS}
-    g["tmae"] = base.tmae - ours.tmae
-    return g
-
-
-def _mean_scores(scores: list[MethodScore]) -> MethodScore:
-    """Average of per-clip figures (each clip once); frames and seconds are summed."""
-
-    def avg(xs: Iterable[float]) -> float:
-        xs = list(xs)
-        return sum(xs) / len(xs)
-
-    subs = {
-        s: Subset(
-            psnr=avg(m.subset(s).psnr for m in scores),
-            ssim=avg(m.subset(s).ssim for m in scores),
-            frames=sum(m.subset(s).frames for m in scores),
-        )
-        for s in SUBSETS
-    }
-    return MethodScore(
-        **subs,
-        tmae=avg(m.tmae for m in scores),
-        tpsnr=avg(m.tpsnr for m in scores),
-        seconds=sum(m.seconds for m in scores),
-    )
 
 
 # ---------------------------------------------------------------------------------------------
 # Scoring
 
 
-def score(pred: torch.Tensor, gt: torch.Tensor, seconds: float = 0.0) -> MethodScore:
+def score(pred: torch.Tensor, gt: torch.Tensor, seconds: float = 0.0, mask: torch.Tensor | None = None) -> MethodScore:
     """Score predicted HR frames against the truth.  pred, gt: (N, 1, H, W), N odd >= 3.
 
-    `pred` is clamped to [0, 1] here (a written video cannot leave its range).
+    `pred` is clamped to [0, 1] here (a written video cannot leave its range). `mask`: the motion
+    mask of the interpolated frames (N//2, 1, H, W), `motion_mask(gt)` when not given.
     """
     if pred.shape != gt.shape:
         raise ValueError(f"prediction has shape {tuple(pred.shape)}, the truth {tuple(gt.shape)}")
@@ -197,8 +79,14 @@ def score(pred: torch.Tensor, gt: torch.Tensor, seconds: float = 0.0) -> MethodS
     subsets = {}
     for name, idx in (("all", slice(None)), ("aligned", slice(0, None, 2)), ("interpolated", slice(1, None, 2))):
         subsets[name] = Subset(psnr=metrics.mean(p[idx]), ssim=metrics.mean(s[idx]), frames=int(p[idx].numel()))
+    if mask is None:
+        mask = motion_mask(gt)
+    ps, ss = metrics.masked_psnr(pred[1::2], gt[1::2], mask), metrics.masked_ssim(pred[1::2], gt[1::2], mask)
+    motion = Motion(psnr=None if ps != ps else ps, ssim=None if ss != ss else ss, pixels=int(mask.sum()),
+                    fraction=float(mask.float().mean()))  # x != x: NaN, an empty mask
     return MethodScore(
-        **subsets, tmae=metrics.temporal_mae(pred, gt), tpsnr=metrics.temporal_psnr(pred, gt), seconds=seconds
+        **subsets, tmae=metrics.temporal_mae(pred, gt), tpsnr=metrics.temporal_psnr(pred, gt), seconds=seconds,
+        motion=motion,
     )
 
 
@@ -207,8 +95,6 @@ def evaluate_frames(hr: torch.Tensor, predictors: Mapping[str, Predictor]) -> di
 
     hr: (N, 1, H, W) in [0, 1], N odd >= 3, H and W multiples of 4 and >= MIN_SIZE.
     """
-    from theris_cli.train.degrade import make_lr
-
     n, c, h, w = hr.shape
     if c != 1 or n < MIN_FRAMES or n % 2 == 0 or h % SCALE or w % SCALE or min(h, w) < MIN_SIZE:
         raise ValueError(
@@ -216,6 +102,7 @@ def evaluate_frames(hr: torch.Tensor, predictors: Mapping[str, Predictor]) -> di
             f">= {MIN_SIZE}, got {tuple(hr.shape)}"
         )
     lr = make_lr(hr)  # (m+1, 1, H/4, W/4)
+    mask = motion_mask(hr)  # from the truth: the same pixels for every method
     out = {}
     for name, predict in predictors.items():
         t0 = time.perf_counter()
@@ -224,7 +111,7 @@ def evaluate_frames(hr: torch.Tensor, predictors: Mapping[str, Predictor]) -> di
         seconds = time.perf_counter() - t0
         if tuple(pred.shape) != tuple(hr.shape):
             raise RuntimeError(f"method {name} returned {tuple(pred.shape)} for HR frames {tuple(hr.shape)}")
-        out[name] = score(pred, hr, seconds)
+        out[name] = score(pred, hr, seconds, mask)
     return out
 
 
@@ -248,7 +135,6 @@ def load_clip(path: str | Path, max_frames: int | None = None):
 
     Raises InputError when the clip is too short (< MIN_FRAMES) or too small (< MIN_SIZE after cropping).
     """
-    from theris_cli.train.degrade import crop_to_multiple
     from theris_cli.video import read_frames, scan_levels
 
     if max_frames is not None and max_frames < MIN_FRAMES:
@@ -321,9 +207,13 @@ def evaluate(
     options: UpscaleOptions | None = None,
     max_frames: int | None = None,
     on_progress: Callable[[str], None] | None = None,
+    split: str | None = None,
     **fields: Any,
 ) -> Evaluation:
     """Score `methods` on every clip (files, or folders of videos) by the protocol of this module.
+
+    split: score the validation clips of this named split (`theris_cli.splits`), found by name
+    under the folders `clips` instead.
 
     methods: names from METHODS, or a mapping name -> predictor ((T, 1, h, w) LR -> (2T-1, 1, 4h, 4w)).
     options (or its fields as keywords: weights, device, ...): how "theris" runs, EVAL_OPTIONS by
@@ -333,7 +223,12 @@ def evaluate(
     weights = opts.weights
     t_start = time.perf_counter()
     say = on_progress or (lambda msg: None)
-    paths = find_clips(clips)
+    if split is not None:
+        from theris_cli.splits import split_clips
+
+        paths = split_clips(split, clips)
+    else:
+        paths = find_clips(clips)
     spec = None
     if isinstance(methods, Mapping):
         predictors = dict(methods)
@@ -373,7 +268,7 @@ def evaluate(
             )
         )
         del hr
-    mean = {m: _mean_scores([c.methods[m] for c in results]) for m in predictors}
+    mean = {m: mean_scores([c.methods[m] for c in results]) for m in predictors}
     return Evaluation(
         methods=list(predictors),
         weights=spec,
@@ -381,82 +276,5 @@ def evaluate(
         mean=mean,
         seconds=time.perf_counter() - t_start,
         protocol=PROTOCOL,
+        split=split,
     )
-
-
-
-
-# ---------------------------------------------------------------------------------------------
-# Reporting
-
-
-def render(ev: Evaluation) -> list:
-    """Rich renderables: the figures per clip and method, what each clip was, and (when theris was
-    scored) its gain over each baseline. About 85 columns wide."""
-    from rich import box
-    from rich.table import Table
-
-    def table(title: str, first: str, second: str) -> Table:
-        t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-        t.add_column(first, no_wrap=True, max_width=28)
-        t.add_column(second, no_wrap=True)
-        return t
-
-    t = table("PSNR (dB) and SSIM on [0, 1]: all frames, input-aligned (in), interpolated (interp)", "clip", "method")
-    for s in ("all", "in", "interp"):
-        t.add_column(f"PSNR\n{s}", justify="right", no_wrap=True)
-    for s in ("all", "in", "interp"):
-        t.add_column(f"SSIM\n{s}", justify="right", no_wrap=True)
-    t.add_column("tMAE\n‰", justify="right", no_wrap=True)  # per mille of the data range
-    t.add_column("time\ns", justify="right", no_wrap=True)
-    labelled = [(_label(c.clip), c.methods) for c in ev.clips]
-    if len(ev.clips) > 1:
-        labelled.append((f"mean ({len(ev.clips)} clips)", ev.mean))
-    for label, scores in labelled:
-        for j, m in enumerate(ev.methods):
-            sc = scores[m]
-            t.add_row(
-                label if j == 0 else "",
-                m,
-                *(f"{sc.subset(s).psnr:.2f}" for s in SUBSETS),
-                *(f"{sc.subset(s).ssim:.4f}" for s in SUBSETS),
-                f"{1e3 * sc.tmae:.2f}",
-                f"{sc.seconds:.1f}",
-                end_section=j == len(ev.methods) - 1,
-            )
-    out: list = [t]
-
-    lines = [
-        f"  {c.clip}: {c.frames} frames ({c.lr_frames} in) {c.size[1]}x{c.size[0]}, {c.bit_depth}-bit, "
-        f"levels {c.levels[0]}..{c.levels[1]}"
-        for c in ev.clips
-    ]
-    out.append("clips (HR frames scored, LR inputs, HR size, levels mapped to 0..1):\n" + "\n".join(lines))
-
-    gains = ev.gains()
-    if gains:
-        g = table("gain of theris over each baseline (PSNR dB, SSIM; tMAE‰: how much lower)", "clip", "vs")
-        for s in ("all", "in", "interp"):
-            g.add_column(f"ΔPSNR\n{s}", justify="right", no_wrap=True)
-        for s in ("all", "in", "interp"):
-            g.add_column(f"ΔSSIM\n{s}", justify="right", no_wrap=True)
-        g.add_column("ΔtMAE\n‰", justify="right", no_wrap=True)
-        for row, per_base in gains.items():
-            if row == "mean" and len(ev.clips) < 2:
-                continue
-            label = f"mean ({len(ev.clips)} clips)" if row == "mean" else _label(row)
-            for j, (b, d) in enumerate(per_base.items()):
-                g.add_row(
-                    label if j == 0 else "",
-                    b,
-                    *(f"{d[f'psnr_{s}']:+.2f}" for s in SUBSETS),
-                    *(f"{d[f'ssim_{s}']:+.4f}" for s in SUBSETS),
-                    f"{1e3 * d['tmae']:+.2f}",
-                    end_section=j == len(per_base) - 1,
-                )
-        out.append(g)
-    return out
-
-
-def _label(clip: str) -> str:
-    return Path(clip).name

@@ -17,6 +17,12 @@ expected to be clamped to [0, 1] by the caller (`evaluate` does it), as a writte
   gt[t+1] − gt[t], over all consecutive pairs: its mean absolute value (`tmae`, grey units of the
   data range, lower is better; flicker and judder raise it even when each frame looks right), and
   the same as a PSNR (`tpsnr`, dB, capped like PSNR).
+* Moving pixels (`masked_psnr`, `masked_ssim`): the same figures over the pixels of a mask only
+  (`protocol.motion_mask`: the in-between frames' pixels that differ from the blend of their
+  neighbours by more than 3 % of the range, dilated 2 px). PSNR from the MSE pooled over all masked
+  pixels of all frames (a mask is a few percent of a frame: per-frame figures would be noise); SSIM
+  as the mean of the SSIM map (the very map whose mean `ssim` is) over the masked pixels where the
+  11-px window fits, i.e. 5 px from the border.
 """
 
 from __future__ import annotations
@@ -118,3 +124,53 @@ def temporal_psnr(pred: torch.Tensor, gt: torch.Tensor) -> float:
 def mean(values: torch.Tensor) -> float:
     """Average of per-frame figures as a Python float (NaN for an empty selection)."""
     return values.mean().item() if values.numel() else math.nan
+
+
+def masked_psnr(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> float:
+    """PSNR (dB, data range 1, capped) of the MSE pooled over the pixels where `mask` (same shape,
+    bool) is set; NaN for an empty mask."""
+    pred, gt = _check(pred, gt)
+    if mask.dim() == 3:
+        mask = mask.unsqueeze(1)
+    if mask.shape != pred.shape:
+        raise ValueError(f"mask has shape {tuple(mask.shape)}, the frames {tuple(pred.shape)}")
+    n = int(mask.sum())
+    if n == 0:
+        return math.nan
+    err = sum(float(((p - g).pow(2) * m.to(p.device, torch.float64)).sum())
+              for (p, g), m in zip(_chunks(pred, gt), mask.split(_CHUNK)))
+    return float(mse_to_psnr(torch.tensor(err / n)))
+
+
+def ssim_map(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """The SSIM map of pytorch_msssim.ssim (Gaussian window 11, sigma 1.5, K = (0.01, 0.03), data
+    range 1, valid convolution): (T, 1, H, W) -> (T, 1, H-10, W-10) float64; its mean is `ssim`."""
+    import torch.nn.functional as F
+
+    pred, gt = _check(pred, gt)
+    coords = torch.arange(SSIM_WINDOW, dtype=torch.float64) - SSIM_WINDOW // 2
+    g = torch.exp(-(coords**2) / (2 * SSIM_SIGMA**2))
+    g = g / g.sum()
+    c1, c2 = 0.01**2, 0.03**2
+
+    def blur(x):
+        x = F.conv2d(x, g.to(x.device).view(1, 1, 1, -1))
+        return F.conv2d(x, g.to(x.device).view(1, 1, -1, 1))
+
+    maps = []
+    for p, q in _chunks(pred, gt):
+        mu_p, mu_q = blur(p), blur(q)
+        s_pp, s_qq, s_pq = blur(p * p) - mu_p**2, blur(q * q) - mu_q**2, blur(p * q) - mu_p * mu_q
+        maps.append(((2 * mu_p * mu_q + c1) * (2 * s_pq + c2)) / ((mu_p**2 + mu_q**2 + c1) * (s_pp + s_qq + c2)))
+    return torch.cat(maps).cpu()
+
+
+def masked_ssim(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> float:
+    """Mean of the SSIM map over the masked pixels 5 px or more from the border; NaN if none."""
+    if mask.dim() == 3:
+        mask = mask.unsqueeze(1)
+    r = SSIM_WINDOW // 2
+    inner = mask[..., r:-r, r:-r]
+    if not bool(inner.any()):
+        return math.nan
+    return float(ssim_map(pred, gt)[inner.cpu()].mean())

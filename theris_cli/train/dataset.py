@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from theris_cli.errors import InputError, TrainingError
+from theris_cli.protocol import motion_mask
 from theris_cli.train.degrade import SCALE, Extras, apply_extras, make_lr
 from theris_cli.train.synthetic import SceneConfig, SyntheticThermal, clip_seed
 
@@ -60,7 +61,8 @@ class RealClip:
 
     @property
     def name(self) -> str:
-        return self.path.name
+        """The file's name; for an image sequence (a printf pattern), its folder's, as the batch names it."""
+        return self.path.parent.name if "%" in self.path.name else self.path.name
 
     def unit(self, t0: int, t1: int, y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
         """Frames t0..t1-1 of the window, as (T, 1, h, w) float32 on the unit range."""
@@ -68,24 +70,37 @@ class RealClip:
 
 
 def find_videos(paths: Sequence[str | os.PathLike], exclude: Sequence[str] = ()) -> list[Path]:
-    """The clips named by `paths`: files and image patterns as given, folders searched for videos
-    and numbered image sequences by the same rules as `theris batch` (`video.inputs.walk_inputs`).
+    """The clips named by `paths`: video files and image patterns (frames/%05d.png) as given;
+    folders, searched for videos and numbered image sequences by the same rules as `theris batch`
+    (`video.inputs.walk_inputs`); and list files (`.txt`: one path a line, relative to the list's
+    folder; blank lines and `#` comments skipped).
 
     `exclude`: glob patterns matched against each clip's name and its full path (e.g. "*possum*").
     """
     from theris_cli.video.inputs import walk_inputs
 
     found: list[Path] = []
-    for p in map(Path, paths):
+
+    def add(p: Path, origin: str) -> None:
         if p.is_dir():
             for i in walk_inputs(p):
                 if i.problem:
-                    raise TrainingError(f"--data {p}/{i.problem}")
+                    raise TrainingError(f"{origin} {p}/{i.problem}")
                 found.append(i.src)
+        elif p.is_file() and p.suffix.lower() == ".txt":
+            for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+                line = line.split("#", 1)[0].strip()
+                if line:
+                    q = Path(line).expanduser()
+                    add(q if q.is_absolute() else p.parent / q, f"{p}:{n}")
         elif p.is_file() or "%" in p.name:
             found.append(p)
         else:
-            raise TrainingError(f"--data {p}: no such file or folder; pass video files or folders of videos")
+            raise TrainingError(f"{origin} {p}: no such file or folder; pass videos, folders of videos or of "
+                                "numbered frames, or a .txt list of them")
+
+    for p in map(Path, paths):
+        add(p, "--data")
     kept = [f for f in found if not any(fnmatch(f.name, pat) or fnmatch(str(f), pat) for pat in exclude)]
     return list(dict.fromkeys(kept))  # keep order, drop repeats
 
@@ -129,11 +144,14 @@ def load_real_clips(paths: Sequence[str | os.PathLike], min_frames: int, min_sid
 class RealSource:
     """Random windows of 2k+1 consecutive frames from cached real clips."""
 
-    def __init__(self, clips: Sequence[RealClip], frames: int):
+    def __init__(self, clips: Sequence[RealClip], frames: int, motion_crops: float = 0.0, candidates: int = 4):
         usable = [c for c in clips if c.frames.shape[0] >= frames]
         if not usable:
             raise InputError(f"no real clip has the {frames} frames a training window needs")
+        if not 0.0 <= motion_crops <= 1.0 or candidates < 1:
+            raise ValueError(f"need motion_crops in [0, 1] and candidates >= 1, got {motion_crops}, {candidates}")
         self.clips, self.frames = usable, frames
+        self.motion_crops, self.candidates = motion_crops, candidates
         n = torch.tensor([math.sqrt(c.frames.shape[0]) * (c.frames.shape[1] * c.frames.shape[2]) ** 0.25 for c in usable])
         self.weights = n / n.sum()
 
@@ -146,16 +164,35 @@ class RealSource:
         return min(clip.frames.shape[1:]) // SCALE * SCALE
 
     def crop(self, clip: RealClip, gen: torch.Generator, size: int) -> torch.Tensor:
-        """A random (2k+1, 1, size, size) window of `clip`, unit range."""
+        """A random (2k+1, 1, size, size) window of `clip`, unit range.
+
+        With probability `motion_crops`, the window with the most moving pixels (`moving_fraction`)
+        of `candidates` random ones: moving pixels are a few percent of most thermal footage (static
+        trail cameras), and the new frames are only hard where something moves."""
         n, h, w = clip.frames.shape
-        t0 = int(torch.randint(0, n - self.frames + 1, (), generator=gen))
-        y0 = int(torch.randint(0, h - size + 1, (), generator=gen))
-        x0 = int(torch.randint(0, w - size + 1, (), generator=gen))
-        return clip.unit(t0, t0 + self.frames, y0, y0 + size, x0, x0 + size)
+        tries = 1
+        if self.motion_crops > 0 and float(torch.rand((), generator=gen)) < self.motion_crops:
+            tries = self.candidates
+        best, best_score = None, -1.0
+        for _ in range(tries):
+            t0 = int(torch.randint(0, n - self.frames + 1, (), generator=gen))
+            y0 = int(torch.randint(0, h - size + 1, (), generator=gen))
+            x0 = int(torch.randint(0, w - size + 1, (), generator=gen))
+            x = clip.unit(t0, t0 + self.frames, y0, y0 + size, x0, x0 + size)
+            score = moving_fraction(x) if tries > 1 else 0.0
+            if score > best_score:
+                best, best_score = x, score
+        return best
 
     def describe(self) -> str:
         return ", ".join(f"{c.name} ({c.frames.shape[0]}x{c.frames.shape[2]}x{c.frames.shape[1]}, "
                          f"{c.frames.dtype.itemsize * 8}-bit)" for c in self.clips)
+
+
+def moving_fraction(clip: torch.Tensor) -> float:
+    """Fraction of the pixels of the in-between frames of `clip` (T, 1, H, W), T odd, that move by
+    the motion mask of `theris evaluate` (`protocol.motion_mask`, undilated)."""
+    return float(motion_mask(clip, dilate=0).float().mean()) if clip.shape[0] >= 3 else 0.0
 
 
 # ---------------------------------------------------------------------------------------------

@@ -33,57 +33,8 @@ import torch.nn.functional as F
 
 from theris_cli.ops import dct_matrix
 
-from theris_cli.model.config import SCALE  # HR pixels per LR pixel, along each axis
-TIME_STRIDE = 2  # HR frames per LR frame
-
-
-def crop_to_multiple(x: torch.Tensor, multiple: int = SCALE) -> torch.Tensor:
-    """Crop the last two axes (H, W) to multiples of `multiple`, keeping the top-left corner.
-
-    Top-left so that pixel (0, 0) stays pixel (0, 0): LR pixel (i, j) then covers HR pixels
-    4i..4i+3, 4j..4j+3 exactly, whatever the original size.
-    """
-    if multiple < 1:
-        raise ValueError(f"multiple must be >= 1, got {multiple}")
-    h, w = x.shape[-2:]
-    hh, ww = h - h % multiple, w - w % multiple
-    if hh == 0 or ww == 0:
-        raise ValueError(f"frame {h}x{w} is smaller than {multiple} pixels along an axis")
-    return x[..., :hh, :ww]
-
-
-def downscale(hr: torch.Tensor, clamp: bool = True) -> torch.Tensor:
-    """Antialiased bicubic x1/4.  hr: (..., H, W) float, H and W multiples of 4 -> (..., H/4, W/4).
-
-    Computed in float32 (or float64 if given) whatever the input dtype; returned in the input's
-    floating dtype. `clamp` keeps the result in [0, 1] (bicubic rings slightly past sharp edges).
-    """
-    if not hr.is_floating_point():
-        raise ValueError(f"downscale needs a float tensor in [0, 1], got {hr.dtype}")
-    if hr.dim() < 2:
-        raise ValueError(f"downscale needs (..., H, W), got shape {tuple(hr.shape)}")
-    h, w = hr.shape[-2:]
-    if h % SCALE or w % SCALE or h == 0 or w == 0:
-        raise ValueError(f"HR size {h}x{w} is not a multiple of {SCALE}; crop it first (crop_to_multiple)")
-    lead = hr.shape[:-2]
-    work_dtype = hr.dtype if hr.dtype in (torch.float32, torch.float64) else torch.float32
-    x = hr.reshape(-1, 1, h, w).to(work_dtype)  # (N, 1, H, W): interpolate wants 4-D
-    y = F.interpolate(x, size=(h // SCALE, w // SCALE), mode="bicubic", antialias=True, align_corners=False)
-    if clamp:
-        y = y.clamp_(0.0, 1.0)
-    return y.reshape(*lead, h // SCALE, w // SCALE).to(hr.dtype)
-
-
-def make_lr(hr: torch.Tensor) -> torch.Tensor:
-    """The STVSR input for an HR clip.  hr: (T, C, H, W) -> (ceil(T/2), C, H/4, W/4).
-
-    Input frame i is HR frame 2i, downscaled. Also accepts a batch (B, T, C, H, W) -> (B, ceil(T/2), ...).
-    """
-    if hr.dim() not in (4, 5):
-        raise ValueError(f"make_lr needs (T, C, H, W) or (B, T, C, H, W), got shape {tuple(hr.shape)}")
-    t_axis = hr.dim() - 4
-    kept = hr[:, ::TIME_STRIDE] if t_axis == 1 else hr[::TIME_STRIDE]
-    return downscale(kept)
+# The clean protocol lives in theris_cli/protocol.py (shared with eval/); re-exported here.
+from theris_cli.protocol import SCALE, TIME_STRIDE, crop_to_multiple, downscale, make_lr  # noqa: E402,F401
 
 
 # ---------------------------------------------------------------------------------------------

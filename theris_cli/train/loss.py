@@ -1,13 +1,30 @@
 """Training losses: Charbonnier (the pixel term) and TFM, the thermal-field-modelling residual of
-the 2-D heat equation on the predicted sequence.
+the 2-D heat equation on the predicted sequence, in two forms.
 
-TFM, on frames t = 1..T-2 of a prediction I (B, T, C, H, W), with one output-frame interval as the
+**The paper's form** (`TFMLoss`, `--tfm-form learned`; the form theris-small was trained with), on frames t = 1..T-2 of a prediction I (B, T, C, H, W), with one output-frame interval as the
 unit of time and one pixel as the unit of length:
     r_t = (I_{t+1} - I_{t-1}) / (2 dt) - D * lap(I_t)       (5-point Laplacian, replicate border)
     w_t = exp(-alpha * |grad G_t|^2)                         (G the ground truth: edges weigh less)
     L_TFM = mean(w * |r|),  D = softplus(d) >= 0 learnable
 The central difference in time matches a leapfrog step, so a field that evolves by
 u_{t+1} = u_{t-1} + 2 dt D lap(u_t) has r = 0 exactly.
+
+It collapses on real footage: minimising mean(w |r(pred)|) jointly over the network and D drives D
+towards 0 (motion, not conduction, makes most of the change), and the term becomes a penalty on any
+temporal change (theris-small ended at D = 0.0197). And at alpha = 20 the edge weight is nearly
+inactive (0.95 for an edge of height 0.1).
+
+**The fitted form** (`FittedTFMLoss`, `--tfm-form fitted`, the default), which keeps the prior
+physical:
+    D* = argmin_D sum w (dG/dt - D lap G)^2 = sum(w G_t lapG) / sum(w lapG^2)   (G the truth; no gradient)
+    L_TFM = mean(w * |r_D*(pred) - r_D*(G)|)
+D is fitted per batch to the ground truth's own heat-equation residual by weighted least squares,
+so nothing the network does can move it; the loss asks the prediction to break the heat equation
+exactly where and as much as the truth does, never to stop changing. The weight's alpha comes from
+the batch's gradient statistics: alpha = ln 2 / q (q the `edge_quantile` quantile of |grad G|^2,
+floored), so a gradient at that quantile weighs 1/2 and real edges weigh much less. The same weight
+enters the fit, which keeps moving edges (advection changes a pixel in proportion to its gradient)
+from dragging D* to 0.
 """
 
 from __future__ import annotations
@@ -68,3 +85,112 @@ class TFMLoss(nn.Module):
         if pred.shape[1] < 3:
             return pred.new_zeros(())
         return (self.weight(target) * self.residual(pred).abs()).mean()
+
+
+class FittedTFMLoss(nn.Module):
+    """TFM with D fitted to the ground truth of each clip and alpha from the batch's gradient
+    statistics (see the module docstring). No learnable parameter: nothing the network does moves D.
+
+    The fit of clip b, on its inner frames, uses the truth smoothed by a binomial filter (sigma about
+    1 px, so that pixel noise in lap G does not bias D towards 0) and leaves out
+      - edges (the edge weight w), and
+      - moving pixels: where a frame differs from the mean of its two neighbours by more than
+        `motion_threshold` (dilated by 2 px). Diffusion changes a frame almost linearly in time;
+        motion does not, and in the camera's frame it is not conduction at all, so it would drag D to 0.
+    A clip with less than `min_static` of its pixels left (a panning camera) takes the running mean
+    `D` of earlier clips instead (`d_init` before any), and so does the loss's own estimate: D never
+    follows the network, and motion cannot pull it to 0. `last_D` holds the batch's mean D used,
+    `last_alpha` the batch's alpha, `last_fitted` the fraction of clips fitted (not fallen back)."""
+
+    def __init__(self, edge_quantile: float = 0.9, d_range: tuple[float, float] = (0.0, 4.0), dt: float = 1.0,
+                 grad_floor: float = 2e-3, momentum: float = 0.99, motion_threshold: float = 0.02,
+                 min_static: float = 0.2, d_init: float = 0.15):
+        super().__init__()
+        if not 0 < edge_quantile < 1:
+            raise ValueError(f"edge_quantile must lie in (0, 1), got {edge_quantile}")
+        self.edge_quantile, self.d_range, self.dt = edge_quantile, d_range, dt
+        # floor of the reference gradient, grey units per px: below it a frame is flat and noise-level
+        # gradients must not count as edges
+        self.grad_floor, self.momentum = grad_floor, momentum
+        self.motion_threshold, self.min_static, self.d_init = motion_threshold, min_static, d_init
+        self.register_buffer("d_ema", torch.tensor(float("nan")))  # running mean of fitted D, px^2/frame
+        self.last_D, self.last_alpha, self.last_fitted = float("nan"), float("nan"), float("nan")
+
+    @property
+    def D(self) -> torch.Tensor:
+        return self.d_ema
+
+    def alpha(self, target: torch.Tensor) -> float:
+        """ln 2 / (the edge_quantile quantile of |grad G|^2 over the inner frames), floored."""
+        g2 = gradient_sq(target[:, 1:-1].detach().float()).flatten()
+        step = max(1, g2.numel() // 65536)  # torch.quantile sorts: a strided sample is plenty
+        q = float(torch.quantile(g2[::step], self.edge_quantile))
+        return math.log(2.0) / max(q, self.grad_floor**2)
+
+    def weight(self, target: torch.Tensor, alpha: float | None = None) -> torch.Tensor:
+        """Edge-aware weight from the truth's inner frames, (B, T-2, C, H, W), no gradient."""
+        with torch.no_grad():
+            a = self.alpha(target) if alpha is None else alpha
+            return torch.exp(-a * gradient_sq(target[:, 1:-1].float()))
+
+    def fallback(self) -> float:
+        return float(self.d_ema) if torch.isfinite(self.d_ema) else self.d_init
+
+    def fit_d(self, target: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(D per clip (B,), px^2 per output frame, clamped to d_range; whether each was fitted)."""
+        with torch.no_grad():
+            g = smooth(target.float())
+            dudt = (g[:, 2:] - g[:, :-2]) / (2 * self.dt)
+            lap = laplacian(g[:, 1:-1])
+            w = torch.exp(-self.last_alpha * gradient_sq(g[:, 1:-1])) if math.isfinite(self.last_alpha) else w
+            curve = (g[:, 1:-1] - 0.5 * (g[:, :-2] + g[:, 2:])).abs() > self.motion_threshold
+            shape = curve.shape
+            moving = F.max_pool2d(curve.reshape(-1, 1, *shape[-2:]).float(), 5, stride=1, padding=2).reshape(shape)
+            wf = w * (1 - moving)
+            dims = tuple(range(1, wf.dim()))
+            num, den = (wf * dudt * lap).sum(dims), (wf * lap * lap).sum(dims)
+            static = (1 - moving).mean(dims)
+            fitted = (static >= self.min_static) & (den > 1e-12)
+            d = (num / den.clamp(min=1e-12)).clamp(*self.d_range)
+            return torch.where(fitted, d, torch.full_like(d, self.fallback())), fitted
+
+    def residual(self, x: torch.Tensor, D: torch.Tensor) -> torch.Tensor:
+        """r for the inner frames: x (B, T, C, H, W), D (B,) or a scalar -> (B, T-2, C, H, W)."""
+        D = D.to(x.dtype).reshape(-1, *([1] * (x.dim() - 1))) if D.dim() else D.to(x.dtype)
+        return (x[:, 2:] - x[:, :-2]) / (2 * self.dt) - D * laplacian(x[:, 1:-1])
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """pred, target (B, T, C, H, W) -> scalar mean(w * |r_D(pred) - r_D(target)|)."""
+        assert pred.shape == target.shape, f"pred {tuple(pred.shape)} vs target {tuple(target.shape)}"
+        assert pred.dim() == 5, f"expected (B, T, C, H, W), got {tuple(pred.shape)}"
+        if pred.shape[1] < 3:
+            return pred.new_zeros(())
+        alpha = self.alpha(target)
+        w = self.weight(target, alpha)
+        self.last_alpha = alpha
+        D, fitted = self.fit_d(target, w)
+        self.last_D, self.last_fitted = float(D.mean()), float(fitted.float().mean())
+        if bool(fitted.any()):
+            with torch.no_grad():
+                m = D[fitted].mean()
+                self.d_ema.copy_(m if torch.isnan(self.d_ema) else self.momentum * self.d_ema + (1 - self.momentum) * m)
+        return (w * (self.residual(pred, D) - self.residual(target.detach(), D)).abs()).mean()
+
+
+def smooth(x: torch.Tensor) -> torch.Tensor:
+    """Separable binomial [1, 4, 6, 4, 1] / 16 blur over the last two axes (sigma 1 px), replicate border."""
+    shape = x.shape
+    k = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0], dtype=x.dtype, device=x.device) / 16
+    y = x.reshape(-1, 1, *shape[-2:])
+    y = F.conv2d(F.pad(y, (2, 2, 0, 0), mode="replicate"), k.view(1, 1, 1, 5))
+    y = F.conv2d(F.pad(y, (0, 0, 2, 2), mode="replicate"), k.view(1, 1, 5, 1))
+    return y.reshape(shape)
+
+
+def make_tfm(form: str, d_init: float = 0.15, alpha: float = 20.0, edge_quantile: float = 0.9) -> nn.Module:
+    """The TFM loss of a run: "fitted" (FittedTFMLoss) or "learned" (TFMLoss, the paper's form)."""
+    if form == "fitted":
+        return FittedTFMLoss(edge_quantile=edge_quantile, d_init=d_init)
+    if form == "learned":
+        return TFMLoss(d_init=d_init, alpha=alpha)
+    raise ValueError(f"unknown TFM form {form!r}; choose fitted or learned")

@@ -84,6 +84,11 @@ class SceneConfig:
     shade_p: float = 0.3  # P(a smooth band of housing shade/glow along one frame edge)
     shade_amp: tuple[float, float] = (-0.8, 0.8)  # its amplitude at the edge, fraction of span
     shade_width: tuple[float, float] = (2.0, 16.0)  # its e-folding width, px
+    # fast motion (off by default): a fraction of clips whose camera pans and whose bodies move up to
+    # ~10 LR px per input frame (20 HR px per output frame), with at least two bodies (occlusions)
+    fast_p: float = 0.0  # P(a clip is a fast one)
+    fast_pan_speed: float = 20.0  # px/frame, max along each axis; the pan is centred on the middle frame
+    fast_body_speed: tuple[float, float] = (3.0, 20.0)  # px/frame of each moving body, log-uniform
     raw14_p: float = 0.4  # else 8-bit AGC
     squeeze_p: float = 0.5  # P(the clip uses only part of [0, 1])
     quantise: bool = True
@@ -117,6 +122,8 @@ class SyntheticThermal:
         # world margin: the largest camera travel the config allows, so the canvas size (and with it
         # every random draw's shape) depends only on the config
         travel = (c.pan_speed * (frames - 1) + 3 * c.jitter) if c.camera_motion else 0.0
+        if c.fast_p > 0 and c.camera_motion:
+            travel = max(travel, c.fast_pan_speed * (frames - 1) / 2 + 3 * c.jitter)
         self.margin = int(math.ceil(travel)) + 4
         self.canvas = (height + 2 * self.margin, width + 2 * self.margin)
 
@@ -177,6 +184,14 @@ def _draw(g: torch.Generator, s: SyntheticThermal) -> dict[str, torch.Tensor]:
     pan = (_u(g, 0, 1) < c.pan_p).float() * _u(g, -c.pan_speed, c.pan_speed, 2) * float(c.camera_motion)
     jit = _u(g, 0, c.jitter) * float(c.camera_motion) * torch.randn(T, 2, generator=g)
     d["camera"] = pan[None, :] * torch.arange(T, dtype=torch.float32)[:, None] + jit  # (T, 2) offset (x, y) px
+    fast = False
+    if c.fast_p > 0:  # drawn only then, so that the clips of a config without fast motion stay the same
+        fast = bool(_u(g, 0, 1) < c.fast_p)
+        fast_pan = _u(g, -c.fast_pan_speed, c.fast_pan_speed, 2) * float(c.camera_motion)
+        fast_speed = torch.exp(_u(g, math.log(c.fast_body_speed[0]), math.log(c.fast_body_speed[1]), N_BODIES))
+        if fast:
+            t_mid = torch.arange(T, dtype=torch.float32)[:, None] - (T - 1) / 2
+            d["camera"] = fast_pan[None, :] * t_mid + jit
     # bodies: on, type, size px, x, y (view at the middle frame), speed px/frame, direction sign, vy,
     # gait phase, contrast, trail amplitude
     count = int(torch.multinomial(torch.tensor(c.body_count_p, dtype=torch.float32), 1, generator=g)) if c.bodies else 0
@@ -186,6 +201,8 @@ def _draw(g: torch.Generator, s: SyntheticThermal) -> dict[str, torch.Tensor]:
     size = torch.where(types == VEHICLE, size * 1.3, size)
     speed = _u(g, 0, 1, N_BODIES) ** 2 * torch.where(types == VEHICLE, 0.12, 0.07) * size
     still = _u(g, 0, 1, N_BODIES) < 0.2
+    if fast:
+        count, speed = max(count, 2), fast_speed
     speed = torch.where(still, 0.0, speed)
     bodies = torch.stack([
         (torch.arange(N_BODIES) < count).float(), types, size, _u(g, -0.1, 1.1, N_BODIES) * W, _u(g, 0.0, 1.1, N_BODIES) * H,

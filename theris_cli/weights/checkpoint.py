@@ -6,7 +6,8 @@ Layout of a file (all safetensors metadata values are strings):
     metadata["format_version"]  "1"
     metadata["model_config"]    ModelConfig.to_dict() as JSON
     metadata["theris_version"]  the theris that wrote it
-    metadata["metadata"]        the caller's dict as JSON (training info: steps, data, losses, ...)
+    metadata["metadata"]        the caller's dict as JSON (training info: steps, data, losses, ...;
+                                "contract": what the weights were trained for, see below)
     tensors                     the model's state_dict, under its own names
     "__extra__.<name>"          extra tensors (e.g. optimizer state to resume training), kept out of
                                 the state_dict
@@ -170,9 +171,18 @@ def unpack_state(tensors: dict[str, Any], skeleton: Any) -> Any:
 
 
 def export_checkpoint(src, dst) -> Path:
-    """Copy a checkpoint without its extra tensors (the file to ship: weights, config, metadata)."""
+    """Copy a checkpoint without its extra tensors (the file to ship: weights, config, metadata),
+    and without the paths of this machine that training recorded to resume (clip names stay)."""
     ck = load_checkpoint(src)
-    return write_checkpoint(dst, ck.config, ck.state_dict, ck.metadata)
+    meta = dict(ck.metadata)
+    if isinstance(meta.get("data"), dict):
+        meta["data"] = {k: v for k, v in meta["data"].items() if k not in ("paths", "val_paths", "exclude")}
+    if isinstance(meta.get("train"), dict) and isinstance(meta["train"].get("data"), dict):
+        meta["train"] = {**meta["train"], "data": meta["data"]}
+    contract = contract_of(meta)
+    if contract is not None:
+        meta["contract"] = contract
+    return write_checkpoint(dst, ck.config, ck.state_dict, meta)
 
 
 # --- reading -----------------------------------------------------------------------------------
@@ -264,3 +274,69 @@ def load_checkpoint(path) -> Checkpoint:
     except Exception as e:
         raise WeightsError(f"{path}: cannot read its tensors ({type(e).__name__}: {e}); the file may be truncated") from None
     return Checkpoint(config, state, user_meta, extra, version_s, fmt)
+
+
+# --- the inference contract ----------------------------------------------------------------------
+#
+# metadata["contract"] of a checkpoint written by `theris train`: what the weights were trained for.
+#     {"window": k+1 LR frames a window holds,
+#      "temporal_factors": [1, 2] (output times i/2 of an input interval: factors 1 and 2 ask only those),
+#      "levels": how raw samples were mapped to [0, 1], "scale": 4,
+#      "clips": names (never paths) of the real clips trained on}
+# Checkpoints written before the contract existed have none; one with training settings gets the
+# contract those imply (every `theris train` run trained factor 2 on windows of `train.frames`).
+
+LEVELS = "per clip: 8-bit 0..255, 16-bit the clip's min..max -> [0, 1] (video.scan_levels)"
+TRAINED_TIME_STEP = 2  # output frames per input interval in training (HR frames 0, 1, 2, ... of 2k+1)
+_warned: set[tuple] = set()
+
+
+def contract_for(window: int, clips: list[str] | tuple[str, ...] = ()) -> dict:
+    """The contract of weights trained on windows of `window` LR frames, 2x in time."""
+    return {
+        "window": int(window),
+        "temporal_factors": [f for f in range(1, TRAINED_TIME_STEP + 1) if TRAINED_TIME_STEP % f == 0],
+        "levels": LEVELS,
+        "scale": 4,
+        "clips": [Path(c).name for c in clips],
+    }
+
+
+def contract_of(metadata: dict) -> dict | None:
+    """A checkpoint's contract (explicit, or implied by its training settings); None if unknown."""
+    c = metadata.get("contract")
+    if isinstance(c, dict) and "window" in c:
+        return c
+    frames = (metadata.get("train") or {}).get("frames")
+    if isinstance(frames, int):
+        return contract_for(frames, [r.get("name", "") for r in (metadata.get("data") or {}).get("real", [])])
+    return None
+
+
+def contract_warning(model, window: int, temporal_factor: int) -> str | None:
+    """One line when `window` / `temporal_factor` leave what the weights of `model` (as loaded by
+    `load_model`, which sets `model.weights_info`) were trained for; None when inside, when the
+    weights say nothing, or when this very warning was given before in this process."""
+    info = getattr(model, "weights_info", None)
+    path = getattr(info, "path", None)
+    if path is None:
+        return None
+    try:
+        contract = contract_of(inspect_checkpoint(path).metadata)
+    except WeightsError:
+        return None
+    if contract is None:
+        return None
+    outside = []
+    if window != contract["window"]:
+        outside.append(f"--window {window} (trained: {contract['window']})")
+    factors = contract.get("temporal_factors") or []
+    if factors and temporal_factor not in factors:
+        outside.append(f"--temporal-factor {temporal_factor} (trained: {', '.join(map(str, factors))})")
+    if not outside:
+        return None
+    key = (str(path), window, temporal_factor)
+    if key in _warned:
+        return None
+    _warned.add(key)
+    return f"{getattr(info, 'name', path)} was not trained for {' and '.join(outside)}: expect lower quality"
