@@ -64,6 +64,14 @@ def warnings_to(console: Console = err_console, quiet: bool = False) -> Iterator
         logger.propagate = propagate
 
 
+def is_terminal(stream) -> bool:
+    """Whether someone watches ``stream``: live bars there; plain lines for logs, pipes and Slurm."""
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
 def note_untrained(name: str, what: str = "the output is not a real upscale") -> None:
     """The note after a run with random weights, so that nobody mistakes it for a real upscale."""
     err_console.print(f"[yellow]note:[/] {name} has random (untrained) weights: {what}", soft_wrap=True)

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
+from theris_cli.commands.console import is_terminal
 from theris_cli.humanize import duration
 
 PLAIN_INTERVAL = 5.0  # seconds between plain log lines (logs of long runs stay short)
@@ -50,7 +51,7 @@ class UpscaleProgress:
         self.quiet = quiet
         self.stream = stream if stream is not None else sys.stderr
         # A bar only where someone watches it: a terminal; logs and pipes get plain lines.
-        self.plain = (not _isatty(self.stream)) if plain is None else plain
+        self.plain = (not is_terminal(self.stream)) if plain is None else plain
         self.interval = interval
         self._lock = threading.Lock()
         self._progress: Optional[Progress] = None
@@ -107,10 +108,3 @@ class UpscaleProgress:
             self._progress.stop()
         elif not self.quiet and self.plain and exc_type is None:
             self._line(time.monotonic(), final=True)
-
-
-def _isatty(stream: TextIO) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False

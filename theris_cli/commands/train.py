@@ -109,7 +109,7 @@ def train_cmd(
     (final.safetensors) and on Ctrl-C (interrupted.safetensors); log.jsonl holds the losses and
     validation figures.
     """
-    from theris_cli.train.report import TrainReporter
+    from theris_cli.commands.train_report import TrainReporter
     from theris_cli.train.run import run_training
 
     def say(msg: str) -> None:

@@ -1,4 +1,5 @@
-"""The terminal view of a training run: one live rich line on a terminal, plain lines otherwise.
+"""The terminal view of a training run (`theris train`): one live rich line on a terminal, plain
+lines otherwise. Beside the other progress displays (progress.py, batch_display.py).
 
     with TrainReporter() as reporter:
         train(settings, data, out, on_event=reporter)
@@ -6,8 +7,10 @@
 
 from __future__ import annotations
 
-import math
 import time
+
+from theris_cli.commands.console import is_terminal
+from theris_cli.humanize import duration
 
 
 class TrainReporter:
@@ -17,11 +20,7 @@ class TrainReporter:
         import sys
 
         self.stream = stream if stream is not None else sys.stderr
-        try:
-            tty = self.stream.isatty()
-        except (AttributeError, ValueError):
-            tty = False
-        self.plain = (not tty) if plain is None else plain
+        self.plain = (not is_terminal(self.stream)) if plain is None else plain
         self.live = None
         self.val_text = ""
         self.start_step = 0
@@ -63,7 +62,7 @@ class TrainReporter:
             eta = min(eta, e.get("budget_left_s", eta))
             line = (f"step {e['step']}/{e['steps']}  loss {e['loss']:.4f} (tfm {e['tfm']:.4f}, D {_num(e.get('D'))}, "
                     f"{e['train_gain']:+.2f} dB)  "
-                    f"lr {e['lr']:.2e}  {e['samples_per_s']:.1f} samples/s  ETA {_hms(eta)}{self.val_text}")
+                    f"lr {e['lr']:.2e}  {e['samples_per_s']:.1f} samples/s  ETA {duration(eta)}{self.val_text}")
             if self.live is not None:
                 self.live.update(line)
             else:
@@ -77,13 +76,6 @@ class TrainReporter:
                         f"{e['psnr_bicubic_interp']:.2f} dB ({e['gain_interp']:+.2f} dB){parts}")
         elif kind == "checkpoint":
             self._print(f"checkpoint at step {e['step']}: {e['path']}")
-
-
-def _hms(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    s = int(round(seconds))
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
 def _num(x) -> str:
