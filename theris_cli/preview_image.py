@@ -87,11 +87,11 @@ def compose(rows: list[PreviewRow], caption: str, stretch: tuple[float, float],
         for c, (panel, im) in enumerate(zip(row.panels, pics)):
             x = MARGIN + c * (col_w + GAP)
             canvas.paste(im, (x, y))
-            _label(draw, (x, y), panel.label, label_font)
             if r == len(rows) - 2:  # the frames the zoom row is cut from: outline the region
                 x0, y0, x1, y1 = box  # black outside white: visible on any grey
                 draw.rectangle((x + x0 - 1, y + y0 - 1, x + x1, y + y1), outline=0, width=1)
                 draw.rectangle((x + x0, y + y0, x + x1 - 1, y + y1 - 1), outline=255, width=2)
+            _label(draw, (x, y), panel.label, label_font)  # over the outline: the label stays readable
         y += max(im.height for im in pics) + GAP
     draw.text((MARGIN, y + 6), caption, font=caption_font, fill=TEXT)
     return canvas
