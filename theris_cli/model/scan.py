@@ -82,11 +82,15 @@ def _pass_states(states: torch.Tensor, totals: torch.Tensor) -> torch.Tensor:
 
 def ssd_chunked(
     x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
-    D: Optional[torch.Tensor] = None, chunk_size: int = 64,
-) -> torch.Tensor:
+    D: Optional[torch.Tensor] = None, chunk_size: int = 64, *,
+    initial_state: Optional[torch.Tensor] = None, return_final_state: bool = False,
+):
     """Chunked SSD scan in plain PyTorch (Mamba-2's "ssd_minimal_discrete", with groups and padding).
 
     x: (b, L, h, p); dt: (b, L, h) > 0; A: (h,) < 0; B, C: (b, L, g, n) with h % g == 0; D: (h,) or None.
+    initial_state: (b, h, p, n) state before the first step (None: zeros), so that a long sequence can
+    be scanned in consecutive segments; with ``return_final_state`` the result is (y, state after the
+    last step, (b, h, p, n) float32).
     Returns y: (b, L, h, p) in x's dtype. Computes in float32 (float64 for float64 input). Inside a chunk the scan
     is a masked (l x l) matrix product; between chunks the states are passed by small matrix
     products too (`_pass_states`), so there is no Python loop over L and autograd gives a fast
@@ -130,14 +134,25 @@ def ssd_chunked(
     scores = CB.unsqueeze(3) * decay                                                     # (b,c,g,r,l,s)
     y = _ContiguousGrad.apply(scores @ xdt)                                              # (b,c,g,r,l,p)
 
-    if c > 1:
+    final = None
+    if c > 1 or initial_state is not None or return_final_state:
         # 2. state at the end of each chunk from its own inputs
         decay_to_end = torch.exp(a_cum[..., -1:] - a_cum)                                # (b,c,g,r,l)
         states = (xdt * decay_to_end.unsqueeze(-1)).transpose(-1, -2) @ Bc.unsqueeze(3)  # (b,c,g,r,p,n)
         # 3. state entering each chunk: a scan over chunks with scalar decays per head
         totals = a_cum[..., -1].permute(0, 2, 3, 1)                                      # (b,g,r,c)
         flat = states.permute(0, 2, 3, 1, 4, 5).reshape(b, g, r, c, p * n)
-        states_in = _pass_states(flat, totals).view(b, g, r, c, p, n).permute(0, 3, 1, 2, 4, 5)  # (b,c,g,r,p,n)
+        if initial_state is not None:
+            # the state before the sequence is the end state of a virtual chunk -1 with no decay
+            assert initial_state.shape == (b, h, p, n), f"initial_state: expected {(b, h, p, n)}, got {tuple(initial_state.shape)}"
+            flat = torch.cat([initial_state.to(work).reshape(b, g, r, 1, p * n), flat], dim=3)
+            totals = F.pad(totals, (1, 0))
+        passed = _pass_states(flat, totals)                                              # (b,g,r,c(+1),p*n)
+        if return_final_state:
+            final = (passed[..., -1, :] * torch.exp(totals[..., -1:]) + flat[..., -1, :]).reshape(b, h, p, n)
+        if initial_state is not None:
+            passed = passed[..., 1:, :]
+        states_in = passed.reshape(b, g, r, c, p, n).permute(0, 3, 1, 2, 4, 5)         # (b,c,g,r,p,n)
         # 4. contribution of the entering state to every step of the chunk
         y_off = _ContiguousGrad.apply(Cc.unsqueeze(3) @ states_in.transpose(-1, -2)) * torch.exp(a_cum).unsqueeze(-1)
         y = y + y_off
@@ -145,7 +160,7 @@ def ssd_chunked(
     y = y.permute(0, 1, 4, 2, 3, 5).reshape(b, c * l, h, p)[:, :L]
     if D is not None:
         y = y + x.to(work) * D.to(work).view(1, 1, h, 1)
-    return y.to(dtype)
+    return (y.to(dtype), final) if return_final_state else y.to(dtype)
 
 
 def ssd_recurrent(
@@ -242,15 +257,21 @@ def reset_backend() -> None:
 
 def selective_scan(
     x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
-    D: Optional[torch.Tensor] = None, chunk_size: int = 64,
-) -> torch.Tensor:
-    """The scan on the chosen backend. Shapes as `ssd_chunked`. CPU tensors always take the
-    reference path (the kernel runs on CUDA only), so a CPU model works next to a GPU.
-    `chunk_size` is the reference scan's; the kernel uses KERNEL_CHUNK."""
+    D: Optional[torch.Tensor] = None, chunk_size: int = 64, *,
+    initial_state: Optional[torch.Tensor] = None, return_final_state: bool = False,
+):
+    """The scan on the chosen backend. Shapes (and the state arguments) as `ssd_chunked`. CPU
+    tensors always take the reference path (the kernel runs on CUDA only), so a CPU model works
+    next to a GPU. `chunk_size` is the reference scan's; the kernel uses KERNEL_CHUNK."""
     name, _ = backend_info()
     if name == "mamba" and x.is_cuda:
-        return _kernel(
+        out = _kernel(
             x.contiguous(), dt.contiguous(), A.float().contiguous(), B.contiguous(), C.contiguous(),
             KERNEL_CHUNK, D=None if D is None else D.float().contiguous(),
+            initial_states=None if initial_state is None else initial_state.float().contiguous(),
+            return_final_states=return_final_state,
         )
-    return ssd_chunked(x, dt, A, B, C, D, chunk_size)
+        return out
+    return ssd_chunked(
+        x, dt, A, B, C, D, chunk_size, initial_state=initial_state, return_final_state=return_final_state,
+    )
