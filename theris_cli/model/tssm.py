@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 import torch.nn as nn
@@ -22,7 +22,7 @@ from theris_cli.model.scan import selective_scan
 # hundreds of MiB mapped, faulted in and unmapped on every op (page-fault churn was most of the
 # time at 324x256). Chosen by timing 2048..32768 on the development machine; results do not depend
 # on it (see `_bands`, `Mamba2Layer._mix_segments`).
-WORK_TOKENS = 8192
+WORK_TOKENS = 4096
 
 
 def inference_units(x: torch.Tensor) -> bool:
@@ -245,23 +245,25 @@ class Mamba2Layer(nn.Module):
         """seq (b, L, dim), shift (1 or b, L, ngroups*d_state) or None -> (b, L, dim)."""
         b, L, _ = seq.shape
         if inference_units(seq) and not self.bidirectional and b * L > 2 * WORK_TOKENS:
-            return self._mix_segments(seq, shift)
+            return self._mix_segments(seq, None if shift is None else lambda lo, hi: shift[:, lo:hi], out=seq.clone())
         if self.reverse:  # the forward scan of the flipped sequence, flipped back
             return self._mix(seq.flip(1), None if shift is None else shift.flip(1)).flip(1)
         return self._mix(seq, shift)
 
-    def _mix_segments(self, seq: torch.Tensor, shift: Optional[torch.Tensor]) -> torch.Tensor:
+    def _mix_segments(self, seq: torch.Tensor, shift_at: Optional[Callable], out: torch.Tensor) -> torch.Tensor:
         """The same as `_mix`, in consecutive segments of about WORK_TOKENS tokens (a whole number of
         chunks) that hand the conv inputs and the scan state on: a long sequence (SMB: every token of
-        the window) without sequence-sized temporaries. `reverse`: segments from the last token on."""
+        the window) without sequence-sized temporaries. `reverse`: segments from the last token on.
+        shift_at(lo, hi): the shift of tokens lo:hi, (1 or b, hi-lo, g*n), or None for no shift.
+        Writes into ``out`` (b, L, dim), which may be ``seq`` itself: a segment is read before it is
+        written and never read again."""
         b, L, _ = seq.shape
         seg = max(1, WORK_TOKENS // b // self.chunk_size) * self.chunk_size
-        out = torch.empty_like(seq)
         conv_state = ssm_state = None
         for a in range(0, L, seg):  # positions in scan order
             lo, hi = (L - min(L, a + seg), L - a) if self.reverse else (a, min(L, a + seg))
             piece = seq[:, lo:hi]
-            sh = None if shift is None else shift[:, lo:hi]
+            sh = None if shift_at is None else shift_at(lo, hi)
             if self.reverse:
                 piece, sh = piece.flip(1), None if sh is None else sh.flip(1)
             y, conv_state, ssm_state = self._mix(piece, sh, conv_state, ssm_state, return_state=True)
@@ -337,7 +339,8 @@ class TSSM(nn.Module):
     def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         """x (B, T, H, W, C) features of the T target frames, e (T, E) their time embeddings -> same."""
         B, T, H, W, C = shape = x.shape
-        units = inference_units(x)
+        if inference_units(x):
+            return self._forward_units(x, e)
         if self.mask is not None:
             x = self.mask(x)
         if self.smb is not None:
@@ -345,23 +348,45 @@ class TSSM(nn.Module):
             x = from_smb(self.smb(to_smb(x.contiguous()), shift), shape)
         if self.tmb is not None:
             shift = None if self.tmb.prompt is None else self.tmb.prompt(e)[None]
-            if units:  # pixels are independent sequences: bands of rows, each a work unit
-                out = torch.empty(shape, dtype=x.dtype, device=x.device)
-                for r0, r1 in _bands(H, B * T * W):
-                    band = x[:, :, r0:r1]
-                    out[:, :, r0:r1] = from_tmb(self.tmb(to_tmb(band), shift), band.shape)
-                x = out
-            else:
-                x = from_tmb(self.tmb(to_tmb(x), shift), shape)
+            x = from_tmb(self.tmb(to_tmb(x), shift), shape)
         if self.hmb is not None:
             w = self.window
             shift = None if self.hmb.prompt is None else self.hmb.prompt(e).repeat_interleave(w * w, dim=0)[None]
-            if units:  # windows are independent sequences: bands of whole window rows
-                out = torch.empty(shape, dtype=x.dtype, device=x.device)
-                for r0, r1 in _bands(H, B * T * (W + (-W) % w), multiple=w):
-                    band = x[:, :, r0:r1]
-                    out[:, :, r0:r1] = from_hmb(self.hmb(to_hmb(band, w), shift), band.shape, w)
-                x = out
+            x = from_hmb(self.hmb(to_hmb(x, w), shift), shape, w)
+        return x
+
+    def _forward_units(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        """`forward` without autograd on the CPU, in work units and in one output buffer: each layer
+        reads a unit (a band of rows, a segment of the SMB sequence) and writes its result back in
+        its place, so a block allocates one feature map, not one per layer."""
+        B, T, H, W, C = x.shape
+        x = self.mask(x) if self.mask is not None else x.clone()  # (B, T, H, W, C), contiguous, ours
+        if self.smb is not None:
+            seq = x.view(B, T * H * W, C)
+            shift_at = None
+            if self.smb.prompt is not None:
+                per_frame = self.smb.prompt(e)                                          # (T, g*n)
+                frame = torch.arange(T * H * W, device=x.device) // (H * W)
+                shift_at = lambda lo, hi: per_frame[frame[lo:hi]][None]  # noqa: E731
+            if self.smb.bidirectional:
+                x.copy_(from_smb(self.smb(seq, None if shift_at is None else shift_at(0, T * H * W)), x.shape))
             else:
-                x = from_hmb(self.hmb(to_hmb(x, w), shift), shape, w)
+                self.smb._mix_segments(seq, shift_at, out=seq)
+        if self.tmb is not None:  # pixels are independent sequences: bands of rows, each a work unit
+            shift = None if self.tmb.prompt is None else self.tmb.prompt(e)[None]
+            for r0, r1 in _bands(H, B * T * W):
+                band = x[:, :, r0:r1]
+                band.copy_(from_tmb(self.tmb(to_tmb(band), shift), band.shape))
+        if self.hmb is not None:  # Hilbert windows are independent sequences: bands of window rows
+            w = self.window
+            shift = None if self.hmb.prompt is None else self.hmb.prompt(e).repeat_interleave(w * w, dim=0)[None]
+            per_row = B * T * (W + (-W) % w)  # tokens per LR row of the padded frame
+            if per_row * w <= WORK_TOKENS:
+                rows, cols = _bands(H, per_row, multiple=w), [(0, W)]
+            else:  # a row of windows is more than a unit: one window row, split into columns
+                rows, cols = _bands(H, WORK_TOKENS, multiple=w), _bands(W, B * T * w, multiple=w)
+            for r0, r1 in rows:
+                for c0, c1 in cols:
+                    band = x[:, :, r0:r1, c0:c1]
+                    band.copy_(from_hmb(self.hmb(to_hmb(band, w), shift), band.shape, w))
         return x
