@@ -84,10 +84,13 @@ def ssd_chunked(
     x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
     D: Optional[torch.Tensor] = None, chunk_size: int = 64, *,
     initial_state: Optional[torch.Tensor] = None, return_final_state: bool = False,
+    dt_bias: Optional[torch.Tensor] = None, dt_softplus: bool = False,
 ):
     """Chunked SSD scan in plain PyTorch (Mamba-2's "ssd_minimal_discrete", with groups and padding).
 
     x: (b, L, h, p); dt: (b, L, h) > 0; A: (h,) < 0; B, C: (b, L, g, n) with h % g == 0; D: (h,) or None.
+    dt_bias (h,) is added to dt and ``dt_softplus`` applies softplus to the sum first (as the kernel's
+    options of the same names do, so the GPU can fuse them); dt must then be > 0 after that.
     initial_state: (b, h, p, n) state before the first step (None: zeros), so that a long sequence can
     be scanned in consecutive segments; with ``return_final_state`` the result is (y, state after the
     last step, (b, h, p, n) float32).
@@ -105,6 +108,10 @@ def ssd_chunked(
     dtype = x.dtype
     work = torch.promote_types(dtype, torch.float32)  # fp16/bf16 -> fp32; fp64 stays (tests)
     x32, dt32, B32, C32 = x.to(work), dt.to(work), B.to(work), C.to(work)
+    if dt_bias is not None:
+        dt32 = dt32 + dt_bias.to(work)
+    if dt_softplus:
+        dt32 = F.softplus(dt32)
 
     l = min(chunk_size, L)  # a short sequence (TMB: T' tokens) is one chunk, not padded to 64
     pad = (-L) % l
@@ -225,7 +232,7 @@ def _choose() -> tuple[str, str, Optional[Callable]]:
                 f"THERIS_SCAN=mamba but {why}; on a CUDA machine install it with "
                 f"`{MAMBA_INSTALL_HINT}`, or unset THERIS_SCAN to use the PyTorch scan"
             )
-        if not torch.cuda.is_available():
+        if not torch.cuda.is_available() and not interpreting():
             raise BackendUnavailable(
                 "THERIS_SCAN=mamba but no CUDA device is visible; the kernel runs on CUDA only, "
                 "unset THERIS_SCAN to use the PyTorch scan"
@@ -259,19 +266,27 @@ def selective_scan(
     x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
     D: Optional[torch.Tensor] = None, chunk_size: int = 64, *,
     initial_state: Optional[torch.Tensor] = None, return_final_state: bool = False,
+    dt_bias: Optional[torch.Tensor] = None, dt_softplus: bool = False,
 ):
-    """The scan on the chosen backend. Shapes (and the state arguments) as `ssd_chunked`. CPU
-    tensors always take the reference path (the kernel runs on CUDA only), so a CPU model works
-    next to a GPU. `chunk_size` is the reference scan's; the kernel uses KERNEL_CHUNK."""
+    """The scan on the chosen backend. Shapes and options as `ssd_chunked`. CPU tensors take the
+    reference path (the kernel runs on CUDA), so a CPU model works next to a GPU, except under
+    Triton's interpreter (TRITON_INTERPRET=1: the test suite checks the kernel on the CPU).
+    `chunk_size` is the reference scan's; the kernel uses KERNEL_CHUNK."""
     name, _ = backend_info()
-    if name == "mamba" and x.is_cuda:
-        out = _kernel(
+    if name == "mamba" and (x.is_cuda or interpreting()):
+        return _kernel(
             x.contiguous(), dt.contiguous(), A.float().contiguous(), B.contiguous(), C.contiguous(),
             KERNEL_CHUNK, D=None if D is None else D.float().contiguous(),
+            dt_bias=None if dt_bias is None else dt_bias.float().contiguous(), dt_softplus=dt_softplus,
             initial_states=None if initial_state is None else initial_state.float().contiguous(),
             return_final_states=return_final_state,
         )
-        return out
     return ssd_chunked(
         x, dt, A, B, C, D, chunk_size, initial_state=initial_state, return_final_state=return_final_state,
+        dt_bias=dt_bias, dt_softplus=dt_softplus,
     )
+
+
+def interpreting() -> bool:
+    """Whether Triton kernels run in Triton's CPU interpreter (TRITON_INTERPRET=1, tests only)."""
+    return os.environ.get("TRITON_INTERPRET", "") == "1"

@@ -281,8 +281,7 @@ class Mamba2Layer(nn.Module):
         g, n, h, p = self.ngroups, self.d_state, self.nheads, self.headdim
         inplace = not torch.is_grad_enabled()  # fused in-place elementwise work where autograd allows
         z, xbc, dt = torch.split(self.in_proj(self.norm(seq)), [self.d_inner, self.d_inner + 2 * g * n, h], dim=-1)
-        dt = F.softplus(dt + self.dt_bias)
-        A = -torch.exp(self.A_log.float())
+        A = -torch.exp(self.A_log.float())  # dt's bias and softplus are the scan's (fused on the GPU)
         if self.bidirectional:  # both directions in one scan call: reversed copies stacked on the batch
             assert conv_state is None and ssm_state is None and not return_state, "bidirectional layers run whole"
             xbc = F.silu(torch.cat([self.conv(xbc), self.conv_rev(xbc.flip(1))], dim=0))
@@ -299,6 +298,7 @@ class Mamba2Layer(nn.Module):
         y = selective_scan(
             x.reshape(bb, L, h, p), dt, A, Bm.reshape(bb, L, g, n), Cm.reshape(bb, L, g, n),
             self.D, self.chunk_size, initial_state=ssm_state, return_final_state=return_state,
+            dt_bias=self.dt_bias, dt_softplus=True,
         )
         if return_state:
             y, ssm_state = y
