@@ -125,7 +125,12 @@ def ssd_chunked(
     # axes: b batch, c chunk, l/s step in chunk, g group, r head in group, p head channel, n state
     # Operands of matmuls are made contiguous: CPU bmm on some strided views (and on their
     # gradients) falls back to a per-matrix loop that is 10x slower for many small chunks.
-    xdt = (x32 * dt32.unsqueeze(-1)).view(b, c, l, g, r, p).permute(0, 1, 3, 4, 2, 5).contiguous()  # (b,c,g,r,l,p)
+    if torch.is_grad_enabled():
+        xdt = (x32 * dt32.unsqueeze(-1)).view(b, c, l, g, r, p).permute(0, 1, 3, 4, 2, 5).contiguous()  # (b,c,g,r,l,p)
+    else:  # one pass: the product written straight into the chunk layout
+        xdt = x32.new_empty(b, c, g, r, l, p)
+        torch.mul(x32.view(b, c, l, g, r, p).permute(0, 1, 3, 4, 2, 5),
+                  dt32.view(b, c, l, g, r, 1).permute(0, 1, 3, 4, 2, 5), out=xdt)
     a = (dt32 * A.to(work)).view(b, c, l, g, r).permute(0, 1, 3, 4, 2)                   # (b,c,g,r,l)
     Bc = B32.view(b, c, l, g, n).transpose(2, 3).contiguous()                            # (b,c,g,l,n)
     Cc = C32.view(b, c, l, g, n).transpose(2, 3).contiguous()                            # (b,c,g,l,n)
@@ -145,7 +150,10 @@ def ssd_chunked(
     if c > 1 or initial_state is not None or return_final_state:
         # 2. state at the end of each chunk from its own inputs
         decay_to_end = torch.exp(a_cum[..., -1:] - a_cum)                                # (b,c,g,r,l)
-        states = (xdt * decay_to_end.unsqueeze(-1)).transpose(-1, -2) @ Bc.unsqueeze(3)  # (b,c,g,r,p,n)
+        if torch.is_grad_enabled():
+            states = (xdt * decay_to_end.unsqueeze(-1)).transpose(-1, -2) @ Bc.unsqueeze(3)  # (b,c,g,r,p,n)
+        else:  # the decay on B (n < p columns) and no broadcast of B over the heads
+            states = xdt.transpose(-1, -2) @ (decay_to_end.unsqueeze(-1) * Bc.unsqueeze(3))
         # 3. state entering each chunk: a scan over chunks with scalar decays per head
         totals = a_cum[..., -1].permute(0, 2, 3, 1)                                      # (b,g,r,c)
         flat = states.permute(0, 2, 3, 1, 4, 5).reshape(b, g, r, c, p * n)
@@ -161,12 +169,18 @@ def ssd_chunked(
             passed = passed[..., 1:, :]
         states_in = passed.reshape(b, g, r, c, p, n).permute(0, 3, 1, 2, 4, 5)         # (b,c,g,r,p,n)
         # 4. contribution of the entering state to every step of the chunk
-        y_off = _ContiguousGrad.apply(Cc.unsqueeze(3) @ states_in.transpose(-1, -2)) * torch.exp(a_cum).unsqueeze(-1)
-        y = y + y_off
+        if torch.is_grad_enabled():
+            y_off = _ContiguousGrad.apply(Cc.unsqueeze(3) @ states_in.transpose(-1, -2)) * torch.exp(a_cum).unsqueeze(-1)
+            y = y + y_off
+        else:
+            y = y.addcmul_(Cc.unsqueeze(3) @ states_in.transpose(-1, -2), torch.exp(a_cum).unsqueeze(-1))
 
     y = y.permute(0, 1, 4, 2, 3, 5).reshape(b, c * l, h, p)[:, :L]
     if D is not None:
-        y = y + x.to(work) * D.to(work).view(1, 1, h, 1)
+        if torch.is_grad_enabled():
+            y = y + x.to(work) * D.to(work).view(1, 1, h, 1)
+        else:  # in place, reading x once in its own (strided) layout
+            y = y.contiguous().addcmul_(x.to(work), D.to(work).view(1, 1, h, 1))
     return (y.to(dtype), final) if return_final_state else y.to(dtype)
 
 
