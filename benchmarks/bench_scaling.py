@@ -22,9 +22,12 @@ def measure(weights: str, width: int, height: int, frames: int, threads: int, re
     import resource
     import time
 
-    from theris_cli.hugepages import prefer_huge_pages
-
-    prefer_huge_pages()  # as `theris upscale` does
+    try:
+        from theris_cli.hugepages import prefer_huge_pages
+    except ImportError:  # a checkout from before it existed (for before/after tables)
+        pass
+    else:
+        prefer_huge_pages()  # as `theris upscale` does
     import torch
 
     from theris_cli.weights.load import load_model
