@@ -149,7 +149,10 @@ def ssd_chunked(
     final = None
     if c > 1 or initial_state is not None or return_final_state:
         # 2. state at the end of each chunk from its own inputs
-        decay_to_end = torch.exp(a_cum[..., -1:] - a_cum)                                # (b,c,g,r,l)
+        if torch.is_grad_enabled():
+            decay_to_end = torch.exp(a_cum[..., -1:] - a_cum)                            # (b,c,g,r,l)
+        else:  # the in-chunk decays computed once: the last row of step 1's matrix
+            decay_to_end = decay[..., -1, :]
         if torch.is_grad_enabled():
             states = (xdt * decay_to_end.unsqueeze(-1)).transpose(-1, -2) @ Bc.unsqueeze(3)  # (b,c,g,r,p,n)
         else:  # the decay on B (n < p columns) and no broadcast of B over the heads
