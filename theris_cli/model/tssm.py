@@ -169,6 +169,19 @@ class SpectralMask(nn.Module):
         return x + y.to(x.dtype)
 
 
+def _norm_linear(norm: RMSNorm, linear: nn.Linear, x: torch.Tensor, scale_input: bool) -> torch.Tensor:
+    """linear(norm(x)) without autograd: the norm's weight folded into the linear's (a tiny matrix)
+    and its per-token scale (in float32, as RMSNorm's) applied on the narrower side (the input of
+    in_proj, the output of out_proj), so the norm costs one reduction and one multiply instead of
+    four passes."""
+    assert linear.bias is None, "folds into a bias-free linear"
+    scale = torch.linalg.vector_norm(x.float(), dim=-1, keepdim=True).pow_(2).div_(x.shape[-1]).add_(norm.eps).rsqrt_()
+    weight = linear.weight * norm.weight  # (out, in) * (in,): the norm's gain on each input channel
+    if scale_input:
+        return F.linear(x * scale, weight)
+    return F.linear(x, weight).mul_(scale)
+
+
 class CausalDepthwiseConv(nn.Module):
     """Causal depthwise conv along the sequence, channels last: (b, L, C) -> (b, L, C).
     Written as `width` shifted multiply-adds (fused, into one output): on CPU this is several times
@@ -280,7 +293,8 @@ class Mamba2Layer(nn.Module):
         b, L, _ = seq.shape
         g, n, h, p = self.ngroups, self.d_state, self.nheads, self.headdim
         inplace = not torch.is_grad_enabled()  # fused in-place elementwise work where autograd allows
-        z, xbc, dt = torch.split(self.in_proj(self.norm(seq)), [self.d_inner, self.d_inner + 2 * g * n, h], dim=-1)
+        proj = _norm_linear(self.norm, self.in_proj, seq, scale_input=True) if inplace else self.in_proj(self.norm(seq))
+        z, xbc, dt = torch.split(proj, [self.d_inner, self.d_inner + 2 * g * n, h], dim=-1)
         A = -torch.exp(self.A_log.float())  # dt's bias and softplus are the scan's (fused on the GPU)
         if self.bidirectional:  # both directions in one scan call: reversed copies stacked on the batch
             assert conv_state is None and ssm_state is None and not return_state, "bidirectional layers run whole"
@@ -306,7 +320,7 @@ class Mamba2Layer(nn.Module):
         if self.bidirectional:
             y = y[:b] + y[b:].flip(1)
         if inplace:
-            out = self.out_proj(self.out_norm(y.mul_(F.silu(z)))).add_(seq)
+            out = _norm_linear(self.out_norm, self.out_proj, y.mul_(F.silu(z)), scale_input=False).add_(seq)
         else:
             out = seq + self.out_proj(self.out_norm(y * F.silu(z)))
         return (out, next_conv, ssm_state) if return_state else out
