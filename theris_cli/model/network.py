@@ -17,9 +17,11 @@ from theris_cli.model.config import SCALE, ModelConfig
 from theris_cli.model.tdim import TDIM
 from theris_cli.model.tssm import TSSM, inference_units
 
-# LR pixels per band of the decoder in an inference forward on the CPU: its x2 and x4 stages then
-# hold a few MiB (48 channels at 4x the pixels), not a whole HR window. See `_decode_units`.
-DECODE_PIXELS = 16384
+# LR pixels per band of the decoder in an inference forward on the CPU: its x2 stage then holds
+# tens of MiB (48 channels at 4x the pixels), not a whole HR window, and the halo rows recomputed
+# around each band stay a small share (timed 16384..49152 at 160x128 and 640x512; the largest was
+# the fastest, with huge pages). See `_decode_units`.
+DECODE_PIXELS = 49152
 
 # the decoder's last conv starts near zero so the untrained network is its bicubic residual
 # (0.1 started training 0.8 dB below bicubic; not exactly zero, so every layer gets a gradient)
