@@ -20,7 +20,7 @@ from theris_cli.model.scan import selective_scan
 # Tokens per work unit of an inference forward on the CPU. A layer's temporaries (about 130 floats a
 # token for `small`) then stay a few MiB: reused from the heap and mostly in cache, instead of
 # hundreds of MiB mapped, faulted in and unmapped on every op (page-fault churn was most of the
-# time at 324x256). Chosen by timing 2048..32768 on the development machine; results do not depend
+# time at 324x256). Chosen by timing 2048..16384 on the development machine; results do not depend
 # on it (see `_bands`, `Mamba2Layer._mix_segments`).
 WORK_TOKENS = 4096
 
