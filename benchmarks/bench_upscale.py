@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     args = ap.parse_args(argv)
 
+    from theris_cli.hugepages import prefer_huge_pages
+
+    prefer_huge_pages()  # as `theris upscale` does (before torch is imported)
     import torch
 
     from theris_cli.pipeline import upscale_video
@@ -84,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"decode    {st['decode']:8.2f} s  {rate(res.frames_in, st['decode'])} (input frames)")
     print(f"model     {st['model']:8.2f} s  {rate(res.frames_out, st['model'])} (output frames)")
     print(f"encode    {st['encode']:8.2f} s  {rate(res.frames_out, st['encode'])} (output frames)")
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    print(f"cpu       user {ru.ru_utime:8.2f} s, system {ru.ru_stime:.2f} s ({ru.ru_stime / max(ru.ru_utime, 1e-9):.1%} of user), "
+          f"whole process")
     print(f"memory    peak RSS {peak_rss_mib():.0f} MiB (before the run {rss_before:.0f} MiB)")
     if samples:
         n = len(samples)

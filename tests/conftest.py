@@ -10,6 +10,11 @@ import torch
 
 torch.set_num_threads(1)
 
+# Without CUDA, mamba-ssm's Triton kernels run on CPU tensors in Triton's interpreter
+# (tests/triton/). Triton reads this when it is imported, so it is set before any test module is.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 # Real thermal clips for development; absent on users' machines and skipped there.
 SHARED_IR = Path(os.environ.get("THERIS_SHARED_IR", Path(__file__).resolve().parents[2] / "shared" / "data" / "ir"))
 

@@ -173,3 +173,19 @@ def test_cuda_matches_cpu_with_the_tile_chosen_from_free_memory(precision):
     assert y.device.type == "cpu" and y.dtype == torch.float32
     tol = 1e-4 if precision == "fp32" else 2e-2
     assert (y - ref).abs().mean() < tol
+
+
+def test_theris_on_cpu_takes_whole_frames_without_a_probe_when_they_surely_fit(monkeypatch):
+    from theris_cli import infer
+    from theris_cli.weights.load import load_model
+
+    up = Upscaler(load_model("tiny-random"))
+    monkeypatch.setattr(up, "_measure_cpu", lambda crop, times: pytest.fail("probe window run"))
+    list(up.process(iter(frames(4, 72, 80))))
+    assert up.tile is None  # and no probe ran
+    # where the estimate does not fit, the probe decides as before
+    monkeypatch.setattr(infer, "available_memory", lambda: 2**20)
+    up = Upscaler(load_model("tiny-random"))
+    monkeypatch.setattr(up, "_measure_cpu", lambda crop, times: (1024.0 * crop.shape[-1] * crop.shape[-2], 6 * 2**20))
+    list(up.process(iter(frames(4, 72, 80))))
+    assert up.tile is not None

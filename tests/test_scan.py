@@ -87,6 +87,7 @@ def test_forced_mamba_without_cuda(fresh_backend):
     fresh_backend.setenv("THERIS_SCAN", "mamba")
     fresh_backend.setattr(scan, "_import_kernel", lambda: (lambda *a, **k: None, "kernel"))
     fresh_backend.setattr(torch.cuda, "is_available", lambda: False)
+    fresh_backend.delenv("TRITON_INTERPRET", raising=False)  # the interpreter would run it on the CPU
     with pytest.raises(BackendUnavailable, match="CUDA"):
         scan.backend_info()
 

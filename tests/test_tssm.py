@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from theris_cli.model.config import ModelConfig
 from theris_cli.model.tssm import (
     TSSM, Mamba2Layer, SpectralMask, from_hmb, from_smb, from_tmb, hilbert_order, to_hmb, to_smb, to_tmb,
 )
@@ -107,11 +108,16 @@ def test_reversed_layer_sees_only_later_tokens():
     assert not torch.allclose(rev(seq)[:, :6], rev(earlier)[:, :6])
 
 
+def _config(**switches) -> ModelConfig:
+    return ModelConfig(dim=8, d_state=4, expand=2, headdim=4, ngroups=1, d_conv=4, chunk_size=16,
+                       bidirectional=False, hilbert_window=4, spectral_bins=4, time_embed_dim=6, **switches)
+
+
 def test_directions_alternate():
     kw = dict(use_spectral_mask=False, use_thermal_prompt=False, use_smb=True, use_tmb=True, use_hmb=True)
-    block = TSSM(8, 4, 2, 4, 1, 4, 16, False, 4, 4, 6, **kw)
+    block = TSSM(_config(**kw))
     assert [block.smb.reverse, block.tmb.reverse, block.hmb.reverse] == [False, True, False]
-    block = TSSM(8, 4, 2, 4, 1, 4, 16, False, 4, 4, 6, **{**kw, "use_tmb": False}, first_reversed=True)
+    block = TSSM(_config(**{**kw, "use_tmb": False}), first_reversed=True)
     assert [block.smb.reverse, block.hmb.reverse] == [True, False]
 
 
@@ -133,7 +139,7 @@ def test_prompt_shift_changes_output_and_starts_at_zero():
 def test_tssm_shape_and_switches(switches):
     kw = dict(use_spectral_mask=True, use_thermal_prompt=True, use_smb=True, use_tmb=True, use_hmb=True)
     kw.update(switches)
-    block = TSSM(8, 4, 2, 4, 1, 4, 16, False, 4, 4, 6, **kw)
+    block = TSSM(_config(**kw))
     x = torch.randn(2, 3, 5, 7, 8)
     assert block(x, torch.randn(3, 6)).shape == x.shape
     assert (block.mask is None) == (not kw["use_spectral_mask"])

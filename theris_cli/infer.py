@@ -4,10 +4,13 @@ Tensors in, tensors out, no files: frames (C, h, w) in the unit range go in, fra
 come out in output order (``temporal_factor`` per input frame, see theris_cli.windows), unclamped
 (the caller maps back to the container's range, which is where clipping belongs).
 
-Memory: the model's activations grow with the frame's area (about 35 KB per LR pixel for a window
-of 4 frames with the small preset on the CPU). Unless ``tile`` is given, the first window measures
-the peak on a 64x64 crop (CUDA: the allocator's peak; CPU: the resident-set peak, Linux) and picks
-the largest tile that fits in part of the free memory; frames that fit are not tiled. On CUDA an
+Memory: the model's activations grow with the frame's area (about 2 KB per LR pixel for a window
+of 4 frames with the small preset on the CPU, where it runs in work units). Unless ``tile`` is
+given, the largest tile that fits in part of the free memory is used, and frames that fit are not
+tiled: the largest is also the fastest (a tile recomputes its overlap; the cost per pixel does not
+grow with the frame on the CPU). On the CPU a THERIS network's need is estimated from its config;
+otherwise (and on CUDA) the first window measures the peak on a 64x64 crop (CUDA: the allocator's
+peak; CPU: the resident-set peak, Linux). On CUDA an
 out-of-memory error halves the tile and retries the window. (On the CPU a process out of memory is
 killed rather than told, hence the measurement up front.)
 """
@@ -199,6 +202,12 @@ class Upscaler:
         ph, pw = min(h, _PROBE_TILE), min(w, _PROBE_TILE)
         if h * w <= ph * pw:
             return None
+        if self.device.type == "cpu" and self._whole_frame_fits_cpu(h, w, C, times.numel()):
+            # On the CPU whole frames are the fastest plan (a tile recomputes its overlap and the
+            # work-unit path's cost per pixel does not grow with the frame), and here they surely
+            # fit: no probe window needed.
+            log.info("tile chosen from free RAM: whole frame (estimate)")
+            return None
         crop = x[:, :, :ph, :pw]
         if self.device.type == "cuda":
             peak, free = self._measure_cuda(crop, times)
@@ -221,6 +230,21 @@ class Upscaler:
         where = "GPU" if self.device.type == "cuda" else "RAM"
         log.info("tile chosen from free %s: %s", where, "whole frame" if tile is None else f"{tile} px")
         return tile
+
+    def _whole_frame_fits_cpu(self, h: int, w: int, C: int, M: int) -> bool:
+        """Whether a THERIS network's window of whole frames fits in RAM by a safe upper estimate.
+
+        Without autograd the network runs in work units (theris_cli.model.tssm.WORK_TOKENS): beside
+        a bounded working set it holds about six feature maps of M frames x dim channels and its
+        output, float32. Twice that, plus the stitched outputs, must fit in 40 % of the free RAM.
+        Other models (no ``config.dim``) are measured instead."""
+        dim = getattr(getattr(self.model, "config", None), "dim", None)
+        free = available_memory()
+        if not isinstance(dim, int) or free is None:
+            return False
+        window = 4.0 * M * (6 * dim + C * SCALE * SCALE) * h * w + _CPU_UNIT_BYTES
+        outputs = 3 * M * C * SCALE * SCALE * h * w * 4
+        return 2 * window + outputs <= 0.4 * free
 
     def _measure_cuda(self, crop: torch.Tensor, times: torch.Tensor) -> tuple[float | None, int | None]:
         torch.cuda.synchronize(self.device)
@@ -253,6 +277,7 @@ class Upscaler:
 # host memory (Linux /proc; elsewhere these return None and frames are not tiled on the CPU)
 
 _BYTES_PER_PIXEL: "weakref.WeakKeyDictionary[torch.nn.Module, dict]" = weakref.WeakKeyDictionary()
+_CPU_UNIT_BYTES = 512 * 2**20  # upper bound of the work units' temporaries and the model's own memory
 _MIN_CPU_BYTES_PER_PIXEL = 8 * 1024  # floor for the measurement: freed heap reused by the probe hides some of it
 
 

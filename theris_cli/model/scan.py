@@ -82,11 +82,18 @@ def _pass_states(states: torch.Tensor, totals: torch.Tensor) -> torch.Tensor:
 
 def ssd_chunked(
     x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
-    D: Optional[torch.Tensor] = None, chunk_size: int = 64,
-) -> torch.Tensor:
+    D: Optional[torch.Tensor] = None, chunk_size: int = 64, *,
+    initial_state: Optional[torch.Tensor] = None, return_final_state: bool = False,
+    dt_bias: Optional[torch.Tensor] = None, dt_softplus: bool = False,
+):
     """Chunked SSD scan in plain PyTorch (Mamba-2's "ssd_minimal_discrete", with groups and padding).
 
     x: (b, L, h, p); dt: (b, L, h) > 0; A: (h,) < 0; B, C: (b, L, g, n) with h % g == 0; D: (h,) or None.
+    dt_bias (h,) is added to dt and ``dt_softplus`` applies softplus to the sum first (as the kernel's
+    options of the same names do, so the GPU can fuse them); dt must then be > 0 after that.
+    initial_state: (b, h, p, n) state before the first step (None: zeros), so that a long sequence can
+    be scanned in consecutive segments; with ``return_final_state`` the result is (y, state after the
+    last step, (b, h, p, n) float32).
     Returns y: (b, L, h, p) in x's dtype. Computes in float32 (float64 for float64 input). Inside a chunk the scan
     is a masked (l x l) matrix product; between chunks the states are passed by small matrix
     products too (`_pass_states`), so there is no Python loop over L and autograd gives a fast
@@ -101,6 +108,10 @@ def ssd_chunked(
     dtype = x.dtype
     work = torch.promote_types(dtype, torch.float32)  # fp16/bf16 -> fp32; fp64 stays (tests)
     x32, dt32, B32, C32 = x.to(work), dt.to(work), B.to(work), C.to(work)
+    if dt_bias is not None:
+        dt32 = dt32 + dt_bias.to(work)
+    if dt_softplus:
+        dt32 = F.softplus(dt32)
 
     l = min(chunk_size, L)  # a short sequence (TMB: T' tokens) is one chunk, not padded to 64
     pad = (-L) % l
@@ -114,7 +125,12 @@ def ssd_chunked(
     # axes: b batch, c chunk, l/s step in chunk, g group, r head in group, p head channel, n state
     # Operands of matmuls are made contiguous: CPU bmm on some strided views (and on their
     # gradients) falls back to a per-matrix loop that is 10x slower for many small chunks.
-    xdt = (x32 * dt32.unsqueeze(-1)).view(b, c, l, g, r, p).permute(0, 1, 3, 4, 2, 5).contiguous()  # (b,c,g,r,l,p)
+    if torch.is_grad_enabled():
+        xdt = (x32 * dt32.unsqueeze(-1)).view(b, c, l, g, r, p).permute(0, 1, 3, 4, 2, 5).contiguous()  # (b,c,g,r,l,p)
+    else:  # one pass: the product written straight into the chunk layout
+        xdt = x32.new_empty(b, c, g, r, l, p)
+        torch.mul(x32.view(b, c, l, g, r, p).permute(0, 1, 3, 4, 2, 5),
+                  dt32.view(b, c, l, g, r, 1).permute(0, 1, 3, 4, 2, 5), out=xdt)
     a = (dt32 * A.to(work)).view(b, c, l, g, r).permute(0, 1, 3, 4, 2)                   # (b,c,g,r,l)
     Bc = B32.view(b, c, l, g, n).transpose(2, 3).contiguous()                            # (b,c,g,l,n)
     Cc = C32.view(b, c, l, g, n).transpose(2, 3).contiguous()                            # (b,c,g,l,n)
@@ -130,22 +146,45 @@ def ssd_chunked(
     scores = CB.unsqueeze(3) * decay                                                     # (b,c,g,r,l,s)
     y = _ContiguousGrad.apply(scores @ xdt)                                              # (b,c,g,r,l,p)
 
-    if c > 1:
+    final = None
+    if c > 1 or initial_state is not None or return_final_state:
         # 2. state at the end of each chunk from its own inputs
-        decay_to_end = torch.exp(a_cum[..., -1:] - a_cum)                                # (b,c,g,r,l)
-        states = (xdt * decay_to_end.unsqueeze(-1)).transpose(-1, -2) @ Bc.unsqueeze(3)  # (b,c,g,r,p,n)
+        if torch.is_grad_enabled():
+            decay_to_end = torch.exp(a_cum[..., -1:] - a_cum)                            # (b,c,g,r,l)
+        else:  # the in-chunk decays computed once: the last row of step 1's matrix
+            decay_to_end = decay[..., -1, :]
+        if torch.is_grad_enabled():
+            states = (xdt * decay_to_end.unsqueeze(-1)).transpose(-1, -2) @ Bc.unsqueeze(3)  # (b,c,g,r,p,n)
+        else:  # the decay on B (n < p columns) and no broadcast of B over the heads
+            states = xdt.transpose(-1, -2) @ (decay_to_end.unsqueeze(-1) * Bc.unsqueeze(3))
         # 3. state entering each chunk: a scan over chunks with scalar decays per head
         totals = a_cum[..., -1].permute(0, 2, 3, 1)                                      # (b,g,r,c)
         flat = states.permute(0, 2, 3, 1, 4, 5).reshape(b, g, r, c, p * n)
-        states_in = _pass_states(flat, totals).view(b, g, r, c, p, n).permute(0, 3, 1, 2, 4, 5)  # (b,c,g,r,p,n)
+        if initial_state is not None:
+            # the state before the sequence is the end state of a virtual chunk -1 with no decay
+            assert initial_state.shape == (b, h, p, n), f"initial_state: expected {(b, h, p, n)}, got {tuple(initial_state.shape)}"
+            flat = torch.cat([initial_state.to(work).reshape(b, g, r, 1, p * n), flat], dim=3)
+            totals = F.pad(totals, (1, 0))
+        passed = _pass_states(flat, totals)                                              # (b,g,r,c(+1),p*n)
+        if return_final_state:
+            final = (passed[..., -1, :] * torch.exp(totals[..., -1:]) + flat[..., -1, :]).reshape(b, h, p, n)
+        if initial_state is not None:
+            passed = passed[..., 1:, :]
+        states_in = passed.reshape(b, g, r, c, p, n).permute(0, 3, 1, 2, 4, 5)         # (b,c,g,r,p,n)
         # 4. contribution of the entering state to every step of the chunk
-        y_off = _ContiguousGrad.apply(Cc.unsqueeze(3) @ states_in.transpose(-1, -2)) * torch.exp(a_cum).unsqueeze(-1)
-        y = y + y_off
+        if torch.is_grad_enabled():
+            y_off = _ContiguousGrad.apply(Cc.unsqueeze(3) @ states_in.transpose(-1, -2)) * torch.exp(a_cum).unsqueeze(-1)
+            y = y + y_off
+        else:
+            y = y.addcmul_(Cc.unsqueeze(3) @ states_in.transpose(-1, -2), torch.exp(a_cum).unsqueeze(-1))
 
     y = y.permute(0, 1, 4, 2, 3, 5).reshape(b, c * l, h, p)[:, :L]
     if D is not None:
-        y = y + x.to(work) * D.to(work).view(1, 1, h, 1)
-    return y.to(dtype)
+        if torch.is_grad_enabled():
+            y = y + x.to(work) * D.to(work).view(1, 1, h, 1)
+        else:  # in place, reading x once in its own (strided) layout
+            y = y.contiguous().addcmul_(x.to(work), D.to(work).view(1, 1, h, 1))
+    return (y.to(dtype), final) if return_final_state else y.to(dtype)
 
 
 def ssd_recurrent(
@@ -210,7 +249,7 @@ def _choose() -> tuple[str, str, Optional[Callable]]:
                 f"THERIS_SCAN=mamba but {why}; on a CUDA machine install it with "
                 f"`{MAMBA_INSTALL_HINT}`, or unset THERIS_SCAN to use the PyTorch scan"
             )
-        if not torch.cuda.is_available():
+        if not torch.cuda.is_available() and not interpreting():
             raise BackendUnavailable(
                 "THERIS_SCAN=mamba but no CUDA device is visible; the kernel runs on CUDA only, "
                 "unset THERIS_SCAN to use the PyTorch scan"
@@ -242,15 +281,29 @@ def reset_backend() -> None:
 
 def selective_scan(
     x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
-    D: Optional[torch.Tensor] = None, chunk_size: int = 64,
-) -> torch.Tensor:
-    """The scan on the chosen backend. Shapes as `ssd_chunked`. CPU tensors always take the
-    reference path (the kernel runs on CUDA only), so a CPU model works next to a GPU.
+    D: Optional[torch.Tensor] = None, chunk_size: int = 64, *,
+    initial_state: Optional[torch.Tensor] = None, return_final_state: bool = False,
+    dt_bias: Optional[torch.Tensor] = None, dt_softplus: bool = False,
+):
+    """The scan on the chosen backend. Shapes and options as `ssd_chunked`. CPU tensors take the
+    reference path (the kernel runs on CUDA), so a CPU model works next to a GPU, except under
+    Triton's interpreter (TRITON_INTERPRET=1: the test suite checks the kernel on the CPU).
     `chunk_size` is the reference scan's; the kernel uses KERNEL_CHUNK."""
     name, _ = backend_info()
-    if name == "mamba" and x.is_cuda:
+    if name == "mamba" and (x.is_cuda or interpreting()):
         return _kernel(
             x.contiguous(), dt.contiguous(), A.float().contiguous(), B.contiguous(), C.contiguous(),
             KERNEL_CHUNK, D=None if D is None else D.float().contiguous(),
+            dt_bias=None if dt_bias is None else dt_bias.float().contiguous(), dt_softplus=dt_softplus,
+            initial_states=None if initial_state is None else initial_state.float().contiguous(),
+            return_final_states=return_final_state,
         )
-    return ssd_chunked(x, dt, A, B, C, D, chunk_size)
+    return ssd_chunked(
+        x, dt, A, B, C, D, chunk_size, initial_state=initial_state, return_final_state=return_final_state,
+        dt_bias=dt_bias, dt_softplus=dt_softplus,
+    )
+
+
+def interpreting() -> bool:
+    """Whether Triton kernels run in Triton's CPU interpreter (TRITON_INTERPRET=1, tests only)."""
+    return os.environ.get("TRITON_INTERPRET", "") == "1"

@@ -8,13 +8,34 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from theris_cli.model.config import ModelConfig
 from theris_cli.model.scan import selective_scan
+
+# Tokens per work unit of an inference forward on the CPU. A layer's temporaries (about 130 floats a
+# token for `small`) then stay a few MiB: reused from the heap and mostly in cache, instead of
+# hundreds of MiB mapped, faulted in and unmapped on every op (page-fault churn was most of the
+# time at 324x256). Chosen by timing 2048..16384 on the development machine; results do not depend
+# on it (see `_bands`, `Mamba2Layer._mix_segments`).
+WORK_TOKENS = 4096
+
+
+def inference_units(x: torch.Tensor) -> bool:
+    """Whether to run in work units: no autograd (training keeps whole tensors, whose backward is
+    faster) and the CPU (a GPU wants the largest launches it can get)."""
+    return not torch.is_grad_enabled() and x.device.type == "cpu"
+
+
+def _bands(n: int, per_row: int, multiple: int = 1) -> list[tuple[int, int]]:
+    """Split ``n`` rows of ``per_row`` tokens into bands of about WORK_TOKENS tokens, each a
+    multiple of ``multiple`` rows (except the last): [(r0, r1), ...]."""
+    rows = max(multiple, WORK_TOKENS // max(per_row, 1) // multiple * multiple)
+    return [(r, min(n, r + rows)) for r in range(0, n, rows)]
 
 # ---------------------------------------------------------------------------------------------
 # scan orders: pure index arithmetic between the grid (B, T, H, W, C) and sequences (b, L, C)
@@ -134,15 +155,38 @@ class SpectralMask(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, T, H, W, C) -> same. FFT in float32 (half-precision FFTs need power-of-two sizes)."""
         H, W = x.shape[2], x.shape[3]
+        m = self.mask(H, W, x.device)
+        if inference_units(x):  # frame by frame into one output: no full-video complex temporaries
+            out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+            for t in range(x.shape[1]):
+                xt = x[:, t]                                                            # (B, H, W, C)
+                spec = torch.fft.rfft2(xt.float(), dim=(1, 2), norm="ortho").mul_(m)
+                y = torch.fft.irfft2(spec, s=(H, W), dim=(1, 2), norm="ortho")
+                torch.add(xt, y.to(x.dtype), out=out[:, t])
+            return out
         spec = torch.fft.rfft2(x.float(), dim=(2, 3), norm="ortho")
-        y = torch.fft.irfft2(spec * self.mask(H, W, x.device), s=(H, W), dim=(2, 3), norm="ortho")
+        y = torch.fft.irfft2(spec * m, s=(H, W), dim=(2, 3), norm="ortho")
         return x + y.to(x.dtype)
+
+
+def _norm_linear(norm: RMSNorm, linear: nn.Linear, x: torch.Tensor, scale_input: bool) -> torch.Tensor:
+    """linear(norm(x)) without autograd: the norm's weight folded into the linear's (a tiny matrix)
+    and its per-token scale (in float32, as RMSNorm's) applied on the narrower side (the input of
+    in_proj, the output of out_proj), so the norm costs one reduction and one multiply instead of
+    four passes."""
+    assert linear.bias is None, "folds into a bias-free linear"
+    scale = torch.linalg.vector_norm(x.float(), dim=-1, keepdim=True).pow_(2).div_(x.shape[-1]).add_(norm.eps).rsqrt_()
+    weight = linear.weight * norm.weight  # (out, in) * (in,): the norm's gain on each input channel
+    if scale_input:
+        return F.linear(x * scale, weight)
+    return F.linear(x, weight).mul_(scale)
 
 
 class CausalDepthwiseConv(nn.Module):
     """Causal depthwise conv along the sequence, channels last: (b, L, C) -> (b, L, C).
-    Written as `width` shifted multiply-adds: on CPU this is several times faster forward and
-    backward than nn.Conv1d on the transposed tensor, and needs no transposes."""
+    Written as `width` shifted multiply-adds (fused, into one output): on CPU this is several times
+    faster forward and backward than nn.Conv1d on the transposed tensor, and needs no transposes.
+    `prev` (b, width-1, C): the inputs just before this segment (None: zeros, the sequence start)."""
 
     def __init__(self, channels: int, width: int):
         super().__init__()
@@ -151,13 +195,23 @@ class CausalDepthwiseConv(nn.Module):
         self.weight = nn.Parameter(torch.empty(width, channels).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(channels).uniform_(-bound, bound))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, prev: Optional[torch.Tensor] = None) -> torch.Tensor:
         L = x.shape[1]
-        xp = F.pad(x, (0, 0, self.width - 1, 0))  # zeros before the first token: causal
-        y = self.bias + xp[:, :L] * self.weight[0]
+        if prev is None:
+            xp = F.pad(x, (0, 0, self.width - 1, 0))  # zeros before the first token: causal
+        else:
+            xp = torch.cat([prev.to(x.dtype), x], dim=1)
+        y = torch.addcmul(self.bias, xp[:, :L], self.weight[0])
         for k in range(1, self.width):
-            y = y + xp[:, k:k + L] * self.weight[k]
+            y = y.addcmul_(xp[:, k:k + L], self.weight[k])
         return y
+
+    def tail(self, x: torch.Tensor, prev: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The last width-1 inputs up to and including segment ``x``: the next segment's ``prev``."""
+        k = self.width - 1
+        if prev is None:
+            prev = x.new_zeros(x.shape[0], k, x.shape[2])
+        return torch.cat([prev.to(x.dtype), x[:, -k:]], dim=1)[:, -k:] if k else x[:, :0]
 
 
 class Mamba2Layer(nn.Module):
@@ -171,7 +225,7 @@ class Mamba2Layer(nn.Module):
     """
 
     def __init__(
-        self, dim: int, d_state: int, expand: int, headdim: int, ngroups: int, d_conv: int,
+        self, dim: int, *, d_state: int, expand: int, headdim: int, ngroups: int, d_conv: int,
         chunk_size: int, bidirectional: bool, prompt_dim: int = 0, reverse: bool = False,
         dt_min: float = 1e-3, dt_max: float = 1e-1,
     ):
@@ -202,69 +256,110 @@ class Mamba2Layer(nn.Module):
 
     def forward(self, seq: torch.Tensor, shift: Optional[torch.Tensor] = None) -> torch.Tensor:
         """seq (b, L, dim), shift (1 or b, L, ngroups*d_state) or None -> (b, L, dim)."""
+        b, L, _ = seq.shape
+        if inference_units(seq) and not self.bidirectional and b * L > 2 * WORK_TOKENS:
+            return self._mix_segments(seq, None if shift is None else lambda lo, hi: shift[:, lo:hi], out=seq.clone())
         if self.reverse:  # the forward scan of the flipped sequence, flipped back
             return self._mix(seq.flip(1), None if shift is None else shift.flip(1)).flip(1)
         return self._mix(seq, shift)
 
-    def _mix(self, seq: torch.Tensor, shift: Optional[torch.Tensor]) -> torch.Tensor:
+    def _mix_segments(self, seq: torch.Tensor, shift_at: Optional[Callable], out: torch.Tensor) -> torch.Tensor:
+        """The same as `_mix`, in consecutive segments of about WORK_TOKENS tokens (a whole number of
+        chunks) that hand the conv inputs and the scan state on: a long sequence (SMB: every token of
+        the window) without sequence-sized temporaries. `reverse`: segments from the last token on.
+        shift_at(lo, hi): the shift of tokens lo:hi, (1 or b, hi-lo, g*n), or None for no shift.
+        Writes into ``out`` (b, L, dim), which may be ``seq`` itself: a segment is read before it is
+        written and never read again."""
+        b, L, _ = seq.shape
+        seg = max(1, WORK_TOKENS // b // self.chunk_size) * self.chunk_size
+        conv_state = ssm_state = None
+        for a in range(0, L, seg):  # positions in scan order
+            lo, hi = (L - min(L, a + seg), L - a) if self.reverse else (a, min(L, a + seg))
+            piece = seq[:, lo:hi]
+            sh = None if shift_at is None else shift_at(lo, hi)
+            if self.reverse:
+                piece, sh = piece.flip(1), None if sh is None else sh.flip(1)
+            y, conv_state, ssm_state = self._mix(piece, sh, conv_state, ssm_state, return_state=True)
+            out[:, lo:hi] = y.flip(1) if self.reverse else y
+        return out
+
+    def _mix(
+        self, seq: torch.Tensor, shift: Optional[torch.Tensor],
+        conv_state: Optional[torch.Tensor] = None, ssm_state: Optional[torch.Tensor] = None,
+        return_state: bool = False,
+    ):
+        """One direction (both when bidirectional) over seq (b, L, dim) from the given states (None:
+        the sequence start) -> out, or (out, conv_state, ssm_state) with ``return_state``."""
         b, L, _ = seq.shape
         g, n, h, p = self.ngroups, self.d_state, self.nheads, self.headdim
-        z, xbc, dt = torch.split(self.in_proj(self.norm(seq)), [self.d_inner, self.d_inner + 2 * g * n, h], dim=-1)
-        dt = F.softplus(dt + self.dt_bias)
-        A = -torch.exp(self.A_log.float())
+        inplace = not torch.is_grad_enabled()  # fused in-place elementwise work where autograd allows
+        proj = _norm_linear(self.norm, self.in_proj, seq, scale_input=True) if inplace else self.in_proj(self.norm(seq))
+        z, xbc, dt = torch.split(proj, [self.d_inner, self.d_inner + 2 * g * n, h], dim=-1)
+        A = -torch.exp(self.A_log.float())  # dt's bias and softplus are the scan's (fused on the GPU)
         if self.bidirectional:  # both directions in one scan call: reversed copies stacked on the batch
+            assert conv_state is None and ssm_state is None and not return_state, "bidirectional layers run whole"
             xbc = F.silu(torch.cat([self.conv(xbc), self.conv_rev(xbc.flip(1))], dim=0))
             dt = torch.cat([dt, dt.flip(1)], dim=0)
             if shift is not None:
                 shift = torch.cat([shift.expand(b, -1, -1), shift.expand(b, -1, -1).flip(1)], dim=0)
         else:
-            xbc = F.silu(self.conv(xbc))
+            next_conv = self.conv.tail(xbc, conv_state) if return_state else None
+            xbc = F.silu(self.conv(xbc, conv_state), inplace=inplace)
         x, Bm, Cm = torch.split(xbc, [self.d_inner, g * n, g * n], dim=-1)
         if shift is not None:
-            Cm = Cm + shift.to(Cm.dtype)
+            Cm = Cm.add_(shift.to(Cm.dtype)) if inplace else Cm + shift.to(Cm.dtype)
         bb = x.shape[0]
         y = selective_scan(
             x.reshape(bb, L, h, p), dt, A, Bm.reshape(bb, L, g, n), Cm.reshape(bb, L, g, n),
-            self.D, self.chunk_size,
-        ).reshape(bb, L, self.d_inner)
+            self.D, self.chunk_size, initial_state=ssm_state, return_final_state=return_state,
+            dt_bias=self.dt_bias, dt_softplus=True,
+        )
+        if return_state:
+            y, ssm_state = y
+        y = y.reshape(bb, L, self.d_inner)
         if self.bidirectional:
             y = y[:b] + y[b:].flip(1)
-        return seq + self.out_proj(self.out_norm(y * F.silu(z)))
+        if inplace:
+            out = _norm_linear(self.out_norm, self.out_proj, y.mul_(F.silu(z)), scale_input=False).add_(seq)
+        else:
+            out = seq + self.out_proj(self.out_norm(y * F.silu(z)))
+        return (out, next_conv, ssm_state) if return_state else out
 
 
 class TSSM(nn.Module):
     """Spectral mask, then SMB, TMB and HMB Mamba-2 layers (each optional), on (B, T, H, W, C).
-    `first_reversed`: the first of its one-directional layers scans backward (then they alternate)."""
+    Built from the model config; `first_reversed`: the first of its one-directional layers scans
+    backward (then they alternate)."""
 
-    def __init__(
-        self, dim: int, d_state: int, expand: int, headdim: int, ngroups: int, d_conv: int,
-        chunk_size: int, bidirectional: bool, hilbert_window: int, spectral_bins: int,
-        time_embed_dim: int, use_spectral_mask: bool, use_thermal_prompt: bool,
-        use_smb: bool, use_tmb: bool, use_hmb: bool, first_reversed: bool = False,
-    ):
+    def __init__(self, config: ModelConfig, *, first_reversed: bool = False):
         super().__init__()
-        self.window = hilbert_window
-        self.mask = SpectralMask(dim, spectral_bins) if use_spectral_mask else None
+        c = config
+        self.window = c.hilbert_window
+        self.mask = SpectralMask(c.dim, c.spectral_bins) if c.use_spectral_mask else None
 
         # One-directional scans alternate direction layer by layer (SMB forward, TMB backward, ...):
         # with causal scans only, the first frame would never see the later ones (TDIM hands input
         # frames over unchanged), so a window's first output could not use the frames after it.
-        enabled = [name for name, on in (("smb", use_smb), ("tmb", use_tmb), ("hmb", use_hmb)) if on]
+        enabled = [name for name, on in (("smb", c.use_smb), ("tmb", c.use_tmb), ("hmb", c.use_hmb)) if on]
         self.smb = self.tmb = self.hmb = None
         for i, name in enumerate(enabled):
             setattr(self, name, Mamba2Layer(
-                dim, d_state, expand, headdim, ngroups, d_conv, chunk_size, bidirectional,
-                prompt_dim=time_embed_dim if use_thermal_prompt else 0, reverse=(i % 2 == 1) != first_reversed,
+                c.dim, d_state=c.d_state, expand=c.expand, headdim=c.headdim, ngroups=c.ngroups,
+                d_conv=c.d_conv, chunk_size=c.chunk_size, bidirectional=c.bidirectional,
+                prompt_dim=c.time_embed_dim if c.use_thermal_prompt else 0,
+                reverse=(i % 2 == 1) != first_reversed,
             ))
 
     def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         """x (B, T, H, W, C) features of the T target frames, e (T, E) their time embeddings -> same."""
         B, T, H, W, C = shape = x.shape
+        if inference_units(x):
+            return self._forward_units(x, e)
         if self.mask is not None:
             x = self.mask(x)
         if self.smb is not None:
             shift = None if self.smb.prompt is None else self.smb.prompt(e).repeat_interleave(H * W, dim=0)[None]
-            x = from_smb(self.smb(to_smb(x), shift), shape)
+            x = from_smb(self.smb(to_smb(x.contiguous()), shift), shape)
         if self.tmb is not None:
             shift = None if self.tmb.prompt is None else self.tmb.prompt(e)[None]
             x = from_tmb(self.tmb(to_tmb(x), shift), shape)
@@ -272,4 +367,40 @@ class TSSM(nn.Module):
             w = self.window
             shift = None if self.hmb.prompt is None else self.hmb.prompt(e).repeat_interleave(w * w, dim=0)[None]
             x = from_hmb(self.hmb(to_hmb(x, w), shift), shape, w)
+        return x
+
+    def _forward_units(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        """`forward` without autograd on the CPU, in work units and in one output buffer: each layer
+        reads a unit (a band of rows, a segment of the SMB sequence) and writes its result back in
+        its place, so a block allocates one feature map, not one per layer."""
+        B, T, H, W, C = x.shape
+        x = self.mask(x) if self.mask is not None else x.clone()  # (B, T, H, W, C), contiguous, ours
+        if self.smb is not None:
+            seq = x.view(B, T * H * W, C)
+            shift_at = None
+            if self.smb.prompt is not None:
+                per_frame = self.smb.prompt(e)                                          # (T, g*n)
+                frame = torch.arange(T * H * W, device=x.device) // (H * W)
+                shift_at = lambda lo, hi: per_frame[frame[lo:hi]][None]  # noqa: E731
+            if self.smb.bidirectional:
+                x.copy_(from_smb(self.smb(seq, None if shift_at is None else shift_at(0, T * H * W)), x.shape))
+            else:
+                self.smb._mix_segments(seq, shift_at, out=seq)
+        if self.tmb is not None:  # pixels are independent sequences: bands of rows, each a work unit
+            shift = None if self.tmb.prompt is None else self.tmb.prompt(e)[None]
+            for r0, r1 in _bands(H, B * T * W):
+                band = x[:, :, r0:r1]
+                band.copy_(from_tmb(self.tmb(to_tmb(band), shift), band.shape))
+        if self.hmb is not None:  # Hilbert windows are independent sequences: bands of window rows
+            w = self.window
+            shift = None if self.hmb.prompt is None else self.hmb.prompt(e).repeat_interleave(w * w, dim=0)[None]
+            per_row = B * T * (W + (-W) % w)  # tokens per LR row of the padded frame
+            if per_row * w <= WORK_TOKENS:
+                rows, cols = _bands(H, per_row, multiple=w), [(0, W)]
+            else:  # a row of windows is more than a unit: one window row, split into columns
+                rows, cols = _bands(H, WORK_TOKENS, multiple=w), _bands(W, B * T * w, multiple=w)
+            for r0, r1 in rows:
+                for c0, c1 in cols:
+                    band = x[:, :, r0:r1, c0:c1]
+                    band.copy_(from_hmb(self.hmb(to_hmb(band, w), shift), band.shape, w))
         return x

@@ -1,0 +1,98 @@
+"""The CPU inference path (work units: token bands, scan segments, decoder bands) computes what the
+whole-tensor path computes, and the shipped weights still give the outputs recorded before it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from theris_cli.model import THERIS, ModelConfig, network, tssm
+from theris_cli.model.scan import ssd_chunked
+from theris_cli.weights.load import load_model
+
+REFERENCE = Path(__file__).parent / "data" / "reference_outputs.safetensors"
+ATOL = 2e-5  # float32 rounding of a re-ordered but equal computation, on outputs of order 1
+
+
+def _bi_model() -> tuple[THERIS, dict]:
+    """The bidirectional two-group two-block network of the fixture, with its recorded weights."""
+    tensors = load_file(REFERENCE)
+    with safe_open(REFERENCE, "pt") as f:
+        config = ModelConfig.from_dict(json.loads(f.metadata()["bi_config"]))
+    net = THERIS(config).eval()
+    net.load_state_dict({k[len("bi.state."):]: v for k, v in tensors.items() if k.startswith("bi.state.")})
+    return net, tensors
+
+
+def _whole(net: THERIS, x: torch.Tensor) -> torch.Tensor:
+    with torch.enable_grad():  # autograd on: the whole-tensor path (training's)
+        return net(x).detach()
+
+
+def _units(net: THERIS, x: torch.Tensor) -> torch.Tensor:
+    with torch.inference_mode():
+        return net(x)
+
+
+def test_shipped_weights_give_the_recorded_outputs():
+    """Outputs of theris-small recorded at commit 9751ac8, before the CPU path was rewritten."""
+    tensors = load_file(REFERENCE)
+    net = load_model("theris-small")
+    for key in ("", "3"):
+        x, ref = tensors[f"small.x{key}"], tensors[f"small.y{key}"]
+        torch.testing.assert_close(_units(net, x), ref, atol=ATOL, rtol=0)
+        torch.testing.assert_close(_whole(net, x), ref, atol=ATOL, rtol=0)
+
+
+def test_bidirectional_grouped_model_gives_the_recorded_outputs():
+    net, tensors = _bi_model()
+    torch.testing.assert_close(_units(net, tensors["bi.x"]), tensors["bi.y"], atol=ATOL, rtol=0)
+    torch.testing.assert_close(_whole(net, tensors["bi.x"]), tensors["bi.y"], atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("work_tokens, decode_pixels", [(64, 40), (200, 97), (1000, 10_000)])
+@pytest.mark.parametrize("model", ["small", "bi"])
+def test_work_units_equal_whole_tensors(monkeypatch, work_tokens, decode_pixels, model):
+    """Tiny work units force several SMB segments (forward and reversed, state handed on), TMB and
+    HMB bands (HMB with a padded last band) and decoder bands with halos."""
+    monkeypatch.setattr(tssm, "WORK_TOKENS", work_tokens)
+    monkeypatch.setattr(network, "DECODE_PIXELS", decode_pixels)
+    torch.manual_seed(3)
+    x = torch.rand(1, 4, 1, 19, 21)
+    if model == "small":
+        net = load_model("theris-small")
+    else:
+        net, _ = _bi_model()
+    torch.testing.assert_close(_units(net, x), _whole(net, x), atol=ATOL, rtol=0)
+
+
+def test_scan_in_segments_equals_one_scan():
+    torch.manual_seed(0)
+    b, L, h, p, g, n = 2, 70, 4, 3, 2, 5
+    x, B, C = torch.randn(b, L, h, p), torch.randn(b, L, g, n), torch.randn(b, L, g, n)
+    dt, A, D = torch.rand(b, L, h) * 0.2, -torch.rand(h) - 0.5, torch.randn(h)
+    whole, final = ssd_chunked(x, dt, A, B, C, D, chunk_size=8, return_final_state=True)
+    state, parts = None, []
+    for a, e in ((0, 13), (13, 40), (40, 70)):  # segments that are not whole chunks
+        y, state = ssd_chunked(x[:, a:e], dt[:, a:e], A, B[:, a:e], C[:, a:e], D, chunk_size=8,
+                               initial_state=state, return_final_state=True)
+        parts.append(y)
+    torch.testing.assert_close(torch.cat(parts, dim=1), whole, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(state, final, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("r", [2, 3])
+def test_folded_shuffle_conv_equals_conv_after_shuffle(r):
+    torch.manual_seed(1)
+    conv = torch.nn.Conv2d(3, 2, 3, padding=1)
+    x = torch.randn(2, 3 * r * r, 5, 7)
+    w, b = network.fold_shuffle_into_conv(conv.weight, conv.bias, r)
+    with torch.no_grad():
+        ref = conv(torch.nn.functional.pixel_shuffle(x, r))
+        got = torch.nn.functional.pixel_shuffle(torch.nn.functional.conv2d(x, w, b, padding=1), r)
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
