@@ -41,7 +41,7 @@ def kernel_parity(device, dry: bool) -> list[str]:
     if kernel is None:
         return [f"kernel parity: skipped, {why}"]
     if device.type != "cuda" and not scan.interpreting():
-        return ["kernel parity: skipped, no CUDA device (the CPU check is tests/triton/, Triton's interpreter)"]
+        return ["kernel parity: skipped, no CUDA device (the CPU check is tests/kernels/, Triton's interpreter)"]
     lines = []
     for name, c in PRESETS.items():
         L = 96 if dry else 2048

@@ -11,7 +11,7 @@ import torch
 torch.set_num_threads(1)
 
 # Without CUDA, mamba-ssm's Triton kernels run on CPU tensors in Triton's interpreter
-# (tests/triton/). Triton reads this when it is imported, so it is set before any test module is.
+# (tests/kernels/). Triton reads this when it is imported, so it is set before any test module is.
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
