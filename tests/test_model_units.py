@@ -96,3 +96,19 @@ def test_folded_shuffle_conv_equals_conv_after_shuffle(r):
         ref = conv(torch.nn.functional.pixel_shuffle(x, r))
         got = torch.nn.functional.pixel_shuffle(torch.nn.functional.conv2d(x, w, b, padding=1), r)
     torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("keep", [[1, 2, 3, 4, 5], [0, 6], [3]])
+def test_kept_frames_equal_those_of_the_full_call(keep):
+    """`keep` leaves frames undecoded, not out of the scan: the kept frames are the full call's."""
+    net = load_model("theris-small")
+    torch.manual_seed(4)
+    x = torch.rand(1, 4, 1, 13, 17)
+    full = _units(net, x)
+    with torch.inference_mode():
+        part = net(x, keep=keep)
+    torch.testing.assert_close(part, full[:, keep], atol=ATOL, rtol=0)
+    with torch.enable_grad():
+        torch.testing.assert_close(net(x, keep=keep).detach(), _whole(net, x)[:, keep], atol=ATOL, rtol=0)
+    with pytest.raises(ValueError, match="keep must be indices"):
+        net(x, keep=[7])

@@ -3,7 +3,7 @@
 import torch
 
 from theris_cli.stitch import TemporalBlender, TileCanvas, feather
-from theris_cli.windows import Tile, plan_tiles, plan_windows
+from theris_cli.windows import Tile, plan_tiles, plan_windows, window_targets
 
 
 def test_feather_is_one_on_frame_borders_and_ramps_inside():
@@ -29,8 +29,9 @@ def test_temporal_blend_of_consistent_windows_is_exact_and_keeps_duration():
     b = TemporalBlender(f)
     got = []
     for w in plan_windows(n, 4):
-        r = w.output_range(f)
-        b.add(w, truth[r.start : r.stop], first=w.start == 0, last=w.end == n - 1)
+        first, last = w.start == 0, w.end == n - 1
+        local = window_targets(w.length, f, first, last)
+        b.add(w, truth[[w.output_range(f)[j] for j in local]], first=first, last=last)
         got += list(b.pop_ready(f * (w.start + 1)))
     got += list(b.finish(n))
     assert len(got) == f * n
@@ -42,11 +43,22 @@ def test_temporal_blend_ramps_between_disagreeing_windows():
     # Window A predicts 0 everywhere, B predicts 1: over the shared interval the output ramps 0 -> 1.
     from theris_cli.windows import Window
 
+    # A's end edge (time 3) and B's start edge (time 2) have weight 0: each window predicts 6 of 7 times.
     b = TemporalBlender(2)
-    b.add(Window(0, 4), torch.zeros(7, 1, 1, 1), first=True, last=False)
-    b.add(Window(2, 4), torch.ones(7, 1, 1, 1), first=False, last=True)
+    b.add(Window(0, 4), torch.zeros(6, 1, 1, 1), first=True, last=False)
+    b.add(Window(2, 4), torch.ones(6, 1, 1, 1), first=False, last=True)
     vals = [float(x) for x in b.finish(6)]
-    assert vals[:4] == [0, 0, 0, 0]
-    ramp = vals[4:7]  # output times 2, 2.5, 3
-    assert ramp[0] < 0.01 and abs(ramp[1] - 0.5) < 1e-6 and ramp[2] > 0.99
-    assert vals[7:] == [1, 1, 1, 1, 1]
+    assert vals[:5] == [0, 0, 0, 0, 0]  # output times 0 .. 2
+    assert abs(vals[5] - 0.5) < 1e-6  # time 2.5: halfway
+    assert vals[6:] == [1, 1, 1, 1, 1, 1]  # time 3 .. the end
+
+
+def test_temporal_blend_skips_zero_weight_predictions_given_explicitly():
+    # A caller may pass every time of a window (local indices given): crossed edges add nothing.
+    from theris_cli.windows import Window
+
+    b = TemporalBlender(2)
+    b.add(Window(0, 4), torch.zeros(7, 1, 1, 1), first=True, last=False, local=range(7))
+    b.add(Window(2, 4), torch.ones(7, 1, 1, 1), first=False, last=True, local=range(7))
+    vals = [float(x) for x in b.finish(6)]
+    assert vals == [0] * 5 + [0.5] + [1] * 6

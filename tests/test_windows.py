@@ -13,6 +13,7 @@ from theris_cli.windows import (
     temporal_stride,
     tile_from_memory,
     time_weight,
+    window_targets,
 )
 
 
@@ -60,7 +61,38 @@ def test_time_weights_cross_fade_over_the_overlap():
     fa = [x / (x + y) for x, y in zip(shared_a, shared_b)]
     assert fa[0] > 0.99 and fa[1] == pytest.approx(0.5) and fa[2] < 0.01
     assert time_weight(0, 2, 1, True, True) == 1.0
-    assert all(w > 0 for w in a + b)
+    assert fa[0] == 1 and fa[2] == 0  # a crossed edge has weight 0: the neighbour predicts that time
+    assert all(w > 0 for w in a[:6] + b[1:]) and a[6] == 0 and b[0] == 0
+
+
+def test_window_targets_leave_out_crossed_edges_only():
+    assert window_targets(4, 2, first=False, last=False) == [1, 2, 3, 4, 5]
+    assert window_targets(4, 2, first=True, last=False) == [0, 1, 2, 3, 4, 5]
+    assert window_targets(4, 2, first=False, last=True) == [1, 2, 3, 4, 5, 6]
+    assert window_targets(4, 2, first=True, last=True) == list(range(7))  # the only window: every time
+    assert window_targets(3, 1, first=False, last=False) == [1]
+    assert window_targets(4, 3, first=False, last=False) == list(range(1, 9))
+    assert window_targets(1, 2, first=True, last=True) == [0]
+    assert window_targets(2, 2, first=False, last=False) == [0, 1, 2]  # windows of 2 share only their edges
+
+
+@pytest.mark.parametrize("window", [2, 3, 4, 5, 6])
+@pytest.mark.parametrize("factor", [1, 2, 3])
+def test_every_output_time_is_predicted_with_weight_and_nearly_once(window, factor):
+    for n in range(1, 24):
+        plan = plan_windows(n, window)
+        count: dict[int, int] = {}
+        for w in plan:
+            first, last = w.start == 0, w.end == n - 1
+            for j in window_targets(w.length, factor, first, last):
+                assert time_weight(j, factor, w.length, first, last) > 0
+                m = w.output_range(factor)[j]
+                count[m] = count.get(m, 0) + 1
+        assert sorted(count) == list(range(factor * (n - 1) + 1)), f"n={n}: an output time is never predicted"
+        if window >= 3 and n > window and (n - window) % temporal_stride(window) == 0:
+            # no extra window flush with the end: only the inner times of each shared interval are
+            # predicted twice (none at factor 1)
+            assert sum(count.values()) - len(count) <= (factor - 1) * (len(plan) - 1), f"n={n}"
 
 
 @pytest.mark.parametrize("h,w", [(12, 16), (37, 53), (64, 64), (5, 100)])

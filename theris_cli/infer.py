@@ -18,6 +18,7 @@ killed rather than told, hence the measurement up front.)
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import time
 import weakref
@@ -29,7 +30,16 @@ from theris_cli.devices import PRECISIONS, precision_name, resolve_device, resol
 from theris_cli.errors import DeviceError, UsageError
 from theris_cli.model.config import SCALE  # HR pixels per LR pixel: the network's fixed factor
 from theris_cli.stitch import TemporalBlender, TileCanvas
-from theris_cli.windows import Tile, Window, local_times, plan_tiles, plan_windows, temporal_stride, tile_from_memory
+from theris_cli.windows import (
+    Tile,
+    Window,
+    local_times,
+    plan_tiles,
+    plan_windows,
+    temporal_stride,
+    tile_from_memory,
+    window_targets,
+)
 
 log = logging.getLogger("theris")
 
@@ -76,6 +86,10 @@ class Upscaler:
         self._tile_chosen = tile is not None
         self.tile_overlap = tile_overlap
         self.model = model.to(self.device).eval()
+        try:  # a model that can leave frames undecoded: forward(x, times, keep=...)
+            self._takes_keep = "keep" in inspect.signature(model.forward).parameters
+        except (TypeError, ValueError):
+            self._takes_keep = False
         self.windows_run = 0
         self.oom_retries = 0
         self.model_seconds = 0.0  # wall time inside run_window (model and tile blending)
@@ -119,8 +133,9 @@ class Upscaler:
 
     def _run(self, w: Window, buf: dict, blender: TemporalBlender, first: bool, last: bool) -> Iterator[torch.Tensor]:
         x = torch.stack([buf[i] for i in range(w.start, w.end + 1)])  # (T, C, h, w)
-        preds = self.run_window(x)  # (M, C, 4h, 4w)
-        blender.add(w, preds, first, last)
+        keep = window_targets(w.length, self.factor, first, last)  # the times the blend uses
+        preds = self.run_window(x, keep)  # (K, C, 4h, 4w)
+        blender.add(w, preds, first, last, keep)
         self.windows_run += 1
         # No later window starts at or before w.start, so outputs before input time w.start + 1 are final
         # (a one-frame window predicts only its own start).
@@ -133,18 +148,22 @@ class Upscaler:
         """(M,) target times of a window of ``length`` input frames, in input-frame units."""
         return torch.tensor([float(t) for t in local_times(length, self.factor)], device=self.device)
 
-    def run_window(self, x: torch.Tensor) -> torch.Tensor:
-        """x (T, C, h, w) unit range -> (M, C, 4h, 4w) float32 at times(T), tiled; OOM halves the tile."""
+    def run_window(self, x: torch.Tensor, keep: list[int] | None = None) -> torch.Tensor:
+        """x (T, C, h, w) unit range -> (M, C, 4h, 4w) float32 at times(T), tiled; OOM halves the tile.
+
+        ``keep``: indices into times(T) of the frames to return, (K, C, 4h, 4w). The model still sees
+        every time (its temporal scan runs over all M, so the kept frames are the same); a model that
+        takes ``keep`` (THERIS) does not decode the others."""
         t0 = time.perf_counter()
         try:
-            y = self._run_window(x)
+            y = self._run_window(x, keep)
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)  # so that model_seconds is the GPU's time, not the launch's
             return y
         finally:
             self.model_seconds += time.perf_counter() - t0
 
-    def _run_window(self, x: torch.Tensor) -> torch.Tensor:
+    def _run_window(self, x: torch.Tensor, keep: list[int] | None) -> torch.Tensor:
         T, C, h, w = x.shape
         x = x.to(self.device, torch.float32)
         times = self.times(T)
@@ -153,7 +172,7 @@ class Upscaler:
             self._tile_chosen = True
         while True:
             try:
-                return self._run_tiles(x, times, plan_tiles(h, w, self.tile, self.tile_overlap))
+                return self._run_tiles(x, times, plan_tiles(h, w, self.tile, self.tile_overlap), keep)
             except torch.cuda.OutOfMemoryError:
                 current = min(self.tile or max(h, w), max(h, w))
                 smaller = current // 2
@@ -173,23 +192,29 @@ class Upscaler:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.dtype)
 
-    def _model(self, x: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
-        """x (T, C, th, tw) -> (M, C, 4th, 4tw) float32."""
+    def _model(self, x: torch.Tensor, times: torch.Tensor, keep: list[int] | None = None) -> torch.Tensor:
+        """x (T, C, th, tw) -> (K, C, 4th, 4tw) float32 at times[keep] (all M times when keep is None)."""
         with torch.inference_mode(), self._autocast():
-            y = self.model(x.unsqueeze(0), times)  # (1, M, C, 4th, 4tw)
-        M = times.numel()
+            if keep is not None and self._takes_keep:
+                y = self.model(x.unsqueeze(0), times, keep=keep)  # (1, K, C, 4th, 4tw)
+            else:
+                y = self.model(x.unsqueeze(0), times)  # (1, M, C, 4th, 4tw)
+                if keep is not None:
+                    y = y[:, keep]
+        K = times.numel() if keep is None else len(keep)
         T, C, th, tw = x.shape
-        expected = (1, M, C, SCALE * th, SCALE * tw)
+        expected = (1, K, C, SCALE * th, SCALE * tw)
         assert tuple(y.shape) == expected, f"model returned {tuple(y.shape)}, expected {expected}"
         return y[0].float()
 
-    def _run_tiles(self, x: torch.Tensor, times: torch.Tensor, tiles: list[Tile]) -> torch.Tensor:
+    def _run_tiles(self, x: torch.Tensor, times: torch.Tensor, tiles: list[Tile], keep: list[int] | None = None) -> torch.Tensor:
         T, C, h, w = x.shape
         if len(tiles) == 1:
-            return self._model(x, times)
-        canvas = TileCanvas(times.numel(), C, h, w, SCALE, self.tile_overlap, device=self.device)
+            return self._model(x, times, keep)
+        K = times.numel() if keep is None else len(keep)
+        canvas = TileCanvas(K, C, h, w, SCALE, self.tile_overlap, device=self.device)
         for t in tiles:
-            canvas.add(t, self._model(x[:, :, t.y0 : t.y1, t.x0 : t.x1], times))
+            canvas.add(t, self._model(x[:, :, t.y0 : t.y1, t.x0 : t.x1], times, keep))
         return canvas.result()
 
     def _tile_for_memory(self, x: torch.Tensor, times: torch.Tensor) -> int | None:

@@ -28,6 +28,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
+import numpy as np
 import torch
 
 from theris_cli.devices import precision_name, resolve_device, resolve_precision
@@ -364,7 +365,9 @@ class _Stages:
             if item is _End:
                 break
             t = time.perf_counter()
-            if not bool(torch.isfinite(item).all()):  # NaN would be written as black, and exit 0
+            # numpy, single-threaded: a torch op here would start a second OpenMP team in this
+            # thread, whose spinning threads take the cores from the model's (2-3x slower on 2 cores)
+            if not np.isfinite(item.numpy()).all():  # NaN would be written as black, and exit 0
                 raise NumericalError(
                     f"{self.src}: the network's output frame {self.counts['out']} holds NaN or infinite values, so "
                     "nothing was written; with --precision fp16 try fp32, else the weights do not suit this video"

@@ -1,18 +1,20 @@
 """Overlap blending in output coordinates: tiles in space (feathered), windows in time (cross-faded).
 
 Both blends are normalised weighted sums: every contribution adds ``weight * value`` to a numerator
-and ``weight`` to a denominator, and the result is their ratio. Weights are positive everywhere, so
-a pixel or frame predicted once is returned exactly, and where predictions overlap the weights ramp
-linearly from one to the other, so there is no seam (a step) anywhere.
+and ``weight`` to a denominator, and the result is their ratio. Weights are positive wherever a
+prediction is made, so a pixel or frame predicted once is returned exactly, and where predictions
+overlap the weights ramp linearly from one to the other, so there is no seam (a step) anywhere. (In
+time a window's crossed edge frame would have weight 0: it is not predicted, its neighbour predicts
+that time; see theris_cli.windows.time_weight.)
 """
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import torch
 
-from theris_cli.windows import Tile, Window, time_weight
+from theris_cli.windows import Tile, Window, time_weight, window_targets
 
 # --------------------------------------------------------------------------------------------
 # space
@@ -89,14 +91,22 @@ class TemporalBlender:
         self.next_out = 0  # index of the next frame to yield
         self.last: torch.Tensor | None = None
 
-    def add(self, window: Window, preds: torch.Tensor, first: bool, last: bool) -> None:
+    def add(self, window: Window, preds: torch.Tensor, first: bool, last: bool,
+            local: Sequence[int] | None = None) -> None:
+        """Add a window's predictions (M, C, H, W) at its local output indices ``local`` (default
+        ``window_targets``: the times with weight > 0; predictions at others are not needed)."""
+        if local is None:
+            local = window_targets(window.length, self.factor, first, last)
         out = window.output_range(self.factor)
-        assert preds.shape[0] == len(out), f"window {window} needs {len(out)} predictions, got {preds.shape[0]}"
-        for j, m in enumerate(out):
+        assert preds.shape[0] == len(local), f"window {window} needs {len(local)} predictions, got {preds.shape[0]}"
+        for p, j in zip(preds, local):
+            m = out[j]
             if m < self.next_out:
                 raise RuntimeError(f"output frame {m} was already emitted; windows out of order")
             w = time_weight(j, self.factor, window.length, first, last)
-            p = preds[j].float() * w
+            if w == 0:
+                continue
+            p = p.float() * w
             if m in self.num:
                 self.num[m] += p
                 self.den[m] += w

@@ -7,8 +7,13 @@ A video of ``n`` input frames is cut into windows of ``length = k + 1`` consecut
 ``stride = max(1, k - 1)`` frames apart, so neighbours share two input frames — one whole input
 interval — and every output time inside that interval is predicted twice and cross-faded
 (:func:`time_weight`). The paper's convention (stride k, neighbours share one frame) would leave a
-hard switch from one window's prediction to the next at the shared frame; the extra overlap costs
-``k / stride`` model work (1.5x for the default window of 4) and removes that seam.
+hard switch from one window's prediction to the next at the shared frame; the extra overlap removes
+that seam.
+
+The cross-fade gives a window's edge frame weight 0 where a neighbour crosses it (that neighbour
+predicts the same time one input frame away from its own edges), so the model is not asked for it
+(:func:`window_targets`): an inner window of 4 at factor 2 predicts 5 of its 7 output times, and
+only the middle of the shared interval is predicted twice (1.25x the output times, not 1.75x).
 
 Where the regular starts 0, stride, 2*stride, ... do not reach the last frame, one more window is
 placed flush with the end (start ``n - 1 - k``), so no window reaches past the video and every
@@ -79,14 +84,18 @@ def local_times(length: int, factor: int) -> list[Fraction]:
     return [Fraction(m, factor) for m in range(factor * (length - 1) + 1)]
 
 
+EDGE_FLOOR = 1e-3  # weight of a shared edge frame of windows of 2 (neighbours share only that frame)
+
+
 def time_weight(m_local: int, factor: int, length: int, first: bool, last: bool) -> float:
     """Blend weight of a window's prediction at local output index ``m_local``.
 
     A tent: the distance (in input frames) to the nearest window edge that another window crosses.
     Edges on the video's first frame (``first``) or last frame (``last``) are not crossed by any
-    other window, so they do not fall off. The floor of 1e-3 keeps a weight positive at a shared
-    edge (``window=2``: neighbours share only their end frames) and cannot matter elsewhere,
-    because the weights of all windows at one output time are normalised to sum to 1.
+    other window, so they do not fall off. A crossed edge gets weight 0: with windows of 3 or more
+    frames neighbours share two frames (see :func:`plan_windows`), so the neighbour predicts that
+    time at least one input frame inside its own edges, with weight >= 1. Windows of 2 share only
+    their edge frames, so there an edge keeps ``EDGE_FLOOR`` and the two edges are averaged.
     """
     t = m_local / factor
     k = length - 1
@@ -95,7 +104,16 @@ def time_weight(m_local: int, factor: int, length: int, first: bool, last: bool)
     d = min(d_start, d_end)
     if d == float("inf"):  # the only window of the video
         return 1.0
-    return max(d, 1e-3)
+    if d > 0:
+        return d
+    return 0.0 if length >= 3 else EDGE_FLOOR
+
+
+def window_targets(length: int, factor: int, first: bool, last: bool) -> list[int]:
+    """Local output indices of a window that the blend uses (weight > 0): the ones to predict.
+
+    All of ``0 .. factor * (length - 1)`` except a crossed edge (see :func:`time_weight`)."""
+    return [j for j in range(factor * (length - 1) + 1) if time_weight(j, factor, length, first, last) > 0]
 
 
 # --------------------------------------------------------------------------------------------

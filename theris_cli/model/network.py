@@ -7,7 +7,7 @@ pads and crops inside).
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -100,9 +100,14 @@ class THERIS(nn.Module):
         self.body_out = nn.Conv2d(c.dim, c.dim, 3, padding=1)  # closes the long skip around the TSSMs
         self.decoder = Decoder(c.dim, c.dec_dim, c.dec_blocks, c.in_channels)
 
-    def forward(self, x: torch.Tensor, times: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, times: Optional[torch.Tensor] = None,
+                keep: Optional[Sequence[int]] = None) -> torch.Tensor:
         """x (B, T, C, H, W) in [0, 1]; times (M,) in [0, T-1], default `default_times(T)`
-        -> (B, M, C, 4H, 4W), not clamped."""
+        -> (B, M, C, 4H, 4W), not clamped.
+
+        keep: indices into times of the frames to return, (B, K, C, 4H, 4W). The others still take
+        part in the TSSMs' scans over time (so the kept frames equal those of the full call), but
+        are not decoded: the body_out, decoder and bicubic residual of a frame are its own."""
         assert x.dim() == 5, f"expected x as (B, T, C, H, W), got shape {tuple(x.shape)}"
         B, T, C, H, W = x.shape
         assert C == self.config.in_channels, f"expected {self.config.in_channels} channels, got {C}"
@@ -112,8 +117,12 @@ class THERIS(nn.Module):
             raise ValueError(f"times must be a non-empty 1-D tensor, got shape {tuple(times.shape)}")
         if bool((times < 0).any()) or bool((times > T - 1).any()):
             raise ValueError(f"times must lie in [0, {T - 1}] (input-frame units), got {times.tolist()}")
+        if keep is not None:
+            keep = [int(i) for i in keep]
+            if not keep or min(keep) < 0 or max(keep) >= times.numel():
+                raise ValueError(f"keep must be indices into the {times.numel()} times, got {keep}")
         if inference_units(x):
-            return self._forward_units(x, times)
+            return self._forward_units(x, times, keep)
         M = times.numel()
 
         feats = self.encoder(x.reshape(B * T, C, H, W)).view(B, T, -1, H, W)      # (B, T, dim, H, W)
@@ -121,6 +130,8 @@ class THERIS(nn.Module):
         z = feats.permute(0, 1, 3, 4, 2)                                           # (B, M, H, W, dim)
         for block in self.blocks:
             z = block(z, e.to(z.dtype))
+        if keep is not None:                                                       # only the kept frames on
+            z, feats, times, M = z[:, keep], feats[:, keep], times[keep], len(keep)
         z = z.permute(0, 1, 4, 2, 3).reshape(B * M, -1, H, W)                     # (B*M, dim, H, W)
         z = self.body_out(z) + feats.reshape(B * M, -1, H, W)
         y = self.decoder(z).view(B, M, C, SCALE * H, SCALE * W)
@@ -137,7 +148,7 @@ class THERIS(nn.Module):
         bicubic residual reads 2 rows each side, inside the same margin."""
         return 2 * len(self.decoder.body) + 1 + 2
 
-    def _forward_units(self, x: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
+    def _forward_units(self, x: torch.Tensor, times: torch.Tensor, keep: Optional[list[int]] = None) -> torch.Tensor:
         """`forward` without autograd on the CPU: the same network in cache-sized work units.
 
         Convolutions run channels-last (mkldnn's NHWC kernels are 2-4x faster here) one frame at a
@@ -165,21 +176,23 @@ class THERIS(nn.Module):
         z = interp
         for block in self.blocks:
             z = block(z, e.to(z.dtype))                                            # (B, M, H, W, dim)
-        return self._decode_units(x, times, z, interp)
+        return self._decode_units(x, times, z, interp, keep)
 
-    def _decode_units(self, x: torch.Tensor, times: torch.Tensor, z: torch.Tensor, interp: torch.Tensor) -> torch.Tensor:
+    def _decode_units(self, x: torch.Tensor, times: torch.Tensor, z: torch.Tensor, interp: torch.Tensor,
+                      keep: Optional[list[int]] = None) -> torch.Tensor:
         """body_out + long skip, decoder and bicubic residual, frame by frame in bands of LR rows:
-        x (B, T, C, H, W), z and interp (B, M, H, W, dim) -> (B, M, C, 4H, 4W)."""
+        x (B, T, C, H, W), z and interp (B, M, H, W, dim) -> (B, K, C, 4H, 4W) for the K frames
+        ``keep`` (default all M)."""
         B, T, C, H, W = x.shape
-        M = times.numel()
+        keep = list(range(times.numel())) if keep is None else keep
         base = interpolate_frames(x, times)                                        # (B, M, C, H, W)
-        y = x.new_empty(B, M, C, SCALE * H, SCALE * W)
+        y = x.new_empty(B, len(keep), C, SCALE * H, SCALE * W)
         halo = self.decoder_halo()
         w_out, b_out = fold_shuffle_into_conv(self.decoder.out.weight, self.decoder.out.bias)
         # even bands of at least 4 halos, so that the margins cost at most half again of the band
         n_bands = max(1, min(-(-B * H * W // DECODE_PIXELS), H // (4 * halo)))
         rows = -(-H // n_bands)
-        for i in range(M):
+        for k, i in enumerate(keep):
             for r0 in range(0, H, rows):
                 r1 = min(H, r0 + rows)
                 lo, hi = max(0, r0 - halo), min(H, r1 + halo)
@@ -189,7 +202,7 @@ class THERIS(nn.Module):
                 out = self._decoder_folded(d, w_out, b_out)                        # (B, C, 4h, 4W)
                 out += F.interpolate(base[:, i, :, lo:hi], scale_factor=SCALE, mode="bicubic", align_corners=False)
                 a = SCALE * (r0 - lo)
-                y[:, i, :, SCALE * r0:SCALE * r1] = out[:, :, a:a + SCALE * (r1 - r0)]
+                y[:, k, :, SCALE * r0:SCALE * r1] = out[:, :, a:a + SCALE * (r1 - r0)]
         return y
 
     def _decoder_folded(self, x: torch.Tensor, w_out: torch.Tensor, b_out: torch.Tensor) -> torch.Tensor:

@@ -441,10 +441,23 @@ def _limited_to_full_table(bits: int) -> np.ndarray:
 
 def full_to_limited(v: np.ndarray, bits: int) -> np.ndarray:
     """Exact inverse of `limited_to_full` on its outputs (each step of it is > 1 count wide)."""
+    v = np.asarray(v)
+    if v.dtype in (np.uint8, np.uint16):  # every frame an encoder writes: one indexing per frame
+        return _full_to_limited_table(bits, v.dtype.itemsize)[v]
+    return _full_to_limited(v, bits)
+
+
+def _full_to_limited(v: np.ndarray, bits: int) -> np.ndarray:
     scale = 1 << (bits - 8)
     top = (1 << bits) - 1
     y = np.rint(v.astype(np.float64) * (219 * scale / top) + 16 * scale)
     return y.astype(np.uint8 if bits <= 8 else np.uint16)
+
+
+@lru_cache(maxsize=None)
+def _full_to_limited_table(bits: int, itemsize: int) -> np.ndarray:
+    # the same arithmetic over every value of the input's integer type, so indexing equals it exactly
+    return _full_to_limited(np.arange(1 << (8 * itemsize)), bits)
 
 
 def _rgb(frame: av.VideoFrame) -> np.ndarray:

@@ -77,10 +77,14 @@ class Levels:
         """
         if hasattr(x, "detach"):  # a torch tensor; avoid importing torch here
             x = x.detach().float().cpu().numpy()
-        x = np.asarray(x, dtype=np.float64)
-        raw = np.rint(x * (self.hi - self.lo) + self.lo)
+        # float64, in place in one temporary (an HR frame is megapixels, one per output frame)
+        raw = np.array(x, dtype=np.float64)
+        np.multiply(raw, self.hi - self.lo, out=raw)
+        np.add(raw, self.lo, out=raw)
+        np.rint(raw, out=raw)
         top = (1 << self.bit_depth) - 1
-        return np.clip(raw, 0, top).astype(self.dtype)
+        np.clip(raw, 0, top, out=raw)
+        return raw.astype(self.dtype)
 
     def to_dict(self) -> dict[str, int]:
         """JSON-able, for checkpoints and logs."""
