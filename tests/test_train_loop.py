@@ -114,20 +114,24 @@ def test_cli_train_synthetic_then_resume(tmp_path):
     assert steps[-1] == 3
 
 
-def test_ctrl_c_finishes_the_step_saves_and_returns(tmp_path):
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_a_stop_signal_finishes_the_step_saves_and_returns(tmp_path, signame):
     import os
     import signal
+
+    sig = getattr(signal, signame)
+    before = signal.getsignal(sig)
 
     class InterruptAt(FixedBatch):
         def batch(self, step, batch_size):
             if step == 1:
-                os.kill(os.getpid(), signal.SIGINT)  # as a user's Ctrl-C during step 1
+                os.kill(os.getpid(), sig)  # Ctrl-C, scancel / a Slurm time limit, a closed terminal
             return super().batch(step, batch_size)
 
     res = train(_settings(steps=50), InterruptAt(), tmp_path)
     assert res.interrupted and res.step == 2
     assert res.checkpoint.name == "interrupted.safetensors" and res.checkpoint.exists()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert signal.getsignal(sig) is before  # handler restored
 
 
 def test_ablate_tfm_switches_the_loss_off_from_the_library(tmp_path):

@@ -106,7 +106,7 @@ def train_cmd(
     Inputs are made by the evaluation protocol: every other HR frame, antialiased bicubic x1/4.
     Loss: Charbonnier over all 2k+1 output frames + lambda * TFM. Checkpoints (safetensors, config
     and the inference contract inside) go to the run folder at intervals, at the end
-    (final.safetensors) and on Ctrl-C (interrupted.safetensors); log.jsonl holds the losses and
+    (final.safetensors) and on Ctrl-C, SIGTERM or SIGHUP (interrupted.safetensors); log.jsonl holds the losses and
     validation figures.
     """
     from theris_cli.commands.train_report import TrainReporter

@@ -115,15 +115,21 @@ def validate(net: torch.nn.Module, lr: torch.Tensor, hr: torch.Tensor, device: t
 
 
 class _StopFlag:
-    """First SIGINT asks the loop to stop after the current step; a second one raises at once."""
+    """The first SIGINT, SIGTERM or SIGHUP (Ctrl-C; scancel or a Slurm time limit; a closed terminal)
+    asks the loop to stop after the current step and save; a second one raises at once."""
+
+    SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")  # SIGHUP does not exist on Windows
 
     def __init__(self) -> None:
         self.stop = False
-        self._old = None
+        self._old: dict = {}
 
     def __enter__(self) -> _StopFlag:
         if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGINT, self._handler)
+            for name in self.SIGNALS:
+                sig = getattr(signal, name, None)
+                if sig is not None:
+                    self._old[sig] = signal.signal(sig, self._handler)
         return self
 
     def _handler(self, signum, frame) -> None:
@@ -132,8 +138,8 @@ class _StopFlag:
         self.stop = True
 
     def __exit__(self, *exc) -> None:
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
 
 
 def train(settings: TrainSettings, data, out_dir: str | Path, val: tuple | None = None,
