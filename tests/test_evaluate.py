@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 from theris_cli.cli import app
 from theris_cli.errors import InputError, UsageError
 from theris_cli.eval import metrics
-from theris_cli.eval.evaluate import Evaluation, check_methods, evaluate, evaluate_frames, find_clips, load_clip
+from theris_cli.eval.evaluate import check_methods, evaluate, evaluate_frames, find_clips, load_clip
+from theris_cli.eval.results import Evaluation
 
 runner = CliRunner()
 

@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from standins import NearestLinear, OOMAbove, Smooth
+from theris_cli.devices import resolve_device, resolve_precision
 from theris_cli.errors import DeviceError, UsageError
-from theris_cli.infer import MIN_TILE, Upscaler, resolve_device, resolve_precision
+from theris_cli.infer import MIN_TILE, Upscaler
 
 
 def frames(n, h=6, w=8, seed=0):

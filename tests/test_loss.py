@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from theris_cli.train.loss import TFMLoss, charbonnier, laplacian
+from theris_cli.ops import laplacian
+from theris_cli.train.loss import TFMLoss, charbonnier
 
 
 def _leapfrog(D: float, T: int = 7, H: int = 12, W: int = 10) -> torch.Tensor:

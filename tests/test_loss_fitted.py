@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from theris_cli.train.loss import FittedTFMLoss, TFMLoss, gradient_sq, laplacian, make_tfm
+from theris_cli.ops import laplacian
+from theris_cli.train.loss import FittedTFMLoss, TFMLoss, gradient_sq, make_tfm
 
 
 def _scene(D=0.3, T=7, H=64, pan=0.0, speed=12.0, B=4, noise=0.0, seed=0) -> torch.Tensor:

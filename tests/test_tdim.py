@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from theris_cli.model.tdim import TDIM, dct_basis, dct_matrix, distance_to_input
+from theris_cli.model.tdim import TDIM, dct_basis, distance_to_input
+from theris_cli.ops import dct_matrix
 
 
 @pytest.mark.parametrize("n", [1, 2, 4, 7])

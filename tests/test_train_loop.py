@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 from theris_cli.cli import app
 from theris_cli.errors import UsageError
 from theris_cli.model import PRESETS
-from theris_cli.train.degrade import make_lr
+from theris_cli.protocol import make_lr
 from theris_cli.train.loop import lr_factor, train
 from theris_cli.train.settings import TrainSettings, apply_ablations, parse_every
 

@@ -1,7 +1,5 @@
 """One set of rules for which files in a folder are inputs: batch, evaluate and train agree."""
 
-from pathlib import Path
-
 import pytest
 
 from clips import ramp_frames, write_clip

@@ -26,7 +26,7 @@ from typing import Iterable, Iterator
 
 import torch
 
-from theris_cli.devices import PRECISIONS, precision_name, resolve_device, resolve_precision  # noqa: F401 (re-exported)
+from theris_cli.devices import resolve_device, resolve_precision
 from theris_cli.errors import DeviceError, UsageError
 from theris_cli.model.config import SCALE  # HR pixels per LR pixel: the network's fixed factor
 from theris_cli.stitch import TemporalBlender, TileCanvas

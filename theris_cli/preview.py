@@ -111,7 +111,7 @@ def _region(pair: np.ndarray) -> tuple[int, int, int, int]:
     """(x, y, width, height) in LR pixels of what the panels show: the whole frame where its upscale
     fits a panel 1:1, else the busiest region that fills one (so the model's time stays that of a
     small frame, whatever the camera)."""
-    from theris_cli.infer import SCALE
+    from theris_cli.model.config import SCALE
     from theris_cli.preview_image import PANEL_BOX
 
     h, w = pair.shape[-2:]
@@ -126,7 +126,7 @@ def _rows(x: torch.Tensor, k: int, region: tuple[int, int, int, int], margin: in
     (``up``) and bicubic run on the region plus ``margin`` LR pixels each side, as upscale's tiles
     are, and cut back to it; the zoom row's box in the panels' (upscaled) pixels."""
     from theris_cli.eval.baselines import bicubic
-    from theris_cli.infer import SCALE
+    from theris_cli.model.config import SCALE
 
     cx, cy, cw, ch = region
     h, w = x.shape[-2:]
@@ -181,7 +181,8 @@ def make_preview(
     written under a temporary name and renamed when complete.
     """
     from theris_cli.devices import resolve_device, resolve_precision
-    from theris_cli.infer import DEFAULT_TILE_OVERLAP, SCALE, Upscaler
+    from theris_cli.infer import DEFAULT_TILE_OVERLAP, Upscaler
+    from theris_cli.model.config import SCALE
     from theris_cli.outputs import atomic_output, check_destination
     from theris_cli.pipeline import check_input, load_weights
     from theris_cli.preview_image import compose

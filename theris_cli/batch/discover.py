@@ -15,7 +15,7 @@ from typing import Sequence
 
 from theris_cli.batch.paths import inside
 from theris_cli.errors import UsageError
-from theris_cli.video.inputs import FRAME_EXTENSIONS, VIDEO_EXTENSIONS, walk_inputs  # noqa: F401 (re-exported)
+from theris_cli.video.inputs import walk_inputs
 
 STATE_DIR = ".theris"  # batch bookkeeping inside OUT_DIR (records, locks, reports)
 

@@ -13,7 +13,8 @@ from theris_cli.options import UpscaleOptions
 
 def run_evaluate(clips: Sequence[str], methods: str, options: UpscaleOptions, *,
              max_frames: Optional[int] = None, json_out: Optional[str] = None, split: Optional[str] = None) -> None:
-    from theris_cli.eval.evaluate import check_methods, evaluate as run_evaluation, render
+    from theris_cli.eval.evaluate import check_methods, evaluate as run_evaluation
+    from theris_cli.eval.report import render
     from theris_cli.outputs import atomic_output, check_destination
 
     names = check_methods([methods])  # before any decoding: a typo fails at once

@@ -33,7 +33,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from theris_cli.protocol import SCALE, bicubic_linear
+from theris_cli.protocol import bicubic_linear
 
 
 # A nominal input rate: minterpolate only needs the ratio output/input = 2, and a whole-number rate

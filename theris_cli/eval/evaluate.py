@@ -36,8 +36,7 @@ from theris_cli.errors import InputError, UsageError
 from theris_cli.options import UpscaleOptions
 from theris_cli.eval import metrics
 from theris_cli.eval.baselines import BASELINES, Predictor
-from theris_cli.eval.report import render  # noqa: F401  (re-exported: evaluate, then render)
-from theris_cli.eval.results import SUBSETS, ClipScore, Evaluation, MethodScore, Motion, Subset, mean_scores  # noqa: F401
+from theris_cli.eval.results import ClipScore, Evaluation, MethodScore, Motion, Subset, mean_scores
 from theris_cli.protocol import MOTION_DILATE, MOTION_THRESHOLD, SCALE, crop_to_multiple, make_lr, motion_mask
 
 METHODS = ("theris", "bicubic", "ffmpeg")  # every method `evaluate` knows, in table order

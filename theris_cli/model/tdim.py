@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from theris_cli.ops import dct_matrix  # noqa: F401 (TDIM's basis at whole frames; re-exported)
+from theris_cli.ops import dct_matrix
 
 # kappa = softplus(-9) ~ 1.2e-4 at start: W ~ 1, i.e. plain cosine interpolation, yet differentiable
 KAPPA_INIT_BIAS = -9.0

@@ -20,7 +20,7 @@
   horizontal and vertical flips, 90-degree rotations and time reversal. A batch with a real clip
   smaller than the patch (a 120x160 Lepton against a 128 patch) uses the largest square crop that
   every clip of the batch has (a multiple of 4), rather than padding with invented pixels.
-* **Inputs**: `degrade.make_lr` (the evaluation protocol), plus `degrade.apply_extras` on a fraction
+* **Inputs**: `protocol.make_lr` (the evaluation protocol), plus `degrade.apply_extras` on a fraction
   `extras_p` of the clips (off by default: the default weights are scored on the clean protocol).
 
 Every random choice of step s comes from a generator seeded by (seed, s): batches are reproducible
@@ -41,7 +41,8 @@ import torch
 
 from theris_cli.errors import InputError, TrainingError
 from theris_cli.protocol import motion_mask
-from theris_cli.train.degrade import SCALE, Extras, apply_extras, make_lr
+from theris_cli.protocol import SCALE, make_lr
+from theris_cli.train.degrade import Extras, apply_extras
 from theris_cli.train.synthetic import SceneConfig, SyntheticThermal, clip_seed
 
 VAL_INDEX = 1 << 40  # synthetic clip indices from here on are never trained on (validation)

@@ -1,14 +1,7 @@
-"""How low-resolution, low-frame-rate inputs are made from high-resolution clips.
+"""Training-time extras on top of the clean protocol in `theris_cli/protocol.py`.
 
-The protocol (the STVSR convention of Zooming Slow-Mo, TMNet and BF-STVSR), shared by training and
-`theris evaluate` so that both score the same task:
-
-* **space** - every kept frame is shrunk x1/4 by antialiased bicubic interpolation
-  (`F.interpolate(mode="bicubic", antialias=True, align_corners=False)`, i.e. a bicubic kernel
-  stretched over 4 HR pixels, like PIL/Matlab `imresize`), then clamped to [0, 1] because a camera
-  frame cannot leave its range. HR height and width must be multiples of 4 (`crop_to_multiple`).
-* **time** - only HR frames 0, 2, 4, ... are kept: LR input frame i is HR frame 2i, and the network
-  must make the odd HR frames (the x2 frame rate) itself. 2k+1 HR frames give k+1 LR frames.
+The protocol itself (`protocol.make_lr`: every other HR frame, antialiased bicubic x1/4, clamped to
+[0, 1]) is shared by training and `theris evaluate`, so both score the same task; it lives there.
 
 Optional, training only (`Extras` / `apply_extras`): real recordings are not clean bicubic
 downscales, so the LR clip can be made worse in ways a real thermal camera and its file are worse,
@@ -20,7 +13,7 @@ with parameters drawn once per clip from a seeded `torch.Generator` (determinist
 * compression - 8x8 block-DCT quantisation as in JPEG / H.264 intra blocks (blockiness, lost detail);
 * quantisation - rounding to 2^bits grey levels (8-bit AGC output, 14-bit raw).
 
-Evaluation uses only `make_lr` (clean protocol); the extras never touch the HR targets.
+Evaluation uses only `protocol.make_lr`; the extras never touch the HR targets.
 """
 
 from __future__ import annotations
@@ -32,9 +25,6 @@ import torch
 import torch.nn.functional as F
 
 from theris_cli.ops import dct_matrix
-
-# The clean protocol lives in theris_cli/protocol.py (shared with eval/); re-exported here.
-from theris_cli.protocol import SCALE, TIME_STRIDE, crop_to_multiple, downscale, make_lr  # noqa: E402,F401
 
 
 # ---------------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from theris_cli.ops import laplacian  # noqa: F401 (the TFM residual's; re-exported)
+from theris_cli.ops import laplacian
 
 
 def charbonnier(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
