@@ -262,3 +262,20 @@ def test_run_training_with_a_split_holds_its_clips_out(tmp_path, monkeypatch):
     data = inspect_checkpoint(res.checkpoint).metadata["data"]
     assert [c["name"] for c in data["real"]] == ["a.mkv", "b.mkv"]
     assert [c["name"] for c in data["validation"]] == ["held.mkv"] and data["split"] == "t"
+
+
+def test_motion_align_is_added_to_fine_tuned_weights_at_zero_velocity(tmp_path):
+    from theris_cli.train.run import resolve_network, run_training
+    from theris_cli.weights import load_checkpoint
+
+    base = train(_settings(steps=1), FixedBatch(), tmp_path / "base")
+    cfg, _, state, _ = resolve_network(init=str(base.checkpoint), motion_align=True)
+    assert cfg.use_motion_align and not any(k.startswith("motion.") for k in state)
+    res = run_training(init=str(base.checkpoint), motion_align=True, out=tmp_path / "ft", steps=1, batch=1, patch=4,
+                       frames=3, val_every=0, checkpoint_every="0", device="cpu", lr=1e-12, warmup=0)
+    ck, start = load_checkpoint(res.checkpoint), load_checkpoint(base.checkpoint)
+    assert ck.config.use_motion_align
+    assert ck.state_dict["motion.head.weight"].abs().max() < 1e-9  # a step of 1e-12: still the zero-velocity start
+    assert all(torch.allclose(ck.state_dict[k], v, atol=1e-9) for k, v in start.state_dict.items())
+    with pytest.raises(UsageError, match="different network"):
+        resolve_network(resume=str(base.checkpoint), motion_align=True)

@@ -81,6 +81,10 @@ def train_cmd(
     ablate: Optional[list[str]] = typer.Option(
         None, "--ablate", help="Switch a part off: spectral-mask, thermal-prompt, tfm, smb, tmb or hmb; repeatable."
     ),
+    motion_align: bool = typer.Option(
+        False, "--motion-align", help="Add motion alignment (theris's part beyond the paper): frames moved along "
+        "estimated velocities before TDIM. With --init it starts at zero velocity, i.e. as the weights.",
+    ),
     extras: Optional[float] = typer.Option(
         None, "--extras", min=0.0, max=1.0, help="Fraction of clips whose inputs get extra blur, noise and "
         "compression (default 0: the clean evaluation protocol).",
@@ -119,7 +123,7 @@ def train_cmd(
         res = run_training(
             preset=preset, config=config, init=init, resume=resume, data=data or (), exclude=exclude or (),
             val_data=val_data or (), split=split, out=out, checkpoint_every=checkpoint_every, max_frames=max_frames,
-            device=device, amp=amp, threads=threads, ablate=ablate or (), on_message=reporter.message,
+            device=device, amp=amp, threads=threads, ablate=ablate or (), motion_align=motion_align, on_message=reporter.message,
             on_skip=lambda path, why: reporter.message(f"skipped: {path} ({why})"),
             on_event=reporter, steps=steps, minutes=minutes, batch=batch, patch=patch, frames=frames, lr=lr,
             warmup=warmup, tfm_lambda=tfm_lambda, tfm_form=tfm_form, pixel_loss=pixel_loss,

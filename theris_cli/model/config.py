@@ -15,6 +15,9 @@ SCALE = 4  # output pixels per LR pixel, along each axis
 
 _MAY_BE_ZERO = ("enc_blocks", "n_blocks", "dec_blocks")  # zero blocks is a valid (ablated) network
 
+# fields added after checkpoints were shipped, with the value that reads an older file as it was meant
+_ADDED_LATER = {"use_motion_align": False, "motion_dim": 24}
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -40,6 +43,8 @@ class ModelConfig:
     use_smb: bool = True          # spatial-first scan: frame after frame, raster order
     use_tmb: bool = True          # temporal-first scan: pixel after pixel, through time
     use_hmb: bool = True          # Hilbert-curve scan inside hilbert_window^2 windows
+    use_motion_align: bool = False  # theris's addition: frames moved along estimated motion before TDIM (model/motion.py)
+    motion_dim: int = 24          # channels of the motion-alignment CNN
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -77,6 +82,7 @@ class ModelConfig:
         """Inverse of `to_dict`; raises ValueError naming unknown, missing or ill-typed keys."""
         if not isinstance(d, dict):
             raise ValueError(f"model config must be a dict, got {type(d).__name__}")
+        d = {**_ADDED_LATER, **d}
         known = {f.name: f for f in fields(cls)}
         unknown = sorted(set(d) - set(known))
         missing = sorted(set(known) - set(d))

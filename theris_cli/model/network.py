@@ -14,6 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from theris_cli.model.config import SCALE, ModelConfig
+from theris_cli.model.motion import MotionAlign, aligned_blend, aligned_mix, warp
 from theris_cli.model.tdim import TDIM
 from theris_cli.model.tssm import TSSM, inference_units
 
@@ -26,6 +27,9 @@ DECODE_PIXELS = 49152
 # the decoder's last conv starts near zero so the untrained network is its bicubic residual
 # (0.1 started training 0.8 dB below bicubic; not exactly zero, so every layer gets a gradient)
 OUTPUT_INIT_SCALE = 0.01
+
+# output pixels per band of the motion alignment's warps on the CPU (a few MiB of temporaries)
+WARP_PIXELS = 16384
 
 
 def default_times(n_frames: int) -> torch.Tensor:
@@ -91,6 +95,7 @@ class THERIS(nn.Module):
         super().__init__()
         self.config = c = config
         self.encoder = Encoder(c.in_channels, c.dim, c.enc_blocks)
+        self.motion = MotionAlign(c.in_channels, c.dim, c.motion_dim) if c.use_motion_align else None
         self.tdim = TDIM(c.dim, c.time_embed_dim, c.decay_bins)
         n_orders = int(c.use_smb) + int(c.use_tmb) + int(c.use_hmb)
         self.blocks = nn.ModuleList(
@@ -126,17 +131,25 @@ class THERIS(nn.Module):
         M = times.numel()
 
         feats = self.encoder(x.reshape(B * T, C, H, W)).view(B, T, -1, H, W)      # (B, T, dim, H, W)
-        feats, e = self.tdim(feats, times)                                         # (B, M, dim, H, W), (M, E)
+        v = None
+        if self.motion is None:
+            feats, e = self.tdim(feats, times)                                     # (B, M, dim, H, W), (M, E)
+        else:
+            v = self.motion.at_times(self.motion.velocities(x, feats), times)     # (B, M, 2, H, W)
+            mix, e = self.tdim.coefficients(times, T)
+            feats = aligned_mix(feats, mix.to(feats.dtype), v, times)
         z = feats.permute(0, 1, 3, 4, 2)                                           # (B, M, H, W, dim)
         for block in self.blocks:
             z = block(z, e.to(z.dtype))
         if keep is not None:                                                       # only the kept frames on
             z, feats, times, M = z[:, keep], feats[:, keep], times[keep], len(keep)
+            v = None if v is None else v[:, keep]
         z = z.permute(0, 1, 4, 2, 3).reshape(B * M, -1, H, W)                     # (B*M, dim, H, W)
         z = self.body_out(z) + feats.reshape(B * M, -1, H, W)
         y = self.decoder(z).view(B, M, C, SCALE * H, SCALE * W)
 
-        base = interpolate_frames(x, times).reshape(B * M, C, H, W)
+        base = interpolate_frames(x, times) if v is None else aligned_blend(x, v, times)
+        base = base.reshape(B * M, C, H, W)
         base = F.interpolate(base, scale_factor=SCALE, mode="bicubic", align_corners=False)
         return y + base.view(B, M, C, SCALE * H, SCALE * W)
 
@@ -168,24 +181,52 @@ class THERIS(nn.Module):
         mix, e = self.tdim.coefficients(times, T)                                  # (M, T, dim), (M, E)
         mix = mix.to(x.dtype)
         interp = x.new_empty(B, M, H, W, dim)                                      # TDIM's output frames
-        for i in range(M):
-            out = torch.mul(feats[:, 0], mix[i, 0], out=interp[:, i])
-            for t in range(1, T):
-                out.addcmul_(feats[:, t], mix[i, t])
+        v = None
+        if self.motion is None:
+            for i in range(M):
+                out = torch.mul(feats[:, 0], mix[i, 0], out=interp[:, i])
+                for t in range(1, T):
+                    out.addcmul_(feats[:, t], mix[i, t])
+        else:
+            v = self.motion.at_times(self.motion.velocities(x, feats.permute(0, 1, 4, 2, 3)), times)
+            self._aligned_mix_units(feats, mix, v, times, interp)
         del feats
         z = interp
         for block in self.blocks:
             z = block(z, e.to(z.dtype))                                            # (B, M, H, W, dim)
-        return self._decode_units(x, times, z, interp, keep)
+        return self._decode_units(x, times, z, interp, keep, v)
+
+    def _aligned_mix_units(self, feats: torch.Tensor, mix: torch.Tensor, v: torch.Tensor, times: torch.Tensor,
+                           interp: torch.Tensor) -> None:
+        """`motion.aligned_mix` into interp (B, M, H, W, dim), in bands of rows: feats (B, T, H, W,
+        dim), mix (M, T, dim), v (B, M, 2, H, W). A frame at its own time is not resampled."""
+        B, T, H, W, dim = feats.shape
+        rows = max(1, WARP_PIXELS // max(B * W, 1))
+        frames = [feats[:, t].permute(0, 3, 1, 2) for t in range(T)]              # (B, dim, H, W) views
+        for i in range(times.numel()):
+            for r0 in range(0, H, rows):
+                r1 = min(H, r0 + rows)
+                out = interp[:, i, r0:r1]
+                for t in range(T):
+                    shift = float(t - times[i])
+                    moved = (feats[:, t, r0:r1] if shift == 0 else
+                             warp(frames[t], v[:, i, :, r0:r1] * shift, (r0, r1)).permute(0, 2, 3, 1))
+                    if t == 0:
+                        torch.mul(moved, mix[i, 0], out=out)
+                    else:
+                        out.addcmul_(moved, mix[i, t])
 
     def _decode_units(self, x: torch.Tensor, times: torch.Tensor, z: torch.Tensor, interp: torch.Tensor,
-                      keep: Optional[list[int]] = None) -> torch.Tensor:
+                      keep: Optional[list[int]] = None, v: Optional[torch.Tensor] = None) -> torch.Tensor:
         """body_out + long skip, decoder and bicubic residual, frame by frame in bands of LR rows:
-        x (B, T, C, H, W), z and interp (B, M, H, W, dim) -> (B, K, C, 4H, 4W) for the K frames
-        ``keep`` (default all M)."""
+        x (B, T, C, H, W), z and interp (B, M, H, W, dim), v (B, M, 2, H, W) the motion alignment's
+        velocities or None -> (B, K, C, 4H, 4W) for the K frames ``keep`` (default all M)."""
         B, T, C, H, W = x.shape
         keep = list(range(times.numel())) if keep is None else keep
-        base = interpolate_frames(x, times)                                        # (B, M, C, H, W)
+        if v is None:
+            base = interpolate_frames(x, times)                                    # (B, M, C, H, W)
+        else:
+            base = aligned_blend(x, v[:, keep], times[keep])                       # (B, K, C, H, W)
         y = x.new_empty(B, len(keep), C, SCALE * H, SCALE * W)
         halo = self.decoder_halo()
         w_out, b_out = fold_shuffle_into_conv(self.decoder.out.weight, self.decoder.out.bias)
@@ -200,7 +241,8 @@ class THERIS(nn.Module):
                 sb = interp[:, i, lo:hi].permute(0, 3, 1, 2)
                 d = self.body_out(zb.contiguous(memory_format=torch.channels_last)).add_(sb)
                 out = self._decoder_folded(d, w_out, b_out)                        # (B, C, 4h, 4W)
-                out += F.interpolate(base[:, i, :, lo:hi], scale_factor=SCALE, mode="bicubic", align_corners=False)
+                b = base[:, i if v is None else k, :, lo:hi]
+                out += F.interpolate(b, scale_factor=SCALE, mode="bicubic", align_corners=False)
                 a = SCALE * (r0 - lo)
                 y[:, k, :, SCALE * r0:SCALE * r1] = out[:, :, a:a + SCALE * (r1 - r0)]
         return y

@@ -142,6 +142,16 @@ class _StopFlag:
             signal.signal(sig, handler)
 
 
+def load_init_state(net: THERIS, state: dict) -> None:
+    """Load fine-tuning weights into ``net``; weights without the motion-alignment part may go
+    into a network with it (the part keeps its zero-velocity start). Anything else must match."""
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    adds_motion = not any(k.startswith("motion.") for k in state)
+    missing = [k for k in missing if not (adds_motion and k.startswith("motion."))]
+    if missing or unexpected:
+        raise TrainingError(f"the initial weights do not fit the network: missing {missing}, unexpected {unexpected}")
+
+
 def train(settings: TrainSettings, data, out_dir: str | Path, val: tuple | None = None,
           resume: str | Path | None = None, on_event: Callable[[dict], None] | None = None,
           init_state: dict | None = None) -> TrainResult:
@@ -161,7 +171,7 @@ def train(settings: TrainSettings, data, out_dir: str | Path, val: tuple | None 
     torch.manual_seed(s.seed)
     net = THERIS(s.model)
     if init_state is not None and resume is None:
-        net.load_state_dict(init_state)  # fine-tuning: start from given weights, at step 0
+        load_init_state(net, init_state)  # fine-tuning: start from given weights, at step 0
     net = net.to(device)
     tfm = make_tfm(s.tfm_form, d_init=s.tfm_d_init, alpha=s.tfm_alpha, edge_quantile=s.tfm_edge_quantile).to(device)
     params = list(net.parameters()) + list(tfm.parameters())

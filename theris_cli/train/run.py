@@ -18,12 +18,14 @@ from theris_cli.train.settings import apply_ablations, make_settings, parse_ever
 
 
 def resolve_network(preset: str | None = None, config: str | Path | None = None, init: str | None = None,
-                    resume: str | Path | None = None, ablate: Sequence[str] = ()):
+                    resume: str | Path | None = None, ablate: Sequence[str] = (), motion_align: bool = False):
     """(model config, saved settings dict of a resumed run, initial state_dict or None, the names of
     the clips the initial weights were trained on).
 
     One of `preset`, `config` (a JSON file of ModelConfig fields), `init` (any weights `load_model`
     resolves: registry name, path, hf://...) names the network; `resume` takes the checkpoint's own.
+    `motion_align` adds the motion-alignment part (model/motion.py) to that network; to weights
+    trained without it, it is added at zero velocity, so training starts from exactly those weights.
     """
     from theris_cli.model import PRESETS, ModelConfig
 
@@ -57,6 +59,8 @@ def resolve_network(preset: str | None = None, config: str | Path | None = None,
             raise UsageError("--init keeps the network of the weights; --ablate would change it")
     else:
         asked = None
+    if motion_align:
+        asked = dataclasses.replace(asked or model_cfg or PRESETS["small"], use_motion_align=True)
     if asked is not None or ablate or model_cfg is None:
         asked = apply_ablations(asked or (model_cfg if model_cfg is not None else PRESETS["small"]), ablate)
         if model_cfg is not None and asked != model_cfg:
@@ -105,6 +109,7 @@ def run_training(
     amp: bool | None = None,
     threads: int | None = None,
     ablate: Sequence[str] = (),
+    motion_align: bool = False,
     on_message: Callable[[str], None] | None = None,
     on_skip: Callable[[Path, str], None] | None = None,
     on_event: Callable[[dict], None] | None = None,
@@ -117,7 +122,7 @@ def run_training(
     say = on_message or (lambda msg: None)
     if threads:
         torch.set_num_threads(threads)
-    model_cfg, base, init_state, init_clips = resolve_network(preset, config, init, resume, tuple(ablate))
+    model_cfg, base, init_state, init_clips = resolve_network(preset, config, init, resume, tuple(ablate), motion_align)
     ck_steps = ck_minutes = None
     if checkpoint_every is not None:
         ck_steps, ck_minutes = parse_every(checkpoint_every)

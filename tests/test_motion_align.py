@@ -1,0 +1,120 @@
+"""Motion alignment (model/motion.py): the warp moves content where the velocity says, a new or
+added part starts as the network without it, and the CPU work-unit path computes what the
+whole-tensor path does."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from theris_cli.model import PRESETS, THERIS, ModelConfig
+from theris_cli.model.motion import MotionAlign, aligned_blend, warp
+from theris_cli.model.network import interpolate_frames
+from theris_cli.train.loop import load_init_state
+from theris_cli.errors import TrainingError
+
+TINY = PRESETS["tiny"]
+TINY_MOTION = dataclasses.replace(TINY, use_motion_align=True, motion_dim=8)
+
+
+def _moving(net: THERIS, seed: int = 0) -> THERIS:
+    """The net with a random, non-zero velocity head (a trained part would not be zero)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        net.motion.head.weight.copy_(torch.randn(net.motion.head.weight.shape, generator=g) * 0.3)
+        net.motion.head.bias.copy_(torch.tensor([1.5, -0.7]))
+    return net
+
+
+def test_warp_moves_content_by_whole_pixels():
+    img = torch.zeros(1, 1, 6, 8)
+    img[0, 0, 2, 3] = 1.0
+    disp = torch.zeros(1, 2, 6, 8)
+    disp[:, 0], disp[:, 1] = -2.0, 1.0  # sample 2 px left, 1 px down: the dot appears 2 right, 1 up
+    out = warp(img, disp)
+    assert out[0, 0, 1, 5] == pytest.approx(1.0)
+    assert out.sum() == pytest.approx(1.0)
+    torch.testing.assert_close(warp(img, torch.zeros_like(disp)), img)
+
+
+def test_warp_of_a_band_equals_those_rows_of_the_whole_frame():
+    img = torch.rand(2, 3, 9, 7)
+    disp = torch.randn(2, 2, 9, 7) * 2
+    whole = warp(img, disp)
+    torch.testing.assert_close(warp(img, disp[:, :, 3:7], (3, 7)), whole[:, :, 3:7])
+
+
+def test_velocity_at_times_interpolates_between_pair_midpoints():
+    v = torch.stack([torch.full((2, 3, 3), 1.0), torch.full((2, 3, 3), 3.0)])[None]  # pairs (0,1), (1,2)
+    at = MotionAlign.at_times(v, torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0]))
+    assert at[0, :, 0, 0, 0].tolist() == [1.0, 1.0, 2.0, 3.0, 3.0]
+
+
+def test_aligned_blend_at_zero_velocity_is_the_linear_blend():
+    x = torch.rand(1, 3, 1, 5, 6)
+    times = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0])
+    blend = aligned_blend(x, torch.zeros(1, 5, 2, 5, 6), times)
+    torch.testing.assert_close(blend, interpolate_frames(x, times))
+
+
+def test_aligned_blend_follows_a_moving_dot():
+    """A dot at column 1 then 3: the midpoint of the blend along velocity 2 px/frame is one dot at
+    column 2, where blending without motion gives two half dots."""
+    x = torch.zeros(1, 2, 1, 3, 6)
+    x[0, 0, 0, 1, 1] = 1.0
+    x[0, 1, 0, 1, 3] = 1.0
+    v = torch.zeros(1, 1, 2, 3, 6)
+    v[:, :, 0] = 2.0
+    mid = aligned_blend(x, v, torch.tensor([0.5]))[0, 0, 0]
+    assert mid[1, 2] == pytest.approx(1.0)
+    assert mid.sum() == pytest.approx(1.0)
+
+
+def test_a_new_motion_part_starts_as_the_network_without_it():
+    torch.manual_seed(0)
+    plain = THERIS(TINY).eval()
+    aligned = THERIS(TINY_MOTION).eval()
+    load_init_state(aligned, plain.state_dict())
+    x = torch.rand(1, 4, 1, 12, 10)
+    with torch.no_grad():
+        torch.testing.assert_close(aligned(x), plain(x), atol=1e-5, rtol=0)
+
+
+def test_weights_that_do_not_fit_are_refused_with_what_differs():
+    net = THERIS(TINY_MOTION)
+    state = {k: v for k, v in THERIS(TINY).state_dict().items() if not k.startswith("encoder.head")}
+    with pytest.raises(TrainingError, match="encoder.head"):
+        load_init_state(net, state)
+
+
+@pytest.mark.parametrize("keep", [None, [1, 4]])
+def test_units_path_equals_whole_tensor_path_with_motion(keep):
+    torch.manual_seed(1)
+    net = _moving(THERIS(TINY_MOTION).eval())
+    x = torch.rand(2, 4, 1, 11, 13)
+    with torch.enable_grad():
+        whole = net(x, keep=keep).detach()
+    with torch.inference_mode():
+        units = net(x, keep=keep)
+    torch.testing.assert_close(units, whole, atol=2e-5, rtol=0)
+    with torch.no_grad():
+        plain = THERIS(dataclasses.replace(TINY_MOTION, use_motion_align=False)).eval()
+        plain.load_state_dict({k: v for k, v in net.state_dict().items() if not k.startswith("motion.")})
+        assert (plain(x, keep=keep) - units).abs().max() > 1e-3  # the velocity really moved something
+
+
+def test_motion_part_trains():
+    torch.manual_seed(2)
+    net = THERIS(TINY_MOTION)
+    net(torch.rand(1, 3, 1, 8, 8)).square().mean().backward()
+    assert net.motion.head.weight.grad.abs().sum() > 0
+
+
+def test_configs_written_before_the_part_existed_read_without_it():
+    d = TINY.to_dict()
+    for k in ("use_motion_align", "motion_dim"):
+        d.pop(k)
+    assert ModelConfig.from_dict(d) == TINY
+    assert THERIS(TINY).motion is None

@@ -1,0 +1,114 @@
+"""Motion alignment (theris's addition to the paper, `ModelConfig.use_motion_align`): input frames
+moved along an estimated velocity to each target time before TDIM mixes them.
+
+TDIM rebuilds a target time from the *same pixel* of every input frame, and TMB scans the same
+pixel through time, so content that moves several pixels between frames can only come out as a
+blend: two faded copies of a moving object. Here a small CNN reads each pair of neighbouring input
+frames (grey levels and encoder features) at half resolution, where three dilated 3x3 convs see
+about 30 LR pixels, and gives a velocity field v_j for the pair (LR pixels per input frame, at its
+midpoint j + 1/2). The velocity at a target time tau is the linear interpolation of the v_j along
+time, held constant beyond the first and last midpoints. Input frame t is then resampled at
+x + (t - tau) * v(tau, x) (backward warping, bilinear, border pixels repeated), for the features TDIM
+mixes and for the two frames of the bicubic residual alike, so the residual is no longer a
+double image either.
+
+The velocity head's last conv starts at zero: a new network, or one whose weights were trained
+without this part (`theris train --init ... --motion-align`), starts out exactly as it would
+without it, and the warp learns only what the loss asks of it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+DILATIONS = (1, 2, 4)  # at half resolution: receptive field 2 * (1 + 2 * 7) = 30 LR pixels
+
+
+class MotionAlign(nn.Module):
+    def __init__(self, in_channels: int, dim: int, width: int):
+        super().__init__()
+        self.down = nn.Conv2d(2 * (in_channels + dim), width, 3, stride=2, padding=1)
+        self.body = nn.ModuleList(nn.Conv2d(width, width, 3, padding=d, dilation=d) for d in DILATIONS)
+        self.head = nn.Conv2d(width, 2, 3, padding=1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def velocities(self, x: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
+        """x (B, T, C, H, W) frames, feats (B, T, dim, H, W) their encoder features (any strides)
+        -> (B, T-1, 2, H, W): (dx, dy) in LR pixels per input frame for each pair (t, t+1)."""
+        B, T, C, H, W = x.shape
+        if T < 2:
+            return x.new_zeros(B, 0, 2, H, W)
+        both = torch.cat([x, feats.to(x.dtype)], dim=2)                            # (B, T, C+dim, H, W)
+        pairs = torch.cat([both[:, :-1], both[:, 1:]], dim=2).flatten(0, 1)       # (B*(T-1), 2(C+dim), H, W)
+        h = F.leaky_relu(self.down(pairs), 0.1)
+        for conv in self.body:
+            h = h + F.leaky_relu(conv(h), 0.1)
+        v = F.interpolate(self.head(h), size=(H, W), mode="bilinear", align_corners=False)
+        return v.view(B, T - 1, 2, H, W)
+
+    @staticmethod
+    def at_times(v: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
+        """Pair velocities v (B, T-1, 2, H, W), placed at times j + 1/2, interpolated linearly to
+        each target time (constant outside [1/2, T - 3/2]) -> (B, M, 2, H, W)."""
+        B, P = v.shape[:2]
+        if P == 0:
+            return v.new_zeros(B, times.numel(), *v.shape[2:])
+        pos = (times.to(torch.float32) - 0.5).clamp(0, P - 1)
+        lo = pos.floor().long().clamp(max=P - 1)
+        hi = (lo + 1).clamp(max=P - 1)
+        w = (pos - lo.to(pos.dtype)).to(v.dtype).view(1, -1, 1, 1, 1)
+        return v[:, lo] * (1 - w) + v[:, hi] * w
+
+
+def warp(img: torch.Tensor, disp: torch.Tensor, rows: tuple[int, int] | None = None) -> torch.Tensor:
+    """img (N, C, H, W) sampled at x + disp(x): disp (N, 2, h, W) in pixels, (dx, dy), for the
+    output rows ``rows`` = (r0, r1) of the frame (h = r1 - r0; default all H) -> (N, C, h, W).
+    Bilinear, border pixels repeated beyond the frame; a zero disp returns img's rows exactly."""
+    N, C, H, W = img.shape
+    r0, r1 = rows if rows is not None else (0, H)
+    ys = torch.arange(r0, r1, dtype=disp.dtype, device=disp.device).view(1, -1, 1)
+    xs = torch.arange(W, dtype=disp.dtype, device=disp.device).view(1, 1, -1)
+    # grid_sample's coordinates (align_corners=False): pixel centre i of n is (2i + 1) / n - 1
+    gx = (2 * (xs + disp[:, 0]) + 1) / W - 1
+    gy = (2 * (ys + disp[:, 1]) + 1) / H - 1
+    grid = torch.stack([gx, gy], dim=-1).to(img.dtype)                             # (N, h, W, 2)
+    return F.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def aligned_mix(feats: torch.Tensor, mix: torch.Tensor, v: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
+    """TDIM's mix of motion-aligned frames: out_i = sum_t mix[i, t] * warp(feats_t, (t - tau_i) v_i).
+
+    feats (B, T, D, H, W), mix (M, T, D), v (B, M, 2, H, W) velocities at the target times
+    -> (B, M, D, H, W). The whole-tensor path (training and GPU); the CPU inference path does the
+    same in bands (`THERIS._forward_units`)."""
+    B, T, D, H, W = feats.shape
+    out = []
+    for i in range(times.numel()):
+        shift = (torch.arange(T, dtype=v.dtype, device=v.device) - times[i].to(v.dtype)).view(1, T, 1, 1, 1)
+        disp = (shift * v[:, i, None]).flatten(0, 1)                               # (B*T, 2, H, W)
+        moved = warp(feats.flatten(0, 1), disp).view(B, T, D, H, W)
+        out.append(torch.einsum("tc,btchw->bchw", mix[i], moved))
+    return torch.stack(out, dim=1)
+
+
+def aligned_blend(x: torch.Tensor, v: torch.Tensor, times: torch.Tensor,
+                  rows: tuple[int, int] | None = None) -> torch.Tensor:
+    """The linear blend of the two input frames around each target time, each moved to it along v:
+    x (B, T, C, H, W), v (B, M, 2, h, W) for the rows ``rows`` (default all) -> (B, M, C, h, W).
+    At zero velocity this is `network.interpolate_frames`."""
+    T = x.shape[1]
+    lo = times.floor().long().clamp(0, T - 1)
+    hi = (lo + 1).clamp(max=T - 1)
+    w = (times - lo.to(times.dtype)).to(x.dtype)
+    out = []
+    for i in range(times.numel()):
+        a, b = int(lo[i]), int(hi[i])
+        ta = times[i] - a
+        frame = warp(x[:, a], v[:, i] * -ta.to(v.dtype), rows) * (1 - w[i])
+        if w[i] > 0:
+            frame = frame + warp(x[:, b], v[:, i] * (b - times[i]).to(v.dtype), rows) * w[i]
+        out.append(frame)
+    return torch.stack(out, dim=1)
