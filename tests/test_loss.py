@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from theris_cli.ops import laplacian
-from theris_cli.train.loss import TFMLoss, charbonnier
+from theris_cli.train.loss import TFMLoss, charbonnier, temporal_difference
 
 
 def _leapfrog(D: float, T: int = 7, H: int = 12, W: int = 10) -> torch.Tensor:
@@ -73,3 +73,37 @@ def test_charbonnier():
     a = torch.zeros(4)
     assert charbonnier(a, a, eps=1e-3).item() == pytest.approx(1e-3)
     assert charbonnier(a + 1, a, eps=1e-3).item() == pytest.approx(1.0, rel=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# temporal difference
+
+
+def _clip(seed: int = 0, T: int = 7) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(2, T, 1, 8, 8, generator=g)
+
+
+def test_temporal_difference_is_zero_when_the_changes_are_right():
+    gt = _clip()
+    assert temporal_difference(gt, gt).item() == pytest.approx(1e-3, rel=1e-6)  # Charbonnier's floor: eps
+    assert temporal_difference(gt + 0.05, gt).item() == pytest.approx(1e-3, rel=1e-4)  # an offset is no flicker
+    assert temporal_difference(gt[:, :1], gt[:, :1]).item() == 0.0  # one frame: nothing to compare
+
+
+def test_temporal_difference_penalises_flicker_that_the_pixel_loss_cannot_tell():
+    gt = _clip()
+    sign = torch.tensor([1.0, -1.0] * 4)[: gt.shape[1]].view(1, -1, 1, 1, 1)
+    flicker = gt + 0.02 * sign  # in-between frames too dark, aligned too bright
+    steady = gt + 0.02  # the same error everywhere
+    assert charbonnier(flicker, gt).item() == pytest.approx(charbonnier(steady, gt).item(), rel=1e-4)
+    assert temporal_difference(flicker, gt).item() == pytest.approx(0.04, rel=1e-2)
+    assert temporal_difference(steady, gt).item() < 2e-3
+
+
+def test_temporal_difference_gradient_flows_to_the_prediction_only():
+    gt = _clip().requires_grad_(True)
+    pred = _clip(seed=1).requires_grad_(True)
+    temporal_difference(pred, gt).backward()
+    assert pred.grad is not None and pred.grad.abs().sum() > 0
+    assert gt.grad is None

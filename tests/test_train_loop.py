@@ -140,7 +140,8 @@ def test_ablate_tfm_switches_the_loss_off_from_the_library(tmp_path):
     assert not s.tfm_on and s.tfm_lambda == 1.0  # the ablation wins whatever the weight says
     train(s, data, tmp_path)
     lines = [r for r in map(json.loads, (tmp_path / "log.jsonl").read_text().splitlines()) if "loss" in r]
-    assert lines and all(r["tfm"] == 0.0 and r["loss"] == pytest.approx(r["pixel"]) for r in lines)
+    assert lines and all(r["tfm"] == 0.0 and r["loss"] == pytest.approx(r["pixel"] + s.temporal_lambda * r["temporal"])
+                         for r in lines)
     on = tmp_path / "on"
     train(_settings(steps=3, tfm_lambda=1.0), data, on)
     lines = [r for r in map(json.loads, (on / "log.jsonl").read_text().splitlines()) if "loss" in r]
@@ -279,3 +280,48 @@ def test_motion_align_is_added_to_fine_tuned_weights_at_zero_velocity(tmp_path):
     assert all(torch.allclose(ck.state_dict[k], v, atol=1e-9) for k, v in start.state_dict.items())
     with pytest.raises(UsageError, match="different network"):
         resolve_network(resume=str(base.checkpoint), motion_align=True)
+
+
+def test_temporal_lambda_weighs_the_temporal_term_and_is_saved_in_the_checkpoint(tmp_path):
+    from theris_cli.train.settings import make_settings, settings_from_checkpoint
+    from theris_cli.weights import load_checkpoint
+
+    data = FixedBatch()
+    res = train(_settings(steps=2, tfm_lambda=0.0, temporal_lambda=0.5), data, tmp_path / "on")
+    lines = [r for r in map(json.loads, (tmp_path / "on" / "log.jsonl").read_text().splitlines()) if "loss" in r]
+    assert all(r["temporal"] > 0 and r["loss"] == pytest.approx(r["pixel"] + 0.5 * r["temporal"]) for r in lines)
+    assert load_checkpoint(res.checkpoint).metadata["train"]["temporal_lambda"] == 0.5
+    _, saved = settings_from_checkpoint(res.checkpoint)
+    assert make_settings(PRESETS["tiny"], saved).temporal_lambda == 0.5  # a resumed run keeps its weight
+    assert make_settings(PRESETS["tiny"], saved, temporal_lambda=0.2).temporal_lambda == 0.2  # unless told again
+    train(_settings(steps=2, tfm_lambda=0.0, temporal_lambda=0.0), data, tmp_path / "off")
+    lines = [r for r in map(json.loads, (tmp_path / "off" / "log.jsonl").read_text().splitlines()) if "loss" in r]
+    assert all(r["temporal"] == 0.0 and r["loss"] == pytest.approx(r["pixel"]) for r in lines)
+
+
+def test_a_checkpoint_from_before_the_temporal_term_resumes_without_it(tmp_path):
+    from theris_cli.train.settings import make_settings, settings_from_checkpoint
+
+    res = train(_settings(steps=2), FixedBatch(), tmp_path)
+    _, saved = settings_from_checkpoint(res.checkpoint)
+    del saved["temporal_lambda"]  # as written before the setting existed
+    assert make_settings(PRESETS["tiny"], saved).temporal_lambda == 0.0  # the run goes on as it began
+    assert TrainSettings(model=PRESETS["tiny"]).temporal_lambda == 0.1  # new runs: the default
+
+
+def test_temporal_lambda_must_not_be_negative():
+    from theris_cli.train.settings import make_settings
+
+    with pytest.raises(UsageError, match="--temporal-lambda"):
+        make_settings(PRESETS["tiny"], temporal_lambda=-0.1)
+
+
+def test_cli_temporal_lambda_reaches_the_checkpoint(tmp_path):
+    from theris_cli.weights import load_checkpoint
+
+    out = tmp_path / "run"
+    r = CliRunner().invoke(app, ["train", "--preset", "tiny", "--steps", "1", "--batch", "2", "--patch", "4",
+                                 "--frames", "2", "--val-every", "0", "--out", str(out), "--device", "cpu",
+                                 "--temporal-lambda", "0.3"])
+    assert r.exit_code == 0, r.output
+    assert load_checkpoint(out / "final.safetensors").metadata["train"]["temporal_lambda"] == 0.3

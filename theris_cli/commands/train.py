@@ -73,6 +73,10 @@ def train_cmd(
     tfm_lambda: Optional[float] = typer.Option(
         None, "--tfm-lambda", min=0.0, help="Weight of the TFM heat-equation loss (default 0.05; 0: the no-TFM ablation)."
     ),
+    temporal_lambda: Optional[float] = typer.Option(
+        None, "--temporal-lambda", min=0.0, help="Weight of the temporal-difference loss: Charbonnier of the error of "
+        "frame-to-frame changes, against flicker of the in-between frames (default 0.1; 0: off).",
+    ),
     tfm_form: Optional[str] = typer.Option(
         None, "--tfm-form", help="fitted (D fitted to the truth per batch, residual gap, edge weight from the data; "
         "default) or learned (the paper's learnable D, as theris-small was trained).",
@@ -108,10 +112,10 @@ def train_cmd(
     """Train THERIS on real thermal videos and synthetic heat-conduction scenes.
 
     Inputs are made by the evaluation protocol: every other HR frame, antialiased bicubic x1/4.
-    Loss: Charbonnier over all 2k+1 output frames + lambda * TFM. Checkpoints (safetensors, config
-    and the inference contract inside) go to the run folder at intervals, at the end
-    (final.safetensors) and on Ctrl-C, SIGTERM or SIGHUP (interrupted.safetensors); log.jsonl holds the losses and
-    validation figures.
+    Loss: Charbonnier over all 2k+1 output frames + lambda * TFM + lambda_t * the error of
+    frame-to-frame changes. Checkpoints (safetensors, config and the inference contract inside) go to
+    the run folder at intervals, at the end (final.safetensors) and on Ctrl-C, SIGTERM or SIGHUP
+    (interrupted.safetensors); log.jsonl holds the losses and validation figures.
     """
     from theris_cli.commands.train_report import TrainReporter
     from theris_cli.train.run import run_training
@@ -126,7 +130,8 @@ def train_cmd(
             device=device, amp=amp, threads=threads, ablate=ablate or (), motion_align=motion_align, on_message=reporter.message,
             on_skip=lambda path, why: reporter.message(f"skipped: {path} ({why})"),
             on_event=reporter, steps=steps, minutes=minutes, batch=batch, patch=patch, frames=frames, lr=lr,
-            warmup=warmup, tfm_lambda=tfm_lambda, tfm_form=tfm_form, pixel_loss=pixel_loss,
+            warmup=warmup, tfm_lambda=tfm_lambda, tfm_form=tfm_form, temporal_lambda=temporal_lambda,
+            pixel_loss=pixel_loss,
             synthetic_ratio=synthetic_ratio, motion_p=motion, motion_crops=motion_crops, extras_p=extras, seed=seed,
             val_every=val_every,
         )

@@ -60,7 +60,8 @@ class TrainReporter:
             rate = done / max(time.perf_counter() - self.t0, 1e-9)
             eta = (e["steps"] - e["step"]) / rate if rate > 0 else float("inf")
             eta = min(eta, e.get("budget_left_s", eta))
-            line = (f"step {e['step']}/{e['steps']}  loss {e['loss']:.4f} (tfm {e['tfm']:.4f}, D {_num(e.get('D'))}, "
+            line = (f"step {e['step']}/{e['steps']}  loss {e['loss']:.4f} (tfm {e['tfm']:.4f}, "
+                    f"temporal {e.get('temporal', 0.0):.4f}, D {_num(e.get('D'))}, "
                     f"{e['train_gain']:+.2f} dB)  "
                     f"lr {e['lr']:.2e}  {e['samples_per_s']:.1f} samples/s  ETA {duration(eta)}{self.val_text}")
             if self.live is not None:

@@ -5,7 +5,9 @@
 
 * Loss: Charbonnier (or L1) over all 2k+1 output frames + `tfm_lambda` * TFM (the heat-equation
   residual, `train.loss`: D fitted to the truth per batch by default, `tfm_form="learned"` for the
-  paper's learnable D). `tfm_lambda = 0` or `ablate=("tfm",)` is the "no TFM loss" ablation.
+  paper's learnable D) + `temporal_lambda` * the temporal-difference term (Charbonnier of the error
+  of frame-to-frame changes, `train.loss.temporal_difference`). `tfm_lambda = 0` or
+  `ablate=("tfm",)` is the "no TFM loss" ablation; `temporal_lambda = 0` switches the other term off.
 * Optimiser: Adam(0.9, 0.99) (the STVSR convention), linear warm-up then cosine decay to
   `min_lr_ratio` x lr; gradients clipped to norm `grad_clip` (selective scans can spike early on).
   With a time budget (`minutes`), the run stops when it is spent and the cosine follows the time
@@ -19,7 +21,7 @@
   wall time, loss, last validation) as JSON, so `resume` continues the same run: batches depend only
   on (seed, step), so a resumed run sees the batches an uninterrupted one would have seen.
 * Log: `log.jsonl` in the out folder, one JSON object a line: training lines every `log_every`
-  steps ({"step", "loss", "pixel", "tfm", "train_gain" (dB over bicubic + linear on the training
+  steps ({"step", "loss", "pixel", "tfm", "temporal", "train_gain" (dB over bicubic + linear on the training
   batches), "lr", "D" (the TFM diffusivity: learned, or the running mean of the fitted ones),
   "samples_per_s", "elapsed_s"; the fitted form adds "D_batch", "alpha" and "fitted", the share of
   clips D was fitted on}) and validation
@@ -45,7 +47,7 @@ from theris_cli.errors import TrainingError
 from theris_cli.model import THERIS
 from theris_cli.protocol import bicubic_linear
 from theris_cli.train.checkpoints import resume_state, save_training_checkpoint
-from theris_cli.train.loss import charbonnier, make_tfm
+from theris_cli.train.loss import charbonnier, make_tfm, temporal_difference
 from theris_cli.train.settings import TrainSettings
 
 
@@ -196,7 +198,7 @@ def train(settings: TrainSettings, data, out_dir: str | Path, val: tuple | None 
     t0 = time.perf_counter()
     last_ckpt_time = t0
     last_ckpt: Path | None = None
-    losses: list[tuple[float, float, float, float]] = []
+    losses: list[tuple[float, float, float, float, float]] = []
     last_loss: float | None = None
     last_val: dict | None = None
     step = start_step
@@ -235,7 +237,8 @@ def train(settings: TrainSettings, data, out_dir: str | Path, val: tuple | None 
                 pred = pred.float()
                 pix = charbonnier(pred, hr) if s.pixel_loss == "charbonnier" else (pred - hr).abs().mean()
                 tl = tfm(pred, hr) if s.tfm_on else pred.new_zeros(())
-                loss = pix + s.tfm_lambda * tl
+                td = temporal_difference(pred, hr) if s.temporal_lambda > 0 else pred.new_zeros(())
+                loss = pix + s.tfm_lambda * tl + s.temporal_lambda * td
                 if not torch.isfinite(loss.detach()):
                     raise TrainingError(f"the loss became {float(loss)} at step {step}; lower --lr or resume from "
                                         f"the last checkpoint ({last_ckpt or 'none yet'})")
@@ -248,14 +251,15 @@ def train(settings: TrainSettings, data, out_dir: str | Path, val: tuple | None 
                 window_n += hr.shape[0]
                 with torch.no_grad():  # gain over bicubic + linear on this very batch, dB (cheap: no model)
                     gain_b = (_psnr_frames(pred.detach(), hr) - _psnr_frames(bicubic_linear(lr_in.float()), hr)).mean()
-                losses.append((loss.item(), pix.item(), tl.item(), gain_b.item()))
+                losses.append((loss.item(), pix.item(), tl.item(), gain_b.item(), td.item()))
                 if step % s.log_every == 0 or step == s.steps:
                     now = time.perf_counter()
                     n = len(losses)
-                    mean = [sum(v[i] for v in losses) / n for i in range(4)]
+                    mean = [sum(v[i] for v in losses) / n for i in range(5)]
                     last_loss = mean[0]
                     rec = {
-                        "step": step, "loss": mean[0], "pixel": mean[1], "tfm": mean[2], "train_gain": mean[3],
+                        "step": step, "loss": mean[0], "pixel": mean[1], "tfm": mean[2], "temporal": mean[4],
+                        "train_gain": mean[3],
                         "lr": opt.param_groups[0]["lr"], "D": _finite(float(tfm.D.detach())),
                         "samples_per_s": window_n / max(now - window_t, 1e-9),
                         "elapsed_s": wall_before + now - t0,

@@ -52,6 +52,7 @@ class TrainSettings:
     tfm_d_init: float = 0.15  # px^2 per output frame ("learned" form: D's start value)
     tfm_alpha: float = 20.0  # edge weight exp(-alpha |grad|^2) of the "learned" form
     tfm_edge_quantile: float = 0.9  # "fitted" form: a gradient at this quantile of the batch weighs 1/2
+    temporal_lambda: float = 0.1  # weight of the temporal-difference loss (train.loss.temporal_difference)
     synthetic_ratio: float = 0.5
     motion_p: float = 0.25  # fraction of synthetic clips with fast motion (synthetic.SceneConfig.fast_p)
     motion_crops: float = 0.5  # fraction of real crops chosen for their motion (dataset.RealSource)
@@ -110,7 +111,7 @@ def settings_from_checkpoint(path: str | Path) -> tuple[ModelConfig, dict]:
 
 
 # settings a checkpoint written before they existed ran with (its saved dict lacks them)
-_LEGACY = {"tfm_form": "learned", "motion_p": 0.0, "motion_crops": 0.0}
+_LEGACY = {"tfm_form": "learned", "motion_p": 0.0, "motion_crops": 0.0, "temporal_lambda": 0.0}
 
 
 def make_settings(model: ModelConfig, base: dict | None = None, **options: Any) -> TrainSettings:
@@ -152,6 +153,8 @@ def check_settings(s: TrainSettings) -> None:
         problems.append(f"--lr must be > 0 (got {s.lr})")
     if s.tfm_lambda < 0:
         problems.append(f"--tfm-lambda must be >= 0 (got {s.tfm_lambda})")
+    if s.temporal_lambda < 0:
+        problems.append(f"--temporal-lambda must be >= 0 (got {s.temporal_lambda})")
     if s.tfm_form not in TFM_FORMS:
         problems.append(f"--tfm-form must be one of {', '.join(TFM_FORMS)} (got {s.tfm_form})")
     if not 0 < s.tfm_edge_quantile < 1:
