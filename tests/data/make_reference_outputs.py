@@ -1,5 +1,7 @@
 """How tests/data/reference_outputs.safetensors was made: run at commit 9751ac8 (before the CPU
-work-unit path), from the repository root: python tests/data/make_reference_outputs.py"""
+work-unit path), from the repository root: python tests/data/make_reference_outputs.py.
+When theris-small's shipped file was replaced, the 0.1.0 weights these outputs came from (sha256
+2a2108d4...) were added to the fixture as small.state.* with their config (metadata small_config)."""
 import torch
 from safetensors.torch import save_file
 from theris_cli.model import THERIS, ModelConfig
