@@ -71,12 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.split:
-        from theris_cli.splits import split_clips
-
-        clips = split_clips(args.split, args.clips)
-    else:
-        clips = find_clips(args.clips)
+    clips = find_clips(args.clips, args.split)
     print(f"# in-between frames: linear blend vs blend along block-matched velocity (radius {args.radius} LR px); "
           f"first {args.max_frames} HR frames")
     print(f"{'clip':40s} {'moving px':>10s} {'interp bicubic':>15s} {'interp matched':>15s} "

@@ -127,12 +127,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.split:
-        from theris_cli.splits import split_clips
-
-        paths = split_clips(args.split, args.clips)
-    else:
-        paths = find_clips(args.clips)
+    paths = find_clips(args.clips, args.split)
     model = load_model(args.weights or DEFAULT_MODEL, device="cpu")
     info = getattr(model, "weights_info", None)
     print(f"weights: {info.describe() if info is not None else args.weights or DEFAULT_MODEL}")

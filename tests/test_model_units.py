@@ -19,25 +19,21 @@ REFERENCE = Path(__file__).parent / "data" / "reference_outputs.safetensors"
 ATOL = 2e-5  # float32 rounding of a re-ordered but equal computation, on outputs of order 1
 
 
+def _fixture_model(name: str) -> tuple[THERIS, dict]:
+    """A network recorded in the fixture, with its weights, and all the fixture's tensors. "bi": a
+    bidirectional two-group two-block network; "small": theris-small 0.1.0 (the shipped weights of
+    commit 9751ac8; the package now ships newer ones)."""
+    tensors = load_file(REFERENCE)
+    with safe_open(REFERENCE, "pt") as f:
+        config = ModelConfig.from_dict(json.loads(f.metadata()[f"{name}_config"]))
+    net = THERIS(config).eval()
+    prefix = f"{name}.state."
+    net.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+    return net, tensors
+
+
 def _bi_model() -> tuple[THERIS, dict]:
-    """The bidirectional two-group two-block network of the fixture, with its recorded weights."""
-    tensors = load_file(REFERENCE)
-    with safe_open(REFERENCE, "pt") as f:
-        config = ModelConfig.from_dict(json.loads(f.metadata()["bi_config"]))
-    net = THERIS(config).eval()
-    net.load_state_dict({k[len("bi.state."):]: v for k, v in tensors.items() if k.startswith("bi.state.")})
-    return net, tensors
-
-
-def _recorded_small() -> tuple[THERIS, dict]:
-    """theris-small 0.1.0 (the shipped weights of commit 9751ac8; the file now ships newer ones),
-    from the fixture, and the fixture's tensors."""
-    tensors = load_file(REFERENCE)
-    with safe_open(REFERENCE, "pt") as f:
-        config = ModelConfig.from_dict(json.loads(f.metadata()["small_config"]))
-    net = THERIS(config).eval()
-    net.load_state_dict({k[len("small.state."):]: v for k, v in tensors.items() if k.startswith("small.state.")})
-    return net, tensors
+    return _fixture_model("bi")
 
 
 def _whole(net: THERIS, x: torch.Tensor) -> torch.Tensor:
@@ -52,7 +48,7 @@ def _units(net: THERIS, x: torch.Tensor) -> torch.Tensor:
 
 def test_recorded_weights_give_the_recorded_outputs():
     """Outputs of theris-small 0.1.0 recorded at commit 9751ac8, before the CPU path was rewritten."""
-    net, tensors = _recorded_small()
+    net, tensors = _fixture_model("small")
     for key in ("", "3"):
         x, ref = tensors[f"small.x{key}"], tensors[f"small.y{key}"]
         torch.testing.assert_close(_units(net, x), ref, atol=ATOL, rtol=0)

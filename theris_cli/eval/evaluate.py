@@ -118,11 +118,17 @@ def evaluate_frames(hr: torch.Tensor, predictors: Mapping[str, Predictor]) -> di
 # Clips
 
 
-def find_clips(paths: Sequence[str | Path]) -> list[Path]:
+def find_clips(paths: Sequence[str | Path], split: str | None = None) -> list[Path]:
     """The clips named by `paths`, in order: a file or an image pattern (frames/%05d.png) is one clip;
     a folder gives every video and numbered image sequence under it, by the same rules as
-    `theris batch` (`video.inputs.find_inputs`)."""
+    `theris batch` (`video.inputs.find_inputs`). With `split`: that named split's validation clips,
+    found by name under the folders `paths` (`theris_cli.splits`)."""
     from theris_cli.video.inputs import find_inputs
+
+    if split is not None:
+        from theris_cli.splits import split_clips
+
+        return split_clips(split, paths)
 
     if not paths:
         raise UsageError("no clips given; pass video files or folders of videos")
@@ -222,12 +228,7 @@ def evaluate(
     weights = opts.weights
     t_start = time.perf_counter()
     say = on_progress or (lambda msg: None)
-    if split is not None:
-        from theris_cli.splits import split_clips
-
-        paths = split_clips(split, clips)
-    else:
-        paths = find_clips(clips)
+    paths = find_clips(clips, split)
     spec = None
     if isinstance(methods, Mapping):
         predictors = dict(methods)
