@@ -223,10 +223,8 @@ class THERIS(nn.Module):
         velocities or None -> (B, K, C, 4H, 4W) for the K frames ``keep`` (default all M)."""
         B, T, C, H, W = x.shape
         keep = list(range(times.numel())) if keep is None else keep
-        if v is None:
-            base = interpolate_frames(x, times)                                    # (B, M, C, H, W)
-        else:
-            base = aligned_blend(x, v[:, keep], times[keep])                       # (B, K, C, H, W)
+        kept = times[keep]                                                         # the bicubic residual's frames
+        base = interpolate_frames(x, kept) if v is None else aligned_blend(x, v[:, keep], kept)  # (B, K, C, H, W)
         y = x.new_empty(B, len(keep), C, SCALE * H, SCALE * W)
         halo = self.decoder_halo()
         w_out, b_out = fold_shuffle_into_conv(self.decoder.out.weight, self.decoder.out.bias)
@@ -241,8 +239,7 @@ class THERIS(nn.Module):
                 sb = interp[:, i, lo:hi].permute(0, 3, 1, 2)
                 d = self.body_out(zb.contiguous(memory_format=torch.channels_last)).add_(sb)
                 out = self._decoder_folded(d, w_out, b_out)                        # (B, C, 4h, 4W)
-                b = base[:, i if v is None else k, :, lo:hi]
-                out += F.interpolate(b, scale_factor=SCALE, mode="bicubic", align_corners=False)
+                out += F.interpolate(base[:, k, :, lo:hi], scale_factor=SCALE, mode="bicubic", align_corners=False)
                 a = SCALE * (r0 - lo)
                 y[:, k, :, SCALE * r0:SCALE * r1] = out[:, :, a:a + SCALE * (r1 - r0)]
         return y
