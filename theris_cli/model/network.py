@@ -7,6 +7,7 @@ pads and crops inside).
 
 from __future__ import annotations
 
+import copy
 from typing import Optional, Sequence
 
 import torch
@@ -16,7 +17,7 @@ import torch.nn.functional as F
 from theris_cli.model.config import SCALE, ModelConfig
 from theris_cli.model.motion import MotionAlign, aligned_blend, aligned_mix, warp
 from theris_cli.model.tdim import TDIM
-from theris_cli.model.tssm import TSSM, inference_units
+from theris_cli.model.tssm import TSSM, inference_units, units_lowp
 
 # LR pixels per band of the decoder in an inference forward on the CPU: its x2 stage then holds
 # tens of MiB (48 channels at 4x the pixels), not a whole HR window, and the halo rows recomputed
@@ -127,7 +128,9 @@ class THERIS(nn.Module):
             if not keep or min(keep) < 0 or max(keep) >= times.numel():
                 raise ValueError(f"keep must be indices into the {times.numel()} times, got {keep}")
         if inference_units(x):
-            return self._forward_units(x, times, keep)
+            lowp = units_lowp()  # read before autocast is turned off: the path does its own casts
+            with torch.autocast("cpu", enabled=False):
+                return self._forward_units(x, times, keep, lowp)
         M = times.numel()
 
         feats = self.encoder(x.reshape(B * T, C, H, W)).view(B, T, -1, H, W)      # (B, T, dim, H, W)
@@ -161,7 +164,8 @@ class THERIS(nn.Module):
         bicubic residual reads 2 rows each side, inside the same margin."""
         return 2 * len(self.decoder.body) + 1 + 2
 
-    def _forward_units(self, x: torch.Tensor, times: torch.Tensor, keep: Optional[list[int]] = None) -> torch.Tensor:
+    def _forward_units(self, x: torch.Tensor, times: torch.Tensor, keep: Optional[list[int]] = None,
+                       lowp: Optional[torch.dtype] = None) -> torch.Tensor:
         """`forward` without autograd on the CPU: the same network in cache-sized work units.
 
         Convolutions run channels-last (mkldnn's NHWC kernels are 2-4x faster here) one frame at a
@@ -170,14 +174,19 @@ class THERIS(nn.Module):
         in bands of LR rows with a halo that covers their receptive field, so every band's output
         equals the whole frame's. Equal to the whole-tensor path within float rounding
         (tests/test_model_units.py).
+
+        lowp (bfloat16 under CPU autocast, `tssm.units_lowp`): the convolutions and the TSSMs'
+        projections run in it, 5x faster than float32 on CPUs with bfloat16 dot products; features
+        between stages, the scans and the output stay float32.
         """
         B, T, C, H, W = x.shape
         M = times.numel()
         cl = torch.channels_last
         dim = self.config.dim
         feats = x.new_empty(B, T, H, W, dim)                                       # (B, T, H, W, dim)
+        encoder = _in_dtype(self.encoder, lowp)
         for t in range(T):
-            feats[:, t] = self.encoder(x[:, t].contiguous(memory_format=cl)).permute(0, 2, 3, 1)
+            feats[:, t] = encoder(x[:, t].to(lowp or x.dtype, memory_format=cl)).permute(0, 2, 3, 1)
         mix, e = self.tdim.coefficients(times, T)                                  # (M, T, dim), (M, E)
         mix = mix.to(x.dtype)
         interp = x.new_empty(B, M, H, W, dim)                                      # TDIM's output frames
@@ -188,13 +197,17 @@ class THERIS(nn.Module):
                 for t in range(1, T):
                     out.addcmul_(feats[:, t], mix[i, t])
         else:
-            v = self.motion.at_times(self.motion.velocities(x, feats.permute(0, 1, 4, 2, 3)), times)
+            if lowp is None:
+                pair_v = self.motion.velocities(x, feats.permute(0, 1, 4, 2, 3))
+            else:
+                pair_v = _in_dtype(self.motion, lowp).velocities(x.to(lowp), feats.permute(0, 1, 4, 2, 3).to(lowp)).float()
+            v = self.motion.at_times(pair_v, times)
             self._aligned_mix_units(feats, mix, v, times, interp)
         del feats
         z = interp
         for block in self.blocks:
-            z = block(z, e.to(z.dtype))                                            # (B, M, H, W, dim)
-        return self._decode_units(x, times, z, interp, keep, v)
+            z = block(z, e.to(z.dtype), lowp)                                      # (B, M, H, W, dim)
+        return self._decode_units(x, times, z, interp, keep, v, lowp)
 
     def _aligned_mix_units(self, feats: torch.Tensor, mix: torch.Tensor, v: torch.Tensor, times: torch.Tensor,
                            interp: torch.Tensor) -> None:
@@ -217,10 +230,12 @@ class THERIS(nn.Module):
                         out.addcmul_(moved, mix[i, t])
 
     def _decode_units(self, x: torch.Tensor, times: torch.Tensor, z: torch.Tensor, interp: torch.Tensor,
-                      keep: Optional[list[int]] = None, v: Optional[torch.Tensor] = None) -> torch.Tensor:
+                      keep: Optional[list[int]] = None, v: Optional[torch.Tensor] = None,
+                      lowp: Optional[torch.dtype] = None) -> torch.Tensor:
         """body_out + long skip, decoder and bicubic residual, frame by frame in bands of LR rows:
         x (B, T, C, H, W), z and interp (B, M, H, W, dim), v (B, M, 2, H, W) the motion alignment's
-        velocities or None -> (B, K, C, 4H, 4W) for the K frames ``keep`` (default all M)."""
+        velocities or None -> (B, K, C, 4H, 4W) for the K frames ``keep`` (default all M).
+        lowp: body_out and the decoder in that dtype, the bicubic residual added in float32."""
         B, T, C, H, W = x.shape
         keep = list(range(times.numel())) if keep is None else keep
         kept = times[keep]                                                         # the bicubic residual's frames
@@ -228,6 +243,9 @@ class THERIS(nn.Module):
         y = x.new_empty(B, len(keep), C, SCALE * H, SCALE * W)
         halo = self.decoder_halo()
         w_out, b_out = fold_shuffle_into_conv(self.decoder.out.weight, self.decoder.out.bias)
+        body_out, decoder = _in_dtype(self.body_out, lowp), _in_dtype(self.decoder, lowp)
+        if lowp is not None:
+            w_out, b_out = w_out.to(lowp), b_out.to(lowp)
         # even bands of at least 4 halos, so that the margins cost at most half again of the band
         n_bands = max(1, min(-(-B * H * W // DECODE_PIXELS), H // (4 * halo)))
         rows = -(-H // n_bands)
@@ -237,22 +255,30 @@ class THERIS(nn.Module):
                 lo, hi = max(0, r0 - halo), min(H, r1 + halo)
                 zb = z[:, i, lo:hi].permute(0, 3, 1, 2)                            # (B, dim, h, W) NHWC
                 sb = interp[:, i, lo:hi].permute(0, 3, 1, 2)
-                d = self.body_out(zb.contiguous(memory_format=torch.channels_last)).add_(sb)
-                out = self._decoder_folded(d, w_out, b_out)                        # (B, C, 4h, 4W)
+                d = body_out(zb.to(lowp or zb.dtype, memory_format=torch.channels_last)).add_(sb)
+                out = self._decoder_folded(d, w_out, b_out, decoder).float()       # (B, C, 4h, 4W)
                 out += F.interpolate(base[:, k, :, lo:hi], scale_factor=SCALE, mode="bicubic", align_corners=False)
                 a = SCALE * (r0 - lo)
                 y[:, k, :, SCALE * r0:SCALE * r1] = out[:, :, a:a + SCALE * (r1 - r0)]
         return y
 
-    def _decoder_folded(self, x: torch.Tensor, w_out: torch.Tensor, b_out: torch.Tensor) -> torch.Tensor:
+    def _decoder_folded(self, x: torch.Tensor, w_out: torch.Tensor, b_out: torch.Tensor,
+                        dec: Optional[Decoder] = None) -> torch.Tensor:
         """`Decoder.forward` with its last pixel shuffle moved after the output conv (weights from
         `fold_shuffle_into_conv`): the 3x3 conv then runs at 2x on 48 channels instead of at 4x on
-        12, 2.5x faster here, and the 4x feature map is never built. (N, dim, h, w) -> (N, C, 4h, 4w)."""
-        dec = self.decoder
+        12, 2.5x faster here, and the 4x feature map is never built. (N, dim, h, w) -> (N, C, 4h, 4w).
+        dec: the decoder to run (default this network's; `_in_dtype` gives a bfloat16 copy)."""
+        dec = self.decoder if dec is None else dec
         x = dec.body(x)
         x = F.leaky_relu_(F.pixel_shuffle(dec.up1(x), 2), 0.1)
         x = F.leaky_relu_(dec.up2(x), 0.1)  # elementwise, so before the shuffle as well as after it
         return F.pixel_shuffle(F.conv2d(x, w_out, b_out, padding=1), 2)
+
+
+def _in_dtype(module: nn.Module, dtype: Optional[torch.dtype]) -> nn.Module:
+    """``module`` itself (dtype None), or a copy with its parameters in ``dtype``: the CPU path's
+    bfloat16 convolutions (tens of KiB of weights, copied once per window)."""
+    return module if dtype is None else copy.deepcopy(module).to(dtype)
 
 
 def fold_shuffle_into_conv(weight: torch.Tensor, bias: torch.Tensor, r: int = 2) -> tuple[torch.Tensor, torch.Tensor]:

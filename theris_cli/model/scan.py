@@ -121,6 +121,10 @@ def ssd_chunked(
         B32 = F.pad(B32, (0, 0, 0, 0, 0, pad))
         C32 = F.pad(C32, (0, 0, 0, 0, 0, pad))
     c = (L + pad) // l
+    if not torch.is_grad_enabled():
+        out = _ssd_factored(x, x32, dt32, A.to(work), B32, C32, D, l, initial_state, return_final_state)
+        if out is not None:
+            return out
 
     # axes: b batch, c chunk, l/s step in chunk, g group, r head in group, p head channel, n state
     # Operands of matmuls are made contiguous: CPU bmm on some strided views (and on their
@@ -185,6 +189,70 @@ def ssd_chunked(
         else:  # in place, reading x once in its own (strided) layout
             y = y.contiguous().addcmul_(x.to(work), D.to(work).view(1, 1, h, 1))
     return (y.to(dtype), final) if return_final_state else y.to(dtype)
+
+
+# Largest |log-decay| between a step and its chunk's middle for which `_ssd_factored` is used: its
+# factors exp(+-80) stay normal float32 numbers (exp(88) overflows). Trained layers reach about 55.
+FACTOR_LIMIT = 80.0
+
+
+def _ssd_factored(
+    x: torch.Tensor, x32: torch.Tensor, dt32: torch.Tensor, A: torch.Tensor, B32: torch.Tensor, C32: torch.Tensor,
+    D: Optional[torch.Tensor], l: int, initial_state: Optional[torch.Tensor], return_final_state: bool,
+):
+    """`ssd_chunked` without autograd, the in-chunk decay factored: exp(cum_i - cum_j) =
+    exp(cum_i - m) * exp(m - cum_j) with m the cumulative log-decay at the chunk's middle. The
+    (l x l) decay matrix of every head is then never built: one masked C B^T per group and chunk,
+    one matrix product with all heads of the group side by side as its columns, and two per-token
+    scalings, all in the sequence's own layout. None when a chunk decays by more than
+    FACTOR_LIMIT from its middle to either end (the caller then builds the matrix); the inputs are
+    padded to whole chunks already (x: the caller's unpadded x, for the D term)."""
+    b, Lp, h, p = x32.shape
+    L = x.shape[1]
+    g, n = B32.shape[-2:]
+    r, c = h // g, Lp // l
+    a_cum = (dt32 * A).view(b, c, l, h).cumsum(2)                                      # (b,c,l,h)
+    mid = a_cum[:, :, l // 2:l // 2 + 1]                                              # (b,c,1,h)
+    rel = a_cum - mid
+    if float(rel.abs().amax()) > FACTOR_LIMIT:
+        return None
+    grow = rel.exp()                                                                   # exp(cum_i - m)
+    shrink = rel.neg_().exp_().mul_(dt32.view(b, c, l, h))                            # exp(m - cum_j) dt_j
+    # axes: b batch, c chunk, l step in chunk, g group, r head in group, p head channel, n state
+    xs = (x32.view(b, c, l, g, r, p) * shrink.view(b, c, l, g, r, 1)).transpose(2, 3)  # (b,c,g,l,r,p)
+    xs = xs.reshape(b * c * g, l, r * p)  # a view for one group (every preset)
+    Bg = B32.view(b, c, l, g, n).transpose(2, 3).reshape(b * c * g, l, n)
+    Cg = C32.view(b, c, l, g, n).transpose(2, 3).reshape(b * c * g, l, n)
+    causal = torch.ones(l, l, dtype=torch.bool, device=x32.device).tril()
+    CB = torch.bmm(Cg, Bg.transpose(1, 2)).masked_fill_(~causal, 0.0)                # (bcg, l, l)
+    y = torch.bmm(CB, xs).view(b, c, g, l, r, p)
+    y.mul_(grow.view(b, c, l, g, r, 1).transpose(2, 3))
+
+    final = None
+    if c > 1 or initial_state is not None or return_final_state:
+        # state at the end of each chunk from its own inputs: exp(cum_end - m) sum_j shrink_j x_j B_j^T
+        own = torch.bmm(xs.transpose(1, 2), Bg).view(b, c, g, r, p, n)
+        own.mul_((a_cum[:, :, -1] - mid[:, :, 0]).exp_().view(b, c, g, r, 1, 1))
+        totals = a_cum[:, :, -1].view(b, c, g, r).permute(0, 2, 3, 1)                  # (b,g,r,c)
+        flat = own.permute(0, 2, 3, 1, 4, 5).reshape(b, g, r, c, p * n)
+        if initial_state is not None:
+            assert initial_state.shape == (b, h, p, n), f"initial_state: expected {(b, h, p, n)}, got {tuple(initial_state.shape)}"
+            flat = torch.cat([initial_state.to(x32.dtype).reshape(b, g, r, 1, p * n), flat], dim=3)
+            totals = F.pad(totals, (1, 0))
+        passed = _pass_states(flat, totals)                                           # (b,g,r,c(+1),p*n)
+        if return_final_state:
+            final = (passed[..., -1, :] * torch.exp(totals[..., -1:]) + flat[..., -1, :]).reshape(b, h, p, n)
+        if initial_state is not None:
+            passed = passed[..., 1:, :]
+        # the entering state's contribution exp(cum_i) C_i S^T, all heads of a group as columns
+        S = passed.view(b, g, r, c, p, n).permute(0, 3, 1, 5, 2, 4).reshape(b * c * g, n, r * p)
+        y_in = torch.bmm(Cg, S).view(b, c, g, l, r, p)
+        y.addcmul_(y_in, a_cum.exp().view(b, c, l, g, r, 1).transpose(2, 3))
+
+    y = y.transpose(2, 3).reshape(b, Lp, h, p)[:, :L]  # a view for one group
+    if D is not None:
+        y = y.addcmul_(x.to(y.dtype), D.to(y.dtype).view(1, 1, h, 1))
+    return (y.to(x.dtype), final) if return_final_state else y.to(x.dtype)
 
 
 def ssd_recurrent(

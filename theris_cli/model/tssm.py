@@ -31,6 +31,20 @@ def inference_units(x: torch.Tensor) -> bool:
     return not torch.is_grad_enabled() and x.device.type == "cpu"
 
 
+def units_lowp() -> Optional[torch.dtype]:
+    """The dtype of the matrix products of the CPU work-unit path: bfloat16 when the caller runs the
+    model under CPU autocast to bfloat16 (`infer.Upscaler` with precision bf16), else None (float32).
+
+    The work-unit path does not let autocast cast op by op: it turns autocast off and runs its
+    convolutions and projections in bfloat16 itself (weights cast per call, bfloat16 activations
+    between the convolutions of one stage), and keeps in float32 what needs the range or the
+    precision: the scans and their decays, the norms, the spectral mask's FFT, the motion warp's
+    coordinates, the skips and the bicubic residual the output is added to."""
+    if torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16:
+        return torch.bfloat16
+    return None
+
+
 def _bands(n: int, per_row: int, multiple: int = 1) -> list[tuple[int, int]]:
     """Split ``n`` rows of ``per_row`` tokens into bands of about WORK_TOKENS tokens, each a
     multiple of ``multiple`` rows (except the last): [(r0, r1), ...]."""
@@ -169,17 +183,31 @@ class SpectralMask(nn.Module):
         return x + y.to(x.dtype)
 
 
-def _norm_linear(norm: RMSNorm, linear: nn.Linear, x: torch.Tensor, scale_input: bool) -> torch.Tensor:
+def _norm_linear(norm: RMSNorm, linear: nn.Linear, x: torch.Tensor, scale_input: bool,
+                 lowp: Optional[torch.dtype] = None, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
     """linear(norm(x)) without autograd: the norm's weight folded into the linear's (a tiny matrix)
     and its per-token scale (in float32, as RMSNorm's) applied on the narrower side (the input of
     in_proj, the output of out_proj), so the norm costs one reduction and one multiply instead of
-    four passes."""
+    four passes. ``residual``: residual + linear(norm(x)), the scale and the sum in one pass
+    (output side only).
+
+    ``lowp``: the product in that dtype, as a 2-D matrix product. On the input side the result
+    stays in it: its consumers (the causal conv, the gate, the scan) read it and compute in float32,
+    so no conversion pass of its own. The output side's sum with ``residual`` is float32."""
     assert linear.bias is None, "folds into a bias-free linear"
+    assert residual is None or not scale_input, "the residual is added on the output side"
     scale = torch.linalg.vector_norm(x.float(), dim=-1, keepdim=True).pow_(2).div_(x.shape[-1]).add_(norm.eps).rsqrt_()
     weight = linear.weight * norm.weight  # (out, in) * (in,): the norm's gain on each input channel
+    if lowp is not None:
+        inp = torch.mul(x, scale, out=x.new_empty(x.shape, dtype=lowp)) if scale_input else x.to(lowp)
+        out = torch.mm(inp.reshape(-1, x.shape[-1]), weight.to(lowp).t()).view(*x.shape[:-1], -1)
+    else:
+        out = F.linear(x * scale if scale_input else x, weight)
     if scale_input:
-        return F.linear(x * scale, weight)
-    return F.linear(x, weight).mul_(scale)
+        return out
+    if residual is not None:
+        return torch.addcmul(residual, out, scale)
+    return out.float().mul_(scale)
 
 
 class CausalDepthwiseConv(nn.Module):
@@ -254,16 +282,20 @@ class Mamba2Layer(nn.Module):
             nn.init.zeros_(self.prompt.weight)
             nn.init.zeros_(self.prompt.bias)
 
-    def forward(self, seq: torch.Tensor, shift: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """seq (b, L, dim), shift (1 or b, L, ngroups*d_state) or None -> (b, L, dim)."""
+    def forward(self, seq: torch.Tensor, shift: Optional[torch.Tensor] = None,
+                lowp: Optional[torch.dtype] = None) -> torch.Tensor:
+        """seq (b, L, dim), shift (1 or b, L, ngroups*d_state) or None -> (b, L, dim).
+        lowp: the dtype of the projections on the CPU work-unit path (`units_lowp`), None: float32."""
         b, L, _ = seq.shape
         if inference_units(seq) and not self.bidirectional and b * L > 2 * WORK_TOKENS:
-            return self._mix_segments(seq, None if shift is None else lambda lo, hi: shift[:, lo:hi], out=seq.clone())
+            shift_at = None if shift is None else lambda lo, hi: shift[:, lo:hi]  # noqa: E731
+            return self._mix_segments(seq, shift_at, out=seq.clone(), lowp=lowp)
         if self.reverse:  # the forward scan of the flipped sequence, flipped back
-            return self._mix(seq.flip(1), None if shift is None else shift.flip(1)).flip(1)
-        return self._mix(seq, shift)
+            return self._mix(seq.flip(1), None if shift is None else shift.flip(1), lowp=lowp).flip(1)
+        return self._mix(seq, shift, lowp=lowp)
 
-    def _mix_segments(self, seq: torch.Tensor, shift_at: Optional[Callable], out: torch.Tensor) -> torch.Tensor:
+    def _mix_segments(self, seq: torch.Tensor, shift_at: Optional[Callable], out: torch.Tensor,
+                      lowp: Optional[torch.dtype] = None) -> torch.Tensor:
         """The same as `_mix`, in consecutive segments of about WORK_TOKENS tokens (a whole number of
         chunks) that hand the conv inputs and the scan state on: a long sequence (SMB: every token of
         the window) without sequence-sized temporaries. `reverse`: segments from the last token on.
@@ -279,21 +311,23 @@ class Mamba2Layer(nn.Module):
             sh = None if shift_at is None else shift_at(lo, hi)
             if self.reverse:
                 piece, sh = piece.flip(1), None if sh is None else sh.flip(1)
-            y, conv_state, ssm_state = self._mix(piece, sh, conv_state, ssm_state, return_state=True)
+            y, conv_state, ssm_state = self._mix(piece, sh, conv_state, ssm_state, return_state=True, lowp=lowp)
             out[:, lo:hi] = y.flip(1) if self.reverse else y
         return out
 
     def _mix(
         self, seq: torch.Tensor, shift: Optional[torch.Tensor],
         conv_state: Optional[torch.Tensor] = None, ssm_state: Optional[torch.Tensor] = None,
-        return_state: bool = False,
+        return_state: bool = False, lowp: Optional[torch.dtype] = None,
     ):
         """One direction (both when bidirectional) over seq (b, L, dim) from the given states (None:
-        the sequence start) -> out, or (out, conv_state, ssm_state) with ``return_state``."""
+        the sequence start) -> out, or (out, conv_state, ssm_state) with ``return_state``.
+        lowp: in_proj and out_proj in that dtype (no autograd only; see `units_lowp`)."""
         b, L, _ = seq.shape
         g, n, h, p = self.ngroups, self.d_state, self.nheads, self.headdim
         inplace = not torch.is_grad_enabled()  # fused in-place elementwise work where autograd allows
-        proj = _norm_linear(self.norm, self.in_proj, seq, scale_input=True) if inplace else self.in_proj(self.norm(seq))
+        assert inplace or lowp is None, "the bfloat16 projections are for inference"
+        proj = _norm_linear(self.norm, self.in_proj, seq, True, lowp) if inplace else self.in_proj(self.norm(seq))
         z, xbc, dt = torch.split(proj, [self.d_inner, self.d_inner + 2 * g * n, h], dim=-1)
         A = -torch.exp(self.A_log.float())  # dt's bias and softplus are the scan's (fused on the GPU)
         if self.bidirectional:  # both directions in one scan call: reversed copies stacked on the batch
@@ -320,7 +354,7 @@ class Mamba2Layer(nn.Module):
         if self.bidirectional:
             y = y[:b] + y[b:].flip(1)
         if inplace:
-            out = _norm_linear(self.out_norm, self.out_proj, y.mul_(F.silu(z)), scale_input=False).add_(seq)
+            out = _norm_linear(self.out_norm, self.out_proj, y.mul_(F.silu(z)), False, lowp, residual=seq)
         else:
             out = seq + self.out_proj(self.out_norm(y * F.silu(z)))
         return (out, next_conv, ssm_state) if return_state else out
@@ -350,11 +384,13 @@ class TSSM(nn.Module):
                 reverse=(i % 2 == 1) != first_reversed,
             ))
 
-    def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-        """x (B, T, H, W, C) features of the T target frames, e (T, E) their time embeddings -> same."""
+    def forward(self, x: torch.Tensor, e: torch.Tensor, lowp: Optional[torch.dtype] = None) -> torch.Tensor:
+        """x (B, T, H, W, C) features of the T target frames, e (T, E) their time embeddings -> same.
+        lowp: the projections' dtype on the CPU work-unit path (`units_lowp`; None: float32)."""
         B, T, H, W, C = shape = x.shape
         if inference_units(x):
-            return self._forward_units(x, e)
+            return self._forward_units(x, e, lowp)
+        assert lowp is None, "lowp is for the CPU work-unit path"
         if self.mask is not None:
             x = self.mask(x)
         if self.smb is not None:
@@ -369,7 +405,7 @@ class TSSM(nn.Module):
             x = from_hmb(self.hmb(to_hmb(x, w), shift), shape, w)
         return x
 
-    def _forward_units(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+    def _forward_units(self, x: torch.Tensor, e: torch.Tensor, lowp: Optional[torch.dtype] = None) -> torch.Tensor:
         """`forward` without autograd on the CPU, in work units and in one output buffer: each layer
         reads a unit (a band of rows, a segment of the SMB sequence) and writes its result back in
         its place, so a block allocates one feature map, not one per layer."""
@@ -383,14 +419,14 @@ class TSSM(nn.Module):
                 frame = torch.arange(T * H * W, device=x.device) // (H * W)
                 shift_at = lambda lo, hi: per_frame[frame[lo:hi]][None]  # noqa: E731
             if self.smb.bidirectional:
-                x.copy_(from_smb(self.smb(seq, None if shift_at is None else shift_at(0, T * H * W)), x.shape))
+                x.copy_(from_smb(self.smb(seq, None if shift_at is None else shift_at(0, T * H * W), lowp), x.shape))
             else:
-                self.smb._mix_segments(seq, shift_at, out=seq)
+                self.smb._mix_segments(seq, shift_at, out=seq, lowp=lowp)
         if self.tmb is not None:  # pixels are independent sequences: bands of rows, each a work unit
             shift = None if self.tmb.prompt is None else self.tmb.prompt(e)[None]
             for r0, r1 in _bands(H, B * T * W):
                 band = x[:, :, r0:r1]
-                band.copy_(from_tmb(self.tmb(to_tmb(band), shift), band.shape))
+                band.copy_(from_tmb(self.tmb(to_tmb(band), shift, lowp), band.shape))
         if self.hmb is not None:  # Hilbert windows are independent sequences: bands of window rows
             w = self.window
             shift = None if self.hmb.prompt is None else self.hmb.prompt(e).repeat_interleave(w * w, dim=0)[None]
@@ -402,5 +438,5 @@ class TSSM(nn.Module):
             for r0, r1 in rows:
                 for c0, c1 in cols:
                     band = x[:, :, r0:r1, c0:c1]
-                    band.copy_(from_hmb(self.hmb(to_hmb(band, w), shift), band.shape, w))
+                    band.copy_(from_hmb(self.hmb(to_hmb(band, w), shift, lowp), band.shape, w))
         return x
