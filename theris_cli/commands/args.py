@@ -43,7 +43,8 @@ Device = Annotated[str, typer.Option(
 )]
 Precision = Annotated[str, typer.Option(
     "--precision", autocompletion=complete_precisions,
-    help="auto, fp32, fp16 or bf16 (auto: bf16, or fp16 where unsupported, on CUDA; fp32 on the CPU).",
+    help="auto, fp32, fp16 or bf16 (auto: bf16, or fp16 where unsupported, on CUDA; on the CPU bf16 where it "
+    "has bfloat16 instructions (AVX512-BF16, AMX), else fp32).",
 )]
 Window = Annotated[int, typer.Option(
     "--window", min=2, help="Input frames the model sees at once (k+1); neighbouring windows overlap by two.",

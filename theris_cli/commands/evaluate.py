@@ -62,6 +62,7 @@ def evaluate_cmd(
         "(the table then goes to stderr).",
     ),
     device: args.Device = "auto",
+    precision: args.Precision = "fp32",
     split: Optional[str] = typer.Option(
         None, "--split", help="Score the validation clips of this named split (e.g. v1), found by name under the "
         "CLIPS folders.",
@@ -75,7 +76,7 @@ def evaluate_cmd(
     (interp), per clip and averaged over clips; PSNR and SSIM over the moving pixels of the
     interpolated frames (move: where the truth differs from the mean of its two neighbours by more
     than 3 % of the range, dilated 2 px), with the masked pixel count. theris runs as upscale does,
-    in fp32.
+    in fp32 unless --precision says otherwise (auto: as upscale chooses here).
 
     Example: theris evaluate clips/ --methods theris,bicubic,ffmpeg --json results.json
 
@@ -83,5 +84,5 @@ def evaluate_cmd(
     """
     from theris_cli.eval.evaluate import EVAL_OPTIONS
 
-    options = UpscaleOptions.of(EVAL_OPTIONS, weights=weights, device=device)
+    options = UpscaleOptions.of(EVAL_OPTIONS, weights=weights, device=device, precision=precision)
     run_evaluate(clips, methods, options, max_frames=max_frames, json_out=json_out, split=split)

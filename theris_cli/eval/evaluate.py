@@ -237,7 +237,7 @@ def evaluate(
         predictors = {}
         for name in names:
             if name == "theris":
-                from theris_cli.devices import resolve_device
+                from theris_cli.devices import precision_name, resolve_device, resolve_precision
                 from theris_cli.weights import DEFAULT_MODEL, load_model
 
                 dev = resolve_device(opts.device)
@@ -245,6 +245,9 @@ def evaluate(
                 model = load_model(weights or DEFAULT_MODEL, device=str(dev))
                 info = getattr(model, "weights_info", None)  # what the spec resolved to, trained or not
                 spec = info.describe() if info is not None else (weights or DEFAULT_MODEL)
+                dtype = resolve_precision(opts.precision, dev)
+                if dtype != torch.float32:  # the protocol's figures are fp32; say so when they are not
+                    spec += f", in {precision_name(dtype)}"
                 predictors[name] = theris_predictor(model, dataclasses.replace(opts, device=str(dev)))
             else:
                 predictors[name] = BASELINES[name]
