@@ -226,13 +226,18 @@ class CausalDepthwiseConv(nn.Module):
     def forward(self, x: torch.Tensor, prev: Optional[torch.Tensor] = None) -> torch.Tensor:
         b, L, C = x.shape
         k = self.width - 1
-        if not torch.is_grad_enabled():  # one copy into the padded input, in float32 (x may be bf16)
+        if not torch.is_grad_enabled() and L > 0:  # one copy into the padded input, float32 (x may be bf16)
             xp = x.new_empty(b, L + k, C, dtype=torch.promote_types(x.dtype, self.weight.dtype))
             if prev is None:
                 xp[:, :k].zero_()
             else:
                 xp[:, :k] = prev
             xp[:, k:] = x
+            # as a depthwise 2-D convolution on the (b, C, 1, L + k) channels-last view: one mkldnn
+            # kernel, about 2x faster than the shifted multiply-adds below
+            taps = self.weight.t().reshape(C, 1, 1, self.width).to(xp.dtype)
+            y = F.conv2d(xp.view(b, 1, L + k, C).permute(0, 3, 1, 2), taps, self.bias.to(xp.dtype), groups=C)
+            return y.permute(0, 2, 3, 1).reshape(b, L, C)
         elif prev is None:
             xp = F.pad(x, (0, 0, k, 0))  # zeros before the first token: causal
         else:
@@ -354,7 +359,7 @@ class Mamba2Layer(nn.Module):
         y = selective_scan(
             x.reshape(bb, L, h, p), dt, A, Bm.reshape(bb, L, g, n), Cm.reshape(bb, L, g, n),
             self.D, self.chunk_size, initial_state=ssm_state, return_final_state=return_state,
-            dt_bias=self.dt_bias, dt_softplus=True,
+            dt_bias=self.dt_bias, dt_softplus=True, lowp=lowp,
         )
         if return_state:
             y, ssm_state = y
