@@ -125,9 +125,15 @@ def test_out_of_memory_below_the_minimum_tile_is_a_device_error():
         list(up.process(iter(frames(3, 32, 32))))
 
 
-def test_device_and_precision_choices():
+def test_device_and_precision_choices(monkeypatch):
+    from theris_cli import devices
+
     assert resolve_device("cpu").type == "cpu"
+    monkeypatch.setattr(devices, "cpu_has_bf16", lambda: False)
     assert resolve_precision("auto", torch.device("cpu")) == torch.float32
+    monkeypatch.setattr(devices, "cpu_has_bf16", lambda: True)  # bfloat16 dot products: bf16 is the fast one
+    assert resolve_precision("auto", torch.device("cpu")) == torch.bfloat16
+    assert resolve_precision("fp32", torch.device("cpu")) == torch.float32
     assert resolve_precision("bf16", torch.device("cpu")) == torch.bfloat16
     with pytest.raises(DeviceError, match="fp16 needs a CUDA"):
         resolve_precision("fp16", torch.device("cpu"))

@@ -53,6 +53,45 @@ def test_float32_close_and_dtype_kept():
     torch.testing.assert_close(y, ssd_recurrent(x, dt, A, B, C, D), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("b, L, h, p, g, n, chunk", [(2, 45, 4, 3, 2, 5, 8), (1, 70, 2, 24, 1, 16, 32), (3, 7, 2, 24, 1, 16, 32)])
+def test_factored_inference_scan_equals_the_decay_matrix(monkeypatch, b, L, h, p, g, n, chunk):
+    """Without autograd the in-chunk decay is factored (`_ssd_factored`): the same result as the
+    (l x l) decay matrices, with a carried state in and out, padded chunks and several groups, and
+    as the recurrence from a zero state."""
+    x, dt, A, B, C, D = (t.detach() for t in _inputs(b, L, h, p, g, n))
+    init = torch.randn(b, h, p, n, dtype=x.dtype)
+    ran = []
+    factored = scan._ssd_factored
+    monkeypatch.setattr(scan, "_ssd_factored", lambda *a: ran.append(factored(*a) is not None) or factored(*a))
+    with torch.no_grad():
+        y, final = ssd_chunked(x, dt, A, B, C, D, chunk, initial_state=init, return_final_state=True)
+        fresh = ssd_chunked(x, dt, A, B, C, D, chunk)
+        monkeypatch.setattr(scan, "_ssd_factored", lambda *a: None)  # the decay-matrix path
+        y0, final0 = ssd_chunked(x, dt, A, B, C, D, chunk, initial_state=init, return_final_state=True)
+    assert ran == [True, True]
+    torch.testing.assert_close(y, y0, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(final, final0, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(fresh, ssd_recurrent(x, dt, A, B, C, D), rtol=1e-9, atol=1e-9)
+
+
+def test_decays_too_steep_to_factor_fall_back_to_the_matrices():
+    x, dt, A, B, C, D = (t.detach() for t in _inputs(1, 32, 2, 4, 1, 3))
+    steep = torch.full_like(dt, 3 * scan.FACTOR_LIMIT / 32 / float(-A.max()))  # each chunk half decays > limit
+    with torch.no_grad():
+        assert scan._ssd_factored(x, x, steep, A, B, C, D, 32, None, False) is None
+        y = ssd_chunked(x, steep, A, B, C, D, 32)
+    torch.testing.assert_close(y, ssd_recurrent(x, steep, A, B, C, D), rtol=1e-9, atol=1e-9)
+
+
+def test_factored_scan_with_bf16_products_is_close():
+    x, dt, A, B, C, D = (t.detach().float() for t in _inputs(2, 130, 2, 24, 1, 16))
+    with torch.no_grad():
+        ref = ssd_chunked(x, dt, A, B, C, D, 32)
+        low = ssd_chunked(x, dt, A, B, C, D, 32, lowp=torch.bfloat16)
+    assert low.dtype == torch.float32 and not torch.equal(low, ref)  # the products did run in bf16
+    assert float((low - ref).abs().max()) < 3e-2 * float(ref.abs().max())
+
+
 @pytest.fixture
 def fresh_backend(monkeypatch):
     scan.reset_backend()

@@ -230,13 +230,13 @@ def _ssd_factored(
         xs, Bg, Cg = xs.to(lowp), Bg.to(lowp), Cg.to(lowp)
     causal = torch.ones(l, l, dtype=torch.bool, device=x32.device).tril()
     CB = torch.bmm(Cg, Bg.transpose(1, 2)).masked_fill_(~causal, 0.0)                # (bcg, l, l)
-    y = torch.bmm(CB, xs).view(b, c, g, l, r, p).float()
+    y = torch.bmm(CB, xs).view(b, c, g, l, r, p).to(x32.dtype)
     y.mul_(grow.view(b, c, l, g, r, 1).transpose(2, 3))
 
     final = None
     if c > 1 or initial_state is not None or return_final_state:
         # state at the end of each chunk from its own inputs: exp(cum_end - m) sum_j shrink_j x_j B_j^T
-        own = torch.bmm(xs.transpose(1, 2), Bg).view(b, c, g, r, p, n).float()
+        own = torch.bmm(xs.transpose(1, 2), Bg).view(b, c, g, r, p, n).to(x32.dtype)
         own.mul_((a_cum[:, :, -1] - mid[:, :, 0]).exp_().view(b, c, g, r, 1, 1))
         totals = a_cum[:, :, -1].view(b, c, g, r).permute(0, 2, 3, 1)                  # (b,g,r,c)
         flat = own.permute(0, 2, 3, 1, 4, 5).reshape(b, g, r, c, p * n)

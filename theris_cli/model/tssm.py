@@ -227,10 +227,11 @@ class CausalDepthwiseConv(nn.Module):
         b, L, C = x.shape
         k = self.width - 1
         if not torch.is_grad_enabled() and L > 0:  # one copy into the padded input, float32 (x may be bf16)
-            xp = x.new_empty(b, L + k, C, dtype=torch.promote_types(x.dtype, self.weight.dtype))
-            if prev is None:
-                xp[:, :k].zero_()
+            dtype = torch.promote_types(x.dtype, self.weight.dtype)
+            if prev is None:  # a contiguous zero fill (a fill of the strided head rows alone is slow)
+                xp = x.new_zeros(b, L + k, C, dtype=dtype)
             else:
+                xp = x.new_empty(b, L + k, C, dtype=dtype)
                 xp[:, :k] = prev
             xp[:, k:] = x
             # as a depthwise 2-D convolution on the (b, C, 1, L + k) channels-last view: one mkldnn
