@@ -84,7 +84,7 @@ def ssd_chunked(
     x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
     D: Optional[torch.Tensor] = None, chunk_size: int = 64, *,
     initial_state: Optional[torch.Tensor] = None, return_final_state: bool = False,
-    dt_bias: Optional[torch.Tensor] = None, dt_softplus: bool = False, lowp: Optional[torch.dtype] = None,
+    dt_bias: Optional[torch.Tensor] = None, dt_softplus: bool = False,
 ):
     """Chunked SSD scan in plain PyTorch (Mamba-2's "ssd_minimal_discrete", with groups and padding).
 
@@ -122,7 +122,7 @@ def ssd_chunked(
         C32 = F.pad(C32, (0, 0, 0, 0, 0, pad))
     c = (L + pad) // l
     if not torch.is_grad_enabled():
-        out = _ssd_factored(x, x32, dt32, A.to(work), B32, C32, D, l, initial_state, return_final_state, lowp)
+        out = _ssd_factored(x, x32, dt32, A.to(work), B32, C32, D, l, initial_state, return_final_state)
         if out is not None:
             return out
 
@@ -199,7 +199,6 @@ FACTOR_LIMIT = 80.0
 def _ssd_factored(
     x: torch.Tensor, x32: torch.Tensor, dt32: torch.Tensor, A: torch.Tensor, B32: torch.Tensor, C32: torch.Tensor,
     D: Optional[torch.Tensor], l: int, initial_state: Optional[torch.Tensor], return_final_state: bool,
-    lowp: Optional[torch.dtype] = None,
 ):
     """`ssd_chunked` without autograd, the in-chunk decay factored: exp(cum_i - cum_j) =
     exp(cum_i - m) * exp(m - cum_j) with m the cumulative log-decay at the chunk's middle. The
@@ -207,9 +206,9 @@ def _ssd_factored(
     one matrix product with all heads of the group side by side as its columns, and two per-token
     scalings, all in the sequence's own layout. None when a chunk decays by more than
     FACTOR_LIMIT from its middle to either end (the caller then builds the matrix); the inputs are
-    padded to whole chunks already (x: the caller's unpadded x, for the D term). ``lowp``: the
-    operands of the in-chunk matrix products in that dtype (their sums in float32); the decays, the
-    states passed between chunks and the output stay float32."""
+    padded to whole chunks already (x: the caller's unpadded x, for the D term). (bf16 operands
+    for its matrix products were tried for the CPU's bf16 path: no faster, the conversions cost
+    what the products gain.)"""
     b, Lp, h, p = x32.shape
     L = x.shape[1]
     g, n = B32.shape[-2:]
@@ -226,17 +225,15 @@ def _ssd_factored(
     xs = xs.reshape(b * c * g, l, r * p)  # a view for one group (every preset)
     Bg = B32.view(b, c, l, g, n).transpose(2, 3).reshape(b * c * g, l, n)
     Cg = C32.view(b, c, l, g, n).transpose(2, 3).reshape(b * c * g, l, n)
-    if lowp is not None:
-        xs, Bg, Cg = xs.to(lowp), Bg.to(lowp), Cg.to(lowp)
     causal = torch.ones(l, l, dtype=torch.bool, device=x32.device).tril()
     CB = torch.bmm(Cg, Bg.transpose(1, 2)).masked_fill_(~causal, 0.0)                # (bcg, l, l)
-    y = torch.bmm(CB, xs).view(b, c, g, l, r, p).to(x32.dtype)
+    y = torch.bmm(CB, xs).view(b, c, g, l, r, p)
     y.mul_(grow.view(b, c, l, g, r, 1).transpose(2, 3))
 
     final = None
     if c > 1 or initial_state is not None or return_final_state:
         # state at the end of each chunk from its own inputs: exp(cum_end - m) sum_j shrink_j x_j B_j^T
-        own = torch.bmm(xs.transpose(1, 2), Bg).view(b, c, g, r, p, n).to(x32.dtype)
+        own = torch.bmm(xs.transpose(1, 2), Bg).view(b, c, g, r, p, n)
         own.mul_((a_cum[:, :, -1] - mid[:, :, 0]).exp_().view(b, c, g, r, 1, 1))
         totals = a_cum[:, :, -1].view(b, c, g, r).permute(0, 2, 3, 1)                  # (b,g,r,c)
         flat = own.permute(0, 2, 3, 1, 4, 5).reshape(b, g, r, c, p * n)
@@ -251,7 +248,7 @@ def _ssd_factored(
             passed = passed[..., 1:, :]
         # the entering state's contribution exp(cum_i) C_i S^T, all heads of a group as columns
         S = passed.view(b, g, r, c, p, n).permute(0, 3, 1, 5, 2, 4).reshape(b * c * g, n, r * p)
-        y_in = torch.bmm(Cg, S.to(Cg.dtype)).view(b, c, g, l, r, p)
+        y_in = torch.bmm(Cg, S).view(b, c, g, l, r, p)
         y.addcmul_(y_in, a_cum.exp().view(b, c, l, g, r, 1).transpose(2, 3))
 
     y = y.transpose(2, 3).reshape(b, Lp, h, p)[:, :L]  # a view for one group
@@ -356,10 +353,9 @@ def selective_scan(
     x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
     D: Optional[torch.Tensor] = None, chunk_size: int = 64, *,
     initial_state: Optional[torch.Tensor] = None, return_final_state: bool = False,
-    dt_bias: Optional[torch.Tensor] = None, dt_softplus: bool = False, lowp: Optional[torch.dtype] = None,
+    dt_bias: Optional[torch.Tensor] = None, dt_softplus: bool = False,
 ):
-    """The scan on the chosen backend. Shapes and options as `ssd_chunked` (``lowp``: the PyTorch
-    scan's only, for the CPU inference path). CPU tensors take the
+    """The scan on the chosen backend. Shapes and options as `ssd_chunked`. CPU tensors take the
     reference path (the kernel runs on CUDA), so a CPU model works next to a GPU, except under
     Triton's interpreter (TRITON_INTERPRET=1: the test suite checks the kernel on the CPU).
     `chunk_size` is the reference scan's; the kernel uses KERNEL_CHUNK."""
@@ -374,7 +370,7 @@ def selective_scan(
         )
     return ssd_chunked(
         x, dt, A, B, C, D, chunk_size, initial_state=initial_state, return_final_state=return_final_state,
-        dt_bias=dt_bias, dt_softplus=dt_softplus, lowp=lowp,
+        dt_bias=dt_bias, dt_softplus=dt_softplus,
     )
 
 

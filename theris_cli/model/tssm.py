@@ -360,7 +360,7 @@ class Mamba2Layer(nn.Module):
         y = selective_scan(
             x.reshape(bb, L, h, p), dt, A, Bm.reshape(bb, L, g, n), Cm.reshape(bb, L, g, n),
             self.D, self.chunk_size, initial_state=ssm_state, return_final_state=return_state,
-            dt_bias=self.dt_bias, dt_softplus=True, lowp=lowp,
+            dt_bias=self.dt_bias, dt_softplus=True,
         )
         if return_state:
             y, ssm_state = y
