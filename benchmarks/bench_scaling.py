@@ -2,6 +2,7 @@
 
     python benchmarks/bench_scaling.py                       # 160x128, 324x256, 640x512; 1 thread
     python benchmarks/bench_scaling.py --size 160x128 --size 1280x1024 --threads 2
+    python benchmarks/bench_scaling.py --precision fp32     # default auto: bf16 on CPUs with bf16 instructions
 
 For each size (W x H), in a fresh process: one forward of a window of --frames LR frames (7 output
 times for 4) of the given weights on random input, the best of --repeat after one warm-up. Prints
@@ -18,7 +19,9 @@ import subprocess
 import sys
 
 
-def measure(weights: str, width: int, height: int, frames: int, threads: int, repeat: int, tile: int = 0) -> dict:
+def measure(weights: str, width: int, height: int, frames: int, threads: int, repeat: int, tile: int = 0,
+            precision: str = "fp32") -> dict:
+    import contextlib
     import resource
     import time
 
@@ -38,12 +41,17 @@ def measure(weights: str, width: int, height: int, frames: int, threads: int, re
     if tile:  # the window through infer.Upscaler in tiles of `tile` LR pixels (0: the network alone)
         from theris_cli.infer import Upscaler
 
-        up = Upscaler(net, tile=tile)
+        up = Upscaler(net, tile=tile, precision=precision)
         run = lambda: up.run_window(x[0])  # noqa: E731
+        lowp = contextlib.nullcontext()  # the Upscaler applies its precision itself
     else:
         run = lambda: net(x)  # noqa: E731
+        from theris_cli.devices import resolve_precision
+
+        dtype = resolve_precision(precision, torch.device("cpu"))
+        lowp = contextlib.nullcontext() if dtype == torch.float32 else torch.autocast("cpu", dtype=dtype)
     best = None
-    with torch.inference_mode():
+    with torch.inference_mode(), lowp:
         run()  # warm-up
         for _ in range(repeat):
             r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
@@ -64,21 +72,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--tile", type=int, default=0, help="run through infer.Upscaler in tiles of this many LR pixels")
+    ap.add_argument("--precision", default="auto", help="fp32, bf16 or auto (as `theris upscale` chooses; default)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         w, h = (int(v) for v in args.child.split("x"))
-        print(json.dumps(measure(args.weights, w, h, args.frames, args.threads, args.repeat, args.tile)))
+        print(json.dumps(measure(args.weights, w, h, args.frames, args.threads, args.repeat, args.tile, args.precision)))
         return 0
     sizes = args.size or ["160x128", "324x256", "640x512"]
-    print(f"# {args.weights}, window of {args.frames} LR frames, {args.threads} thread(s), best of {args.repeat}"
+    print(f"# {args.weights}, window of {args.frames} LR frames, {args.threads} thread(s), best of {args.repeat}, "
+          f"precision {args.precision}"
           + (f", tiles of {args.tile} px" if args.tile else ""))
     print(f"{'size':>9}  {'wall s':>7}  {'us/px/frame':>11}  {'ratio':>5}  {'user s':>6}  {'sys s':>6}  {'sys/user':>8}  {'peak MiB':>8}")
     first = None
     for size in sizes:
         w, h = (int(v) for v in size.lower().split("x"))
         cmd = [sys.executable, __file__, "--child", size, "--weights", args.weights, "--frames", str(args.frames),
-               "--threads", str(args.threads), "--repeat", str(args.repeat), "--tile", str(args.tile)]
+               "--threads", str(args.threads), "--repeat", str(args.repeat), "--tile", str(args.tile),
+               "--precision", args.precision]
         r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
         per = r["wall"] / (w * h * args.frames) * 1e6
         first = first or per
