@@ -80,6 +80,29 @@ def _pass_states(states: torch.Tensor, totals: torch.Tensor) -> torch.Tensor:
     return torch.cat(out, dim=-2) if len(out) > 1 else out[0]
 
 
+def _entering_states(
+    flat: torch.Tensor, totals: torch.Tensor, initial_state: Optional[torch.Tensor], return_final_state: bool,
+    state_shape: tuple[int, int, int, int],
+) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """The state entering each chunk, and the state after the last one (with ``return_final_state``,
+    else None). flat (b, g, r, c, p*n): each chunk's end state from its own inputs; totals
+    (b, g, r, c): each chunk's total log-decay; initial_state (b, h, p, n) = state_shape, or None:
+    the state before the first chunk. Returns (b, g, r, c, p*n) and (b, h, p, n) or None."""
+    b, g, r = flat.shape[:3]
+    if initial_state is not None:
+        # the state before the sequence is the end state of a virtual chunk -1 with no decay
+        assert initial_state.shape == state_shape, f"initial_state: expected {state_shape}, got {tuple(initial_state.shape)}"
+        flat = torch.cat([initial_state.to(flat.dtype).reshape(b, g, r, 1, -1), flat], dim=3)
+        totals = F.pad(totals, (1, 0))
+    passed = _pass_states(flat, totals)                                                  # (b,g,r,c(+1),p*n)
+    final = None
+    if return_final_state:
+        final = (passed[..., -1, :] * torch.exp(totals[..., -1:]) + flat[..., -1, :]).reshape(state_shape)
+    if initial_state is not None:
+        passed = passed[..., 1:, :]
+    return passed, final
+
+
 def ssd_chunked(
     x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
     D: Optional[torch.Tensor] = None, chunk_size: int = 64, *,
@@ -164,16 +187,7 @@ def ssd_chunked(
         # 3. state entering each chunk: a scan over chunks with scalar decays per head
         totals = a_cum[..., -1].permute(0, 2, 3, 1)                                      # (b,g,r,c)
         flat = states.permute(0, 2, 3, 1, 4, 5).reshape(b, g, r, c, p * n)
-        if initial_state is not None:
-            # the state before the sequence is the end state of a virtual chunk -1 with no decay
-            assert initial_state.shape == (b, h, p, n), f"initial_state: expected {(b, h, p, n)}, got {tuple(initial_state.shape)}"
-            flat = torch.cat([initial_state.to(work).reshape(b, g, r, 1, p * n), flat], dim=3)
-            totals = F.pad(totals, (1, 0))
-        passed = _pass_states(flat, totals)                                              # (b,g,r,c(+1),p*n)
-        if return_final_state:
-            final = (passed[..., -1, :] * torch.exp(totals[..., -1:]) + flat[..., -1, :]).reshape(b, h, p, n)
-        if initial_state is not None:
-            passed = passed[..., 1:, :]
+        passed, final = _entering_states(flat, totals, initial_state, return_final_state, (b, h, p, n))
         states_in = passed.reshape(b, g, r, c, p, n).permute(0, 3, 1, 2, 4, 5)         # (b,c,g,r,p,n)
         # 4. contribution of the entering state to every step of the chunk
         if torch.is_grad_enabled():
@@ -237,15 +251,7 @@ def _ssd_factored(
         own.mul_((a_cum[:, :, -1] - mid[:, :, 0]).exp_().view(b, c, g, r, 1, 1))
         totals = a_cum[:, :, -1].view(b, c, g, r).permute(0, 2, 3, 1)                  # (b,g,r,c)
         flat = own.permute(0, 2, 3, 1, 4, 5).reshape(b, g, r, c, p * n)
-        if initial_state is not None:
-            assert initial_state.shape == (b, h, p, n), f"initial_state: expected {(b, h, p, n)}, got {tuple(initial_state.shape)}"
-            flat = torch.cat([initial_state.to(x32.dtype).reshape(b, g, r, 1, p * n), flat], dim=3)
-            totals = F.pad(totals, (1, 0))
-        passed = _pass_states(flat, totals)                                           # (b,g,r,c(+1),p*n)
-        if return_final_state:
-            final = (passed[..., -1, :] * torch.exp(totals[..., -1:]) + flat[..., -1, :]).reshape(b, h, p, n)
-        if initial_state is not None:
-            passed = passed[..., 1:, :]
+        passed, final = _entering_states(flat, totals, initial_state, return_final_state, (b, h, p, n))
         # the entering state's contribution exp(cum_i) C_i S^T, all heads of a group as columns
         S = passed.view(b, g, r, c, p, n).permute(0, 3, 1, 5, 2, 4).reshape(b * c * g, n, r * p)
         y_in = torch.bmm(Cg, S).view(b, c, g, l, r, p)
