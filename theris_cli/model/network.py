@@ -217,17 +217,25 @@ class THERIS(nn.Module):
         rows = max(1, WARP_PIXELS // max(B * W, 1))
         frames = [feats[:, t].permute(0, 3, 1, 2) for t in range(T)]              # (B, dim, H, W) views
         for i in range(times.numel()):
+            own = [t for t in range(T) if float(t - times[i]) == 0]  # the frame at this time: not moved
             for r0 in range(0, H, rows):
                 r1 = min(H, r0 + rows)
-                out = interp[:, i, r0:r1]
+                # grid_sample returns (B, dim, h, W) contiguous: the moved frames are summed in that
+                # layout (a multiply-add on the permuted view is 9x slower) and transposed once
+                acc = None
                 for t in range(T):
-                    shift = float(t - times[i])
-                    moved = (feats[:, t, r0:r1] if shift == 0 else
-                             warp(frames[t], v[:, i, :, r0:r1] * shift, (r0, r1)).permute(0, 2, 3, 1))
-                    if t == 0:
-                        torch.mul(moved, mix[i, 0], out=out)
-                    else:
-                        out.addcmul_(moved, mix[i, t])
+                    if t in own:
+                        continue
+                    moved = warp(frames[t], v[:, i, :, r0:r1] * float(t - times[i]), (r0, r1))
+                    gain = mix[i, t].view(1, dim, 1, 1)
+                    acc = moved.mul_(gain) if acc is None else acc.addcmul_(moved, gain)
+                out = interp[:, i, r0:r1]
+                if acc is None:
+                    out.zero_()
+                else:
+                    out.copy_(acc.permute(0, 2, 3, 1))
+                for t in own:
+                    out.addcmul_(feats[:, t, r0:r1], mix[i, t])
 
     def _decode_units(self, x: torch.Tensor, times: torch.Tensor, z: torch.Tensor, interp: torch.Tensor,
                       keep: Optional[list[int]] = None, v: Optional[torch.Tensor] = None,
