@@ -218,3 +218,18 @@ def test_theris_on_cpu_takes_whole_frames_without_a_probe_when_they_surely_fit(m
     monkeypatch.setattr(up, "_measure_cpu", lambda crop, times: (1024.0 * crop.shape[-1] * crop.shape[-2], 6 * 2**20))
     list(up.process(iter(frames(4, 72, 80))))
     assert up.tile is not None
+
+
+@pytest.mark.parametrize("has_bf16, shown", [(True, "bf16 (the CPU has bfloat16"), (False, "fp32 (the CPU has no bfloat16")])
+def test_info_says_which_precision_auto_picks(monkeypatch, has_bf16, shown):
+    from typer.testing import CliRunner
+
+    from theris_cli import devices
+    from theris_cli.cli import app
+
+    if torch.cuda.is_available():
+        pytest.skip("on a GPU machine auto picks by the GPU")
+    monkeypatch.setattr(devices, "cpu_has_bf16", lambda: has_bf16)
+    result = CliRunner().invoke(app, ["info"])
+    assert result.exit_code == 0, result.output
+    assert f"auto precision   {shown}" in result.output

@@ -1,4 +1,4 @@
-"""`theris info`: versions, the device, the scan backend and why, the default weights."""
+"""`theris info`: versions, the device and its automatic precision, the scan backend and why, the default weights."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from theris_cli.errors import TherisError
 def rows() -> list[tuple[str, str]]:
     import torch
 
+    from theris_cli.devices import cpu_has_bf16, precision_name, resolve_device, resolve_precision
     from theris_cli.model.scan import backend_info, mamba_version
     from theris_cli.weights import REGISTRY, default_model
 
@@ -25,6 +26,11 @@ def rows() -> list[tuple[str, str]]:
         backend = f"{name} ({reason})"
     except TherisError as e:  # THERIS_SCAN asks for what is not here: show it, it is why you ran info
         backend = f"unavailable: {e}"
+    dev = resolve_device("auto")
+    precision = precision_name(resolve_precision("auto", dev))
+    if dev.type == "cpu":
+        why = "the CPU has bfloat16 dot products" if cpu_has_bf16() else "the CPU has no bfloat16 dot products"
+        precision = f"{precision} ({why})"
     name = default_model()  # the fallback's name where the shipped file is missing, never a false claim
     weights = name if REGISTRY[name].trained else f"{name} (untrained: random weights)"
     return [
@@ -32,6 +38,7 @@ def rows() -> list[tuple[str, str]]:
         ("python", platform.python_version()),
         ("torch", torch.__version__),
         ("device", device),
+        ("auto precision", precision),
         ("scan backend", backend),
         ("mamba-ssm", mamba_version() or "not installed"),
         ("default weights", weights),
@@ -39,7 +46,8 @@ def rows() -> list[tuple[str, str]]:
 
 
 def info_cmd() -> None:
-    """Print versions, the device, and which scan backend is in use and why.
+    """Print versions, the device and the precision `--precision auto` picks there, and which scan
+    backend is in use and why.
 
     Example: theris info ; THERIS_SCAN=reference theris info
     """
