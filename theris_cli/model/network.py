@@ -263,8 +263,10 @@ class THERIS(nn.Module):
                 lo, hi = max(0, r0 - halo), min(H, r1 + halo)
                 zb = z[:, i, lo:hi].permute(0, 3, 1, 2)                            # (B, dim, h, W) NHWC
                 sb = interp[:, i, lo:hi].permute(0, 3, 1, 2)
-                d = body_out(zb.to(lowp or zb.dtype, memory_format=torch.channels_last)).add_(sb)
-                out = self._decoder_folded(d, w_out, b_out, decoder)               # (B, 4C, 2h, 2W)
+                # mixed-dtype elementwise ops are slow on the CPU (a bf16 += fp32 view: 17x slower than
+                # a conversion and a bf16 sum), so every operand is converted first
+                d = body_out(zb.to(lowp or zb.dtype, memory_format=torch.channels_last)).add_(sb.to(lowp or sb.dtype))
+                out = self._decoder_folded(d, w_out, b_out, decoder).float()       # (B, 4C, 2h, 2W)
                 bic = F.interpolate(base[:, k, :, lo:hi], scale_factor=SCALE, mode="bicubic", align_corners=False)
                 # the last pixel shuffle, the residual's sum and the store in one pass: out's channel
                 # c*4 + 2*di + dj at (i, j) is output pixel (2i + di, 2j + dj) of channel c

@@ -369,8 +369,9 @@ class Mamba2Layer(nn.Module):
             y = y[:b] + y[b:].flip(1)
         if inplace:
             # z is a strided view of the projection: SiLU on a strided view is 4x slower here than a
-            # copy to contiguous and SiLU on that (transcendental kernels vectorise contiguous rows only)
-            out = _norm_linear(self.out_norm, self.out_proj, y.mul_(F.silu(z.contiguous())), False, lowp, residual=seq)
+            # copy to contiguous float32 and SiLU on that (transcendental kernels vectorise contiguous
+            # rows only; the gate's product is then float32 by float32)
+            out = _norm_linear(self.out_norm, self.out_proj, y.mul_(F.silu(z.to(torch.float32).contiguous())), False, lowp, residual=seq)
         else:
             out = seq + self.out_proj(self.out_norm(y * F.silu(z)))
         return (out, next_conv, ssm_state) if return_state else out
