@@ -46,6 +46,14 @@ def test_chunked_many_chunks_crosses_state_blocks(monkeypatch):
     torch.testing.assert_close(ssd_chunked(x, dt, A, B, C, D, chunk_size=4), ssd_recurrent(x, dt, A, B, C, D))
 
 
+def test_inference_pass_crosses_state_blocks(monkeypatch):
+    monkeypatch.setattr(scan, "SUPER_INFERENCE", 2)  # the no-autograd pass in blocks of 2 chunks
+    x, dt, A, B, C, D = (t.detach() for t in _inputs(2, 75, 2, 2, 1, 3))
+    with torch.no_grad():
+        y = ssd_chunked(x, dt, A, B, C, D, chunk_size=4)
+    torch.testing.assert_close(y, ssd_recurrent(x, dt, A, B, C, D))
+
+
 def test_float32_close_and_dtype_kept():
     x, dt, A, B, C, D = (t.detach().float() for t in _inputs(2, 130, 2, 4, 1, 8))
     y = ssd_chunked(x, dt, A, B, C, D)
