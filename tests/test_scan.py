@@ -82,6 +82,20 @@ def test_factored_inference_scan_equals_the_decay_matrix(monkeypatch, b, L, h, p
     torch.testing.assert_close(fresh, ssd_recurrent(x, dt, A, B, C, D), rtol=1e-9, atol=1e-9)
 
 
+def test_factored_scan_near_its_limit_stays_finite_in_float32():
+    """A chunk that decays by almost 2 * FACTOR_LIMIT, with inputs of a few units: the factors reach
+    exp(+-60) and the float32 sums stay finite and equal to the decay-matrix path's."""
+    x, dt, A, B, C, D = (t.detach().float() * 3 for t in _inputs(1, 64, 2, 24, 1, 16))
+    A = torch.tensor([-1.0, -1.0])
+    dt = torch.full_like(dt, 1.9 * scan.FACTOR_LIMIT / 32)  # each 32-step chunk spans 1.9 x the limit
+    with torch.no_grad():
+        y = ssd_chunked(x, dt, A, B, C, D, 32)
+        assert scan._ssd_factored(x, x, dt, A, B, C, D, 32, None, False) is not None  # it was factored
+    assert torch.isfinite(y).all()
+    torch.testing.assert_close(y, ssd_recurrent(x.double(), dt.double(), A.double(), B.double(), C.double(), D.double()).float(),
+                               rtol=1e-4, atol=1e-4)
+
+
 def test_decays_too_steep_to_factor_fall_back_to_the_matrices():
     x, dt, A, B, C, D = (t.detach() for t in _inputs(1, 32, 2, 4, 1, 3))
     steep = torch.full_like(dt, 3 * scan.FACTOR_LIMIT / 32 / float(-A.max()))  # each chunk half decays > limit
