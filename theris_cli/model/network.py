@@ -176,7 +176,7 @@ class THERIS(nn.Module):
         (tests/test_model_units.py).
 
         lowp (bfloat16 under CPU autocast, `tssm.units_lowp`): the convolutions and the TSSMs'
-        projections run in it, 5x faster than float32 on CPUs with bfloat16 dot products; features
+        projections run in it (1.8-3x faster than float32 on CPUs with bfloat16 dot products); features
         between stages, the scans and the output stay float32.
         """
         B, T, C, H, W = x.shape
