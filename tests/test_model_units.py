@@ -137,3 +137,12 @@ def test_bf16_units_path_is_close_to_fp32(monkeypatch, work_tokens, decode_pixel
     err = (low - ref).abs()
     assert float(err.max()) > 0  # bf16 did run
     assert float(err.max()) < 2e-2 and float(err.pow(2).mean().sqrt()) < 2e-3
+
+
+@pytest.mark.parametrize("shape, r", [((1, 1, 7, 9), 4), ((2, 3, 1, 5), 4), ((1, 1, 12, 10), 2), ((1, 1, 2, 2), 3)])
+def test_separable_bicubic_equals_interpolate(shape, r):
+    """The decoder's bicubic residual as two separable passes: PyTorch's bicubic, borders included."""
+    torch.manual_seed(6)
+    x = torch.rand(*shape)
+    ref = torch.nn.functional.interpolate(x, scale_factor=r, mode="bicubic", align_corners=False)
+    torch.testing.assert_close(network.bicubic_up(x, r), ref, atol=1e-6, rtol=0)
