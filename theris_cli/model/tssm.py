@@ -36,8 +36,9 @@ def units_lowp() -> Optional[torch.dtype]:
     model under CPU autocast to bfloat16 (`infer.Upscaler` with precision bf16), else None (float32).
 
     The work-unit path does not let autocast cast op by op: it turns autocast off and runs its
-    convolutions and projections in bfloat16 itself (weights cast per call, bfloat16 activations
-    between the convolutions of one stage), and keeps in float32 what needs the range or the
+    convolutions and projections in bfloat16 itself (convolution weights copied once per window,
+    projection weights cast per call, bfloat16 activations between the convolutions of one stage),
+    and keeps in float32 what needs the range or the
     precision: the scans and their decays, the norms, the spectral mask's FFT, the motion warp's
     coordinates, the skips and the bicubic residual the output is added to."""
     if torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16:
@@ -183,31 +184,27 @@ class SpectralMask(nn.Module):
         return x + y.to(x.dtype)
 
 
-def _norm_linear(norm: RMSNorm, linear: nn.Linear, x: torch.Tensor, scale_input: bool,
-                 lowp: Optional[torch.dtype] = None, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """linear(norm(x)) without autograd: the norm's weight folded into the linear's (a tiny matrix)
-    and its per-token scale (in float32, as RMSNorm's) applied on the narrower side (the input of
-    in_proj, the output of out_proj), so the norm costs one reduction and one multiply instead of
-    four passes. ``residual``: residual + linear(norm(x)), the scale and the sum in one pass
-    (output side only).
+def _norm_linear(norm: RMSNorm, linear: nn.Linear, x: torch.Tensor, lowp: Optional[torch.dtype] = None,
+                 residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """linear(norm(x)) without autograd, or ``residual`` + linear(norm(x)) when a residual is given.
+    The norm's weight is folded into the linear's (a tiny matrix) and its per-token scale (in
+    float32, as RMSNorm's) is applied on the narrower side: the input of in_proj (no residual), the
+    output of out_proj (with the residual, scale and sum in one pass). So the norm costs one
+    reduction and one multiply instead of four passes.
 
-    ``lowp``: the product in that dtype, as a 2-D matrix product. On the input side the result
+    ``lowp``: the product in that dtype, as a 2-D matrix product. Without a residual the result
     stays in it: its consumers (the causal conv, the gate, the scan) read it and compute in float32,
-    so no conversion pass of its own. The output side's sum with ``residual`` is float32."""
+    so no conversion pass of its own. The sum with a residual is float32."""
     assert linear.bias is None, "folds into a bias-free linear"
-    assert residual is None or not scale_input, "the residual is added on the output side"
     scale = torch.linalg.vector_norm(x.float(), dim=-1, keepdim=True).pow_(2).div_(x.shape[-1]).add_(norm.eps).rsqrt_()
     weight = linear.weight * norm.weight  # (out, in) * (in,): the norm's gain on each input channel
+    scale_input = residual is None
     if lowp is not None:
         inp = torch.mul(x, scale, out=x.new_empty(x.shape, dtype=lowp)) if scale_input else x.to(lowp)
         out = torch.mm(inp.reshape(-1, x.shape[-1]), weight.to(lowp).t()).view(*x.shape[:-1], -1)
     else:
         out = F.linear(x * scale if scale_input else x, weight)
-    if scale_input:
-        return out
-    if residual is not None:
-        return torch.addcmul(residual, out, scale)
-    return out.float().mul_(scale)
+    return out if scale_input else torch.addcmul(residual, out, scale)
 
 
 class CausalDepthwiseConv(nn.Module):
@@ -341,7 +338,7 @@ class Mamba2Layer(nn.Module):
         g, n, h, p = self.ngroups, self.d_state, self.nheads, self.headdim
         inplace = not torch.is_grad_enabled()  # fused in-place elementwise work where autograd allows
         assert inplace or lowp is None, "the bfloat16 projections are for inference"
-        proj = _norm_linear(self.norm, self.in_proj, seq, True, lowp) if inplace else self.in_proj(self.norm(seq))
+        proj = _norm_linear(self.norm, self.in_proj, seq, lowp) if inplace else self.in_proj(self.norm(seq))
         z, xbc, dt = torch.split(proj, [self.d_inner, self.d_inner + 2 * g * n, h], dim=-1)
         A = -torch.exp(self.A_log.float())  # dt's bias and softplus are the scan's (fused on the GPU)
         if self.bidirectional:  # both directions in one scan call: reversed copies stacked on the batch
@@ -373,7 +370,7 @@ class Mamba2Layer(nn.Module):
             # z is a strided view of the projection: SiLU on a strided view is 4x slower here than a
             # copy to contiguous float32 and SiLU on that (transcendental kernels vectorise contiguous
             # rows only; the gate's product is then float32 by float32)
-            out = _norm_linear(self.out_norm, self.out_proj, y.mul_(F.silu(z.to(torch.float32).contiguous())), False, lowp, residual=seq)
+            out = _norm_linear(self.out_norm, self.out_proj, y.mul_(F.silu(z.to(torch.float32).contiguous())), lowp, residual=seq)
         else:
             out = seq + self.out_proj(self.out_norm(y * F.silu(z)))
         return (out, next_conv, ssm_state) if return_state else out
