@@ -31,6 +31,7 @@ theris, PSNR against the source (all frames, input-aligned, interpolated), the m
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import sys
@@ -48,6 +49,21 @@ def to_8bit(f):
     return np.ascontiguousarray(np.repeat(g[:, :, None], 3, axis=2))
 
 
+@contextlib.contextmanager
+def native_stderr_silenced():
+    """File descriptor 2 pointed at /dev/null for the block: what native code prints there (ncnn's
+    per-frame progress) is dropped; Python's own sys.stderr is flushed first and works again after."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def realesrgan_upscaler():
     """frames (T, 1, h, w) [0, 1] -> (T, 1, 4h, 4w) with Real-ESRGAN animevideov3 x4 on the CPU, or
     None and why."""
@@ -61,7 +77,8 @@ def realesrgan_upscaler():
     net = Realesrgan(gpuid=-1, model=2)  # -1: ncnn on the CPU; model 2: realesr-animevideov3-x4
 
     def run(frames):
-        out = [net.process_cv2(to_8bit(f)).astype(np.float32).mean(axis=2) / 255.0 for f in frames]
+        with native_stderr_silenced():  # ncnn writes a "0.00%" progress line per frame
+            out = [net.process_cv2(to_8bit(f)).astype(np.float32).mean(axis=2) / 255.0 for f in frames]
         return torch.from_numpy(np.stack(out))[:, None]
 
     return run, "realesr-animevideov3-x4 (ncnn, CPU)"
