@@ -27,6 +27,7 @@ from theris_cli.batch.runner import remove_partials
 from theris_cli.batch.shard import Shard, parse_shard, resolve_shard, shard_from_env
 from theris_cli.errors import DeviceError, InputError, OutputError, UsageError
 from theris_cli.outputs import atomic_output
+from workers import start_worker, wait_until_written
 
 SEQ = ("0001.png", "0002.png", "0003.png")
 
@@ -313,13 +314,11 @@ def test_kill_9_mid_file_then_rerun(tmp_path):
         run_batch({str(in_dir)!r}, {str(out_dir)!r}, upscale=slow_on_b, model=object(), weights="stand-in")
         """
     )
-    worker = subprocess.Popen([sys.executable, "-c", script])
-    deadline = time.monotonic() + 30
-    while not list(out_dir.glob("c.theris-partial-*.mkv")) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    log = tmp_path / "worker.log"
+    worker = start_worker(script, log)
+    wait_until_written(worker, out_dir, "c.theris-partial-*.mkv", log)
     worker.kill()
     worker.wait()
-    assert list(out_dir.glob("c.theris-partial-*.mkv")), "the worker never reached c.mp4"
     assert not (out_dir / "c.mkv").exists()  # a partial output never has the final name
 
     calls = []

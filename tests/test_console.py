@@ -6,6 +6,7 @@ import signal
 import pytest
 
 from theris_cli.commands.console import stop_on_signals
+from workers import start_worker, wait_until_written
 
 
 @pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])
@@ -22,10 +23,7 @@ def test_termination_signals_interrupt_the_block_and_are_restored(name):
 @pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])
 def test_a_batch_stopped_by_a_signal_leaves_no_partial_or_lock(tmp_path, name):
     """`theris batch`'s runner in a real process, told to stop while writing b.mp4's output."""
-    import subprocess
-    import sys
     import textwrap
-    import time
     from pathlib import Path
 
     in_dir, out_dir = tmp_path / "in", tmp_path / "out"
@@ -45,13 +43,11 @@ def test_a_batch_stopped_by_a_signal_leaves_no_partial_or_lock(tmp_path, name):
                           upscale=slow_on_b, model=object())
         """
     )
-    worker = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while not list(out_dir.glob("b.theris-partial-*.mkv")) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert list(out_dir.glob("b.theris-partial-*.mkv")), "the worker never reached b.mp4"
+    log = tmp_path / "worker.log"
+    worker = start_worker(script, log)
+    wait_until_written(worker, out_dir, "b.theris-partial-*.mkv", log)
     worker.send_signal(getattr(signal, name))
-    assert worker.wait(30) != 0
+    assert worker.wait(120) != 0
     assert not list(out_dir.glob("*.theris-partial-*")) and not list((out_dir / ".theris" / "locks").iterdir())
     assert (out_dir / "a.mkv").is_file() and not (out_dir / "b.mkv").exists()
     assert list((out_dir / ".theris" / "reports").iterdir())  # the report says where it stopped
