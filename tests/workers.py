@@ -1,4 +1,5 @@
-"""Real worker processes for the tests that stop one mid-file (kill -9, SIGTERM, SIGHUP)."""
+"""Waiting in tests for other processes and threads: real workers stopped mid-file (kill -9,
+SIGTERM, SIGHUP), and background threads (a lock's heartbeat)."""
 
 from __future__ import annotations
 
@@ -33,3 +34,14 @@ def wait_until_written(worker: subprocess.Popen, folder: Path, pattern: str, log
         worker.wait()
         pytest.fail(f"the worker never wrote {pattern} (exit {worker.returncode}): {log.read_text()[-2000:]}")
     return found
+
+
+def eventually(condition, cap: float = 30.0) -> bool:
+    """Whether ``condition()`` becomes true within ``cap`` seconds (checked every 10 ms): for what a
+    background thread does soon, which a fixed sleep can miss on a loaded machine."""
+    deadline = time.monotonic() + cap
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+    return True
