@@ -25,7 +25,10 @@ The process is pinned to --threads CPU cores (sched_setaffinity) and torch uses 
 ncnn's own thread pool gets the same cores. Prints seconds per output frame, each method's ratio to
 theris, PSNR against the source (all frames, input-aligned, interpolated), the motion figure of
 `theris evaluate` (PSNR of the MSE pooled over the moving pixels of the interpolated frames,
-`protocol.motion_mask`, the same pixels for every method) and SSIM.
+`protocol.motion_mask`, the same pixels for every method) and SSIM. With --repeat N, seconds are
+each method's fastest round, and the ratio is the median of the N rounds' own ratios, with their
+range: a round runs every method back to back, so its ratio is steadier than a ratio of two
+fastest rounds taken minutes apart.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import argparse
 import contextlib
 import dataclasses
 import os
+import statistics
 import sys
 from pathlib import Path
 
@@ -180,10 +184,15 @@ def main(argv: list[str] | None = None) -> int:
         if mid is not None:
             predictors["realesrgan+rife"] = cascade(esr, mid, args.rife_order)
     scores = evaluate_frames(hr, predictors)
+    rounds = [{name: s.seconds for name, s in scores.items()}]
     for _ in range(args.repeat - 1):  # more rounds, every method in each: the fastest of each is kept
-        for name, again in evaluate_frames(hr, predictors).items():
-            if again.seconds < scores[name].seconds:
-                scores[name] = dataclasses.replace(scores[name], seconds=again.seconds)
+        again = evaluate_frames(hr, predictors)
+        rounds.append({name: s.seconds for name, s in again.items()})
+        for name, s in again.items():
+            if s.seconds < scores[name].seconds:
+                scores[name] = dataclasses.replace(scores[name], seconds=s.seconds)
+    # each round's methods ran back to back, so a round's ratio to theris cancels the VM's slow drift
+    ratios = {name: sorted(r[name] / r["theris"] for r in rounds) for name in scores}
 
     n, _, H, W = hr.shape
     motion = scores["theris"].motion  # the mask comes from the truth: the same for every method
@@ -191,17 +200,18 @@ def main(argv: list[str] | None = None) -> int:
           f"(x1/4 antialiased bicubic); {args.threads} CPU core(s) {cores}; weights {args.weights}, "
           f"precision {precision_name(resolve_precision(args.precision, torch.device('cpu')))}")
     if args.repeat > 1:
-        print(f"# seconds: the fastest of {args.repeat} rounds of every method")
+        print(f"# seconds: the fastest of {args.repeat} rounds of every method; x theris: the median of the "
+              f"rounds' ratios (each round runs every method back to back), with their range")
     print(f"# motion: PSNR over the moving pixels of the {n // 2} interpolated frames (protocol.motion_mask: "
           f"{motion.pixels} px, {100 * motion.fraction:.1f} % of them)")
-    ref = scores["theris"].seconds / n
     heads = ("s/frame", "x theris", "PSNR", "in", "interp", "motion", "SSIM")
-    print(f"{'method':<18} " + " ".join(f"{h:>{w}}" for h, w in zip(heads, (8, 8, 6, 6, 6, 6, 7))))
+    print(f"{'method':<18} " + " ".join(f"{h:>{w}}" for h, w in zip(heads, (8, 8, 6, 6, 6, 6, 7)))
+          + ("  x theris by round" if args.repeat > 1 else ""))
     for name, s in scores.items():
-        per = s.seconds / n
         moving = f"{s.motion.psnr:6.2f}" if s.motion.psnr is not None else f"{'-':>6}"
-        print(f"{name:<18} {per:8.3f} {per / ref:8.2f} {s.all.psnr:6.2f} {s.aligned.psnr:6.2f} "
-              f"{s.interpolated.psnr:6.2f} {moving} {s.all.ssim:7.4f}")
+        spread = f"  {ratios[name][0]:.2f}-{ratios[name][-1]:.2f}" if args.repeat > 1 else ""
+        print(f"{name:<18} {s.seconds / n:8.3f} {statistics.median(ratios[name]):8.2f} {s.all.psnr:6.2f} "
+              f"{s.aligned.psnr:6.2f} {s.interpolated.psnr:6.2f} {moving} {s.all.ssim:7.4f}{spread}")
     for line in notes:
         print("# " + line)
     return 0
