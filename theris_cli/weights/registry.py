@@ -81,8 +81,8 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         },
         trained=True,
         filename="theris-small.safetensors",
-        sha256="017a9592f4cc8297ed488e70e55512847ff803e067e7a91dd765ba7eeef5ed1e",
-        size=405684,
+        sha256="4ab2f1de3cff9c7999965942d0bde2b0fa697f8f7dd70fbb926bed47f102fa29",
+        size=406884,
     ),
     ModelEntry(
         name="theris-base",
