@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-# A cap, not the expected time: the wait ends as soon as the file appears or the worker exits. On a
-# loaded 2-core CI machine a worker's imports alone once took most of the 30 s a fixed wait allowed.
+# A cap, not the expected time: the wait ends as soon as the file appears or the worker exits. With a
+# fixed 30 s wait, the signal test once failed on a heavily loaded 2-core machine.
 WORKER_STARTUP_CAP = 300.0
 
 
