@@ -282,6 +282,32 @@ def test_motion_align_is_added_to_fine_tuned_weights_at_zero_velocity(tmp_path):
         resolve_network(resume=str(base.checkpoint), motion_align=True)
 
 
+def test_add_blocks_grows_fine_tuned_weights_starting_as_the_same_network(tmp_path):
+    from theris_cli.model import THERIS
+    from theris_cli.train.loop import load_init_state
+    from theris_cli.train.run import resolve_network, run_training
+    from theris_cli.weights import load_checkpoint
+
+    base = train(_settings(steps=1), FixedBatch(), tmp_path / "base")
+    cfg, _, state, _ = resolve_network(init=str(base.checkpoint), add_blocks=2)
+    start = load_checkpoint(base.checkpoint)
+    assert cfg.n_blocks == start.config.n_blocks + 2
+    grown, old = THERIS(cfg).eval(), THERIS(start.config).eval()
+    load_init_state(grown, state)
+    old.load_state_dict(start.state_dict)
+    x = torch.rand(1, 3, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(grown(x), old(x), atol=1e-6)  # the new TSSMs start as the identity
+    res = run_training(init=str(base.checkpoint), add_blocks=1, out=tmp_path / "ft", steps=2, batch=1, patch=4,
+                       frames=3, val_every=0, checkpoint_every="0", device="cpu", warmup=0)
+    ck = load_checkpoint(res.checkpoint)
+    assert ck.config.n_blocks == start.config.n_blocks + 1
+    n = start.config.n_blocks
+    assert ck.state_dict[f"blocks.{n}.smb.out_proj.weight"].abs().max() > 0  # and then they learn
+    with pytest.raises(UsageError, match="--init"):
+        resolve_network(preset="tiny", add_blocks=1)
+
+
 def test_temporal_lambda_weighs_the_temporal_term_and_is_saved_in_the_checkpoint(tmp_path):
     from theris_cli.train.settings import make_settings, settings_from_checkpoint
     from theris_cli.weights import load_checkpoint

@@ -89,6 +89,10 @@ def train_cmd(
         False, "--motion-align", help="Add motion alignment (theris's part beyond the paper): frames moved along "
         "estimated velocities before TDIM. With --init it starts at zero velocity, i.e. as the weights.",
     ),
+    add_blocks: int = typer.Option(
+        0, "--add-blocks", min=0, help="With --init: append this many TSSMs to the weights' network, each starting "
+        "as the identity, so training starts from exactly the weights with more capacity.",
+    ),
     extras: Optional[float] = typer.Option(
         None, "--extras", min=0.0, max=1.0, help="Fraction of clips whose inputs get extra blur, noise and "
         "compression (default 0: the clean evaluation protocol).",
@@ -127,7 +131,8 @@ def train_cmd(
         res = run_training(
             preset=preset, config=config, init=init, resume=resume, data=data or (), exclude=exclude or (),
             val_data=val_data or (), split=split, out=out, checkpoint_every=checkpoint_every, max_frames=max_frames,
-            device=device, amp=amp, threads=threads, ablate=ablate or (), motion_align=motion_align, on_message=reporter.message,
+            device=device, amp=amp, threads=threads, ablate=ablate or (), motion_align=motion_align,
+            add_blocks=add_blocks, on_message=reporter.message,
             on_skip=lambda path, why: reporter.message(f"skipped: {path} ({why})"),
             on_event=reporter, steps=steps, minutes=minutes, batch=batch, patch=patch, frames=frames, lr=lr,
             warmup=warmup, tfm_lambda=tfm_lambda, tfm_form=tfm_form, temporal_lambda=temporal_lambda,

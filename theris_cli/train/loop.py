@@ -145,13 +145,23 @@ class _StopFlag:
 
 
 def load_init_state(net: THERIS, state: dict) -> None:
-    """Load fine-tuning weights into ``net``; weights without the motion-alignment part may go
-    into a network with it (the part keeps its zero-velocity start). Anything else must match."""
+    """Load fine-tuning weights into ``net``. Two parts may be missing from them: the
+    motion-alignment part (it keeps its zero-velocity start) and TSSMs after the weights' own
+    (`--add-blocks`: each starts as the identity, its layers' output projections at zero, so the
+    network computes exactly what the weights did). Anything else must match."""
     missing, unexpected = net.load_state_dict(state, strict=False)
     adds_motion = not any(k.startswith("motion.") for k in state)
-    missing = [k for k in missing if not (adds_motion and k.startswith("motion."))]
+    had_blocks = {int(k.split(".")[1]) for k in state if k.startswith("blocks.")}
+    new_blocks = range(max(had_blocks, default=-1) + 1, len(net.blocks))
+    grown = tuple(f"blocks.{i}." for i in new_blocks)
+    missing = [k for k in missing if not (adds_motion and k.startswith("motion.")) and not k.startswith(grown)]
     if missing or unexpected:
         raise TrainingError(f"the initial weights do not fit the network: missing {missing}, unexpected {unexpected}")
+    with torch.no_grad():
+        for i in new_blocks:
+            for layer in (net.blocks[i].smb, net.blocks[i].tmb, net.blocks[i].hmb):
+                if layer is not None:
+                    layer.out_proj.weight.zero_()  # the residual layer adds nothing until it learns to
 
 
 def train(settings: TrainSettings, data, out_dir: str | Path, val: tuple | None = None,

@@ -18,7 +18,8 @@ from theris_cli.train.settings import apply_ablations, make_settings, parse_ever
 
 
 def resolve_network(preset: str | None = None, config: str | Path | None = None, init: str | None = None,
-                    resume: str | Path | None = None, ablate: Sequence[str] = (), motion_align: bool = False):
+                    resume: str | Path | None = None, ablate: Sequence[str] = (), motion_align: bool = False,
+                    add_blocks: int = 0):
     """(model config, saved settings dict of a resumed run, initial state_dict or None, the names of
     the clips the initial weights were trained on).
 
@@ -26,6 +27,8 @@ def resolve_network(preset: str | None = None, config: str | Path | None = None,
     resolves: registry name, path, hf://...) names the network; `resume` takes the checkpoint's own.
     `motion_align` adds the motion-alignment part (model/motion.py) to that network; to weights
     trained without it, it is added at zero velocity, so training starts from exactly those weights.
+    `add_blocks` (with `init` only) appends that many TSSMs to the weights' network; each starts as
+    the identity (`train.loop.load_init_state`), so training again starts from exactly the weights.
     """
     from theris_cli.model import PRESETS, ModelConfig
 
@@ -33,6 +36,10 @@ def resolve_network(preset: str | None = None, config: str | Path | None = None,
         raise UsageError("give one of --preset, --config and --init")
     if init is not None and resume is not None:
         raise UsageError("--init starts a new run from weights; --resume continues a run: give one of them")
+    if add_blocks < 0:
+        raise UsageError(f"--add-blocks must be >= 0, got {add_blocks}")
+    if add_blocks and init is None:
+        raise UsageError("--add-blocks grows the network of --init weights; for a new network give --config")
     model_cfg, base, init_state = None, {}, None
     init_clips: list[str] = []
     if resume is not None:
@@ -57,6 +64,8 @@ def resolve_network(preset: str | None = None, config: str | Path | None = None,
         init_clips.extend(_contract_clips(model))
         if ablate:
             raise UsageError("--init keeps the network of the weights; --ablate would change it")
+        if add_blocks:
+            asked = dataclasses.replace(asked, n_blocks=asked.n_blocks + add_blocks)
     else:
         asked = None
     if motion_align:
@@ -110,6 +119,7 @@ def run_training(
     threads: int | None = None,
     ablate: Sequence[str] = (),
     motion_align: bool = False,
+    add_blocks: int = 0,
     on_message: Callable[[str], None] | None = None,
     on_skip: Callable[[Path, str], None] | None = None,
     on_event: Callable[[dict], None] | None = None,
@@ -122,7 +132,8 @@ def run_training(
     say = on_message or (lambda msg: None)
     if threads:
         torch.set_num_threads(threads)
-    model_cfg, base, init_state, init_clips = resolve_network(preset, config, init, resume, tuple(ablate), motion_align)
+    model_cfg, base, init_state, init_clips = resolve_network(preset, config, init, resume, tuple(ablate), motion_align,
+                                                                add_blocks)
     ck_steps = ck_minutes = None
     if checkpoint_every is not None:
         ck_steps, ck_minutes = parse_every(checkpoint_every)
