@@ -104,6 +104,34 @@ def test_folded_shuffle_conv_equals_conv_after_shuffle(r):
     torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
 
 
+def test_folded_2x2_shuffle_conv_equals_conv_after_shuffle():
+    """The decoder's last conv as `_decode_units` runs it: 2x2 taps, each sub-pixel at its offset."""
+    torch.manual_seed(2)
+    conv = torch.nn.Conv2d(3, 2, 3, padding=1)
+    x = torch.randn(2, 12, 5, 7)
+    w, b = network.fold_shuffle_into_conv_2x2(conv.weight, conv.bias)
+    assert w.shape == (8, 12, 2, 2)
+    with torch.no_grad():
+        ref = conv(torch.nn.functional.pixel_shuffle(x, 2))                         # (2, 2, 10, 14)
+        out = torch.nn.functional.conv2d(x, w, b, padding=1)                         # (2, 8, 6, 8)
+    got = torch.empty_like(ref)
+    for di in range(2):
+        for dj in range(2):
+            got[:, :, di::2, dj::2] = out[:, 2 * di + dj::4, di:di + 5, dj:dj + 7]
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_mix_leaves_out_only_negligible_frames():
+    """At an input frame's own time TDIM's mix is an identity up to rounding: the CPU path takes that
+    frame alone (and warps none); between frames every frame with weight takes part."""
+    net = load_model("theris-small")
+    with torch.no_grad():
+        mix, _ = net.tdim.coefficients(network.default_times(4), 4)
+    assert [network._mixed_frames(mix[i]) for i in (0, 2, 4, 6)] == [[0], [1], [2], [3]]
+    assert network._mixed_frames(mix[3]) == [0, 1, 2, 3]
+    assert network._mixed_frames(torch.zeros(3, 5)) == [0, 1, 2]  # all zero: nothing is dropped
+
+
 @pytest.mark.parametrize("keep", [[1, 2, 3, 4, 5], [0, 6], [3]])
 def test_kept_frames_equal_those_of_the_full_call(keep):
     """`keep` leaves frames undecoded, not out of the scan: the kept frames are the full call's."""
