@@ -121,6 +121,17 @@ def test_folded_2x2_shuffle_conv_equals_conv_after_shuffle():
     torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
 
 
+def test_subpixel_major_shuffle_equals_pixel_shuffle():
+    torch.manual_seed(5)
+    conv = torch.nn.Conv2d(3, 12, 3, padding=1)
+    x = torch.randn(2, 3, 5, 7).contiguous(memory_format=torch.channels_last)
+    w, b = network.subpixel_major(conv.weight, conv.bias)
+    with torch.no_grad():
+        ref = torch.nn.functional.pixel_shuffle(conv(x), 2)
+        got = network.shuffle_subpixel_major(torch.nn.functional.conv2d(x, w, b, padding=1))
+    torch.testing.assert_close(got, ref, atol=1e-6, rtol=1e-6)
+
+
 def test_mix_leaves_out_only_negligible_frames():
     """At an input frame's own time TDIM's mix is an identity up to rounding: the CPU path takes that
     frame alone (and warps none); between frames every frame with weight takes part."""
