@@ -451,29 +451,50 @@ class TSSM(nn.Module):
                 x.copy_(from_smb(self.smb(seq, None if shift_at is None else shift_at(0, T * H * W), lowp), x.shape))
             else:
                 self.smb._mix_segments(seq, shift_at, out=seq, lowp=lowp)
-        if self.tmb is not None:  # pixels are independent sequences: bands of rows, each a work unit
-            shift = None if self.tmb.prompt is None else self.tmb.prompt(e)[None]
-            for r0, r1 in _bands(H, B * T * W):
-                band = x[:, :, r0:r1]
-                band.copy_(from_tmb(self.tmb(to_tmb(band), shift, lowp), band.shape))
-        if self.hmb is not None:  # Hilbert windows are independent sequences: bands of window rows
-            w = self.window
-            shift = None if self.hmb.prompt is None else self.hmb.prompt(e).repeat_interleave(w * w, dim=0)[None]
-            per_row = B * T * (W + (-W) % w)  # tokens per LR row of the padded frame
-            if per_row * w <= WORK_TOKENS:
-                rows, cols = _bands(H, per_row, multiple=w), [(0, W)]
-            else:  # a row of windows is more than a unit: one window row, split into columns
-                rows, cols = _bands(H, WORK_TOKENS, multiple=w), _bands(W, B * T * w, multiple=w)
-            flat = x.view(-1, C)
-            for r0, r1 in rows:
-                for c0, c1 in cols:
-                    if (r1 - r0) % w or (c1 - c0) % w:  # a padded unit at the frame's edge
-                        band = x[:, :, r0:r1, c0:c1]
-                        band.copy_(from_hmb(self.hmb(to_hmb(band, w), shift, lowp), band.shape, w))
-                        continue
-                    # gathered in scan order and scattered back by one index: 3x faster than the
-                    # permutes and copies of to_hmb and from_hmb
-                    tokens = _hmb_tokens(x.shape, (r0, r1), (c0, c1), w)
-                    seq = flat.index_select(0, tokens).view(-1, T * w * w, C)
-                    flat.index_copy_(0, tokens, self.hmb(seq, shift, lowp).view(-1, C))
+        tmb_shift = None if self.tmb is None or self.tmb.prompt is None else self.tmb.prompt(e)[None]
+        if self.hmb is None:
+            if self.tmb is not None:
+                self._tmb_rows(x, tmb_shift, 0, H, lowp)
+            return x
+        w = self.window
+        shift = None if self.hmb.prompt is None else self.hmb.prompt(e).repeat_interleave(w * w, dim=0)[None]
+        per_row = B * T * (W + (-W) % w)  # tokens per LR row of the padded frame
+        if per_row * w <= WORK_TOKENS:
+            rows, cols = _bands(H, per_row, multiple=w), [(0, W)]
+        else:  # a row of windows is more than a unit: one window row, split into columns
+            rows, cols = _bands(H, WORK_TOKENS, multiple=w), _bands(W, B * T * w, multiple=w)
+        for r0, r1 in rows:
+            # TMB's pixels are independent, so it runs band by band too, just before HMB reads the
+            # same rows (then still in cache): the same result as TMB over the whole frame first
+            if self.tmb is not None:
+                self._tmb_rows(x, tmb_shift, r0, r1, lowp)
+            self._hmb_rows(x, shift, (r0, r1), cols, lowp)
         return x
+
+    def _tmb_rows(self, x: torch.Tensor, shift: Optional[torch.Tensor], r0: int, r1: int,
+                  lowp: Optional[torch.dtype]) -> None:
+        """TMB over rows r0:r1 of x (B, T, H, W, C), in place: each pixel one sequence through time,
+        bands of rows of about WORK_TOKENS tokens as work units."""
+        B, T, H, W, C = x.shape
+        for a, b in _bands(r1 - r0, B * T * W):
+            band = x[:, :, r0 + a:r0 + b]
+            band.copy_(from_tmb(self.tmb(to_tmb(band), shift, lowp), band.shape))
+
+    def _hmb_rows(self, x: torch.Tensor, shift: Optional[torch.Tensor], rows: tuple[int, int],
+                  cols: list[tuple[int, int]], lowp: Optional[torch.dtype]) -> None:
+        """HMB over a band of window rows of x (B, T, H, W, C), in place, one work unit per span of
+        ``cols``: each Hilbert window one sequence."""
+        B, T, H, W, C = x.shape
+        w = self.window
+        r0, r1 = rows
+        flat = x.view(-1, C)
+        for c0, c1 in cols:
+            if (r1 - r0) % w or (c1 - c0) % w:  # a padded unit at the frame's edge
+                band = x[:, :, r0:r1, c0:c1]
+                band.copy_(from_hmb(self.hmb(to_hmb(band, w), shift, lowp), band.shape, w))
+                continue
+            # gathered in scan order and scattered back by one index: 3x faster than the permutes
+            # and copies of to_hmb and from_hmb
+            tokens = _hmb_tokens(x.shape, (r0, r1), (c0, c1), w)
+            seq = flat.index_select(0, tokens).view(-1, T * w * w, C)
+            flat.index_copy_(0, tokens, self.hmb(seq, shift, lowp).view(-1, C))
