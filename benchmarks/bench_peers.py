@@ -28,7 +28,7 @@ theris, PSNR against the source (all frames, input-aligned, interpolated), the m
 `protocol.motion_mask`, the same pixels for every method) and SSIM. With --repeat N, seconds are
 each method's fastest round, and the ratio is the median of the N rounds' own ratios, with their
 range: a round runs every method back to back, so its ratio is steadier than a ratio of two
-fastest rounds taken minutes apart.
+fastest rounds taken minutes apart. --warmup rounds (default 1) run first and are not timed.
 """
 
 from __future__ import annotations
@@ -141,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=1,
                     help="rounds of all methods, one after another; each method's fastest round is shown "
                          "(default 1; a shared VM's timings drift by tens of percent from minute to minute)")
+    ap.add_argument("--warmup", type=int, default=1,
+                    help="untimed rounds of all methods first (default 1): a method's first call pays one-time "
+                         "costs (theris's first 256x192 window took 1.9 s here, the next ones 1.4-1.7 s)")
     ap.add_argument("--weights", default="theris-small", help="theris weights (default theris-small)")
     ap.add_argument("--precision", default="auto",
                     help="theris's --precision (default auto, as `theris upscale` runs: bf16 on a CPU with "
@@ -183,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
         predictors["realesrgan+linear"] = cascade(esr)
         if mid is not None:
             predictors["realesrgan+rife"] = cascade(esr, mid, args.rife_order)
+    for _ in range(args.warmup):
+        evaluate_frames(hr, predictors)
     scores = evaluate_frames(hr, predictors)
     rounds = [{name: s.seconds for name, s in scores.items()}]
     for _ in range(args.repeat - 1):  # more rounds, every method in each: the fastest of each is kept
@@ -200,8 +205,8 @@ def main(argv: list[str] | None = None) -> int:
           f"(x1/4 antialiased bicubic); {args.threads} CPU core(s) {cores}; weights {args.weights}, "
           f"precision {precision_name(resolve_precision(args.precision, torch.device('cpu')))}")
     if args.repeat > 1:
-        print(f"# seconds: the fastest of {args.repeat} rounds of every method; x theris: the median of the "
-              f"rounds' ratios (each round runs every method back to back), with their range")
+        print(f"# seconds: the fastest of {args.repeat} rounds of every method (after {args.warmup} untimed); "
+              f"x theris: the median of the rounds' ratios (each round runs every method back to back), with their range")
     print(f"# motion: PSNR over the moving pixels of the {n // 2} interpolated frames (protocol.motion_mask: "
           f"{motion.pixels} px, {100 * motion.fraction:.1f} % of them)")
     heads = ("s/frame", "x theris", "PSNR", "in", "interp", "motion", "SSIM")
