@@ -279,7 +279,7 @@ class THERIS(nn.Module):
                 # mixed-dtype elementwise ops are slow on the CPU (a bf16 += fp32 view: 17x slower than
                 # a conversion and a bf16 sum), so every operand is converted first
                 d = body_out(zb.to(lowp or zb.dtype, memory_format=torch.channels_last)).add_(sb.to(lowp or sb.dtype))
-                out = self._decoder_folded(d, w_out, b_out, decoder, (w_up1, b_up1)).float()  # (B, 4C, 2h+1, 2W+1)
+                out = self._decoder_folded(d, w_out, b_out, w_up1, b_up1, decoder).float()  # (B, 4C, 2h+1, 2W+1)
                 bic = bicubic_up(base[:, k, :, lo:hi])                                # (B, C, 4h, 4W)
                 # the last pixel shuffle, the residual's sum and the store, one pass per sub-pixel:
                 # out's channel c*4 + 2*di + dj at (i + di, j + dj) is output pixel (2i + di, 2j + dj)
@@ -293,24 +293,20 @@ class THERIS(nn.Module):
                         torch.add(sub, pixels[:, :, :, di, :, dj], out=store[:, :, :, di, :, dj])
         return y
 
-    def _decoder_folded(self, x: torch.Tensor, w_out: torch.Tensor, b_out: torch.Tensor,
-                        dec: Optional[Decoder] = None,
-                        up1: Optional[tuple[torch.Tensor, torch.Tensor]] = None) -> torch.Tensor:
-        """`Decoder.forward` with its last pixel shuffle moved after the output conv (weights from
-        `fold_shuffle_into_conv`): the 3x3 conv then runs at 2x on 48 channels instead of at 4x on
-        12, 2.5x faster here, and the 4x feature map is never built. (N, dim, h, w) -> (N, 4C, 2h, 2w),
-        whose ``pixel_shuffle(., 2)`` is the decoder's output (N, C, 4h, 4w); with the 2x2 weights of
-        `fold_shuffle_into_conv_2x2` (as `_decode_units` runs it) (N, 4C, 2h+1, 2w+1), each
-        sub-pixel at its own offset.
-        dec: the decoder to run (default this network's; `_in_dtype` gives a bfloat16 copy).
-        up1: its first x2 stage's weight and bias from `subpixel_major` (channels-last input): that
-        stage's pixel shuffle is then a copy of whole pixels, 4x faster here than pixel_shuffle."""
+    def _decoder_folded(self, x: torch.Tensor, w_out: torch.Tensor, b_out: torch.Tensor, w_up1: torch.Tensor,
+                        b_up1: torch.Tensor, dec: Optional[Decoder] = None) -> torch.Tensor:
+        """`Decoder.forward` with its last pixel shuffle moved after the output conv: (N, dim, h, w)
+        -> (N, 4C, 2h+1, 2w+1), whose channel c*4 + 2*di + dj read at rows di.. and columns dj.. is
+        sub-pixel (di, dj) of the decoder's output channel c (N, C, 4h, 4w).
+
+        w_out, b_out: the output conv from `fold_shuffle_into_conv_2x2`, so it runs at 2x on 48
+        channels as 2x2 taps instead of at 4x on 12, and the 4x feature map is never built.
+        w_up1, b_up1: the first x2 stage from `subpixel_major` (channels-last input), so its pixel
+        shuffle is a copy of whole pixels, 4x faster here than pixel_shuffle.
+        dec: the decoder to run (default this network's; `_in_dtype` gives a bfloat16 copy)."""
         dec = self.decoder if dec is None else dec
         x = dec.body(x)
-        if up1 is None:
-            x = F.leaky_relu_(F.pixel_shuffle(dec.up1(x), 2), 0.1)
-        else:
-            x = shuffle_subpixel_major(F.leaky_relu_(F.conv2d(x, *up1, padding=1), 0.1))
+        x = shuffle_subpixel_major(F.leaky_relu_(F.conv2d(x, w_up1, b_up1, padding=1), 0.1))
         x = F.leaky_relu_(dec.up2(x), 0.1)  # elementwise, so before the shuffle as well as after it
         return F.conv2d(x, w_out, b_out, padding=1)  # the caller shuffles, as it adds the residual
 
