@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from theris_cli.model import PRESETS, THERIS, ModelConfig
+from theris_cli.model import motion
 from theris_cli.model.motion import MotionAlign, aligned_blend, warp
 from theris_cli.model.network import interpolate_frames
 from theris_cli.train.loop import load_init_state
@@ -118,3 +119,15 @@ def test_configs_written_before_the_part_existed_read_without_it():
         d.pop(k)
     assert ModelConfig.from_dict(d) == TINY
     assert THERIS(TINY).motion is None
+
+
+def test_inference_pairs_are_the_training_pairs_channels_last():
+    """Without autograd the velocity net's input pairs are built channels-last; same values."""
+    torch.manual_seed(6)
+    x = torch.rand(2, 4, 1, 5, 7)
+    feats = torch.rand(2, 4, 5, 7, 3).permute(0, 1, 4, 2, 3)  # channels-last features, as the CPU path has them
+    both = torch.cat([x, feats], dim=2)
+    ref = torch.cat([both[:, :-1], both[:, 1:]], dim=2).flatten(0, 1)
+    got = motion._pairs_channels_last(x, feats)
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(got, ref, rtol=0, atol=0)
