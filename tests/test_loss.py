@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from theris_cli.ops import laplacian
-from theris_cli.train.loss import TFMLoss, charbonnier, temporal_difference
+from theris_cli.train.loss import TFMLoss, balance_weights, charbonnier, temporal_difference
 
 
 def _leapfrog(D: float, T: int = 7, H: int = 12, W: int = 10) -> torch.Tensor:
@@ -107,3 +107,24 @@ def test_temporal_difference_gradient_flows_to_the_prediction_only():
     temporal_difference(pred, gt).backward()
     assert pred.grad is not None and pred.grad.abs().sum() > 0
     assert gt.grad is None
+
+
+def test_balance_weights_are_inverse_to_the_baseline_error_with_mean_one():
+    target = torch.zeros(3, 5, 1, 8, 8)
+    baseline = torch.stack([torch.full((5, 1, 8, 8), v) for v in (0.01, 0.02, 0.04)])  # errors 1 : 2 : 4
+    w = balance_weights(baseline.requires_grad_(), target, eps=0.0)
+    assert not w.requires_grad
+    assert w.mean().item() == pytest.approx(1.0)
+    assert (w * torch.tensor([0.01, 0.02, 0.04])).tolist() == pytest.approx([w[0].item() * 0.01] * 3)
+    assert w[0].item() == pytest.approx(4 * w[2].item())  # the quiet crop weighs 4x the busy one
+
+
+def test_weighted_charbonnier_is_the_weighted_mean_of_each_sample_s_error():
+    g = torch.Generator().manual_seed(0)
+    pred, target = torch.rand(2, 3, 1, 4, 4, generator=g), torch.rand(2, 3, 1, 4, 4, generator=g)
+    per = [charbonnier(pred[i], target[i]).item() for i in range(2)]
+    assert charbonnier(pred, target, weights=torch.ones(2)).item() == pytest.approx(charbonnier(pred, target).item())
+    w = torch.tensor([1.5, 0.5])
+    assert charbonnier(pred, target, weights=w).item() == pytest.approx((1.5 * per[0] + 0.5 * per[1]) / 2)
+    td = [temporal_difference(pred[i:i + 1], target[i:i + 1]).item() for i in range(2)]
+    assert temporal_difference(pred, target, weights=w).item() == pytest.approx((1.5 * td[0] + 0.5 * td[1]) / 2)

@@ -351,3 +351,41 @@ def test_cli_temporal_lambda_reaches_the_checkpoint(tmp_path):
                                  "--temporal-lambda", "0.3"])
     assert r.exit_code == 0, r.output
     assert load_checkpoint(out / "final.safetensors").metadata["train"]["temporal_lambda"] == 0.3
+
+
+class TwoScenes(FixedBatch):
+    """A quiet crop (fine texture at low contrast) and a busy one (the same texture at full contrast)."""
+
+    def __init__(self):
+        super().__init__(n=1)
+        self.hr = torch.cat([0.5 + 0.02 * (self.hr - 0.5), self.hr])
+        self.lr = make_lr(self.hr)
+
+
+def test_balance_samples_weighs_the_quiet_crop_up_and_is_saved(tmp_path):
+    from theris_cli.train.settings import make_settings, settings_from_checkpoint
+    from theris_cli.weights import load_checkpoint
+
+    data = TwoScenes()
+    common = dict(steps=1, tfm_lambda=0.0, temporal_lambda=0.0)
+    train(_settings(**common), data, tmp_path / "plain")
+    res = train(_settings(balance_samples=True, **common), data, tmp_path / "balanced")
+    (plain,), (balanced,) = (_losses(tmp_path / d) for d in ("plain", "balanced"))
+    # the same first prediction: balanced, the quiet crop's small error weighs nearly 2x, the busy one's nearly 0
+    assert balanced < 0.6 * plain
+    assert load_checkpoint(res.checkpoint).metadata["train"]["balance_samples"] is True
+    _, saved = settings_from_checkpoint(res.checkpoint)
+    assert make_settings(PRESETS["tiny"], saved).balance_samples is True  # a resumed run keeps it
+    del saved["balance_samples"]  # as written before the setting existed
+    assert make_settings(PRESETS["tiny"], saved).balance_samples is False
+
+
+def test_cli_balance_samples_reaches_the_checkpoint(tmp_path):
+    from theris_cli.weights import load_checkpoint
+
+    out = tmp_path / "run"
+    r = CliRunner().invoke(app, ["train", "--preset", "tiny", "--steps", "1", "--batch", "2", "--patch", "4",
+                                 "--frames", "2", "--val-every", "0", "--out", str(out), "--device", "cpu",
+                                 "--balance-samples"])
+    assert r.exit_code == 0, r.output
+    assert load_checkpoint(out / "final.safetensors").metadata["train"]["balance_samples"] is True

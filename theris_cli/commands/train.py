@@ -82,6 +82,11 @@ def train_cmd(
         "default) or learned (the paper's learnable D, as theris-small was trained).",
     ),
     pixel_loss: Optional[str] = typer.Option(None, "--pixel-loss", help="charbonnier or l1 (default charbonnier)."),
+    balance_samples: Optional[bool] = typer.Option(
+        None, "--balance-samples/--no-balance-samples", help="Weigh each crop's pixel and temporal errors by the "
+        "inverse of bicubic + linear's error on it, so quiet scenes count as much in dB as busy ones, as "
+        "`theris evaluate` averages them (default off; a resumed run keeps its choice).",
+    ),
     ablate: Optional[list[str]] = typer.Option(
         None, "--ablate", help="Switch a part off: spectral-mask, thermal-prompt, tfm, smb, tmb or hmb; repeatable."
     ),
@@ -136,7 +141,7 @@ def train_cmd(
             on_skip=lambda path, why: reporter.message(f"skipped: {path} ({why})"),
             on_event=reporter, steps=steps, minutes=minutes, batch=batch, patch=patch, frames=frames, lr=lr,
             warmup=warmup, tfm_lambda=tfm_lambda, tfm_form=tfm_form, temporal_lambda=temporal_lambda,
-            pixel_loss=pixel_loss,
+            pixel_loss=pixel_loss, balance_samples=balance_samples,
             synthetic_ratio=synthetic_ratio, motion_p=motion, motion_crops=motion_crops, extras_p=extras, seed=seed,
             val_every=val_every,
         )

@@ -8,6 +8,8 @@
   paper's learnable D) + `temporal_lambda` * the temporal-difference term (Charbonnier of the error
   of frame-to-frame changes, `train.loss.temporal_difference`). `tfm_lambda = 0` or
   `ablate=("tfm",)` is the "no TFM loss" ablation; `temporal_lambda = 0` switches the other term off.
+  `balance_samples` weighs each crop's pixel and temporal errors by 1 / bicubic + linear's error on
+  it (`train.loss.balance_weights`), so the loss follows the dB gains that evaluation averages.
 * Optimiser: Adam(0.9, 0.99) (the STVSR convention), linear warm-up then cosine decay to
   `min_lr_ratio` x lr; gradients clipped to norm `grad_clip` (selective scans can spike early on).
   With a time budget (`minutes`), the run stops when it is spent and the cosine follows the time
@@ -47,7 +49,7 @@ from theris_cli.errors import TrainingError
 from theris_cli.model import THERIS
 from theris_cli.protocol import bicubic_linear
 from theris_cli.train.checkpoints import resume_state, save_training_checkpoint
-from theris_cli.train.loss import charbonnier, make_tfm, temporal_difference
+from theris_cli.train.loss import balance_weights, charbonnier, make_tfm, sample_mean, temporal_difference
 from theris_cli.train.settings import TrainSettings
 
 
@@ -245,9 +247,12 @@ def train(settings: TrainSettings, data, out_dir: str | Path, val: tuple | None 
                 with autocast():
                     pred = net(lr_in)
                 pred = pred.float()
-                pix = charbonnier(pred, hr) if s.pixel_loss == "charbonnier" else (pred - hr).abs().mean()
+                with torch.no_grad():
+                    base = bicubic_linear(lr_in.float())
+                w = balance_weights(base, hr) if s.balance_samples else None
+                pix = charbonnier(pred, hr, weights=w) if s.pixel_loss == "charbonnier" else sample_mean((pred - hr).abs(), w)
                 tl = tfm(pred, hr) if s.tfm_on else pred.new_zeros(())
-                td = temporal_difference(pred, hr) if s.temporal_lambda > 0 else pred.new_zeros(())
+                td = temporal_difference(pred, hr, weights=w) if s.temporal_lambda > 0 else pred.new_zeros(())
                 loss = pix + s.tfm_lambda * tl + s.temporal_lambda * td
                 if not torch.isfinite(loss.detach()):
                     raise TrainingError(f"the loss became {float(loss)} at step {step}; lower --lr or resume from "
@@ -260,7 +265,7 @@ def train(settings: TrainSettings, data, out_dir: str | Path, val: tuple | None 
                 step += 1
                 window_n += hr.shape[0]
                 with torch.no_grad():  # gain over bicubic + linear on this very batch, dB (cheap: no model)
-                    gain_b = (_psnr_frames(pred.detach(), hr) - _psnr_frames(bicubic_linear(lr_in.float()), hr)).mean()
+                    gain_b = (_psnr_frames(pred.detach(), hr) - _psnr_frames(base, hr)).mean()
                 losses.append((loss.item(), pix.item(), tl.item(), gain_b.item(), td.item()))
                 if step % s.log_every == 0 or step == s.steps:
                     now = time.perf_counter()

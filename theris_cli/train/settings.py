@@ -47,6 +47,7 @@ class TrainSettings:
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     pixel_loss: str = "charbonnier"  # or "l1"
+    balance_samples: bool = False  # weigh each crop's pixel and temporal errors by 1 / bicubic + linear's (loss.balance_weights)
     tfm_lambda: float = 0.05
     tfm_form: str = "fitted"  # "fitted": D fitted to the truth, residual gap; "learned": the paper's form
     tfm_d_init: float = 0.15  # px^2 per output frame ("learned" form: D's start value)
