@@ -81,8 +81,8 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         },
         trained=True,
         filename="theris-small.safetensors",
-        sha256="4ab2f1de3cff9c7999965942d0bde2b0fa697f8f7dd70fbb926bed47f102fa29",
-        size=406884,
+        sha256="5d8dbf15fd83cf9e00d78faedfe66bb3dbd5952655750d1b4dc724303b5238fe",
+        size=406908,
     ),
     ModelEntry(
         name="theris-base",
