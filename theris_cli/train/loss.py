@@ -65,9 +65,8 @@ def balance_weights(baseline: torch.Tensor, target: torch.Tensor, eps: float = 1
     """(B,) weights, mean 1, inversely proportional to the baseline's Charbonnier error on each sample.
 
     `theris evaluate` averages dB over clips, i.e. log errors, while a plain mean of errors lets the
-    few crops with large errors (moving edges, 8-bit AGC scenes) outweigh the many quiet ones (a
-    14-bit trail camera at 40 dB): on split v1's training batches the top tenth of crops holds half
-    of bicubic's squared error. d log(e_s) = de_s / e_s, so weighting each crop's error by 1 / (the
+    few crops with large errors outweigh the many quiet ones: on split v1's training batches the top
+    tenth of crops holds half of bicubic's squared error (benchmarks/crop_errors.py). d log(e_s) = de_s / e_s, so weighting each crop's error by 1 / (the
     baseline's error on it) makes a step's gain count as a relative (dB-like) one on every crop. No
     gradient flows through the weights."""
     with torch.no_grad():
