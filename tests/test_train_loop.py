@@ -389,3 +389,13 @@ def test_cli_balance_samples_reaches_the_checkpoint(tmp_path):
                                  "--balance-samples"])
     assert r.exit_code == 0, r.output
     assert load_checkpoint(out / "final.safetensors").metadata["train"]["balance_samples"] is True
+
+
+def test_amp_on_the_cpu_says_it_trains_in_float32(tmp_path):
+    from theris_cli.train.run import run_training
+
+    said: list[str] = []
+    res = run_training(preset="tiny", out=tmp_path / "run", steps=1, batch=1, patch=4, frames=2, val_every=0,
+                       checkpoint_every="0", device="cpu", amp=True, on_message=said.append)
+    assert res.checkpoint.exists()
+    assert any("--amp" in m and "float32" in m for m in said), said

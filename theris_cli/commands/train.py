@@ -115,7 +115,7 @@ def train_cmd(
     ),
     max_frames: int = typer.Option(1000, "--max-frames", min=3, help="Frames kept in memory per real video (its first)."),
     device: args.Device = "auto",
-    amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 autocast (default: on with CUDA, off on the CPU)."),
+    amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 autocast on CUDA (default: on there); the CPU always trains in float32."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for PyTorch (default: PyTorch's choice)."),
 ) -> None:
     """Train THERIS on real thermal videos and synthetic heat-conduction scenes.

@@ -138,6 +138,8 @@ def run_training(
     if checkpoint_every is not None:
         ck_steps, ck_minutes = parse_every(checkpoint_every)
     dev = resolve_train_device(device)
+    if amp and not dev.startswith("cuda"):
+        say("--amp applies on CUDA only: training on the CPU runs in float32")
     settings = make_settings(
         model_cfg, base, ablate=tuple(ablate) if ablate else None, init=init, checkpoint_steps=ck_steps,
         checkpoint_minutes=ck_minutes, device=dev, amp=(dev.startswith("cuda") if amp is None else amp), **options,
