@@ -7,7 +7,8 @@ frame that differ from the mean of its two neighbours by more than 3 % of the ra
 2 px. On a noisy 8-bit clip single pixels pass that threshold on noise, and the dilation spreads
 them over most of the frame. Per clip this prints that difference's median (noise: % of the
 range) and the motion figure (PSNR of the MSE pooled over the mask, interpolated frames only) of
-theris and of bicubic + linear under two masks: evaluate's, and the same rule applied to the truth
+theris, bicubic + linear and, where the `bench` extra is installed, bicubic + RIFE (as in
+`bench_peers.py`) under two masks: evaluate's, and the same rule applied to the truth
 averaged over a --box x --box window first, which keeps a moving edge and lowers pixel noise by
 about the box side. Where the two masks tell different stories, the first one is measuring noise.
 """
@@ -20,6 +21,7 @@ import sys
 import torch
 import torch.nn.functional as F
 
+from bench_peers import bicubic_x4, cascade, rife_interpolator  # beside this script
 from theris_cli.eval import metrics
 from theris_cli.eval.evaluate import EVAL_OPTIONS, find_clips, load_clip, theris_predictor
 from theris_cli.options import UpscaleOptions
@@ -46,24 +48,32 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load_model(args.weights)
-    theris = theris_predictor(model, UpscaleOptions.of(EVAL_OPTIONS, device="cpu"))
-    print(f"# motion figure (dB) of theris ({args.weights}) and bicubic + linear under evaluate's mask and "
-          f"under the same rule on the truth smoothed {args.box}x{args.box}; share: of the interpolated frames' pixels")
-    print(f"{'clip':40s} {'noise':>6s}   {'share':>6s} {'theris':>7s} {'blend':>7s} {'gain':>6s}   "
-          f"{'share':>6s} {'theris':>7s} {'blend':>7s} {'gain':>6s}")
+    methods = {"theris": theris_predictor(model, UpscaleOptions.of(EVAL_OPTIONS, device="cpu")),
+               "blend": bicubic_linear}
+    mid, why = rife_interpolator(None)  # RIFE where the bench extra is installed (bench_peers.py)
+    if mid is not None:
+        methods["rife"] = cascade(bicubic_x4, mid)
+    heads = " ".join(f"{name:>7s}" for name in methods)
+    print(f"# motion figure (dB; theris: {args.weights}; rife: bicubic x4 + RIFE's middle frames) under evaluate's mask "
+          f"and under the same rule on the truth smoothed {args.box}x{args.box}; share: of the interpolated frames' pixels")
+    print(f"{'clip':40s} {'noise':>6s}   {'share':>6s} {heads}   {'share':>6s} {heads}")
     for path in find_clips(args.clips, args.split):
         hr, _ = load_clip(path, args.max_frames)
         lr = make_lr(hr)
         with torch.inference_mode():
-            preds = [theris(lr).float().clamp(0, 1), bicubic_linear(lr).clamp(0, 1)]
+            preds = [predict(lr).float().clamp(0, 1) for predict in methods.values()]
         cells = []
         for mask in (motion_mask(hr), smoothed_mask(hr, args.box)):
-            t, b = (metrics.masked_psnr(p[1::2], hr[1::2], mask) for p in preds)
-            figures = f"{t:7.2f} {b:7.2f} {t - b:+6.2f}" if mask.any() else f"{'-':>7s} {'-':>7s} {'-':>6s}"
+            if mask.any():
+                figures = " ".join(f"{metrics.masked_psnr(p[1::2], hr[1::2], mask):7.2f}" for p in preds)
+            else:
+                figures = " ".join(f"{'-':>7s}" for _ in preds)
             cells.append(f"{100 * mask.float().mean():5.1f}% {figures}")
         x = hr.float()  # noise: the median |in-between truth - mean of its neighbours|, % of the range
         noise = 100 * (x[1::2] - 0.5 * (x[0:-2:2] + x[2::2])).abs().median()
         print(f"{path.name[:40]:40s} {noise:5.2f}%   " + "   ".join(cells))
+    if mid is None:
+        print(f"# RIFE not run: {why}")
     return 0
 
 
