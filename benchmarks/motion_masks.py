@@ -54,8 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     if mid is not None:
         methods["rife"] = cascade(bicubic_x4, mid)
     heads = " ".join(f"{name:>7s}" for name in methods)
-    print(f"# motion figure (dB; theris: {args.weights}; rife: bicubic x4 + RIFE's middle frames) under evaluate's mask "
-          f"and under the same rule on the truth smoothed {args.box}x{args.box}; share: of the interpolated frames' pixels")
+    print(f"# motion figure (dB; theris: {args.weights}; rife: bicubic x4 + RIFE's middle frames) under "
+          f"evaluate's mask and under the same rule on the truth smoothed {args.box}x{args.box}; "
+          "share: of the interpolated frames' pixels")
     print(f"{'clip':40s} {'noise':>6s}   {'share':>6s} {heads}   {'share':>6s} {heads}")
     for path in find_clips(args.clips, args.split):
         hr, _ = load_clip(path, args.max_frames)
