@@ -179,6 +179,7 @@ def test_motion_figures_in_json_table_and_old_json(tmp_path):
     r = runner.invoke(app, ["evaluate", str(clip), "--methods", "bicubic", "--json", str(tmp_path / "ev.json")])
     assert r.exit_code == 0, r.output
     assert "PSNR" in r.output and "move" in r.output and "moving" in r.output
+    assert "noise may pass" not in r.output  # a square on a flat ground: a small mask, no caveat
     d = json.loads((tmp_path / "ev.json").read_text())
     mo = d["clips"][0]["methods"]["bicubic"]["motion"]
     assert mo["pixels"] > 0 and mo["psnr"] is not None
@@ -188,6 +189,15 @@ def test_motion_figures_in_json_table_and_old_json(tmp_path):
     for m in d["mean"].values():
         del m["motion"]
     assert Evaluation.from_dict(d).clips[0].methods["bicubic"].motion is None
+
+
+def test_a_mask_over_most_of_the_frame_is_flagged_in_the_clip_line(tmp_path):
+    frames = np.random.default_rng(0).integers(0, 256, (9, 32, 32), dtype=np.uint8)  # pure noise
+    clip = write_clip(tmp_path / "noise.mkv", frames)
+    r = runner.invoke(app, ["evaluate", str(clip), "--methods", "bicubic", "--json", str(tmp_path / "ev.json")])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "ev.json").read_text())["clips"][0]["methods"]["bicubic"]["motion"]["fraction"] > 0.5
+    assert "over half the frame, so noise may pass the threshold" in " ".join(r.output.split())
 
 
 def test_split_scores_exactly_its_clips(tmp_path, monkeypatch):
