@@ -25,7 +25,7 @@ from bench_peers import bicubic_x4, cascade, rife_interpolator  # beside this sc
 from theris_cli.eval import metrics
 from theris_cli.eval.evaluate import EVAL_OPTIONS, find_clips, load_clip, theris_predictor
 from theris_cli.options import UpscaleOptions
-from theris_cli.protocol import bicubic_linear, make_lr, motion_mask
+from theris_cli.protocol import bicubic_linear, make_lr, midpoint_residual, motion_mask
 from theris_cli.weights.load import load_model
 
 
@@ -70,8 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 figures = " ".join(f"{'-':>7s}" for _ in preds)
             cells.append(f"{100 * mask.float().mean():5.1f}% {figures}")
-        x = hr.float()  # noise: the median |in-between truth - mean of its neighbours|, % of the range
-        noise = 100 * (x[1::2] - 0.5 * (x[0:-2:2] + x[2::2])).abs().median()
+        noise = 100 * midpoint_residual(hr).median()  # % of the range
         print(f"{path.name[:40]:40s} {noise:5.2f}%   " + "   ".join(cells))
     if mid is None:
         print(f"# RIFE not run: {why}")

@@ -92,6 +92,13 @@ MOTION_THRESHOLD = 0.03  # of the data range: a new frame that far from the blen
 MOTION_DILATE = 2  # px: the mask also covers the moving edges' immediate surroundings
 
 
+def midpoint_residual(hr: torch.Tensor) -> torch.Tensor:
+    """|frame 2i+1 - the mean of frames 2i and 2i+2| of (N, 1, H, W), N odd: (N//2, 1, H, W), float32.
+    What a linear blend gets wrong at each in-between frame."""
+    x = hr.float()
+    return (x[1::2] - 0.5 * (x[0:-2:2] + x[2::2])).abs()
+
+
 def motion_mask(hr: torch.Tensor, threshold: float = MOTION_THRESHOLD, dilate: int = MOTION_DILATE) -> torch.Tensor:
     """Where the in-between frames of a clip move: (N, 1, H, W) on [0, 1], N odd -> bool (N//2, 1, H, W).
 
@@ -100,8 +107,7 @@ def motion_mask(hr: torch.Tensor, threshold: float = MOTION_THRESHOLD, dilate: i
     linear blend gets wrong because something moved (or changed fast), from the truth alone."""
     if hr.dim() != 4 or hr.shape[0] < 3 or hr.shape[0] % 2 == 0:
         raise ValueError(f"motion_mask needs (N, 1, H, W) with N odd >= 3, got {tuple(hr.shape)}")
-    x = hr.float()
-    m = ((x[1::2] - 0.5 * (x[0:-2:2] + x[2::2])).abs() > threshold).float()
+    m = (midpoint_residual(hr) > threshold).float()
     if dilate > 0:
         m = F.max_pool2d(m, 2 * dilate + 1, stride=1, padding=dilate)
     return m > 0

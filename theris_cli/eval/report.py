@@ -90,9 +90,9 @@ def _fmt(x: float | None, spec: str) -> str:
     return "-" if x is None else format(x, spec)
 
 
-# A motion mask over more than this share of the in-between frames is said to be one: there noise
-# (or a camera that moves) passes the threshold too (`benchmarks/motion_masks.py`: 87 and 91 % on the
-# noisy 8-bit TNO clips, 5 % or less on the others of split v1)
+# A motion mask over more than this share of the in-between frames gets a caveat in its clip line:
+# there noise (or a moving camera) passes the threshold too (`benchmarks/motion_masks.py`: 87 and
+# 91 % on the noisy 8-bit TNO clips, 5.1 % or less on the other clips of split v1)
 WIDE_MASK = 0.5
 
 
