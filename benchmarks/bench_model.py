@@ -4,6 +4,7 @@
     python benchmarks/bench_model.py --preset small --size 32x32 --frames 4 --batch 8 --backward --threads 2
     python benchmarks/bench_model.py --device cuda --size 180x320   # on a GPU
     python benchmarks/bench_model.py --preset small --size 192x256 --threads 1 --motion-align   # with that part
+    python benchmarks/bench_model.py --preset small --size 192x256 --threads 1 --motion-radius 4  # and its matching
 
 Prints, per preset: parameters, forward time (median of --repeat runs after --warmup), optionally
 forward+backward time of one training step (Charbonnier + 0.05 TFM on a random target), and peak
@@ -32,8 +33,9 @@ def _parse_size(text: str) -> tuple[int, int]:
 
 
 def measure(preset: str, size: tuple[int, int], frames: int, batch: int, device: str, threads: int,
-            warmup: int, repeat: int, backward: bool, motion_align: bool = False) -> dict:
-    """Time one preset (with the motion-alignment part if asked) in this process; returns a JSON-able dict."""
+            warmup: int, repeat: int, backward: bool, motion_align: bool = False, motion_radius: int = 0) -> dict:
+    """Time one preset (with the motion-alignment part, and its matching of `motion_radius`, if asked)
+    in this process; returns a JSON-able dict."""
     import dataclasses
 
     import torch
@@ -44,7 +46,9 @@ def measure(preset: str, size: tuple[int, int], frames: int, batch: int, device:
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(0)
-    net = THERIS(dataclasses.replace(PRESETS[preset], use_motion_align=motion_align)).to(device)
+    config = dataclasses.replace(PRESETS[preset], use_motion_align=motion_align or motion_radius > 0,
+                                 motion_radius=motion_radius)
+    net = THERIS(config).to(device)
     H, W = size
     x = torch.rand(batch, frames, net.config.in_channels, H, W, device=device)
     cuda = device.startswith("cuda")
@@ -66,7 +70,8 @@ def measure(preset: str, size: tuple[int, int], frames: int, batch: int, device:
             if i >= warmup:
                 times.append(time.perf_counter() - t0)
     result = {
-        "preset": preset + ("+motion" if motion_align else ""), "params": sum(p.numel() for p in net.parameters()),
+        "preset": preset + ("+motion" if config.use_motion_align else "") + (f"+r{motion_radius}" if motion_radius else ""),
+        "params": sum(p.numel() for p in net.parameters()),
         "input": f"{batch}x{frames}x{H}x{W}", "device": device,
         "threads": torch.get_num_threads(), "forward_ms": 1e3 * statistics.median(times),
     }
@@ -113,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=5, help="timed runs; the median is printed (default 5)")
     ap.add_argument("--backward", action="store_true", help="also time forward+backward of a training step")
     ap.add_argument("--motion-align", action="store_true", help="measure each preset with the motion-alignment part")
+    ap.add_argument("--motion-radius", type=int, default=0, help="and its matching estimate of this reach (default 0: none)")
     ap.add_argument("--json", action="store_true", help="print one JSON object per preset")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one preset, in a subprocess
     args = ap.parse_args(argv)
@@ -122,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.worker:
         r = measure(presets[0], args.size, args.frames, args.batch, args.device, args.threads,
-                    args.warmup, args.repeat, args.backward, args.motion_align)
+                    args.warmup, args.repeat, args.backward, args.motion_align, args.motion_radius)
         print(json.dumps(r))
         return 0
 
@@ -130,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in presets:
         if args.device.startswith("cuda"):
             results.append(measure(name, args.size, args.frames, args.batch, args.device, args.threads,
-                                   args.warmup, args.repeat, args.backward, args.motion_align))
+                                   args.warmup, args.repeat, args.backward, args.motion_align, args.motion_radius))
             continue
         # CPU: a fresh process per preset, so its peak RSS is its own
         cmd = [sys.executable, __file__, "--worker", "--preset", name, "--size", f"{args.size[0]}x{args.size[1]}",
@@ -140,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
             cmd.append("--backward")
         if args.motion_align:
             cmd.append("--motion-align")
+        if args.motion_radius:
+            cmd += ["--motion-radius", str(args.motion_radius)]
         out = subprocess.run(cmd, capture_output=True, text=True)
         if out.returncode != 0:
             print(out.stderr, file=sys.stderr)
@@ -153,13 +161,13 @@ def main(argv: list[str] | None = None) -> int:
     where = results[0].get("gpu") or f"cpu, {results[0]['threads']} threads"
     print(f"# {where}; input (batch x frames x H x W) {results[0]['input']}; scan {results[0]['scan']}; "
           f"median of {args.repeat} after {args.warmup} warm-up")
-    header = f"{'preset':13s} {'params':>10s} {'forward ms':>11s}"
+    header = f"{'preset':16s} {'params':>10s} {'forward ms':>11s}"
     if args.backward:
         header += f" {'fwd+bwd ms':>11s}"
     header += f" {'peak MiB':>9s}"
     print(header)
     for r in results:
-        line = f"{r['preset']:13s} {r['params']:>10,d} {r['forward_ms']:>11.1f}"
+        line = f"{r['preset']:16s} {r['params']:>10,d} {r['forward_ms']:>11.1f}"
         if args.backward:
             line += f" {r['fwd_bwd_ms']:>11.1f}"
         line += f" {r['peak_mib']:>9.0f}"

@@ -131,3 +131,75 @@ def test_inference_pairs_are_the_training_pairs_channels_last():
     got = motion._pairs_channels_last(x, feats)
     assert got.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(got, ref, rtol=0, atol=0)
+
+
+# ------------------------------------------------------------------------------ matching (--motion-radius)
+
+TINY_MATCHING = dataclasses.replace(TINY_MOTION, motion_radius=3)
+
+
+def _textured(h: int, w: int, seed: int = 0) -> torch.Tensor:
+    """A smooth random texture (1, 1, h, w): distinct enough everywhere to be matched."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.nn.functional.avg_pool2d(torch.rand(1, 1, h, w, generator=g), 3, 1, 1)
+
+
+def test_correlation_peaks_at_the_shift_between_the_maps():
+    a = torch.nn.functional.normalize(torch.randn(1, 4, 12, 14, generator=torch.Generator().manual_seed(3)), dim=1)
+    b = torch.roll(a, shifts=(-1, 2), dims=(2, 3))  # a(x, y) = b(x + 2, y - 1): content 2 px right, 1 px up
+    cost = motion.correlation(a, b, 3)
+    best = motion.displacement_grid(3, torch.float32, torch.device("cpu"))[cost.argmax(dim=1)]   # (1, h, w, 2)
+    assert best[0, 4:-4, 4:-4].reshape(-1, 2).unique(dim=0).tolist() == [[2.0, -1.0]]
+
+
+def test_matching_estimate_finds_a_shift_without_training():
+    """Random features of a texture still match: the matching estimate of a pattern moving 4 px right
+    and 2 px up per frame (2 and 1 at the matching's half resolution) is that velocity away from the
+    borders, before any training."""
+    torch.manual_seed(4)
+    net = THERIS(TINY_MATCHING).eval()
+    with torch.no_grad():
+        net.motion.log_temperature.fill_(8.0)  # a sharp soft argmax: the estimate is the best offset
+    frame = _textured(32, 36)
+    x = torch.stack([torch.roll(frame, shifts=(-2 * t, 4 * t), dims=(2, 3)) for t in range(3)], dim=1)
+    with torch.no_grad():
+        v = net.pair_velocities(x)
+    off = (v[0, :, :, 8:-8, 8:-8] - torch.tensor([4.0, -2.0]).view(1, 2, 1, 1)).norm(dim=1)
+    assert float(off.median()) < 0.05 and float(off.quantile(0.9)) < 0.25  # a few ambiguous pixels
+
+
+def test_weights_without_matching_load_into_a_network_with_it():
+    torch.manual_seed(5)
+    before = _moving(THERIS(TINY_MOTION))
+    grown = THERIS(TINY_MATCHING)
+    load_init_state(grown, before.state_dict())  # no error: the matching parts are new
+    torch.testing.assert_close(grown.motion.head.weight, before.motion.head.weight)
+    assert torch.equal(grown.motion.cost_in.weight, torch.zeros_like(grown.motion.cost_in.weight))
+
+
+def test_units_path_equals_whole_tensor_path_with_matching():
+    torch.manual_seed(7)
+    net = _moving(THERIS(TINY_MATCHING).eval())
+    with torch.no_grad():
+        net.motion.cost_in.weight.normal_(0, 0.1)  # a trained one is not zero
+    x = torch.rand(1, 4, 1, 11, 13)
+    with torch.enable_grad():
+        whole = net(x).detach()
+    with torch.inference_mode():
+        units = net(x)
+    torch.testing.assert_close(units, whole, atol=2e-5, rtol=0)
+
+
+def test_configs_written_before_matching_read_without_it():
+    d = TINY_MOTION.to_dict()
+    d.pop("motion_radius")
+    assert ModelConfig.from_dict(d).motion_radius == 0
+    assert not hasattr(THERIS(TINY_MOTION).motion, "match")
+
+
+def test_pair_velocities_teach_the_motion_part_only():
+    torch.manual_seed(8)
+    net = THERIS(TINY_MATCHING)
+    net.pair_velocities(torch.rand(1, 3, 1, 8, 8)).square().mean().backward()
+    assert net.motion.match.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in net.encoder.parameters())

@@ -13,10 +13,10 @@ from typing import Any
 SCALE = 4  # output pixels per LR pixel, along each axis
 
 
-_MAY_BE_ZERO = ("enc_blocks", "n_blocks", "dec_blocks")  # zero blocks is a valid (ablated) network
+_MAY_BE_ZERO = ("enc_blocks", "n_blocks", "dec_blocks", "motion_radius")  # zero blocks is a valid (ablated) network
 
 # fields added after checkpoints were shipped, with the value that reads an older file as it was meant
-_ADDED_LATER = {"use_motion_align": False, "motion_dim": 24}
+_ADDED_LATER = {"use_motion_align": False, "motion_dim": 24, "motion_radius": 0}
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ class ModelConfig:
     use_hmb: bool = True          # Hilbert-curve scan inside hilbert_window^2 windows
     use_motion_align: bool = False  # theris's addition: frames moved along estimated motion before TDIM (model/motion.py)
     motion_dim: int = 24          # channels of the motion-alignment CNN
+    motion_radius: int = 0        # its matching's reach in half-resolution pixels (2x in LR pixels) per input frame (0: none)
 
     def __post_init__(self) -> None:
         for f in fields(self):

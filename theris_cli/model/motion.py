@@ -14,26 +14,57 @@ double image either.
 
 The velocity head's last conv starts at zero: a new network, or one whose weights were trained
 without this part (`theris train --init ... --motion-align`), starts out exactly as it would
-without it, and the warp learns only what the loss asks of it.
+without it, and the warp learns only what the loss asks of it. With `ModelConfig.motion_radius` the
+velocities start from a matching estimate instead (`MotionAlign`), which counts from the first step.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 DILATIONS = (1, 2, 4)  # at half resolution: receptive field 2 * (1 + 2 * 7) = 30 LR pixels
+MATCH_DIM = 16  # channels of the features the matching compares
+MATCH_STRIDE = 2  # the matching works at 1/MATCH_STRIDE of the LR frame: MATCH_STRIDE x the reach per offset
+MATCH_TEMPERATURE = 50.0  # initial sharpness of the matching's soft argmax (cosine similarity x this)
 
 
 class MotionAlign(nn.Module):
-    def __init__(self, in_channels: int, dim: int, width: int):
+    """Velocities for each pair of neighbouring input frames.
+
+    radius 0: a CNN regresses them from the pair. radius r > 0 (`ModelConfig.motion_radius`): first
+    a matching estimate, then the CNN's correction of it. Learned features of both frames, averaged
+    to half resolution, are compared (cosine similarity) at every offset of at most r half-resolution
+    pixels along each axis, i.e. 2r LR pixels: a cost volume. Its soft argmax is each pixel's
+    forward motion; the same from frame t+1 back to t gives the backward motion, and half their
+    difference is the estimate at the pair's middle time. The CNN sees both cost volumes beside the
+    frames and adds its correction (zero at the start, as is its input from the cost volumes).
+
+    Why: the velocity estimate is what limits the network as trained. With RIFE's velocities in the
+    CNN's place, the same weights, nothing retrained, gain about 1 dB on the moving pixels of possum
+    and of the cat (benchmarks/motion_masks.py, column th+rv). End to end from the pixel loss the CNN
+    alone does not learn motion of several pixels (the warp's gradient only sees a pixel's
+    neighbourhood). A match is found wherever the content is distinct, before any training
+    (tests/test_motion_align.py); `theris train --flow-teacher` teaches the rest.
+    """
+
+    def __init__(self, in_channels: int, dim: int, width: int, radius: int = 0):
         super().__init__()
         self.down = nn.Conv2d(2 * (in_channels + dim), width, 3, stride=2, padding=1)
         self.body = nn.ModuleList(nn.Conv2d(width, width, 3, padding=d, dilation=d) for d in DILATIONS)
         self.head = nn.Conv2d(width, 2, 3, padding=1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
+        self.radius = radius
+        if radius > 0:
+            self.match = nn.Conv2d(in_channels + dim, MATCH_DIM, 3, padding=1)
+            self.cost_in = nn.Conv2d(2 * (2 * radius + 1) ** 2, width, 3, padding=1)
+            self.log_temperature = nn.Parameter(torch.tensor(math.log(MATCH_TEMPERATURE)))
+            nn.init.zeros_(self.cost_in.weight)  # the CNN starts as it was without the cost volume
+            nn.init.zeros_(self.cost_in.bias)
 
     def velocities(self, x: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
         """x (B, T, C, H, W) frames, feats (B, T, dim, H, W) their encoder features (any strides)
@@ -48,10 +79,34 @@ class MotionAlign(nn.Module):
             # pairs, and converting those afterwards costs more than it saves
             pairs = _pairs_channels_last(x, feats.to(x.dtype))
         h = F.leaky_relu(self.down(pairs), 0.1)
+        v0 = None
+        if self.radius > 0:
+            v0, cost = self._matched(x, feats)
+            h = h + F.leaky_relu(self.cost_in(cost.to(h.dtype)), 0.1)
         for conv in self.body:
             h = h + F.leaky_relu(conv(h), 0.1)
         v = F.interpolate(self.head(h), size=(H, W), mode="bilinear", align_corners=False)
+        if v0 is not None:
+            v = v + v0
         return v.view(B, T - 1, 2, H, W)
+
+    def _matched(self, x: torch.Tensor, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The matching estimate (B*(T-1), 2, H, W) and the forward and backward cost volumes at
+        the CNN's half resolution (B*(T-1), 2 (2r+1)^2, ceil(H/2), ceil(W/2)) for x, feats as in
+        `velocities`; float32 from the matching features on (a soft argmax this sharp needs more
+        than bfloat16's 8 bits)."""
+        B, T, C, H, W = x.shape
+        both = torch.cat([x, feats.to(x.dtype)], dim=2).flatten(0, 1)               # (B*T, C+dim, H, W)
+        g = F.avg_pool2d(self.match(both).float(), MATCH_STRIDE, ceil_mode=True)
+        g = F.normalize(g, dim=1).view(B, T, MATCH_DIM, *g.shape[2:])
+        first, second = g[:, :-1].flatten(0, 1), g[:, 1:].flatten(0, 1)
+        ahead, back = correlation(first, second, self.radius), correlation(second, first, self.radius)
+        offsets = displacement_grid(self.radius, g.dtype, g.device)               # (K, 2)
+        sharp = self.log_temperature.exp()
+        forward = torch.einsum("nkhw,kc->nchw", torch.softmax(ahead * sharp, dim=1), offsets)
+        backward = torch.einsum("nkhw,kc->nchw", torch.softmax(back * sharp, dim=1), offsets)
+        v0 = F.interpolate((forward - backward) * (MATCH_STRIDE / 2), size=(H, W), mode="bilinear", align_corners=False)
+        return v0, torch.cat([ahead, back], dim=1)
 
     @staticmethod
     def at_times(v: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
@@ -65,6 +120,29 @@ class MotionAlign(nn.Module):
         hi = (lo + 1).clamp(max=P - 1)
         w = (pos - lo.to(pos.dtype)).to(v.dtype).view(1, -1, 1, 1, 1)
         return v[:, lo] * (1 - w) + v[:, hi] * w
+
+
+def displacement_grid(radius: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The offsets (dx, dy) of `correlation`'s channels, in its order: (K, 2), K = (2r+1)^2."""
+    d = torch.arange(-radius, radius + 1, dtype=dtype, device=device)
+    dy, dx = torch.meshgrid(d, d, indexing="ij")
+    return torch.stack([dx.flatten(), dy.flatten()], dim=1)
+
+
+def correlation(a: torch.Tensor, b: torch.Tensor, radius: int) -> torch.Tensor:
+    """The cost volume of two feature maps: a, b (N, D, h, w) -> (N, (2r+1)^2, h, w), channel
+    (dy + r) * (2r+1) + (dx + r) holding the sum over channels of a(x, y) * b(x + dx, y + dy) (b's
+    border repeated beyond the frame)."""
+    N, D, h, w = a.shape
+    r = radius
+    padded = F.pad(b, (r, r, r, r), mode="replicate")
+    out = a.new_empty(N, (2 * r + 1) ** 2, h, w)
+    k = 0
+    for dy in range(2 * r + 1):
+        for dx in range(2 * r + 1):
+            out[:, k] = (a * padded[:, :, dy:dy + h, dx:dx + w]).sum(1)
+            k += 1
+    return out
 
 
 def _pairs_channels_last(x: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:

@@ -104,7 +104,7 @@ class THERIS(nn.Module):
         super().__init__()
         self.config = c = config
         self.encoder = Encoder(c.in_channels, c.dim, c.enc_blocks)
-        self.motion = MotionAlign(c.in_channels, c.dim, c.motion_dim) if c.use_motion_align else None
+        self.motion = MotionAlign(c.in_channels, c.dim, c.motion_dim, c.motion_radius) if c.use_motion_align else None
         self.tdim = TDIM(c.dim, c.time_embed_dim, c.decay_bins)
         n_orders = int(c.use_smb) + int(c.use_tmb) + int(c.use_hmb)
         self.blocks = nn.ModuleList(
@@ -163,6 +163,19 @@ class THERIS(nn.Module):
         base = base.reshape(B * M, C, H, W)
         base = F.interpolate(base, scale_factor=SCALE, mode="bicubic", align_corners=False)
         return y + base.view(B, M, C, SCALE * H, SCALE * W)
+
+    def pair_velocities(self, x: torch.Tensor) -> torch.Tensor:
+        """The motion alignment's velocities for each pair of neighbouring input frames, as `forward`
+        computes them: x (B, T, C, H, W) -> (B, T-1, 2, H, W), LR pixels per input frame (what
+        `theris train --flow-teacher` compares with the teacher's). Gradients reach the motion
+        alignment only, not the encoder it reads: a teacher of motion should not reshape the
+        features the rest of the network reconstructs from."""
+        if self.motion is None:
+            raise ValueError("this network has no motion alignment (ModelConfig.use_motion_align)")
+        B, T, C, H, W = x.shape
+        with torch.no_grad():
+            feats = self.encoder(x.reshape(B * T, C, H, W)).view(B, T, -1, H, W)
+        return self.motion.velocities(x, feats)
 
     # ------------------------------------------------------------------------------ CPU inference
 
