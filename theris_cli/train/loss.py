@@ -32,6 +32,11 @@ alone, so it is indifferent to whether an interpolated frame's error agrees with
 this term asks the frame-to-frame change to be right, i.e. the error to stay put in time. Without
 it theris-small's in-between frames depart from the midpoint of its own aligned frames in ways the
 truth does not (benchmarks/temporal_breakdown.py), and its tMAE is no better than bicubic + linear.
+
+**The motion-distillation term** (`velocity_error`, `--flow-teacher`): the end-point error of the
+motion alignment's velocities against a flow network's (RIFE, `train.rife.velocities`). End to
+end, from the pixel loss alone, the velocity head stays near zero: the warp's gradient only sees a
+pixel's own neighbourhood, so it cannot point towards a displacement of several pixels.
 """
 
 from __future__ import annotations
@@ -96,6 +101,24 @@ def temporal_difference(pred: torch.Tensor, target: torch.Tensor, eps: float = 1
     if pred.shape[1] < 2:
         return pred.new_zeros(())
     return charbonnier(pred.diff(dim=1), target.detach().diff(dim=1), eps, weights)
+
+
+MOVING_VELOCITY = 0.3  # LR pixels per input frame: where the teacher sees motion, for `velocity_error`
+MOVING_WEIGHT = 5.0  # how much more such pixels count
+
+
+def velocity_error(pred: torch.Tensor, teacher: torch.Tensor, eps: float = 1e-2) -> torch.Tensor:
+    """The motion-distillation term (`--flow-teacher`): a smooth end-point error between the motion
+    alignment's velocities and a teacher's, pred, teacher (B, P, 2, H, W) in LR pixels -> scalar.
+
+    sqrt(|pred - teacher|^2 + eps^2) per pixel, a weighted mean: pixels the teacher sees moving
+    faster than MOVING_VELOCITY weigh MOVING_WEIGHT times the others. Moving pixels are a few percent
+    of a crop, so without the weight the loss is nearly met by predicting no motion at all."""
+    assert pred.shape == teacher.shape, f"pred {tuple(pred.shape)} vs teacher {tuple(teacher.shape)}"
+    teacher = teacher.detach()
+    err = torch.sqrt((pred - teacher).pow(2).sum(dim=2) + eps * eps)                # (B, P, H, W)
+    w = 1 + (MOVING_WEIGHT - 1) * (teacher.norm(dim=2) > MOVING_VELOCITY).to(err.dtype)
+    return (w * err).sum() / w.sum()
 
 
 class TFMLoss(nn.Module):

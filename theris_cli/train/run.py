@@ -19,7 +19,7 @@ from theris_cli.train.settings import apply_ablations, make_settings, parse_ever
 
 def resolve_network(preset: str | None = None, config: str | Path | None = None, init: str | None = None,
                     resume: str | Path | None = None, ablate: Sequence[str] = (), motion_align: bool = False,
-                    add_blocks: int = 0):
+                    add_blocks: int = 0, motion_radius: int | None = None):
     """(model config, saved settings dict of a resumed run, initial state_dict or None, the names of
     the clips the initial weights were trained on).
 
@@ -29,6 +29,8 @@ def resolve_network(preset: str | None = None, config: str | Path | None = None,
     trained without it, it is added at zero velocity, so training starts from exactly those weights.
     `add_blocks` (with `init` only) appends that many TSSMs to the weights' network; each starts as
     the identity (`train.loop.load_init_state`), so training again starts from exactly the weights.
+    `motion_radius` (implies `motion_align`) gives the motion alignment a matching estimate of that
+    reach (`ModelConfig.motion_radius`); its parts are new, and its estimate counts from the first step.
     """
     from theris_cli.model import PRESETS, ModelConfig
 
@@ -68,8 +70,12 @@ def resolve_network(preset: str | None = None, config: str | Path | None = None,
             asked = dataclasses.replace(asked, n_blocks=asked.n_blocks + add_blocks)
     else:
         asked = None
-    if motion_align:
+    if motion_radius is not None and motion_radius < 0:
+        raise UsageError(f"--motion-radius must be >= 0, got {motion_radius}")
+    if motion_align or motion_radius:
         asked = dataclasses.replace(asked or model_cfg or PRESETS["small"], use_motion_align=True)
+    if motion_radius is not None:
+        asked = dataclasses.replace(asked or model_cfg or PRESETS["small"], motion_radius=motion_radius)
     if asked is not None or ablate or model_cfg is None:
         asked = apply_ablations(asked or (model_cfg if model_cfg is not None else PRESETS["small"]), ablate)
         if model_cfg is not None and asked != model_cfg:
@@ -120,6 +126,7 @@ def run_training(
     ablate: Sequence[str] = (),
     motion_align: bool = False,
     add_blocks: int = 0,
+    motion_radius: int | None = None,
     on_message: Callable[[str], None] | None = None,
     on_skip: Callable[[Path, str], None] | None = None,
     on_event: Callable[[dict], None] | None = None,
@@ -133,7 +140,7 @@ def run_training(
     if threads:
         torch.set_num_threads(threads)
     model_cfg, base, init_state, init_clips = resolve_network(preset, config, init, resume, tuple(ablate), motion_align,
-                                                                add_blocks)
+                                                                add_blocks, motion_radius)
     ck_steps = ck_minutes = None
     if checkpoint_every is not None:
         ck_steps, ck_minutes = parse_every(checkpoint_every)
@@ -165,6 +172,11 @@ def run_training(
     if resume is None and (out / "last.safetensors").exists():
         raise UsageError(f"{out} already holds a run; continue it with --resume {out / 'last.safetensors'}, "
                          "or choose another --out")
+    teacher = None
+    if settings.flow_teacher > 0:  # before the data loads: without RIFE's weights, one line and nothing written
+        from theris_cli.train.rife import teacher as rife_teacher
+
+        teacher = rife_teacher(dev)
     from theris_cli.train.data import build_data
 
     say("loading data…")
@@ -179,4 +191,5 @@ def run_training(
     if desc["validation"]:
         say("held out for validation: " + ", ".join(c["name"] for c in desc["validation"]))
     say(f"synthetic share {settings.synthetic_ratio:.0%}; run folder {out}")
-    return train(settings, mixer, out, val=val, resume=resume, on_event=on_event, init_state=init_state)
+    return train(settings, mixer, out, val=val, resume=resume, on_event=on_event, init_state=init_state,
+                 teacher=teacher)

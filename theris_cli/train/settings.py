@@ -54,6 +54,7 @@ class TrainSettings:
     tfm_alpha: float = 20.0  # edge weight exp(-alpha |grad|^2) of the "learned" form
     tfm_edge_quantile: float = 0.9  # "fitted" form: a gradient at this quantile of the batch weighs 1/2
     temporal_lambda: float = 0.1  # weight of the temporal-difference loss (train.loss.temporal_difference)
+    flow_teacher: float = 0.0  # weight of the motion-distillation loss against RIFE (train.loss.velocity_error)
     synthetic_ratio: float = 0.5
     motion_p: float = 0.25  # fraction of synthetic clips with fast motion (synthetic.SceneConfig.fast_p)
     motion_crops: float = 0.5  # fraction of real crops chosen for their motion (dataset.RealSource)
@@ -156,6 +157,10 @@ def check_settings(s: TrainSettings) -> None:
         problems.append(f"--tfm-lambda must be >= 0 (got {s.tfm_lambda})")
     if s.temporal_lambda < 0:
         problems.append(f"--temporal-lambda must be >= 0 (got {s.temporal_lambda})")
+    if s.flow_teacher < 0:
+        problems.append(f"--flow-teacher must be >= 0 (got {s.flow_teacher})")
+    if s.flow_teacher > 0 and not s.model.use_motion_align:
+        problems.append("--flow-teacher teaches the motion alignment, which this network has not: add --motion-align")
     if s.tfm_form not in TFM_FORMS:
         problems.append(f"--tfm-form must be one of {', '.join(TFM_FORMS)} (got {s.tfm_form})")
     if not 0 < s.tfm_edge_quantile < 1:
