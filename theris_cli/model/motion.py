@@ -72,6 +72,10 @@ class MotionAlign(nn.Module):
         B, T, C, H, W = x.shape
         if T < 2:
             return x.new_zeros(B, 0, 2, H, W)
+        v0 = None
+        if self.radius > 0:
+            v0, cost = self._matched(x, feats)
+        x = x.to(self.down.weight.dtype)  # the CNN in its own dtype (bfloat16 on the CPU's fast path)
         if torch.is_grad_enabled():
             both = torch.cat([x, feats.to(x.dtype)], dim=2)                        # (B, T, C+dim, H, W)
             pairs = torch.cat([both[:, :-1], both[:, 1:]], dim=2).flatten(0, 1)   # (B*(T-1), 2(C+dim), H, W)
@@ -79,9 +83,7 @@ class MotionAlign(nn.Module):
             # pairs, and converting those afterwards costs more than it saves
             pairs = _pairs_channels_last(x, feats.to(x.dtype))
         h = F.leaky_relu(self.down(pairs), 0.1)
-        v0 = None
-        if self.radius > 0:
-            v0, cost = self._matched(x, feats)
+        if v0 is not None:
             h = h + F.leaky_relu(self.cost_in(cost.to(h.dtype)), 0.1)
         for conv in self.body:
             h = h + F.leaky_relu(conv(h), 0.1)
@@ -93,10 +95,11 @@ class MotionAlign(nn.Module):
     def _matched(self, x: torch.Tensor, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The matching estimate (B*(T-1), 2, H, W) and the forward and backward cost volumes at
         the CNN's half resolution (B*(T-1), 2 (2r+1)^2, ceil(H/2), ceil(W/2)) for x, feats as in
-        `velocities`; float32 from the matching features on (a soft argmax this sharp needs more
-        than bfloat16's 8 bits)."""
+        `velocities`; in the matching conv's dtype, float32 from its output on (a soft argmax this
+        sharp needs more than bfloat16's 8 bits: the CPU's fast path keeps that conv in float32)."""
         B, T, C, H, W = x.shape
-        both = torch.cat([x, feats.to(x.dtype)], dim=2).flatten(0, 1)               # (B*T, C+dim, H, W)
+        work = self.match.weight.dtype
+        both = torch.cat([x.to(work), feats.to(work)], dim=2).flatten(0, 1)         # (B*T, C+dim, H, W)
         g = F.avg_pool2d(self.match(both).float(), MATCH_STRIDE, ceil_mode=True)
         g = F.normalize(g, dim=1).view(B, T, MATCH_DIM, *g.shape[2:])
         first, second = g[:, :-1].flatten(0, 1), g[:, 1:].flatten(0, 1)

@@ -222,7 +222,10 @@ class THERIS(nn.Module):
             if lowp is None:
                 pair_v = self.motion.velocities(x, feats.permute(0, 1, 4, 2, 3))
             else:
-                pair_v = _in_dtype(self.motion, lowp).velocities(x.to(lowp), feats.permute(0, 1, 4, 2, 3).to(lowp)).float()
+                motion = _in_dtype(self.motion, lowp)
+                if self.motion.radius > 0:
+                    motion.match.float()  # matching needs float32 frames and features (`MotionAlign._matched`)
+                pair_v = motion.velocities(x, feats.permute(0, 1, 4, 2, 3).to(lowp)).float()
             v = self.motion.at_times(pair_v, times)
             self._aligned_mix_units(feats, mix, v, times, interp)
         del feats
