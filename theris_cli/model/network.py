@@ -223,8 +223,8 @@ class THERIS(nn.Module):
                 pair_v = self.motion.velocities(x, feats.permute(0, 1, 4, 2, 3))
             else:
                 motion = _in_dtype(self.motion, lowp)
-                if self.motion.radius > 0:
-                    motion.match.float()  # matching needs float32 frames and features (`MotionAlign._matched`)
+                if self.motion.radius > 0:  # the matching conv in float32, on the float32 frames
+                    motion.match.float()    # (`MotionAlign._matched`)
                 pair_v = motion.velocities(x, feats.permute(0, 1, 4, 2, 3).to(lowp)).float()
             v = self.motion.at_times(pair_v, times)
             self._aligned_mix_units(feats, mix, v, times, interp)
