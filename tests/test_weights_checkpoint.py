@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from theris_cli.errors import WeightsError
-from theris_cli.model import PRESETS
+from theris_cli.model import PRESETS, THERIS
 from theris_cli.weights import export_checkpoint, inspect_checkpoint, load_checkpoint, load_model, save_checkpoint
 from theris_cli.weights.checkpoint import EXTRA_PREFIX
 
@@ -75,6 +75,20 @@ def test_export_drops_extra_tensors(tmp_path, tiny):
     info = inspect_checkpoint(dst)
     assert (info.n_extra, info.metadata) == (0, {"step": 5})
     assert dst.stat().st_size < src.stat().st_size
+
+
+def test_export_sets_a_weightless_switch_and_records_it(tmp_path, tiny):
+    import dataclasses
+
+    off = THERIS(dataclasses.replace(tiny.config, use_still_blend=False))
+    src = save_checkpoint(tmp_path / "train.safetensors", off, {"step": 5})
+    dst = export_checkpoint(src, tmp_path / "ship.safetensors", {"use_still_blend": True})
+    info = inspect_checkpoint(dst)
+    assert info.config == dataclasses.replace(off.config, use_still_blend=True)
+    assert info.metadata == {"step": 5, "config_changes": {"use_still_blend": True}}
+    with pytest.raises(WeightsError, match="cannot set dim on export"):
+        export_checkpoint(src, tmp_path / "bad.safetensors", {"dim": 3})
+    assert not (tmp_path / "bad.safetensors").exists()
 
 
 def test_metadata_and_names_are_checked(tmp_path, tiny):

@@ -133,6 +133,12 @@ def test_hash_tool_prints_the_registry_fields(tmp_path, capsys):
     assert inspect_checkpoint(ship).n_extra == 0
     assert f'sha256="{sha256_file(ship)}"' in capsys.readouterr().out
 
+    assert tool_main(["--export", str(path), str(ship), "--set", "use_still_blend=false"]) == 0
+    assert not inspect_checkpoint(ship).config.use_still_blend
+    assert "use_still_blend set to False" in capsys.readouterr().out
+    assert tool_main(["--export", str(path), str(ship), "--set", "use_still_blend=maybe"]) == 1
+    assert "expected NAME=true or NAME=false" in capsys.readouterr().err
+
 
 def test_hash_tool_refuses_other_files(tmp_path, capsys):
     path = tmp_path / "x.safetensors"

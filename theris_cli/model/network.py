@@ -1,4 +1,5 @@
-"""THERIS: encoder -> TDIM -> N x TSSM -> x4 decoder, plus a bicubic global residual.
+"""THERIS: encoder -> TDIM -> N x TSSM -> x4 decoder, plus a bicubic global residual, then the still
+blend of the in-between frames (model/still.py).
 
 (B, T, C, H, W) input frames in [0, 1] at integer times 0..T-1 -> (B, M, C, 4H, 4W) frames at the
 M target times (default: the 2T-1 half-steps). Any H, W >= 1: nothing here needs multiples (HMB
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 
 from theris_cli.model.config import SCALE, ModelConfig
 from theris_cli.model.motion import MotionAlign, aligned_blend, aligned_mix, warp
+from theris_cli.model.still import blend_sources, still_blend
 from theris_cli.model.tdim import TDIM
 from theris_cli.model.tssm import TSSM, inference_units, units_lowp
 
@@ -121,7 +123,10 @@ class THERIS(nn.Module):
 
         keep: indices into times of the frames to return, (B, K, C, 4H, 4W). The others still take
         part in the TSSMs' scans over time (so the kept frames equal those of the full call), but
-        are not decoded: the body_out, decoder and bicubic residual of a frame are its own."""
+        are not decoded: the body_out, decoder and bicubic residual of a frame are its own.
+
+        With `ModelConfig.use_still_blend` the in-between frames are then gated towards the linear
+        blend of the frames at the input times either side (model/still.py); those are decoded too."""
         assert x.dim() == 5, f"expected x as (B, T, C, H, W), got shape {tuple(x.shape)}"
         B, T, C, H, W = x.shape
         assert C == self.config.in_channels, f"expected {self.config.in_channels} channels, got {C}"
@@ -135,6 +140,15 @@ class THERIS(nn.Module):
             keep = [int(i) for i in keep]
             if not keep or min(keep) < 0 or max(keep) >= times.numel():
                 raise ValueError(f"keep must be indices into the {times.numel()} times, got {keep}")
+        if not self.config.use_still_blend:
+            return self._forward(x, times, keep)
+        decoded = blend_sources(times, keep)  # the kept frames and the input-time frames they blend
+        y = still_blend(x, times if decoded is None else times[decoded], self._forward(x, times, decoded))
+        return y if keep is None else y[:, [decoded.index(i) for i in keep]]
+
+    def _forward(self, x: torch.Tensor, times: torch.Tensor, keep: Optional[list[int]]) -> torch.Tensor:
+        """`forward` before the still blend, times and keep checked."""
+        B, T, C, H, W = x.shape
         if inference_units(x):
             lowp = units_lowp()  # read before autocast is turned off: the path does its own casts
             with torch.autocast("cpu", enabled=False):

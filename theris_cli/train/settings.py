@@ -27,6 +27,7 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "smb": {"use_smb": False},
     "tmb": {"use_tmb": False},
     "hmb": {"use_hmb": False},
+    "still-blend": {"use_still_blend": False},
 }
 TFM_FORMS = ("fitted", "learned")  # train.loss: FittedTFMLoss (default), TFMLoss (the paper's form, as shipped before)
 

@@ -2,6 +2,8 @@
 
     python -m theris_cli.weights --hash weights/theris-small.safetensors
     python -m theris_cli.weights --export runs/x/best.safetensors weights/theris-small.safetensors
+    python -m theris_cli.weights --export runs/x/best.safetensors weights/theris-small.safetensors \
+        --set use_still_blend=true
 """
 
 from __future__ import annotations
@@ -51,12 +53,24 @@ def hash_command(path: Path) -> int:
     return 0
 
 
-def export_command(src: Path, dst: Path) -> int:
+def parse_switches(items: list[str]) -> dict[str, bool]:
+    """NAME=true|false items -> {NAME: bool}; a WeightsError names a malformed one."""
+    switches = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        if value.lower() not in ("true", "false"):
+            raise WeightsError(f"--set {item!r}: expected NAME=true or NAME=false")
+        switches[name] = value.lower() == "true"
+    return switches
+
+
+def export_command(src: Path, dst: Path, switches: dict[str, bool] | None = None) -> int:
     """Copy a training checkpoint without its extra tensors, then print its registry fields."""
     from theris_cli.weights.checkpoint import export_checkpoint
 
-    export_checkpoint(src, dst)
-    print(f"wrote {dst}: the weights, config and metadata of {src}, without extra tensors\n")
+    export_checkpoint(src, dst, switches)
+    changed = "".join(f", {k} set to {v}" for k, v in (switches or {}).items())
+    print(f"wrote {dst}: the weights, config and metadata of {src}, without extra tensors{changed}\n")
     return hash_command(dst)
 
 
@@ -68,11 +82,17 @@ def main(argv: list[str] | None = None) -> int:
         "--export", type=Path, nargs=2, metavar=("SRC", "DST"),
         help="copy a training checkpoint without its extra tensors (optimizer state), then print its fields",
     )
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="NAME=BOOL",
+        help="with --export: set a config switch of a part without weights (use_still_blend); repeatable",
+    )
     args = parser.parse_args(argv)
     try:
         if args.hash is not None:
+            if args.set:
+                raise WeightsError("--set goes with --export")
             return hash_command(args.hash)
-        return export_command(*args.export)
+        return export_command(*args.export, parse_switches(args.set))
     except WeightsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -170,11 +170,28 @@ def unpack_state(tensors: dict[str, Any], skeleton: Any) -> Any:
     return walk(skeleton)
 
 
-def export_checkpoint(src, dst) -> Path:
+# config switches of parts without weights: an export may set them (the file's weights stay valid)
+WEIGHTLESS_SWITCHES = ("use_still_blend",)
+
+
+def export_checkpoint(src, dst, switches: dict[str, bool] | None = None) -> Path:
     """Copy a checkpoint without its extra tensors (the file to ship: weights, config, metadata),
-    and without the paths of this machine that training recorded to resume (clip names stay)."""
+    and without the paths of this machine that training recorded to resume (clip names stay).
+
+    switches: `WEIGHTLESS_SWITCHES` to set in the copy's config (e.g. the still blend on for weights
+    trained before it existed); the metadata records them under "config_changes"."""
+    import dataclasses
+
     ck = load_checkpoint(src)
     meta = dict(ck.metadata)
+    config = ck.config
+    if switches:
+        unknown = sorted(set(switches) - set(WEIGHTLESS_SWITCHES))
+        if unknown:
+            raise WeightsError(f"cannot set {', '.join(unknown)} on export: only {', '.join(WEIGHTLESS_SWITCHES)} "
+                               f"carry no weights")
+        config = dataclasses.replace(config, **switches)
+        meta["config_changes"] = {**meta.get("config_changes", {}), **switches}
     if isinstance(meta.get("data"), dict):
         meta["data"] = {k: v for k, v in meta["data"].items() if k not in ("paths", "val_paths", "exclude")}
     if isinstance(meta.get("train"), dict) and isinstance(meta["train"].get("data"), dict):
@@ -182,7 +199,7 @@ def export_checkpoint(src, dst) -> Path:
     contract = contract_of(meta)
     if contract is not None:
         meta["contract"] = contract
-    return write_checkpoint(dst, ck.config, ck.state_dict, meta)
+    return write_checkpoint(dst, config, ck.state_dict, meta)
 
 
 # --- reading -----------------------------------------------------------------------------------

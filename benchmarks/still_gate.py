@@ -1,0 +1,85 @@
+"""The still blend's gate (model/still.py) at several settings, and off, on the same clips.
+
+    python benchmarks/still_gate.py CLIP... [--max-frames 41] [--gate 10,30,2 --gate 20,60,0 ...]
+    python benchmarks/still_gate.py ../shared/data --split v1
+
+Each --gate is STILL_BELOW,MOVING_ABOVE in per mille of the level range and STILL_DILATE in LR pixels;
+the shipped setting and "off" (the same weights without the blend) are always scored. Prints a
+Markdown table of theris's gain over bicubic + linear, by `theris evaluate`'s protocol (fp32): PSNR
+over all and interpolated frames, tMAE (and on how many clips it is below bicubic's), PSNR over the
+moving pixels. The settings were chosen on training clips, then checked on split v1 (README, *The
+network*).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+
+from theris_cli.hugepages import prefer_huge_pages
+
+prefer_huge_pages()  # before torch is imported, as `theris evaluate` does
+
+import torch  # noqa: E402
+
+from theris_cli.eval.baselines import BASELINES  # noqa: E402
+from theris_cli.eval.evaluate import evaluate, theris_predictor  # noqa: E402
+from theris_cli.model import THERIS, still  # noqa: E402
+from theris_cli.weights import DEFAULT_MODEL, load_model  # noqa: E402
+
+
+def _gate(text: str) -> tuple[float, float, int]:
+    below, above, dilate = text.split(",")
+    return float(below) / 1000, float(above) / 1000, int(dilate)
+
+
+def _row(name: str, ev) -> str:
+    t, b = ev.mean["theris"], ev.mean["bicubic"]
+    steadier = sum(c.methods["theris"].tmae < c.methods["bicubic"].tmae for c in ev.clips)
+    return (f"| {name} | {t.all.psnr - b.all.psnr:+.3f} | {t.interpolated.psnr - b.interpolated.psnr:+.3f} | "
+            f"{1e3 * t.tmae:.3f} ({1e3 * b.tmae:.3f}) | {steadier}/{len(ev.clips)} | "
+            f"{t.motion.psnr - b.motion.psnr:+.3f} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("clips", nargs="+")
+    ap.add_argument("--split", default=None, help="score this split's validation clips, found under CLIPS")
+    ap.add_argument("--weights", default=DEFAULT_MODEL)
+    ap.add_argument("--max-frames", type=int, default=None)
+    ap.add_argument("--gate", action="append", default=[], type=_gate, metavar="BELOW,ABOVE,DILATE")
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    model = load_model(args.weights)
+    off = THERIS(dataclasses.replace(model.config, use_still_blend=False)).eval()
+    off.load_state_dict(model.state_dict())
+    on = THERIS(dataclasses.replace(model.config, use_still_blend=True)).eval()
+    on.load_state_dict(model.state_dict())
+    shipped = (still.STILL_BELOW, still.MOVING_ABOVE, still.STILL_DILATE)
+    gates = [shipped] + [g for g in args.gate if g != shipped]
+
+    def run(net: THERIS):
+        methods = {"theris": theris_predictor(net), "bicubic": BASELINES["bicubic"]}
+        return evaluate(args.clips, methods, max_frames=args.max_frames, split=args.split)
+
+    print(f"# {args.weights}; gain over bicubic + linear (dB), tMAE in per mille of the range, fp32")
+    print("| still blend (below, above ‰, dilate px) | PSNR all | PSNR interp | tMAE ‰ (bicubic) | tMAE < bicubic "
+          "| PSNR move |")
+    print("|---|---|---|---|---|---|")
+    print(_row("off", run(off)), flush=True)
+    try:
+        for below, above, dilate in gates:
+            still.STILL_BELOW, still.MOVING_ABOVE, still.STILL_DILATE = below, above, dilate
+            mark = " (shipped)" if (below, above, dilate) == shipped else ""
+            print(_row(f"{1e3 * below:g}, {1e3 * above:g}, {dilate}{mark}", run(on)), flush=True)
+    finally:
+        still.STILL_BELOW, still.MOVING_ABOVE, still.STILL_DILATE = shipped
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""Still blend (model/still.py): where the input frames agree, an in-between frame is the blend of
+the network's frames either side; where they differ it is the network's own; both forward paths
+and `keep` agree; old checkpoints read without it; `--ablate still-blend` switches it off."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from theris_cli.model import PRESETS, THERIS, ModelConfig
+from theris_cli.model.still import MOVING_ABOVE, STILL_BELOW, STILL_DILATE, blend_sources
+from theris_cli.train.settings import apply_ablations
+
+TINY = dataclasses.replace(PRESETS["tiny"], use_motion_align=True, motion_dim=8, motion_radius=1)
+
+
+def _pair(net: THERIS) -> tuple[THERIS, THERIS]:
+    """The net and the same weights without the still blend."""
+    off = THERIS(dataclasses.replace(net.config, use_still_blend=False)).eval()
+    off.load_state_dict(net.state_dict())
+    return net, off
+
+
+def _run(net: THERIS, x: torch.Tensor, path: str, **kw) -> torch.Tensor:
+    if path == "whole":
+        with torch.enable_grad():
+            return net(x, **kw).detach()
+    with torch.inference_mode():
+        return net(x, **kw)
+
+
+def _nets(seed: int = 0) -> tuple[THERIS, THERIS]:
+    torch.manual_seed(seed)
+    net = THERIS(TINY).eval()
+    with torch.no_grad():  # a trained decoder is not near zero: make the in-between frames differ
+        net.decoder.out.weight.mul_(100)
+    return _pair(net)
+
+
+@pytest.mark.parametrize("path", ["whole", "units"])
+def test_still_pixels_are_the_blend_of_the_frames_either_side(path):
+    on, off = _nets()
+    torch.manual_seed(1)
+    scene = torch.rand(1, 1, 1, 12, 16)
+    x = (scene + (torch.rand(1, 4, 1, 12, 16) - 0.5) * STILL_BELOW).clamp(0, 1)  # noise below the gate
+    y, y_off = _run(on, x, path), _run(off, x, path)
+    for i in (1, 3, 5):
+        blend = (y[:, i - 1] + y[:, i + 1]) / 2
+        torch.testing.assert_close(y[:, i], blend, atol=1e-6, rtol=0)
+        assert (y_off[:, i] - blend).abs().max() > 1e-3  # without it the frame is the network's own
+    torch.testing.assert_close(y[:, ::2], y_off[:, ::2])  # the input-time frames are untouched
+
+
+@pytest.mark.parametrize("path", ["whole", "units"])
+def test_moving_pixels_keep_the_networks_frame(path):
+    on, off = _nets()
+    torch.manual_seed(2)
+    x = torch.rand(1, 3, 1, 12, 16) * 0.5
+    x[:, 1] = x[:, 0] + 4 * MOVING_ABOVE  # every pixel of frames 0 -> 1 changes by more than the gate
+    y, y_off = _run(on, x, path), _run(off, x, path)
+    torch.testing.assert_close(y[:, 1], y_off[:, 1], atol=1e-6, rtol=0)
+
+
+def test_gate_reaches_the_dilation_around_a_change():
+    on, off = _nets()
+    x = torch.full((1, 2, 1, 16, 16), 0.5)
+    x[:, 1, :, 8, 8] = 0.9  # one pixel changes
+    y, y_off = _run(on, x, "units"), _run(off, x, "units")
+    blend = (y[:, 0] + y[:, 2]) / 2
+    near = slice(4 * (8 - STILL_DILATE) + 2, 4 * (8 + STILL_DILATE) + 2)  # inside the dilated gate
+    torch.testing.assert_close(y[:, 1, :, near, near], y_off[:, 1, :, near, near], atol=1e-6, rtol=0)
+    torch.testing.assert_close(y[:, 1, :, :12, :12], blend[:, :, :12, :12], atol=1e-6, rtol=0)  # far: blended
+
+
+@pytest.mark.parametrize("path", ["whole", "units"])
+def test_kept_frames_equal_the_full_call(path):
+    on, _ = _nets()
+    x = torch.rand(1, 4, 1, 12, 16)
+    full = _run(on, x, path)
+    for keep in ([1], [3, 5], [6, 1]):
+        torch.testing.assert_close(_run(on, x, path, keep=keep), full[:, keep], atol=2e-5, rtol=0)
+
+
+def test_blend_sources_adds_the_input_times_either_side():
+    times = torch.tensor([0, 0.5, 1, 1.5, 2])
+    assert blend_sources(times, None) is None
+    assert blend_sources(times, [1]) == [0, 1, 2]
+    assert blend_sources(times, [3, 4]) == [2, 3, 4]
+    assert blend_sources(torch.tensor([0.5, 1.5]), [0]) == [0]  # no neighbours given: nothing to add
+
+
+def test_times_without_their_neighbours_are_the_networks_own():
+    on, off = _nets()
+    x = torch.rand(1, 3, 1, 8, 8) * 0.001 + 0.5  # still
+    times = torch.tensor([0.5, 1.5])
+    torch.testing.assert_close(_run(on, x, "units", times=times), _run(off, x, "units", times=times))
+
+
+def test_training_gets_gradients_through_it():
+    on, _ = _nets()
+    x = torch.rand(1, 3, 1, 8, 8) * 0.001 + 0.5
+    on.train()
+    on(x).square().mean().backward()
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in on.parameters())
+    assert on.decoder.out.weight.grad.abs().sum() > 0
+
+
+def test_configs_written_before_it_read_without_it_and_the_ablation_switches_it_off():
+    d = TINY.to_dict()
+    d.pop("use_still_blend")
+    assert ModelConfig.from_dict(d) == dataclasses.replace(TINY, use_still_blend=False)
+    assert TINY.use_still_blend
+    assert not apply_ablations(TINY, ["still-blend"]).use_still_blend
