@@ -80,12 +80,13 @@ def test_export_drops_extra_tensors(tmp_path, tiny):
 def test_export_sets_a_weightless_switch_and_records_it(tmp_path, tiny):
     import dataclasses
 
-    off = THERIS(dataclasses.replace(tiny.config, use_still_blend=False))
+    off = THERIS(dataclasses.replace(tiny.config, use_still_blend=False, use_still_detail=False))
     src = save_checkpoint(tmp_path / "train.safetensors", off, {"step": 5})
-    dst = export_checkpoint(src, tmp_path / "ship.safetensors", {"use_still_blend": True})
+    switches = {"use_still_blend": True, "use_still_detail": True}
+    dst = export_checkpoint(src, tmp_path / "ship.safetensors", switches)
     info = inspect_checkpoint(dst)
-    assert info.config == dataclasses.replace(off.config, use_still_blend=True)
-    assert info.metadata == {"step": 5, "config_changes": {"use_still_blend": True}}
+    assert info.config == dataclasses.replace(off.config, **switches)
+    assert info.metadata == {"step": 5, "config_changes": switches}
     with pytest.raises(WeightsError, match="cannot set dim on export"):
         export_checkpoint(src, tmp_path / "bad.safetensors", {"dim": 3})
     assert not (tmp_path / "bad.safetensors").exists()

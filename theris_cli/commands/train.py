@@ -88,7 +88,7 @@ def train_cmd(
         "`theris evaluate` averages them (default off; a resumed run keeps its choice).",
     ),
     ablate: Optional[list[str]] = typer.Option(
-        None, "--ablate", help="Switch a part off: spectral-mask, thermal-prompt, tfm, smb, tmb, hmb or still-blend; repeatable."
+        None, "--ablate", help="Switch a part off: spectral-mask, thermal-prompt, tfm, smb, tmb, hmb, still-blend or still-detail; repeatable."
     ),
     motion_align: bool = typer.Option(
         False, "--motion-align", help="Add motion alignment (theris's part beyond the paper): frames moved along "

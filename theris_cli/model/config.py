@@ -16,7 +16,8 @@ SCALE = 4  # output pixels per LR pixel, along each axis
 _MAY_BE_ZERO = ("enc_blocks", "n_blocks", "dec_blocks", "motion_radius")  # zero blocks is a valid (ablated) network
 
 # fields added after checkpoints were shipped, with the value that reads an older file as it was meant
-_ADDED_LATER = {"use_motion_align": False, "motion_dim": 24, "motion_radius": 0, "use_still_blend": False}
+_ADDED_LATER = {"use_motion_align": False, "motion_dim": 24, "motion_radius": 0, "use_still_blend": False,
+                "use_still_detail": False}
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class ModelConfig:
     motion_dim: int = 24          # channels of the motion-alignment CNN
     motion_radius: int = 0        # its matching's reach in half-resolution pixels (2x in LR pixels) per input frame (0: none)
     use_still_blend: bool = True  # theris's addition: in-between frames are the blend of their neighbours where still (model/still.py)
+    use_still_detail: bool = True  # theris's addition: every frame's detail is the window's mean where still (model/still.py)
 
     def __post_init__(self) -> None:
         for f in fields(self):

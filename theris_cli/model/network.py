@@ -1,5 +1,5 @@
 """THERIS: encoder -> TDIM -> N x TSSM -> x4 decoder, plus a bicubic global residual, then the still
-blend of the in-between frames (model/still.py).
+blend of the in-between frames and the still detail of all (model/still.py).
 
 (B, T, C, H, W) input frames in [0, 1] at integer times 0..T-1 -> (B, M, C, 4H, 4W) frames at the
 M target times (default: the 2T-1 half-steps). Any H, W >= 1: nothing here needs multiples (HMB
@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from theris_cli.model.config import SCALE, ModelConfig
 from theris_cli.model.motion import MotionAlign, aligned_blend, aligned_mix, warp
-from theris_cli.model.still import blend_sources, still_blend
+from theris_cli.model.still import blend_sources, still_blend, still_detail
 from theris_cli.model.tdim import TDIM
 from theris_cli.model.tssm import TSSM, inference_units, units_lowp
 
@@ -126,7 +126,9 @@ class THERIS(nn.Module):
         are not decoded: the body_out, decoder and bicubic residual of a frame are its own.
 
         With `ModelConfig.use_still_blend` the in-between frames are then gated towards the linear
-        blend of the frames at the input times either side (model/still.py); those are decoded too."""
+        blend of the frames at the input times either side (model/still.py); those are decoded too.
+        With `ModelConfig.use_still_detail` every frame's detail over bicubic + linear is gated towards
+        the window's mean detail; then every frame is decoded."""
         assert x.dim() == 5, f"expected x as (B, T, C, H, W), got shape {tuple(x.shape)}"
         B, T, C, H, W = x.shape
         assert C == self.config.in_channels, f"expected {self.config.in_channels} channels, got {C}"
@@ -140,14 +142,23 @@ class THERIS(nn.Module):
             keep = [int(i) for i in keep]
             if not keep or min(keep) < 0 or max(keep) >= times.numel():
                 raise ValueError(f"keep must be indices into the {times.numel()} times, got {keep}")
-        if not self.config.use_still_blend:
+        c = self.config
+        if not (c.use_still_blend or c.use_still_detail):
             return self._forward(x, times, keep)
-        decoded = blend_sources(times, keep)  # the kept frames and the input-time frames they blend
-        y = still_blend(x, times if decoded is None else times[decoded], self._forward(x, times, decoded))
-        return y if keep is None else y[:, [decoded.index(i) for i in keep]]
+        # the kept frames and those the still parts read: the input-time frames either side, or all
+        decoded = None if c.use_still_detail else blend_sources(times, keep)
+        at = times if decoded is None else times[decoded]
+        y = self._forward(x, times, decoded)
+        if c.use_still_blend:
+            y = still_blend(x, at, y)
+        if c.use_still_detail:
+            y = still_detail(x, interpolate_frames(x, at), at, y)
+        if keep is None:
+            return y
+        return y[:, keep] if decoded is None else y[:, [decoded.index(i) for i in keep]]
 
     def _forward(self, x: torch.Tensor, times: torch.Tensor, keep: Optional[list[int]]) -> torch.Tensor:
-        """`forward` before the still blend, times and keep checked."""
+        """`forward` before the still blend and the still detail, times and keep checked."""
         B, T, C, H, W = x.shape
         if inference_units(x):
             lowp = units_lowp()  # read before autocast is turned off: the path does its own casts

@@ -1,8 +1,14 @@
-"""Still blend (theris's addition to the paper, `ModelConfig.use_still_blend`): where the two input
-frames around an in-between time agree, the in-between output frame is the linear blend of the
-network's own outputs at those two input times.
+"""Two weightless additions of theris's to the paper, for still parts of a scene.
 
-Why: on a still scene the truth of an in-between frame is its neighbours plus sensor noise, and the
+The still blend (`ModelConfig.use_still_blend`): where the two input frames around an in-between time
+agree, the in-between output frame is the linear blend of the network's own outputs at those two input
+times.
+
+The still detail (`ModelConfig.use_still_detail`): where all the window's input frames agree, every
+output frame's detail (its difference from bicubic + linear) is the mean detail of the window's frames
+at the input times, so the output changes there exactly as bicubic + linear does.
+
+Why the still blend: on a still scene the truth of an in-between frame is its neighbours plus sensor noise, and the
 best guess of it is their blend. The network's in-between frames are decoded from their own
 features, and there they add a curvature in time that the truth does not have: on the Lepton 3.5
 building clip of split v1 the in-between frames' second difference was 0.51 per mille of the range
@@ -18,7 +24,17 @@ pixel that metric calls moving keeps the network's frame; STILL_BELOW gave the l
 settings tried on eight training clips (`benchmarks/still_gate.py`). The dilation is not: there no dilation
 scored best, but on split v1 it cost possum's moving pixels 0.15 dB, and a moving object's
 in-between position lies beside where it was and where it goes, not on it. The README gives both.
-It has no weights: a checkpoint switches it on or off in its config, and training sees it as
+
+Why the still detail: where nothing moves, the truth changes from frame to frame only by sensor noise,
+and bicubic + linear follows it about as well as anything can (its frames are the input frames' own
+noise, smoothed). The network's frames are sharper, noise included, and that sharpened noise changes
+from frame to frame: on split v1 tMAE stayed above bicubic's on the two clips where almost nothing
+moves (possum 1.04 per mille against 1.02, building 0.81 against 0.76) after the still blend. The
+window's frames all estimate the same still detail, so their mean is the better estimate and a steady
+one. Its gate is the still blend's, on the largest difference among all the window's input frames.
+What remains is a step at the seam between windows, each with its own mean (README, *The network*).
+
+Neither has weights: a checkpoint switches them on or off in its config, and training sees them as
 inference does.
 """
 
@@ -62,10 +78,38 @@ def still_blend(x: torch.Tensor, times: torch.Tensor, y: torch.Tensor) -> torch.
             continue
         w = t - lo
         blend = y[:, index[lo]] * (1 - w) + y[:, index[lo + 1]] * w                 # (B, C, 4H, 4W)
-        gap = (x[:, int(lo) + 1] - x[:, int(lo)]).abs().amax(dim=1, keepdim=True)  # (B, 1, H, W)
-        if STILL_DILATE:
-            gap = F.max_pool2d(gap, 2 * STILL_DILATE + 1, stride=1, padding=STILL_DILATE)
-        gate = ((gap - STILL_BELOW) / (MOVING_ABOVE - STILL_BELOW)).clamp_(0, 1)
-        gate = F.interpolate(gate, scale_factor=SCALE, mode="bilinear", align_corners=False).to(y.dtype)
+        gate = _gate((x[:, int(lo) + 1] - x[:, int(lo)]).abs(), y.dtype)            # (B, 1, 4H, 4W)
         y[:, i] = blend + gate * (y[:, i] - blend)
     return y
+
+
+def still_detail(x: torch.Tensor, lin: torch.Tensor, times: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """x (B, T, C, H, W) the window's input frames in [0, 1], lin (B, M, C, H, W) their linear
+    interpolation at the output times (M,), y (B, M, C, 4H, 4W) the outputs there -> y, where all T
+    input frames agree, each frame's detail over the bicubic upsampling of lin replaced by the mean
+    detail of the frames at input times (written in place; autograd follows). Left as it is when
+    ``times`` holds no input time.
+
+    With mean output ym and mean LR frame xm over the input times, frame i's detail is
+    y_i - up(lin_i) and the mean detail ym - up(xm), so frame i moves by (1 - gate) times
+    ym - y_i - up(xm - lin_i): one upsampling of an LR difference per frame."""
+    inputs = [i for i, t in enumerate(times.tolist()) if t == int(t)]
+    if not inputs:
+        return y
+    gate = _gate(x.amax(dim=1) - x.amin(dim=1), y.dtype)                            # (B, 1, 4H, 4W)
+    ym, xm = y[:, inputs].mean(dim=1), lin[:, inputs].mean(dim=1)                  # (B, C, 4H, 4W), (B, C, H, W)
+    for i in range(times.numel()):
+        up = F.interpolate(xm - lin[:, i], scale_factor=SCALE, mode="bicubic", align_corners=False)
+        y[:, i] = y[:, i] + (1 - gate) * (ym - y[:, i] - up.to(y.dtype))
+    return y
+
+
+def _gate(gap: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """gap (B, C, H, W) input-frame differences -> (B, 1, 4H, 4W) in [0, 1]: 0 (still) where the
+    largest over the channels and a (2 * STILL_DILATE + 1)^2 neighbourhood is at most STILL_BELOW, 1
+    (moving) from MOVING_ABOVE, linear between, bilinearly upsampled to the output."""
+    gap = gap.amax(dim=1, keepdim=True)
+    if STILL_DILATE:
+        gap = F.max_pool2d(gap, 2 * STILL_DILATE + 1, stride=1, padding=STILL_DILATE)
+    gate = ((gap - STILL_BELOW) / (MOVING_ABOVE - STILL_BELOW)).clamp_(0, 1)
+    return F.interpolate(gate, scale_factor=SCALE, mode="bilinear", align_corners=False).to(dtype)

@@ -28,6 +28,7 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "tmb": {"use_tmb": False},
     "hmb": {"use_hmb": False},
     "still-blend": {"use_still_blend": False},
+    "still-detail": {"use_still_detail": False},
 }
 TFM_FORMS = ("fitted", "learned")  # train.loss: FittedTFMLoss (default), TFMLoss (the paper's form, as shipped before)
 

@@ -3,7 +3,7 @@
     python -m theris_cli.weights --hash weights/theris-small.safetensors
     python -m theris_cli.weights --export runs/x/best.safetensors weights/theris-small.safetensors
     python -m theris_cli.weights --export runs/x/best.safetensors weights/theris-small.safetensors \
-        --set use_still_blend=true
+        --set use_still_blend=true --set use_still_detail=true
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--set", action="append", default=[], metavar="NAME=BOOL",
-        help="with --export: set a config switch of a part without weights (use_still_blend); repeatable",
+        help="with --export: set a config switch of a part without weights (use_still_blend, use_still_detail); repeatable",
     )
     args = parser.parse_args(argv)
     try:

@@ -171,7 +171,7 @@ def unpack_state(tensors: dict[str, Any], skeleton: Any) -> Any:
 
 
 # config switches of parts without weights: an export may set them (the file's weights stay valid)
-WEIGHTLESS_SWITCHES = ("use_still_blend",)
+WEIGHTLESS_SWITCHES = ("use_still_blend", "use_still_detail")
 
 
 def export_checkpoint(src, dst, switches: dict[str, bool] | None = None) -> Path:
