@@ -9,7 +9,8 @@ per clip and per method, in per mille of the data range:
 
 * tMAE over all consecutive pairs, and split by the pair's kind: aligned -> interpolated (t even)
   and interpolated -> aligned (t odd), and by output time t mod 4 (the window period: stride 2 LR
-  frames = 4 output frames; phase 1 -> 2 is the pair into the frame that two windows cross-fade);
+  frames = 4 output frames; two windows cross-fade the frame at phase 1, so pairs 0 -> 1 and
+  1 -> 2 carry the handover from one window to the next);
 * per frame kind (aligned = even, interpolated = odd): the mean level error mean(pred - gt), the
   sharpness ratio mean |grad pred|^2 / mean |grad gt|^2 (1: as sharp as the truth; < 1 blurrier)
   and the PSNR;
