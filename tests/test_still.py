@@ -1,0 +1,195 @@
+"""model/still.py. The still blend: where the input frames agree, an in-between frame is the blend
+of the network's frames either side; where they differ it is the network's own. The still detail:
+where all the window's input frames agree, every output frame's detail over bicubic + linear is the
+mean detail of the frames at the input times; where they differ the network's frames are kept. For
+both: the two forward paths and `keep` agree, old checkpoints read without them, `--ablate`
+switches them off."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from theris_cli.model import PRESETS, THERIS, ModelConfig
+from theris_cli.model.network import default_times, interpolate_frames
+from theris_cli.model.still import MOVING_ABOVE, STILL_BELOW, STILL_DILATE, blend_sources
+from theris_cli.train.settings import apply_ablations
+
+# without the still detail, which makes every still frame's detail the same (its tests are below)
+TINY = dataclasses.replace(PRESETS["tiny"], use_motion_align=True, motion_dim=8, motion_radius=1,
+                           use_still_detail=False)
+
+
+def _run(net: THERIS, x: torch.Tensor, path: str, **kw) -> torch.Tensor:
+    if path == "whole":
+        with torch.enable_grad():
+            return net(x, **kw).detach()
+    with torch.inference_mode():
+        return net(x, **kw)
+
+
+def _nets(seed: int = 0, config: ModelConfig = TINY, switch: str = "use_still_blend") -> tuple[THERIS, THERIS]:
+    """A tiny net and the same weights with ``switch`` off."""
+    torch.manual_seed(seed)
+    on = THERIS(config).eval()
+    with torch.no_grad():  # a trained decoder is not near zero: make the frames differ
+        on.decoder.out.weight.mul_(100)
+    off = THERIS(dataclasses.replace(config, **{switch: False})).eval()
+    off.load_state_dict(on.state_dict())
+    return on, off
+
+
+@pytest.mark.parametrize("path", ["whole", "units"])
+def test_still_pixels_are_the_blend_of_the_frames_either_side(path):
+    on, off = _nets()
+    torch.manual_seed(1)
+    scene = torch.rand(1, 1, 1, 12, 16)
+    x = (scene + (torch.rand(1, 4, 1, 12, 16) - 0.5) * STILL_BELOW).clamp(0, 1)  # noise below the gate
+    y, y_off = _run(on, x, path), _run(off, x, path)
+    for i in (1, 3, 5):
+        blend = (y[:, i - 1] + y[:, i + 1]) / 2
+        torch.testing.assert_close(y[:, i], blend, atol=1e-6, rtol=0)
+        assert (y_off[:, i] - blend).abs().max() > 1e-3  # without it the frame is the network's own
+    torch.testing.assert_close(y[:, ::2], y_off[:, ::2])  # the input-time frames are untouched
+
+
+@pytest.mark.parametrize("path", ["whole", "units"])
+def test_moving_pixels_keep_the_networks_frame(path):
+    on, off = _nets()
+    torch.manual_seed(2)
+    x = torch.rand(1, 3, 1, 12, 16) * 0.5
+    x[:, 1] = x[:, 0] + 4 * MOVING_ABOVE  # every pixel of frames 0 -> 1 changes by more than the gate
+    y, y_off = _run(on, x, path), _run(off, x, path)
+    torch.testing.assert_close(y[:, 1], y_off[:, 1], atol=1e-6, rtol=0)
+
+
+def test_gate_reaches_the_dilation_around_a_change():
+    on, off = _nets()
+    x = torch.full((1, 2, 1, 16, 16), 0.5)
+    x[:, 1, :, 8, 8] = 0.9  # one pixel changes
+    y, y_off = _run(on, x, "units"), _run(off, x, "units")
+    blend = (y[:, 0] + y[:, 2]) / 2
+    near = slice(4 * (8 - STILL_DILATE) + 2, 4 * (8 + STILL_DILATE) + 2)  # inside the dilated gate
+    torch.testing.assert_close(y[:, 1, :, near, near], y_off[:, 1, :, near, near], atol=1e-6, rtol=0)
+    torch.testing.assert_close(y[:, 1, :, :12, :12], blend[:, :, :12, :12], atol=1e-6, rtol=0)  # far: blended
+
+
+@pytest.mark.parametrize("path", ["whole", "units"])
+def test_kept_frames_equal_the_full_call(path):
+    on, _ = _nets()
+    x = torch.rand(1, 4, 1, 12, 16)
+    full = _run(on, x, path)
+    for keep in ([1], [3, 5], [6, 1]):
+        torch.testing.assert_close(_run(on, x, path, keep=keep), full[:, keep], atol=2e-5, rtol=0)
+
+
+def test_blend_sources_adds_the_input_times_either_side():
+    times = torch.tensor([0, 0.5, 1, 1.5, 2])
+    assert blend_sources(times, None) is None
+    assert blend_sources(times, [1]) == [0, 1, 2]
+    assert blend_sources(times, [3, 4]) == [2, 3, 4]
+    assert blend_sources(torch.tensor([0.5, 1.5]), [0]) == [0]  # no neighbours given: nothing to add
+
+
+def test_times_without_their_neighbours_are_the_networks_own():
+    on, off = _nets()
+    x = torch.rand(1, 3, 1, 8, 8) * 0.001 + 0.5  # still
+    times = torch.tensor([0.5, 1.5])
+    torch.testing.assert_close(_run(on, x, "units", times=times), _run(off, x, "units", times=times))
+
+
+def test_training_gets_gradients_through_it():
+    on, _ = _nets()
+    x = torch.rand(1, 3, 1, 8, 8) * 0.001 + 0.5
+    on.train()
+    on(x).square().mean().backward()
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in on.parameters())
+    assert on.decoder.out.weight.grad.abs().sum() > 0
+
+
+def test_configs_written_before_it_read_without_it_and_the_ablation_switches_it_off():
+    d = TINY.to_dict()
+    d.pop("use_still_blend")
+    assert ModelConfig.from_dict(d) == dataclasses.replace(TINY, use_still_blend=False)
+    assert TINY.use_still_blend
+    assert not apply_ablations(TINY, ["still-blend"]).use_still_blend
+
+
+# ------------------------------------------------------------------------------ still detail
+
+TINY_DETAIL = dataclasses.replace(TINY, use_still_detail=True)
+
+
+def _detail_nets() -> tuple[THERIS, THERIS]:
+    """A tiny net with the still detail and the same weights without it."""
+    return _nets(config=TINY_DETAIL, switch="use_still_detail")
+
+
+def _detail(y: torch.Tensor, x: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
+    """y minus bicubic + linear at times: (B, M, C, 4H, 4W)."""
+    lin = interpolate_frames(x, times)
+    B, M, C, H, W = lin.shape
+    up = F.interpolate(lin.reshape(B * M, C, H, W), scale_factor=4, mode="bicubic", align_corners=False)
+    return y - up.view_as(y)
+
+
+def _still_window(T: int = 4, seed: int = 1) -> torch.Tensor:
+    torch.manual_seed(seed)
+    scene = torch.rand(1, 1, 1, 12, 16) * 0.8 + 0.1
+    return scene + (torch.rand(1, T, 1, 12, 16) - 0.5) * STILL_BELOW  # noise below the gate
+
+
+@pytest.mark.parametrize("path", ["whole", "units"])
+def test_still_frames_share_the_mean_detail_of_the_input_time_frames(path):
+    on, off = _detail_nets()
+    x = _still_window()
+    times = default_times(4)
+    d_on, d_off = _detail(_run(on, x, path), x, times), _detail(_run(off, x, path), x, times)
+    mean = d_off[:, ::2].mean(dim=1)  # the input times 0, 1, 2, 3
+    for i in range(times.numel()):
+        torch.testing.assert_close(d_on[:, i], mean, atol=2e-5, rtol=0)
+    assert (d_off[:, 0] - d_off[:, 2]).abs().max() > 1e-3  # without it each frame has its own detail
+
+
+@pytest.mark.parametrize("path", ["whole", "units"])
+def test_a_change_anywhere_in_the_window_keeps_the_networks_frames(path):
+    on, off = _detail_nets()
+    x = _still_window()
+    x[:, 3] += 4 * MOVING_ABOVE  # the last input frame differs everywhere by more than the gate
+    torch.testing.assert_close(_run(on, x, path), _run(off, x, path), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("path", ["whole", "units"])
+def test_kept_frames_equal_the_full_call_with_the_still_detail(path):
+    on, _ = _detail_nets()
+    x = _still_window()
+    x[..., :6, :] += torch.rand(1, 4, 1, 6, 16) * 0.2  # moving above, still below
+    full = _run(on, x, path)
+    for keep in ([1], [3, 5], [6, 0]):
+        torch.testing.assert_close(_run(on, x, path, keep=keep), full[:, keep], atol=2e-5, rtol=0)
+
+
+def test_still_detail_leaves_times_without_an_input_time_as_they_are():
+    on, off = _detail_nets()
+    x = _still_window(T=3)
+    times = torch.tensor([0.5, 1.5])
+    torch.testing.assert_close(_run(on, x, "units", times=times), _run(off, x, "units", times=times))
+
+
+def test_training_gets_gradients_through_the_still_detail():
+    on, _ = _detail_nets()
+    on.train()
+    on(_still_window(T=3)).square().mean().backward()
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in on.parameters())
+    assert on.decoder.out.weight.grad.abs().sum() > 0
+
+
+def test_configs_written_before_the_still_detail_read_without_it_and_the_ablation_switches_it_off():
+    d = TINY_DETAIL.to_dict()
+    d.pop("use_still_detail")
+    assert ModelConfig.from_dict(d) == TINY
+    assert PRESETS["tiny"].use_still_detail
+    assert not apply_ablations(TINY_DETAIL, ["still-detail"]).use_still_detail
