@@ -8,9 +8,9 @@ The still detail (`ModelConfig.use_still_detail`): where all the window's input 
 output frame's detail (its difference from bicubic + linear) is the mean detail of the window's frames
 at the input times, so the output changes there exactly as bicubic + linear does.
 
-Why the still blend: on a still scene the truth of an in-between frame is its neighbours plus sensor noise, and the
-best guess of it is their blend. The network's in-between frames are decoded from their own
-features, and there they add a curvature in time that the truth does not have: on the Lepton 3.5
+Why the still blend: on a still scene the truth of an in-between frame is its neighbours plus sensor
+noise, and the best guess of it is their blend. The network's in-between frames are decoded from their
+own features, and there they add a curvature in time that the truth does not have: on the Lepton 3.5
 building clip of split v1 the in-between frames' second difference was 0.51 per mille of the range
 where the linear blend of the same network's aligned frames has none, and tMAE was 1.13 per mille
 against the blend's 0.91 (benchmarks/temporal_breakdown.py, column theris+lin). Where something
@@ -32,7 +32,7 @@ from frame to frame: on split v1 tMAE stayed above bicubic's on the two clips wh
 moves (possum 1.04 per mille against 1.02, building 0.81 against 0.76) after the still blend. The
 window's frames all estimate the same still detail, so their mean is the better estimate and a steady
 one. Its gate is the still blend's, on the largest difference among all the window's input frames.
-What remains is a step at the seam between windows, each with its own mean (README, *The network*).
+What remains is where two windows cross-fade, each with its own mean (README, *Quality*).
 
 Neither has weights: a checkpoint switches them on or off in its config, and training sees them as
 inference does.
