@@ -136,8 +136,8 @@ def _detail(y: torch.Tensor, x: torch.Tensor, times: torch.Tensor) -> torch.Tens
     return y - up.view_as(y)
 
 
-def _still_window(T: int = 4, seed: int = 1) -> torch.Tensor:
-    torch.manual_seed(seed)
+def _still_window(T: int = 4) -> torch.Tensor:
+    torch.manual_seed(1)
     scene = torch.rand(1, 1, 1, 12, 16) * 0.8 + 0.1
     return scene + (torch.rand(1, T, 1, 12, 16) - 0.5) * STILL_BELOW  # noise below the gate
 

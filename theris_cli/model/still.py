@@ -96,11 +96,11 @@ def still_detail(x: torch.Tensor, lin: torch.Tensor, times: torch.Tensor, y: tor
     inputs = [i for i, t in enumerate(times.tolist()) if t == int(t)]
     if not inputs:
         return y
-    gate = _gate(x.amax(dim=1) - x.amin(dim=1), y.dtype)                            # (B, 1, 4H, 4W)
+    still = 1 - _gate(x.amax(dim=1) - x.amin(dim=1), y.dtype)                       # (B, 1, 4H, 4W)
     ym, xm = y[:, inputs].mean(dim=1), lin[:, inputs].mean(dim=1)                  # (B, C, 4H, 4W), (B, C, H, W)
     for i in range(times.numel()):
         up = F.interpolate(xm - lin[:, i], scale_factor=SCALE, mode="bicubic", align_corners=False)
-        y[:, i] = y[:, i] + (1 - gate) * (ym - y[:, i] - up.to(y.dtype))
+        y[:, i] = y[:, i] + still * (ym - y[:, i] - up.to(y.dtype))
     return y
 
 
