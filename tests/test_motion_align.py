@@ -168,6 +168,61 @@ def test_matching_estimate_finds_a_shift_without_training():
     assert float(off.median()) < 0.05 and float(off.quantile(0.9)) < 0.25  # a few ambiguous pixels
 
 
+def _patch_features(net: THERIS) -> THERIS:
+    """The net's matching features made the frame's 3x3 patches about 0.5 (known, distinct features
+    of a random frame, instead of random weights), and its soft argmax sharp."""
+    with torch.no_grad():
+        m = net.motion.match
+        m.weight.zero_()
+        m.bias.zero_()
+        for k in range(9):
+            m.weight[k, 0, k // 3, k % 3] = 1.0
+            m.bias[k] = -0.5
+        net.motion.log_temperature.fill_(8.0)
+    return net
+
+
+def test_a_wider_search_finds_a_shift_beyond_the_cost_volume():
+    """A pattern moving 6 px right and 2 px up per frame (3 and 1 at half resolution): a matching of
+    radius 1 cannot reach it; with a search of 4 (`ModelConfig.motion_search`) the estimate is that
+    velocity, with the same weights."""
+    near = _patch_features(THERIS(dataclasses.replace(TINY_MOTION, motion_radius=1)).eval())
+    wide = THERIS(dataclasses.replace(TINY_MOTION, motion_radius=1, motion_search=4)).eval()
+    wide.load_state_dict(near.state_dict())  # no weights of its own
+    frame = torch.rand(1, 1, 40, 44, generator=torch.Generator().manual_seed(0))  # no offset nearly as good
+    x = torch.stack([torch.roll(frame, shifts=(-2 * t, 6 * t), dims=(2, 3)) for t in range(3)], dim=1)
+    truth = torch.tensor([6.0, -2.0]).view(1, 2, 1, 1)
+    with torch.no_grad():
+        off = [(net.pair_velocities(x)[0, :, :, 10:-10, 10:-10] - truth).norm(dim=1) for net in (near, wide)]
+    assert float(off[0].median()) > 2.0
+    assert float(off[1].max()) < 0.05
+
+
+def test_offsets_beyond_the_radius_win_only_when_clearly_better():
+    cost = torch.zeros(1, 25, 1, 1)  # a cost volume of radius 2: channel (dy + 2) * 5 + (dx + 2)
+    cost[0, 13] = 0.9  # offset (1, 0), within radius 1
+    for lead, winner in ((motion.SEARCH_MARGIN / 2, 1.0), (2 * motion.SEARCH_MARGIN, 2.0)):
+        cost[0, 14] = 0.9 + lead  # offset (2, 0), beyond it
+        got = motion.soft_argmax(cost, 1, 1000.0)
+        torch.testing.assert_close(got.flatten(), torch.tensor([winner, 0.0]), atol=1e-3, rtol=0)
+    torch.testing.assert_close(motion.soft_argmax(cost, 2, 1000.0).flatten(), torch.tensor([2.0, 0.0]))
+
+
+def test_the_cnn_reads_the_cost_volume_of_its_radius_whatever_the_search():
+    g = torch.Generator().manual_seed(6)
+    a, b = (torch.nn.functional.normalize(torch.randn(2, 4, 9, 10, generator=g), dim=1) for _ in range(2))
+    wide = motion.correlation(a, b, 3)
+    torch.testing.assert_close(motion._within(wide, 3, 1), motion.correlation(a, b, 1), rtol=0, atol=0)
+
+
+def test_configs_written_before_the_search_read_without_it():
+    d = TINY_MATCHING.to_dict()
+    d.pop("motion_search")
+    assert ModelConfig.from_dict(d).motion_search == 0
+    with pytest.raises(ValueError, match="motion_search"):
+        dataclasses.replace(TINY_MATCHING, motion_search=TINY_MATCHING.motion_radius - 1)
+
+
 def test_weights_without_matching_load_into_a_network_with_it():
     torch.manual_seed(5)
     before = _moving(THERIS(TINY_MOTION))

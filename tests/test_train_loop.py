@@ -471,3 +471,18 @@ def test_cli_motion_radius_grows_fine_tuned_weights(tmp_path):
     assert r.exit_code == 0, r.output
     ck = load_checkpoint(out / "final.safetensors")
     assert ck.config.use_motion_align and ck.config.motion_radius == 2
+
+
+def test_cli_motion_search_widens_the_matching_of_fine_tuned_weights(tmp_path):
+    from theris_cli.weights import load_checkpoint
+
+    base = train(_settings(steps=1), FixedBatch(), tmp_path / "base")
+    common = ["train", "--init", str(base.checkpoint), "--motion-radius", "2", "--steps", "1", "--batch", "1",
+              "--patch", "4", "--frames", "2", "--val-every", "0", "--device", "cpu"]
+    r = CliRunner().invoke(app, common + ["--motion-search", "3", "--out", str(tmp_path / "ft")])
+    assert r.exit_code == 0, r.output
+    assert load_checkpoint(tmp_path / "ft" / "final.safetensors").config.motion_search == 3
+    r = CliRunner().invoke(app, common + ["--motion-search", "1", "--out", str(tmp_path / "bad")])
+    assert isinstance(r.exception, UsageError) and "--motion-search" in str(r.exception)  # main() prints it
+    assert "at least motion_radius" in str(r.exception)
+    assert not (tmp_path / "bad").exists()

@@ -77,18 +77,20 @@ def test_export_drops_extra_tensors(tmp_path, tiny):
     assert dst.stat().st_size < src.stat().st_size
 
 
-def test_export_sets_a_weightless_switch_and_records_it(tmp_path, tiny):
+def test_export_sets_weightless_fields_and_records_them(tmp_path, tiny):
     import dataclasses
 
     off = THERIS(dataclasses.replace(tiny.config, use_still_blend=False, use_still_detail=False))
     src = save_checkpoint(tmp_path / "train.safetensors", off, {"step": 5})
-    switches = {"use_still_blend": True, "use_still_detail": True}
-    dst = export_checkpoint(src, tmp_path / "ship.safetensors", switches)
+    changes = {"use_still_blend": True, "use_still_detail": True, "motion_search": 6}
+    dst = export_checkpoint(src, tmp_path / "ship.safetensors", changes)
     info = inspect_checkpoint(dst)
-    assert info.config == dataclasses.replace(off.config, **switches)
-    assert info.metadata == {"step": 5, "config_changes": switches}
+    assert info.config == dataclasses.replace(off.config, **changes)
+    assert info.metadata == {"step": 5, "config_changes": changes}
     with pytest.raises(WeightsError, match="cannot set dim on export"):
         export_checkpoint(src, tmp_path / "bad.safetensors", {"dim": 3})
+    with pytest.raises(WeightsError, match="use_still_blend must be a bool"):
+        export_checkpoint(src, tmp_path / "bad.safetensors", {"use_still_blend": 2})
     assert not (tmp_path / "bad.safetensors").exists()
 
 

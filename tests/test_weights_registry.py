@@ -136,8 +136,11 @@ def test_hash_tool_prints_the_registry_fields(tmp_path, capsys):
     assert tool_main(["--export", str(path), str(ship), "--set", "use_still_blend=false"]) == 0
     assert not inspect_checkpoint(ship).config.use_still_blend
     assert "use_still_blend set to False" in capsys.readouterr().out
+    assert tool_main(["--export", str(path), str(ship), "--set", "motion_search=3"]) == 0
+    assert inspect_checkpoint(ship).config.motion_search == 3
+    assert "motion_search set to 3" in capsys.readouterr().out
     assert tool_main(["--export", str(path), str(ship), "--set", "use_still_blend=maybe"]) == 1
-    assert "expected NAME=true or NAME=false" in capsys.readouterr().err
+    assert "expected NAME=true, NAME=false or NAME=INTEGER" in capsys.readouterr().err
 
 
 def test_hash_tool_refuses_other_files(tmp_path, capsys):

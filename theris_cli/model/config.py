@@ -13,11 +13,11 @@ from typing import Any
 SCALE = 4  # output pixels per LR pixel, along each axis
 
 
-_MAY_BE_ZERO = ("enc_blocks", "n_blocks", "dec_blocks", "motion_radius")  # zero blocks is a valid (ablated) network
+_MAY_BE_ZERO = ("enc_blocks", "n_blocks", "dec_blocks", "motion_radius", "motion_search")  # zero blocks is a valid (ablated) network
 
 # fields added after checkpoints were shipped, with the value that reads an older file as it was meant
-_ADDED_LATER = {"use_motion_align": False, "motion_dim": 24, "motion_radius": 0, "use_still_blend": False,
-                "use_still_detail": False}
+_ADDED_LATER = {"use_motion_align": False, "motion_dim": 24, "motion_radius": 0, "motion_search": 0,
+                "use_still_blend": False, "use_still_detail": False}
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,7 @@ class ModelConfig:
     use_motion_align: bool = False  # theris's addition: frames moved along estimated motion before TDIM (model/motion.py)
     motion_dim: int = 24          # channels of the motion-alignment CNN
     motion_radius: int = 0        # its matching's reach in half-resolution pixels (2x in LR pixels) per input frame (0: none)
+    motion_search: int = 0        # how far the matching's estimate looks (>= motion_radius; 0: motion_radius; no weights)
     use_still_blend: bool = True  # theris's addition: in-between frames are the blend of their neighbours where still (model/still.py)
     use_still_detail: bool = True  # theris's addition: every frame's detail is the window's mean where still (model/still.py)
 
@@ -66,6 +67,8 @@ class ModelConfig:
         w = self.hilbert_window
         if w & (w - 1):
             raise ValueError(f"hilbert_window must be a power of two, got {w}")
+        if self.motion_search and self.motion_search < self.motion_radius:
+            raise ValueError(f"motion_search ({self.motion_search}) must be 0 or at least motion_radius ({self.motion_radius})")
         if self.decay_bins < 2 or self.spectral_bins < 2:
             raise ValueError("decay_bins and spectral_bins must be >= 2 (they are interpolated)")
 

@@ -30,6 +30,7 @@ DILATIONS = (1, 2, 4)  # at half resolution: receptive field 2 * (1 + 2 * 7) = 3
 MATCH_DIM = 16  # channels of the features the matching compares
 MATCH_STRIDE = 2  # the matching works at 1/MATCH_STRIDE of the LR frame: MATCH_STRIDE x the reach per offset
 MATCH_TEMPERATURE = 50.0  # initial sharpness of the matching's soft argmax (cosine similarity x this)
+SEARCH_MARGIN = 0.05  # cosine similarity an offset beyond the cost volume must beat the ones inside it by
 
 
 class MotionAlign(nn.Module):
@@ -43,6 +44,14 @@ class MotionAlign(nn.Module):
     difference is the estimate at the pair's middle time. The CNN sees both cost volumes beside the
     frames and adds its correction (zero at the start, as is its input from the cost volumes).
 
+    search s > r (`ModelConfig.motion_search`): the soft argmax looks at every offset of at most s
+    half-resolution pixels, the CNN still reads the cost volume of radius r. The offsets beyond r
+    count SEARCH_MARGIN less similar than they are, so a match there must be clearly better than
+    any within r: without the margin a wider search finds chance matches in noise and flat regions
+    (on split v1, search 6 for radius 4 cost possum's moving pixels 0.34 dB; with it, 0.03 dB, and
+    the cat gained 0.67 dB: README, *Quality*). No weights: a network trained with one search runs
+    with another.
+
     Why: the velocity estimate is what limits the network as trained. With RIFE's velocities in the
     CNN's place, the same weights, nothing retrained, gain about 1 dB on the moving pixels of possum
     and of the cat (benchmarks/motion_masks.py, column th+rv). End to end from the pixel loss the CNN
@@ -51,7 +60,7 @@ class MotionAlign(nn.Module):
     (tests/test_motion_align.py); `theris train --flow-teacher` teaches the rest.
     """
 
-    def __init__(self, in_channels: int, dim: int, width: int, radius: int = 0):
+    def __init__(self, in_channels: int, dim: int, width: int, radius: int = 0, search: int = 0):
         super().__init__()
         self.down = nn.Conv2d(2 * (in_channels + dim), width, 3, stride=2, padding=1)
         self.body = nn.ModuleList(nn.Conv2d(width, width, 3, padding=d, dilation=d) for d in DILATIONS)
@@ -59,6 +68,7 @@ class MotionAlign(nn.Module):
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
         self.radius = radius
+        self.search = max(search, radius)
         if radius > 0:
             self.match = nn.Conv2d(in_channels + dim, MATCH_DIM, 3, padding=1)
             self.cost_in = nn.Conv2d(2 * (2 * radius + 1) ** 2, width, 3, padding=1)
@@ -93,22 +103,24 @@ class MotionAlign(nn.Module):
         return v.view(B, T - 1, 2, H, W)
 
     def _matched(self, x: torch.Tensor, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The matching estimate (B*(T-1), 2, H, W) and the forward and backward cost volumes at
-        the CNN's half resolution (B*(T-1), 2 (2r+1)^2, ceil(H/2), ceil(W/2)) for x, feats as in
-        `velocities`; in the matching conv's dtype, float32 from its output on (a soft argmax this
-        sharp needs more than bfloat16's 8 bits: the CPU's fast path keeps that conv in float32)."""
+        """The matching estimate (B*(T-1), 2, H, W) and the forward and backward cost volumes of
+        radius r at the CNN's half resolution (B*(T-1), 2 (2r+1)^2, ceil(H/2), ceil(W/2)) for x,
+        feats as in `velocities`; in the matching conv's dtype, float32 from its output on (a soft
+        argmax this sharp needs more than bfloat16's 8 bits: the CPU's fast path keeps that conv in
+        float32)."""
         B, T, C, H, W = x.shape
+        r, s = self.radius, self.search
         work = self.match.weight.dtype
         both = torch.cat([x.to(work), feats.to(work)], dim=2).flatten(0, 1)         # (B*T, C+dim, H, W)
         g = F.avg_pool2d(self.match(both).float(), MATCH_STRIDE, ceil_mode=True)
         g = F.normalize(g, dim=1).view(B, T, MATCH_DIM, *g.shape[2:])
         first, second = g[:, :-1].flatten(0, 1), g[:, 1:].flatten(0, 1)
-        ahead, back = correlation(first, second, self.radius), correlation(second, first, self.radius)
-        offsets = displacement_grid(self.radius, g.dtype, g.device)               # (K, 2)
+        ahead, back = correlation(first, second, s), correlation(second, first, s)  # (N, (2s+1)^2, h, w)
         sharp = self.log_temperature.exp()
-        forward = torch.einsum("nkhw,kc->nchw", torch.softmax(ahead * sharp, dim=1), offsets)
-        backward = torch.einsum("nkhw,kc->nchw", torch.softmax(back * sharp, dim=1), offsets)
+        forward, backward = soft_argmax(ahead, r, sharp), soft_argmax(back, r, sharp)
         v0 = F.interpolate((forward - backward) * (MATCH_STRIDE / 2), size=(H, W), mode="bilinear", align_corners=False)
+        if s > r:  # the CNN reads the offsets within r
+            ahead, back = _within(ahead, s, r), _within(back, s, r)
         return v0, torch.cat([ahead, back], dim=1)
 
     @staticmethod
@@ -130,6 +142,26 @@ def displacement_grid(radius: int, dtype: torch.dtype, device: torch.device) -> 
     d = torch.arange(-radius, radius + 1, dtype=dtype, device=device)
     dy, dx = torch.meshgrid(d, d, indexing="ij")
     return torch.stack([dx.flatten(), dy.flatten()], dim=1)
+
+
+def soft_argmax(cost: torch.Tensor, radius: int, sharpness: torch.Tensor | float) -> torch.Tensor:
+    """The expected offset (dx, dy) of a cost volume (N, (2s+1)^2, h, w) of any radius s under the
+    softmax of its similarities x ``sharpness`` -> (N, 2, h, w); offsets beyond ``radius`` count
+    SEARCH_MARGIN less similar than they are (`MotionAlign`)."""
+    search = (math.isqrt(cost.shape[1]) - 1) // 2
+    offsets = displacement_grid(search, cost.dtype, cost.device)                 # (K, 2)
+    if search > radius:
+        beyond = (offsets.abs().amax(dim=1) > radius).to(cost.dtype).view(1, -1, 1, 1)
+        cost = cost - beyond * SEARCH_MARGIN
+    return torch.einsum("nkhw,kc->nchw", torch.softmax(cost * sharpness, dim=1), offsets)
+
+
+def _within(cost: torch.Tensor, search: int, radius: int) -> torch.Tensor:
+    """The channels of a cost volume of radius ``search`` (N, (2s+1)^2, h, w) that one of radius
+    ``radius`` has, in its order: (N, (2r+1)^2, h, w)."""
+    N, _, h, w = cost.shape
+    k, e = 2 * search + 1, search - radius
+    return cost.view(N, k, k, h, w)[:, e:k - e, e:k - e].reshape(N, -1, h, w)
 
 
 def correlation(a: torch.Tensor, b: torch.Tensor, radius: int) -> torch.Tensor:

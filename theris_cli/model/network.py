@@ -106,7 +106,8 @@ class THERIS(nn.Module):
         super().__init__()
         self.config = c = config
         self.encoder = Encoder(c.in_channels, c.dim, c.enc_blocks)
-        self.motion = MotionAlign(c.in_channels, c.dim, c.motion_dim, c.motion_radius) if c.use_motion_align else None
+        self.motion = (MotionAlign(c.in_channels, c.dim, c.motion_dim, c.motion_radius, c.motion_search)
+                       if c.use_motion_align else None)
         self.tdim = TDIM(c.dim, c.time_embed_dim, c.decay_bins)
         n_orders = int(c.use_smb) + int(c.use_tmb) + int(c.use_hmb)
         self.blocks = nn.ModuleList(

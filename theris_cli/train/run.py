@@ -19,7 +19,7 @@ from theris_cli.train.settings import apply_ablations, make_settings, parse_ever
 
 def resolve_network(preset: str | None = None, config: str | Path | None = None, init: str | None = None,
                     resume: str | Path | None = None, ablate: Sequence[str] = (), motion_align: bool = False,
-                    add_blocks: int = 0, motion_radius: int | None = None):
+                    add_blocks: int = 0, motion_radius: int | None = None, motion_search: int | None = None):
     """(model config, saved settings dict of a resumed run, initial state_dict or None, the names of
     the clips the initial weights were trained on).
 
@@ -31,6 +31,7 @@ def resolve_network(preset: str | None = None, config: str | Path | None = None,
     the identity (`train.loop.load_init_state`), so training again starts from exactly the weights.
     `motion_radius` (implies `motion_align`) gives the motion alignment a matching estimate of that
     reach (`ModelConfig.motion_radius`); its parts are new, and its estimate counts from the first step.
+    `motion_search` sets how far that estimate looks (`ModelConfig.motion_search`; no weights).
     """
     from theris_cli.model import PRESETS, ModelConfig
 
@@ -76,6 +77,11 @@ def resolve_network(preset: str | None = None, config: str | Path | None = None,
         asked = dataclasses.replace(asked or model_cfg or PRESETS["small"], use_motion_align=True)
     if motion_radius is not None:
         asked = dataclasses.replace(asked or model_cfg or PRESETS["small"], motion_radius=motion_radius)
+    if motion_search is not None:
+        try:
+            asked = dataclasses.replace(asked or model_cfg or PRESETS["small"], motion_search=motion_search)
+        except ValueError as e:
+            raise UsageError(f"--motion-search: {e}") from None
     if asked is not None or ablate or model_cfg is None:
         asked = apply_ablations(asked or (model_cfg if model_cfg is not None else PRESETS["small"]), ablate)
         if model_cfg is not None and asked != model_cfg:
@@ -127,6 +133,7 @@ def run_training(
     motion_align: bool = False,
     add_blocks: int = 0,
     motion_radius: int | None = None,
+    motion_search: int | None = None,
     on_message: Callable[[str], None] | None = None,
     on_skip: Callable[[Path, str], None] | None = None,
     on_event: Callable[[dict], None] | None = None,
@@ -140,7 +147,7 @@ def run_training(
     if threads:
         torch.set_num_threads(threads)
     model_cfg, base, init_state, init_clips = resolve_network(preset, config, init, resume, tuple(ablate), motion_align,
-                                                                add_blocks, motion_radius)
+                                                                add_blocks, motion_radius, motion_search)
     ck_steps = ck_minutes = None
     if checkpoint_every is not None:
         ck_steps, ck_minutes = parse_every(checkpoint_every)

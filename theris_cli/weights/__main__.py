@@ -3,7 +3,7 @@
     python -m theris_cli.weights --hash weights/theris-small.safetensors
     python -m theris_cli.weights --export runs/x/best.safetensors weights/theris-small.safetensors
     python -m theris_cli.weights --export runs/x/best.safetensors weights/theris-small.safetensors \
-        --set use_still_blend=true --set use_still_detail=true
+        --set use_still_blend=true --set use_still_detail=true --set motion_search=6
 """
 
 from __future__ import annotations
@@ -53,23 +53,26 @@ def hash_command(path: Path) -> int:
     return 0
 
 
-def parse_switches(items: list[str]) -> dict[str, bool]:
-    """NAME=true|false items -> {NAME: bool}; a WeightsError names a malformed one."""
-    switches = {}
+def parse_changes(items: list[str]) -> dict[str, bool | int]:
+    """NAME=true|false|INTEGER items -> {NAME: value}; a WeightsError names a malformed one."""
+    changes: dict[str, bool | int] = {}
     for item in items:
         name, _, value = item.partition("=")
-        if value.lower() not in ("true", "false"):
-            raise WeightsError(f"--set {item!r}: expected NAME=true or NAME=false")
-        switches[name] = value.lower() == "true"
-    return switches
+        if value.lower() in ("true", "false"):
+            changes[name] = value.lower() == "true"
+        elif value.isdigit():
+            changes[name] = int(value)
+        else:
+            raise WeightsError(f"--set {item!r}: expected NAME=true, NAME=false or NAME=INTEGER")
+    return changes
 
 
-def export_command(src: Path, dst: Path, switches: dict[str, bool] | None = None) -> int:
+def export_command(src: Path, dst: Path, changes: dict[str, bool | int] | None = None) -> int:
     """Copy a training checkpoint without its extra tensors, then print its registry fields."""
     from theris_cli.weights.checkpoint import export_checkpoint
 
-    export_checkpoint(src, dst, switches)
-    changed = "".join(f", {k} set to {v}" for k, v in (switches or {}).items())
+    export_checkpoint(src, dst, changes)
+    changed = "".join(f", {k} set to {v}" for k, v in (changes or {}).items())
     print(f"wrote {dst}: the weights, config and metadata of {src}, without extra tensors{changed}\n")
     return hash_command(dst)
 
@@ -83,8 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         help="copy a training checkpoint without its extra tensors (optimizer state), then print its fields",
     )
     parser.add_argument(
-        "--set", action="append", default=[], metavar="NAME=BOOL",
-        help="with --export: set a config switch of a part without weights (use_still_blend, use_still_detail); repeatable",
+        "--set", action="append", default=[], metavar="NAME=VALUE",
+        help="with --export: set a config field of a part without weights (use_still_blend, use_still_detail, "
+        "motion_search); repeatable",
     )
     args = parser.parse_args(argv)
     try:
@@ -92,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.set:
                 raise WeightsError("--set goes with --export")
             return hash_command(args.hash)
-        return export_command(*args.export, parse_switches(args.set))
+        return export_command(*args.export, parse_changes(args.set))
     except WeightsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -170,28 +170,31 @@ def unpack_state(tensors: dict[str, Any], skeleton: Any) -> Any:
     return walk(skeleton)
 
 
-# config switches of parts without weights: an export may set them (the file's weights stay valid)
-WEIGHTLESS_SWITCHES = ("use_still_blend", "use_still_detail")
+# config fields of parts without weights: an export may set them (the file's weights stay valid)
+WEIGHTLESS_FIELDS = ("use_still_blend", "use_still_detail", "motion_search")
 
 
-def export_checkpoint(src, dst, switches: dict[str, bool] | None = None) -> Path:
+def export_checkpoint(src, dst, changes: dict[str, bool | int] | None = None) -> Path:
     """Copy a checkpoint without its extra tensors (the file to ship: weights, config, metadata),
     and without the paths of this machine that training recorded to resume (clip names stay).
 
-    switches: `WEIGHTLESS_SWITCHES` to set in the copy's config (e.g. the still blend on for weights
+    changes: `WEIGHTLESS_FIELDS` to set in the copy's config (e.g. the still blend on for weights
     trained before it existed); the metadata records them under "config_changes"."""
-    import dataclasses
+    from theris_cli.model import ModelConfig
 
     ck = load_checkpoint(src)
     meta = dict(ck.metadata)
     config = ck.config
-    if switches:
-        unknown = sorted(set(switches) - set(WEIGHTLESS_SWITCHES))
+    if changes:
+        unknown = sorted(set(changes) - set(WEIGHTLESS_FIELDS))
         if unknown:
-            raise WeightsError(f"cannot set {', '.join(unknown)} on export: only {', '.join(WEIGHTLESS_SWITCHES)} "
+            raise WeightsError(f"cannot set {', '.join(unknown)} on export: only {', '.join(WEIGHTLESS_FIELDS)} "
                                f"carry no weights")
-        config = dataclasses.replace(config, **switches)
-        meta["config_changes"] = {**meta.get("config_changes", {}), **switches}
+        try:
+            config = ModelConfig.from_dict({**config.to_dict(), **changes})
+        except ValueError as e:
+            raise WeightsError(f"cannot export {src} with {changes}: {e}") from None
+        meta["config_changes"] = {**meta.get("config_changes", {}), **changes}
     if isinstance(meta.get("data"), dict):
         meta["data"] = {k: v for k, v in meta["data"].items() if k not in ("paths", "val_paths", "exclude")}
     if isinstance(meta.get("train"), dict) and isinstance(meta["train"].get("data"), dict):
