@@ -72,17 +72,17 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         name="theris-small",
         description="THERIS small, trained on thermal clips; the default, runs on a CPU",
         source="shipped",
-        config={  # the small preset with the motion-alignment part, its matching estimate and both still parts
+        config={  # the small preset, the motion part with its matching (searching wider) and both still parts
             "in_channels": 1, "dim": 24, "enc_blocks": 1, "n_blocks": 1, "d_state": 16, "expand": 2, "headdim": 24,
             "ngroups": 1, "d_conv": 4, "chunk_size": 32, "hilbert_window": 8, "time_embed_dim": 32, "decay_bins": 8,
             "spectral_bins": 16, "dec_dim": 12, "dec_blocks": 1, "bidirectional": False, "use_spectral_mask": True,
             "use_thermal_prompt": True, "use_smb": True, "use_tmb": True, "use_hmb": True, "use_motion_align": True,
-            "motion_dim": 24, "motion_radius": 4, "use_still_blend": True, "use_still_detail": True,
+            "motion_dim": 24, "motion_radius": 4, "motion_search": 6, "use_still_blend": True, "use_still_detail": True,
         },
         trained=True,
         filename="theris-small.safetensors",
-        sha256="740c829842659ec544646f1f19210cad35a6039dc37c6f879f9b668c6b803ad1",
-        size=563032,
+        sha256="dce38da3db2aff460dce47adc7eb61dd6e87ffc78163a9dfe9dc1efe1ab6bdf5",
+        size=563072,
     ),
     ModelEntry(
         name="theris-base",
