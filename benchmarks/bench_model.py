@@ -5,6 +5,7 @@
     python benchmarks/bench_model.py --device cuda --size 180x320   # on a GPU
     python benchmarks/bench_model.py --preset small --size 192x256 --threads 1 --motion-align   # with that part
     python benchmarks/bench_model.py --preset small --size 192x256 --threads 1 --motion-radius 4  # and its matching
+    python benchmarks/bench_model.py --preset small --size 192x256 --threads 1 --motion-radius 4 --motion-search 6
 
 Prints, per preset: parameters, forward time (median of --repeat runs after --warmup), optionally
 forward+backward time of one training step (Charbonnier + 0.05 TFM on a random target), and peak
@@ -33,9 +34,10 @@ def _parse_size(text: str) -> tuple[int, int]:
 
 
 def measure(preset: str, size: tuple[int, int], frames: int, batch: int, device: str, threads: int,
-            warmup: int, repeat: int, backward: bool, motion_align: bool = False, motion_radius: int = 0) -> dict:
-    """Time one preset (with the motion-alignment part, and its matching of `motion_radius`, if asked)
-    in this process; returns a JSON-able dict."""
+            warmup: int, repeat: int, backward: bool, motion_align: bool = False, motion_radius: int = 0,
+            motion_search: int = 0) -> dict:
+    """Time one preset (with the motion-alignment part, and its matching of `motion_radius` searching
+    `motion_search`, if asked) in this process; returns a JSON-able dict."""
     import dataclasses
 
     import torch
@@ -47,7 +49,7 @@ def measure(preset: str, size: tuple[int, int], frames: int, batch: int, device:
         torch.set_num_threads(threads)
     torch.manual_seed(0)
     config = dataclasses.replace(PRESETS[preset], use_motion_align=motion_align or motion_radius > 0,
-                                 motion_radius=motion_radius)
+                                 motion_radius=motion_radius, motion_search=motion_search)
     net = THERIS(config).to(device)
     H, W = size
     x = torch.rand(batch, frames, net.config.in_channels, H, W, device=device)
@@ -70,7 +72,8 @@ def measure(preset: str, size: tuple[int, int], frames: int, batch: int, device:
             if i >= warmup:
                 times.append(time.perf_counter() - t0)
     result = {
-        "preset": preset + ("+motion" if config.use_motion_align else "") + (f"+r{motion_radius}" if motion_radius else ""),
+        "preset": preset + ("+motion" if config.use_motion_align else "") + (f"+r{motion_radius}" if motion_radius else "")
+                  + (f"s{motion_search}" if motion_search else ""),
         "params": sum(p.numel() for p in net.parameters()),
         "input": f"{batch}x{frames}x{H}x{W}", "device": device,
         "threads": torch.get_num_threads(), "forward_ms": 1e3 * statistics.median(times),
@@ -119,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backward", action="store_true", help="also time forward+backward of a training step")
     ap.add_argument("--motion-align", action="store_true", help="measure each preset with the motion-alignment part")
     ap.add_argument("--motion-radius", type=int, default=0, help="and its matching estimate of this reach (default 0: none)")
+    ap.add_argument("--motion-search", type=int, default=0, help="and that estimate's search (default 0: the radius)")
     ap.add_argument("--json", action="store_true", help="print one JSON object per preset")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one preset, in a subprocess
     args = ap.parse_args(argv)
@@ -128,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.worker:
         r = measure(presets[0], args.size, args.frames, args.batch, args.device, args.threads,
-                    args.warmup, args.repeat, args.backward, args.motion_align, args.motion_radius)
+                    args.warmup, args.repeat, args.backward, args.motion_align, args.motion_radius, args.motion_search)
         print(json.dumps(r))
         return 0
 
@@ -136,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in presets:
         if args.device.startswith("cuda"):
             results.append(measure(name, args.size, args.frames, args.batch, args.device, args.threads,
-                                   args.warmup, args.repeat, args.backward, args.motion_align, args.motion_radius))
+                                   args.warmup, args.repeat, args.backward, args.motion_align, args.motion_radius,
+                                   args.motion_search))
             continue
         # CPU: a fresh process per preset, so its peak RSS is its own
         cmd = [sys.executable, __file__, "--worker", "--preset", name, "--size", f"{args.size[0]}x{args.size[1]}",
@@ -148,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
             cmd.append("--motion-align")
         if args.motion_radius:
             cmd += ["--motion-radius", str(args.motion_radius)]
+        if args.motion_search:
+            cmd += ["--motion-search", str(args.motion_search)]
         out = subprocess.run(cmd, capture_output=True, text=True)
         if out.returncode != 0:
             print(out.stderr, file=sys.stderr)
