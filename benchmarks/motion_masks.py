@@ -17,7 +17,8 @@ the same weights, nothing retrained, with the velocities of the motion alignment
 (`theris_cli.model.motion`) taken from RIFE's flows to the middle time (`theris_cli.train.rife.velocities`)
 instead of its velocity head. The gap between "theris" and "th+rv" is what a better motion
 estimate alone is worth to the network as trained. The last group of columns is the PSNR of the
-interpolated frames over all their pixels.
+interpolated frames over all their pixels. `--per-frame` breaks evaluate's figure down by
+in-between frame.
 """
 
 from __future__ import annotations
@@ -50,6 +51,25 @@ def smoothed_mask(hr: torch.Tensor, box: int) -> torch.Tensor:
     return motion_mask(F.avg_pool2d(hr.float(), box, stride=1, padding=box // 2, count_include_pad=False))
 
 
+def per_frame(hr: torch.Tensor, preds: dict[str, torch.Tensor]) -> str:
+    """Lines of figures per in-between frame: each method's squared error over evaluate's mask as a
+    multiple of the blend's (below 1: better than blending), the frame's share of the blend's error,
+    and the true frame's mean minus its neighbours' (per mille of the range: a level jump no
+    interpolator can know)."""
+    mask, truth = motion_mask(hr), hr[1::2]
+    def sse(p: torch.Tensor) -> torch.Tensor:
+        return ((p[1::2] - truth) ** 2 * mask).flatten(1).sum(1)
+    blend = sse(preds["blend"])
+    jump = (truth - 0.5 * (hr[0:-2:2] + hr[2::2])).flatten(1).mean(1)
+    rows = [f"  {'frame':>12s} " + " ".join(f"{i:>6d}" for i in range(len(truth))),
+            f"  {'share %':>12s} " + " ".join(f"{100 * float(b / blend.sum()):6.1f}" for b in blend),
+            f"  {'level jump ‰':>12s} " + " ".join(f"{1000 * float(j):+6.1f}" for j in jump)]
+    for name, p in preds.items():
+        if name != "blend":
+            rows.append(f"  {name + ' / blend':>12s} " + " ".join(f"{float(a / b):6.2f}" for a, b in zip(sse(p), blend)))
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("clips", nargs="+", help="clips or folders, as for theris evaluate")
@@ -58,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights", default="theris-small", help="theris weights (default theris-small)")
     ap.add_argument("--box", type=int, default=5, help="side of the smoothing box, HR pixels, odd (default 5)")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--per-frame", action="store_true",
+                    help="also print, per in-between frame, each method's squared error over evaluate's mask "
+                         "relative to the blend's, and how far the true frame's mean is from its neighbours'")
     args = ap.parse_args(argv)
     if args.box < 1 or args.box % 2 == 0:
         ap.error(f"--box must be odd and >= 1 (got {args.box})")
@@ -94,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         cells.append(" ".join(f"{metrics.mean(metrics.psnr(p[1::2], hr[1::2])):7.2f}" for p in preds))
         noise = 100 * midpoint_residual(hr).median()  # % of the range
         print(f"{path.name[:40]:40s} {noise:5.2f}%   " + "   ".join(cells))
+        if args.per_frame:
+            print(per_frame(hr, dict(zip(methods, preds))))
     if mid is None:
         print(f"# RIFE not run: {why}")
     return 0
