@@ -13,7 +13,8 @@ from typing import Any
 SCALE = 4  # output pixels per LR pixel, along each axis
 
 
-_MAY_BE_ZERO = ("enc_blocks", "n_blocks", "dec_blocks", "motion_radius", "motion_search")  # zero blocks is a valid (ablated) network
+# zero blocks is a valid (ablated) network; a zero motion_radius means no matching, a zero motion_search its radius
+_MAY_BE_ZERO = ("enc_blocks", "n_blocks", "dec_blocks", "motion_radius", "motion_search")
 
 # fields added after checkpoints were shipped, with the value that reads an older file as it was meant
 _ADDED_LATER = {"use_motion_align": False, "motion_dim": 24, "motion_radius": 0, "motion_search": 0,
