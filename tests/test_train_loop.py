@@ -486,3 +486,12 @@ def test_cli_motion_search_widens_the_matching_of_fine_tuned_weights(tmp_path):
     assert isinstance(r.exception, UsageError) and "--motion-search" in str(r.exception)  # main() prints it
     assert "at least motion_radius" in str(r.exception)
     assert not (tmp_path / "bad").exists()
+    # weights with a matching (radius 2, search 3): their radius cannot change, their search can
+    again = ["train", "--init", str(tmp_path / "ft" / "final.safetensors"), "--steps", "1", "--batch", "1",
+             "--patch", "4", "--frames", "2", "--val-every", "0", "--device", "cpu"]
+    r = CliRunner().invoke(app, again + ["--motion-radius", "4", "--out", str(tmp_path / "bad2")])
+    assert isinstance(r.exception, UsageError) and "give --motion-search instead" in str(r.exception)
+    assert not (tmp_path / "bad2").exists()
+    r = CliRunner().invoke(app, again + ["--motion-search", "5", "--out", str(tmp_path / "wide")])
+    assert r.exit_code == 0, r.output
+    assert load_checkpoint(tmp_path / "wide" / "final.safetensors").config.motion_search == 5

@@ -75,13 +75,15 @@ def resolve_network(preset: str | None = None, config: str | Path | None = None,
         raise UsageError(f"--motion-radius must be >= 0, got {motion_radius}")
     if motion_align or motion_radius:
         asked = dataclasses.replace(asked or model_cfg or PRESETS["small"], use_motion_align=True)
-    if motion_radius is not None:
-        asked = dataclasses.replace(asked or model_cfg or PRESETS["small"], motion_radius=motion_radius)
-    if motion_search is not None:
+    if init_state is not None and asked.motion_radius and motion_radius not in (None, asked.motion_radius):
+        raise UsageError(f"--init {init}: its matching has radius {asked.motion_radius}, and its cost-volume conv "
+                         f"cannot change size; to look further, give --motion-search instead of --motion-radius")
+    matching = {k: v for k, v in (("motion_radius", motion_radius), ("motion_search", motion_search)) if v is not None}
+    if matching:  # set together: the search must be at least the radius
         try:
-            asked = dataclasses.replace(asked or model_cfg or PRESETS["small"], motion_search=motion_search)
+            asked = dataclasses.replace(asked or model_cfg or PRESETS["small"], **matching)
         except ValueError as e:
-            raise UsageError(f"--motion-search: {e}") from None
+            raise UsageError(f"--motion-radius/--motion-search: {e}") from None
     if asked is not None or ablate or model_cfg is None:
         asked = apply_ablations(asked or (model_cfg if model_cfg is not None else PRESETS["small"]), ablate)
         if model_cfg is not None and asked != model_cfg:
