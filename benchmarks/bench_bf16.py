@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--weights", default="theris-small")
     args = ap.parse_args(argv)
-    from theris_cli.hugepages import prefer_huge_pages
+    from theris_cli.engine.hugepages import prefer_huge_pages
 
     prefer_huge_pages()  # as `theris upscale` does
     import torch

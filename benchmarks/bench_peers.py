@@ -41,7 +41,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from theris_cli.hugepages import prefer_huge_pages
+from theris_cli.engine.hugepages import prefer_huge_pages
 
 
 def to_8bit(f):
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     from theris_cli.devices import precision_name, resolve_precision
     from theris_cli.eval.baselines import bicubic
     from theris_cli.eval.evaluate import EVAL_OPTIONS, evaluate_frames, load_clip, theris_predictor
-    from theris_cli.options import UpscaleOptions
+    from theris_cli.engine.options import UpscaleOptions
     from theris_cli.weights.load import load_model
 
     torch.set_num_threads(args.threads)

@@ -26,7 +26,7 @@ def measure(weights: str, width: int, height: int, frames: int, threads: int, re
     import time
 
     try:
-        from theris_cli.hugepages import prefer_huge_pages
+        from theris_cli.engine.hugepages import prefer_huge_pages
     except ImportError:  # a checkout from before it existed (for before/after tables)
         pass
     else:
@@ -39,7 +39,7 @@ def measure(weights: str, width: int, height: int, frames: int, threads: int, re
     net = load_model(weights)
     x = torch.rand(1, frames, net.config.in_channels, height, width, generator=torch.Generator().manual_seed(0))
     if tile:  # the window through infer.Upscaler in tiles of `tile` LR pixels (0: the network alone)
-        from theris_cli.infer import Upscaler
+        from theris_cli.engine.infer import Upscaler
 
         up = Upscaler(net, tile=tile, precision=precision)
         run = lambda: up.run_window(x[0])  # noqa: E731

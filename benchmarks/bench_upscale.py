@@ -48,12 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     args = ap.parse_args(argv)
 
-    from theris_cli.hugepages import prefer_huge_pages
+    from theris_cli.engine.hugepages import prefer_huge_pages
 
     prefer_huge_pages()  # as `theris upscale` does (before torch is imported)
     import torch
 
-    from theris_cli.pipeline import upscale_video
+    from theris_cli.engine.pipeline import upscale_video
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -119,7 +119,7 @@ def speed_rows(device, dry: bool, repeat: int, deadline: float) -> list[str]:
 def oom_backoff(device, dry: bool) -> list[str]:
     import torch
 
-    from theris_cli.infer import Upscaler
+    from theris_cli.engine.infer import Upscaler
     from theris_cli.model import PRESETS, THERIS
 
     if device.type != "cuda":

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from bench_peers import bicubic_x4, cascade, rife_interpolator  # beside this script
 from theris_cli.eval import metrics
 from theris_cli.eval.evaluate import EVAL_OPTIONS, find_clips, load_clip, theris_predictor
-from theris_cli.options import UpscaleOptions
+from theris_cli.engine.options import UpscaleOptions
 from theris_cli.protocol import bicubic_linear, make_lr, midpoint_residual, motion_mask
 from theris_cli.weights.load import load_model
 

@@ -19,7 +19,7 @@ import argparse
 import dataclasses
 import sys
 
-from theris_cli.hugepages import prefer_huge_pages
+from theris_cli.engine.hugepages import prefer_huge_pages
 
 prefer_huge_pages()  # before torch is imported, as `theris evaluate` does
 

@@ -93,8 +93,8 @@ def window_gap(model, lr, window: int = 4) -> float:
     """Mean |A - B| over the output times two neighbouring windows both predict with weight > 0."""
     import torch
 
-    from theris_cli.infer import Upscaler
-    from theris_cli.windows import plan_windows, time_weight
+    from theris_cli.engine.infer import Upscaler
+    from theris_cli.engine.windows import plan_windows, time_weight
 
     up = Upscaler(model, device="cpu", precision="fp32", window=window, temporal_factor=2)
     wins = plan_windows(lr.shape[0], window)
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from theris_cli.eval.evaluate import EVAL_OPTIONS, find_clips, load_clip, theris_predictor
-    from theris_cli.options import UpscaleOptions
+    from theris_cli.engine.options import UpscaleOptions
     from theris_cli.protocol import bicubic_linear, make_lr
     from theris_cli.weights import DEFAULT_MODEL, load_model
 

@@ -170,7 +170,7 @@ def test_summary_states_the_bit_depth_written(tmp_path):
 def test_ctrl_c_says_so_and_exits_130(tmp_path, monkeypatch, capsys):
     # Typer turns KeyboardInterrupt into a bare exit code 130: nothing was printed
     import theris_cli.cli as cli
-    import theris_cli.pipeline as pipeline
+    import theris_cli.engine.pipeline as pipeline
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt

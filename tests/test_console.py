@@ -36,7 +36,7 @@ def test_a_batch_stopped_by_a_signal_leaves_no_partial_or_lock(tmp_path, name):
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from test_batch import fake_upscale
         from theris_cli.commands.upscale import run_batch_command
-        from theris_cli.options import UpscaleOptions
+        from theris_cli.engine.options import UpscaleOptions
         def slow_on_b(src, dst, **kw):
             return fake_upscale(src, dst, **kw, delay=60 if src.name == "b.mp4" else 0)
         run_batch_command({str(in_dir)!r}, {str(out_dir)!r}, UpscaleOptions(weights="stand-in"), quiet=True,

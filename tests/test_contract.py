@@ -8,7 +8,7 @@ import torch
 
 from clips import write_clip
 from theris_cli.model import PRESETS
-from theris_cli.pipeline import upscale_video
+from theris_cli.engine.pipeline import upscale_video
 from theris_cli.train.loop import train
 from theris_cli.train.settings import TrainSettings
 from theris_cli.weights import save_checkpoint

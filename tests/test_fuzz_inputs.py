@@ -233,7 +233,7 @@ def build(case: Case, base: Path, work: Path) -> tuple[Path, int]:
 
 def outcome(src: Path, out_dir: Path, model, expected: int) -> tuple[str, str]:
     """('ok', '<frames>') or ('error', message); raises AssertionError on a broken promise."""
-    from theris_cli.pipeline import upscale_video
+    from theris_cli.engine.pipeline import upscale_video
 
     out_dir.mkdir(parents=True, exist_ok=True)
     dst = out_dir / "out.mkv"

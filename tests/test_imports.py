@@ -14,13 +14,13 @@ PACKAGE = Path(theris_cli.__file__).resolve().parent
 LAYERS = [
     ("cli", ["theris_cli.cli", "theris_cli.__main__"]),
     ("commands", ["theris_cli.commands"]),
-    ("work", ["theris_cli.pipeline", "theris_cli.preview", "theris_cli.preview_image", "theris_cli.demo",
-              "theris_cli.batch", "theris_cli.train", "theris_cli.eval", "theris_cli.options", "theris_cli.infer",
-              "theris_cli.protocol", "theris_cli.splits"]),
-    ("parts", ["theris_cli.model", "theris_cli.video", "theris_cli.weights", "theris_cli.windows",
-               "theris_cli.stitch", "theris_cli._shipped_weights"]),
+    ("work", ["theris_cli.demo", "theris_cli.preview", "theris_cli.batch", "theris_cli.train", "theris_cli.eval",
+              "theris_cli.protocol", "theris_cli.splits",
+              "theris_cli.engine"]),
+    ("parts", ["theris_cli.model", "theris_cli.video", "theris_cli.weights", "theris_cli.engine.windows",
+               "theris_cli.engine.stitch", "theris_cli._shipped_weights"]),
     ("core", ["theris_cli.errors", "theris_cli.humanize", "theris_cli.devices", "theris_cli.outputs",
-              "theris_cli.ops", "theris_cli.hugepages", "theris_cli"]),
+              "theris_cli.ops", "theris_cli.engine.hugepages", "theris_cli"]),
 ]
 
 

@@ -6,7 +6,7 @@ import torch
 from standins import NearestLinear, OOMAbove, Smooth
 from theris_cli.devices import resolve_device, resolve_precision
 from theris_cli.errors import DeviceError, UsageError
-from theris_cli.infer import MIN_TILE, Upscaler
+from theris_cli.engine.infer import MIN_TILE, Upscaler
 
 
 def frames(n, h=6, w=8, seed=0):
@@ -205,7 +205,7 @@ def test_cuda_matches_cpu_with_the_tile_chosen_from_free_memory(precision):
 
 
 def test_theris_on_cpu_takes_whole_frames_without_a_probe_when_they_surely_fit(monkeypatch):
-    from theris_cli import infer
+    from theris_cli.engine import infer
     from theris_cli.weights.load import load_model
 
     up = Upscaler(load_model("tiny-random"))

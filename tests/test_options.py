@@ -6,7 +6,7 @@ import pytest
 
 from theris_cli.batch.records import settings_hash
 from theris_cli.errors import UsageError
-from theris_cli.options import UpscaleOptions
+from theris_cli.engine.options import UpscaleOptions
 
 
 def test_defaults_are_the_clis_and_the_object_is_frozen():

@@ -16,7 +16,7 @@ from clips import VFR_TIMES_MS, ramp_frames, write_audio_only, write_clip, write
 from standins import NearestLinear
 from theris_cli.errors import DeviceError, InputError, NumericalError, OutputError, UsageError, WeightsError
 from theris_cli.outputs import PARTIAL_MARK
-from theris_cli.pipeline import upscale_video
+from theris_cli.engine.pipeline import upscale_video
 from theris_cli.video import probe, read_frames
 
 H, W = 12, 16  # LR frame size: tiny, so that a whole run takes a fraction of a second

@@ -10,10 +10,10 @@ from typer.testing import CliRunner
 from clips import ramp_frames, write_clip
 from theris_cli.cli import app
 from theris_cli.errors import InputError, OutputError, UsageError
-from theris_cli.options import UpscaleOptions
+from theris_cli.engine.options import UpscaleOptions
 from theris_cli.outputs import PARTIAL_MARK
 from theris_cli.preview import busiest_box, make_preview, parse_time
-from theris_cli.preview_image import GAP, MARGIN, PANEL_BOX
+from theris_cli.preview.image import GAP, MARGIN, PANEL_BOX
 
 OPTS = UpscaleOptions(weights="tiny-random", device="cpu")
 runner = CliRunner()
@@ -47,7 +47,7 @@ def test_picture_has_three_rows_of_three_labelled_panels_and_a_caption(tmp_path,
 
 def test_theris_panels_are_upscales_frames(tmp_path):
     # A clip as long as the window is one window in upscale too, so the frames must agree.
-    from theris_cli.pipeline import upscale_video
+    from theris_cli.engine.pipeline import upscale_video
     from theris_cli.video import Levels, read_frames
 
     src = write_clip(tmp_path / "clip.mkv", ramp_frames(4, 16, 20), fps=5)

@@ -2,8 +2,8 @@
 
 import torch
 
-from theris_cli.stitch import TemporalBlender, TileCanvas, feather
-from theris_cli.windows import Tile, plan_tiles, plan_windows, window_targets
+from theris_cli.engine.stitch import TemporalBlender, TileCanvas, feather
+from theris_cli.engine.windows import Tile, plan_tiles, plan_windows, window_targets
 
 
 def test_feather_is_one_on_frame_borders_and_ramps_inside():
@@ -41,7 +41,7 @@ def test_temporal_blend_of_consistent_windows_is_exact_and_keeps_duration():
 
 def test_temporal_blend_ramps_between_disagreeing_windows():
     # Window A predicts 0 everywhere, B predicts 1: over the shared interval the output ramps 0 -> 1.
-    from theris_cli.windows import Window
+    from theris_cli.engine.windows import Window
 
     # A's end edge (time 3) and B's start edge (time 2) have weight 0: each window predicts 6 of 7 times.
     b = TemporalBlender(2)
@@ -55,7 +55,7 @@ def test_temporal_blend_ramps_between_disagreeing_windows():
 
 def test_temporal_blend_skips_zero_weight_predictions_given_explicitly():
     # A caller may pass every time of a window (local indices given): crossed edges add nothing.
-    from theris_cli.windows import Window
+    from theris_cli.engine.windows import Window
 
     b = TemporalBlender(2)
     b.add(Window(0, 4), torch.zeros(7, 1, 1, 1), first=True, last=False, local=range(7))

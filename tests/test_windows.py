@@ -4,7 +4,7 @@ from fractions import Fraction
 
 import pytest
 
-from theris_cli.windows import (
+from theris_cli.engine.windows import (
     Tile,
     Window,
     local_times,

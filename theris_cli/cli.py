@@ -79,7 +79,7 @@ app.command("info")(info.info_cmd)
 
 def main() -> None:
     """Console entry point: run the app and turn every expected failure into one line and an exit code."""
-    from theris_cli.hugepages import prefer_huge_pages
+    from theris_cli.engine.hugepages import prefer_huge_pages
 
     prefer_huge_pages()  # before anything imports torch: fewer page faults on large frames
     try:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Optional
 
 from theris_cli.outputs import atomic_output
-from theris_cli.pipeline import ProgressCallback, UpscaleResult, upscale_video
+from theris_cli.engine.pipeline import ProgressCallback, UpscaleResult, upscale_video
 
 INPUT_NAME = "thermal_input.mkv"
 OUTPUT_NAME = "thermal_upscaled.mp4"

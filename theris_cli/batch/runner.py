@@ -33,7 +33,7 @@ from theris_cli.batch.records import (
     check_record, input_fingerprint, make_record, read_record, record_path, sha256_file, write_record,
 )
 from theris_cli.batch.shard import Shard, resolve_shard
-from theris_cli.options import UpscaleOptions
+from theris_cli.engine.options import UpscaleOptions
 from theris_cli.errors import BackendUnavailable, DeviceError, OutputError, TherisError, UsageError, WeightsError
 from theris_cli.outputs import PARTIAL_MARK, output_error, stops_everything
 
@@ -152,7 +152,7 @@ def run_batch(
     shard = shard if isinstance(shard, Shard) else resolve_shard(shard)
     if upscale is None:
         from theris_cli.devices import resolve_device, resolve_precision
-        from theris_cli.pipeline import upscale_video as upscale
+        from theris_cli.engine.pipeline import upscale_video as upscale
 
         resolve_precision(options.precision, resolve_device(options.device))  # a missing GPU, likewise
     if options.weights is None:

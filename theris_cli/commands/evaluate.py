@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from theris_cli.commands import args
-from theris_cli.options import UpscaleOptions
+from theris_cli.engine.options import UpscaleOptions
 
 
 def run_evaluate(clips: Sequence[str], methods: str, options: UpscaleOptions, *,

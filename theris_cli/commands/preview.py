@@ -10,7 +10,7 @@ from rich.text import Text
 
 from theris_cli.commands import args
 from theris_cli.commands.console import err_console, note_untrained, stop_on_signals, warnings_to
-from theris_cli.options import UpscaleOptions
+from theris_cli.engine.options import UpscaleOptions
 
 
 def run_demo_command(out_dir: str, options: UpscaleOptions, *, quiet: bool = False) -> None:

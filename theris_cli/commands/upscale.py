@@ -16,7 +16,7 @@ from rich.text import Text
 from theris_cli.commands import args
 from theris_cli.commands.console import err_console, note_untrained, stop_on_signals, warnings_to
 from theris_cli.errors import BatchError, OutputError, UsageError
-from theris_cli.options import UpscaleOptions
+from theris_cli.engine.options import UpscaleOptions
 
 
 def _holds_images(folder: Path) -> bool:
@@ -38,7 +38,7 @@ def run_upscale(src: str, dst: str, options: UpscaleOptions, *, overwrite: bool 
         run_batch_command(Path(src), Path(dst), options, quiet=quiet, overwrite=overwrite)
         return
     from theris_cli.commands.progress import UpscaleProgress
-    from theris_cli.pipeline import upscale_video
+    from theris_cli.engine.pipeline import upscale_video
 
     with stop_on_signals(), warnings_to(err_console), \
             UpscaleProgress(Path(src).name, quiet=quiet, stream=err_console.file) as progress:

@@ -33,7 +33,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from theris_cli.errors import InputError, UsageError
-from theris_cli.options import UpscaleOptions
+from theris_cli.engine.options import UpscaleOptions
 from theris_cli.eval import metrics
 from theris_cli.eval.baselines import BASELINES, Predictor
 from theris_cli.eval.results import ClipScore, Evaluation, MethodScore, Motion, Subset, mean_scores
@@ -187,7 +187,7 @@ def check_methods(methods: Sequence[str]) -> list[str]:
 def theris_predictor(model: torch.nn.Module, options: UpscaleOptions = EVAL_OPTIONS) -> Predictor:
     """A model run as `theris upscale` runs it, with `options` (default: windows of 4 LR frames,
     stride 2, fp32, whole frames)."""
-    from theris_cli.infer import Upscaler
+    from theris_cli.engine.infer import Upscaler
 
     if options.temporal_factor != 2:
         raise UsageError(f"the evaluation protocol doubles the frame rate; temporal_factor must be 2, not {options.temporal_factor}")

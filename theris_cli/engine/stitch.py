@@ -5,7 +5,7 @@ and ``weight`` to a denominator, and the result is their ratio. Weights are posi
 prediction is made, so a pixel or frame predicted once is returned exactly, and where predictions
 overlap the weights ramp linearly from one to the other, so there is no seam (a step) anywhere. (In
 time a window's crossed edge frame would have weight 0: it is not predicted, its neighbour predicts
-that time; see theris_cli.windows.time_weight.)
+that time; see theris_cli.engine.windows.time_weight.)
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Iterator, Sequence
 
 import torch
 
-from theris_cli.windows import Tile, Window, time_weight, window_targets
+from theris_cli.engine.windows import Tile, Window, time_weight, window_targets
 
 # --------------------------------------------------------------------------------------------
 # space
@@ -80,7 +80,7 @@ class TemporalBlender:
     ``add`` a window's predictions (M, C, H, W) at its output indices; ``pop_ready(limit)`` yields the
     finished frames with output index < ``limit`` (no later window may touch them); ``finish(n)`` yields
     the rest for a video of ``n`` input frames, then repeats the last frame so that ``factor * n`` frames
-    come out in all (see theris_cli.windows: the last input frame is held for its display time).
+    come out in all (see theris_cli.engine.windows: the last input frame is held for its display time).
     Memory: only frames not yet popped are kept, i.e. about one window's worth.
     """
 

@@ -40,7 +40,7 @@ class UpscaleOptions:
     pix_fmt: Optional[str] = None  # None: fits the input and the codec
 
     def __post_init__(self) -> None:
-        from theris_cli.infer import check_options  # the upscaler's own limits (window, tile, factor)
+        from theris_cli.engine.infer import check_options  # the upscaler's own limits (window, tile, factor)
 
         object.__setattr__(self, "device", parse_device(self.device))
         object.__setattr__(self, "precision", parse_precision(self.precision))

@@ -31,8 +31,8 @@ import numpy as np
 import torch
 
 from theris_cli.errors import UsageError
-from theris_cli.options import UpscaleOptions
-from theris_cli.preview_image import Panel, PreviewRow
+from theris_cli.engine.options import UpscaleOptions
+from theris_cli.preview.image import Panel, PreviewRow
 
 ZOOM = 2  # screen pixels per HR pixel in the zoom row
 
@@ -112,7 +112,7 @@ def _region(pair: np.ndarray) -> tuple[int, int, int, int]:
     fits a panel 1:1, else the busiest region that fills one (so the model's time stays that of a
     small frame, whatever the camera)."""
     from theris_cli.model.config import SCALE
-    from theris_cli.preview_image import PANEL_BOX
+    from theris_cli.preview.image import PANEL_BOX
 
     h, w = pair.shape[-2:]
     cw, ch = min(w, PANEL_BOX[0] // SCALE), min(h, PANEL_BOX[1] // SCALE)
@@ -181,11 +181,11 @@ def make_preview(
     written under a temporary name and renamed when complete.
     """
     from theris_cli.devices import resolve_device, resolve_precision
-    from theris_cli.infer import DEFAULT_TILE_OVERLAP, Upscaler
+    from theris_cli.engine.infer import DEFAULT_TILE_OVERLAP, Upscaler
     from theris_cli.model.config import SCALE
     from theris_cli.outputs import atomic_output, check_destination
-    from theris_cli.pipeline import check_input, load_weights
-    from theris_cli.preview_image import compose
+    from theris_cli.engine.pipeline import check_input, load_weights
+    from theris_cli.preview.image import compose
     from theris_cli.video import probe, scan_levels
 
     t_start = time.perf_counter()

@@ -33,9 +33,9 @@ import torch
 
 from theris_cli.devices import precision_name, resolve_device, resolve_precision
 from theris_cli.errors import InputError, NumericalError, TherisError, UsageError, WeightsError
-from theris_cli.infer import Upscaler
+from theris_cli.engine.infer import Upscaler
 from theris_cli.model.config import SCALE
-from theris_cli.options import UpscaleOptions
+from theris_cli.engine.options import UpscaleOptions
 from theris_cli.outputs import atomic_output, check_destination, output_error
 
 log = logging.getLogger("theris")

@@ -1,7 +1,7 @@
 """Upscaler: a THERIS model run over a stream of frames in overlapping windows and tiles.
 
 Tensors in, tensors out, no files: frames (C, h, w) in the unit range go in, frames (C, 4h, 4w)
-come out in output order (``temporal_factor`` per input frame, see theris_cli.windows), unclamped
+come out in output order (``temporal_factor`` per input frame, see theris_cli.engine.windows), unclamped
 (the caller maps back to the container's range, which is where clipping belongs).
 
 Memory: the model's activations grow with the frame's area (about 2 KB per LR pixel for a window
@@ -29,8 +29,8 @@ import torch
 from theris_cli.devices import resolve_device, resolve_precision
 from theris_cli.errors import DeviceError, UsageError
 from theris_cli.model.config import SCALE  # HR pixels per LR pixel: the network's fixed factor
-from theris_cli.stitch import TemporalBlender, TileCanvas
-from theris_cli.windows import (
+from theris_cli.engine.stitch import TemporalBlender, TileCanvas
+from theris_cli.engine.windows import (
     Tile,
     Window,
     local_times,
