@@ -256,7 +256,7 @@ class Upscaler:
     def _whole_frame_fits_cpu(self, h: int, w: int, C: int, M: int) -> bool:
         """Whether a THERIS network's window of whole frames fits in RAM by a safe upper estimate.
 
-        Without autograd the network runs in work units (theris_cli.model.tssm.WORK_TOKENS): beside
+        Without autograd the network runs in work units (theris_cli.model.units): beside
         a bounded working set it holds about six feature maps of M frames x dim channels and its
         output, float32. Twice that, plus the stitched outputs, must fit in 40 % of the free RAM.
         Other models (no ``config.dim``) are measured instead."""
