@@ -25,12 +25,12 @@ from theris_cli.model.tssm import TSSM, inference_units, units_lowp
 
 # LR pixels per band of the decoder in an inference forward on the CPU: its x2 stage then holds
 # tens of MiB (48 channels at 4x the pixels), not a whole HR window, and the halo rows recomputed
-# around each band stay a small share (timed 16384..49152 at 160x128 and 640x512; the largest was
-# the fastest, with huge pages). See `_decode_units`.
+# around each band stay a small share. A speed setting only: results do not depend on it. See
+# `_decode_units`.
 DECODE_PIXELS = 49152
 
 # the decoder's last conv starts near zero so the untrained network is its bicubic residual
-# (0.1 started training 0.8 dB below bicubic; not exactly zero, so every layer gets a gradient)
+# (a larger start puts the untrained output below bicubic; not exactly zero, so every layer gets a gradient)
 OUTPUT_INIT_SCALE = 0.01
 
 # output pixels per band of the motion alignment's warps on the CPU (a few MiB of temporaries)
@@ -215,7 +215,7 @@ class THERIS(nn.Module):
                        lowp: Optional[torch.dtype] = None) -> torch.Tensor:
         """`forward` without autograd on the CPU: the same network in cache-sized work units.
 
-        Convolutions run channels-last (mkldnn's NHWC kernels are 2-4x faster here) one frame at a
+        Convolutions run channels-last (mkldnn's NHWC kernels are the faster ones) one frame at a
         time; TDIM mixes frames with fused multiply-adds into its output; the TSSMs work in token
         bands (tssm.WORK_TOKENS); the decoder and the bicubic residual run one output frame at a time
         in bands of LR rows with a halo that covers their receptive field, so every band's output
@@ -223,7 +223,7 @@ class THERIS(nn.Module):
         (tests/test_model_units.py).
 
         lowp (bfloat16 under CPU autocast, `tssm.units_lowp`): the convolutions and the TSSMs'
-        projections run in it (1.8-3x faster than float32 on CPUs with bfloat16 dot products); features
+        projections run in it (faster than float32 on CPUs with bfloat16 dot products); features
         between stages, the scans and the output stay float32.
         """
         B, T, C, H, W = x.shape
@@ -280,7 +280,7 @@ class THERIS(nn.Module):
             for r0 in range(0, H, rows):
                 r1 = min(H, r0 + rows)
                 # grid_sample returns (B, dim, h, W) contiguous: the moved frames are summed in that
-                # layout (a multiply-add on the permuted view is 9x slower) and transposed once
+                # layout (a multiply-add on the permuted view is much slower) and transposed once
                 acc = None
                 for t in moved_frames:
                     moved = warp(frames[t], v[:, i, :, r0:r1] * float(t - times[i]), (r0, r1))
@@ -318,8 +318,8 @@ class THERIS(nn.Module):
                 lo, hi = max(0, r0 - halo), min(H, r1 + halo)
                 zb = z[:, i, lo:hi].permute(0, 3, 1, 2)                            # (B, dim, h, W) NHWC
                 sb = interp[:, i, lo:hi].permute(0, 3, 1, 2)
-                # mixed-dtype elementwise ops are slow on the CPU (a bf16 += fp32 view: 17x slower than
-                # a conversion and a bf16 sum), so every operand is converted first
+                # mixed-dtype elementwise ops are slow on the CPU (a bf16 += fp32 view is much slower
+                # than a conversion and a bf16 sum), so every operand is converted first
                 d = body_out(zb.to(lowp or zb.dtype, memory_format=torch.channels_last)).add_(sb.to(lowp or sb.dtype))
                 out = self._decoder_folded(d, w_out, b_out, w_up1, b_up1, decoder).float()  # (B, 4C, 2h+1, 2W+1)
                 bic = bicubic_up(base[:, k, :, lo:hi])                                # (B, C, 4h, 4W)
@@ -344,7 +344,7 @@ class THERIS(nn.Module):
         w_out, b_out: the output conv from `fold_shuffle_into_conv_2x2`, so it runs at 2x on 48
         channels as 2x2 taps instead of at 4x on 12, and the 4x feature map is never built.
         w_up1, b_up1: the first x2 stage from `subpixel_major` (channels-last input), so its pixel
-        shuffle is a copy of whole pixels, 4x faster here than pixel_shuffle.
+        shuffle is a copy of whole pixels, cheaper than pixel_shuffle.
         dec: the decoder to run (default this network's; `_in_dtype` gives a bfloat16 copy)."""
         dec = self.decoder if dec is None else dec
         x = dec.body(x)
@@ -391,7 +391,7 @@ def _bicubic_taps(r: int) -> tuple[tuple[float, ...], ...]:
 
 def bicubic_up(x: torch.Tensor, r: int = SCALE) -> torch.Tensor:
     """``F.interpolate(x, scale_factor=r, mode="bicubic", align_corners=False)`` for (N, C, H, W), as
-    two separable passes (replicated borders, as PyTorch clamps): 5.7x faster here on one channel,
+    two separable passes (replicated borders, as PyTorch clamps): less work than the 2-D kernel,
     equal to float rounding (tests/test_model_units.py)."""
     N, C, H, W = x.shape
     taps = torch.tensor(_bicubic_taps(r), dtype=x.dtype, device=x.device)                 # (r, 5)
@@ -433,7 +433,7 @@ def fold_shuffle_into_conv_2x2(weight: torch.Tensor, bias: torch.Tensor) -> tupl
     output channel o*4 + 2*di + dj, read at rows di.. and columns dj.. (one more row and column than
     the input has), is sub-pixel (di, dj) of the folded 3x3 conv's output channel. Sub-pixel di of
     a fine 3x3 neighbourhood reaches coarse rows di-1 and di only, so 5 of the 9 coarse taps are zero:
-    as a 2x2 conv it is 1.8x faster here (48 channels at 384x512, bfloat16).
+    as a 2x2 conv it does 4 of the 9 taps' work.
     weight (Co, Ci, 3, 3), bias (Co,) -> (Co*4, Ci*4, 2, 2), (Co*4,)."""
     w3, b = fold_shuffle_into_conv(weight, bias, 2)
     w2 = torch.stack([w3[q, :, (q % 4) // 2:(q % 4) // 2 + 2, q % 2:q % 2 + 2] for q in range(w3.shape[0])])

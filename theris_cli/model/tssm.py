@@ -20,8 +20,8 @@ from theris_cli.model.scan import selective_scan
 # Tokens per work unit of an inference forward on the CPU. A layer's temporaries (about 130 floats a
 # token for `small`) then stay a few MiB: reused from the heap and mostly in cache, instead of
 # hundreds of MiB mapped, faulted in and unmapped on every op (page-fault churn was most of the
-# time at 324x256). Chosen by timing 2048..16384 on the development machine; results do not depend
-# on it (see `_bands`, `Mamba2Layer._mix_segments`).
+# time at 324x256). A speed setting only: results do not depend on it (see `_bands`,
+# `Mamba2Layer._mix_segments`).
 WORK_TOKENS = 4096
 
 
@@ -185,8 +185,8 @@ class SpectralMask(nn.Module):
             out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
             for t in range(x.shape[1]):
                 xt = x[:, t]                                                            # (B, H, W, C)
-                # rfft2 as its two 1-D passes, the same arithmetic: 1.1-1.4x faster here on
-                # channels-last frames than torch.fft.rfft2 over both dims at once
+                # rfft2 as its two 1-D passes, the same arithmetic: faster on channels-last frames
+                # than torch.fft.rfft2 over both dims at once
                 spec = torch.fft.rfft(xt.float(), dim=2, norm="ortho")
                 spec = torch.fft.fft(spec, dim=1, norm="ortho").mul_(m)
                 y = torch.fft.irfft(torch.fft.ifft(spec, dim=1, norm="ortho"), n=W, dim=2, norm="ortho")
@@ -245,7 +245,7 @@ class CausalDepthwiseConv(nn.Module):
                 xp[:, :k] = prev
             xp[:, k:] = x
             # as a depthwise 2-D convolution on the (b, C, 1, L + k) channels-last view: one mkldnn
-            # kernel, about 2x faster than the shifted multiply-adds below
+            # kernel instead of the shifted multiply-adds below
             taps = self.weight.t().reshape(C, 1, 1, self.width).to(xp.dtype)
             y = F.conv2d(xp.view(b, 1, L + k, C).permute(0, 3, 1, 2), taps, self.bias.to(xp.dtype), groups=C)
             return y.permute(0, 2, 3, 1).reshape(b, L, C)
@@ -364,7 +364,7 @@ class Mamba2Layer(nn.Module):
             next_conv = self.conv.tail(xbc, conv_state) if return_state else None
             xbc = F.silu(self.conv(xbc, conv_state), inplace=inplace)
         x, Bm, Cm = torch.split(xbc, [self.d_inner, g * n, g * n], dim=-1)
-        if inplace:  # the scan multiplies x twice: on contiguous rows that is 3x faster than on the view
+        if inplace:  # the scan multiplies x twice: contiguous rows are much faster to read than the view
             x = x.contiguous()
         if shift is not None:
             Cm = Cm.add_(shift.to(Cm.dtype)) if inplace else Cm + shift.to(Cm.dtype)
@@ -380,9 +380,9 @@ class Mamba2Layer(nn.Module):
         if self.bidirectional:
             y = y[:b] + y[b:].flip(1)
         if inplace:
-            # z is a strided view of the projection: SiLU on a strided view is 4x slower here than a
-            # copy to contiguous float32 and SiLU on that (transcendental kernels vectorise contiguous
-            # rows only; the gate's product is then float32 by float32)
+            # z is a strided view of the projection: SiLU on a strided view is slower than a copy to
+            # contiguous float32 and SiLU on that (transcendental kernels vectorise contiguous rows
+            # only; the gate's product is then float32 by float32)
             out = _norm_linear(self.out_norm, self.out_proj, y.mul_(F.silu(z.to(torch.float32).contiguous())), lowp, residual=seq)
         else:
             out = seq + self.out_proj(self.out_norm(y * F.silu(z)))
@@ -493,8 +493,8 @@ class TSSM(nn.Module):
                 band = x[:, :, r0:r1, c0:c1]
                 band.copy_(from_hmb(self.hmb(to_hmb(band, w), shift, lowp), band.shape, w))
                 continue
-            # gathered in scan order and scattered back by one index: 3x faster than the permutes
-            # and copies of to_hmb and from_hmb
+            # gathered in scan order and scattered back by one index, instead of the permutes and
+            # copies of to_hmb and from_hmb
             tokens = _hmb_tokens(x.shape, (r0, r1), (c0, c1), w)
             seq = flat.index_select(0, tokens).view(-1, T * w * w, C)
             flat.index_copy_(0, tokens, self.hmb(seq, shift, lowp).view(-1, C))
