@@ -29,6 +29,7 @@ import torch
 from theris_cli.devices import resolve_device, resolve_precision
 from theris_cli.errors import DeviceError
 from theris_cli.model.config import SCALE  # HR pixels per LR pixel: the network's fixed factor
+from theris_cli.engine.hugepages import keep_freed_memory
 from theris_cli.engine.options import MIN_TILE, UpscaleOptions
 from theris_cli.engine.stitch import TemporalBlender, TileCanvas
 from theris_cli.engine.windows import (
@@ -75,6 +76,8 @@ class Upscaler:
         device, precision, window, tile = opts.device, opts.precision, opts.window, opts.tile
         temporal_factor = opts.temporal_factor
         self.device = resolve_device(device)
+        if self.device.type == "cpu":
+            keep_freed_memory()  # large temporaries reuse the heap instead of being faulted in again
         self.dtype = resolve_precision(precision, self.device)
         self.window = window
         self.stride = temporal_stride(window)

@@ -79,9 +79,25 @@ class MotionAlign(nn.Module):
         B, T, C, H, W = x.shape
         if T < 2:
             return x.new_zeros(B, 0, 2, H, W)
+        if not torch.is_grad_enabled() and B * (T - 1) > 1:
+            # inference: pair by pair (each pair's velocities are its own), so the pairs, their
+            # cost volumes and the CNN's maps are one pair's, not all of them at once
+            out = torch.empty(B, T - 1, 2, H, W, dtype=x.dtype, device=x.device)
+            g = self._match_features(x, feats) if self.radius > 0 else None
+            for b in range(B):
+                for t in range(T - 1):
+                    two = slice(t, t + 2)
+                    out[b, t] = self._velocities(x[b:b + 1, two], feats[b:b + 1, two],
+                                                 None if g is None else g[b:b + 1, two])[0, 0]
+            return out
+        return self._velocities(x, feats, None)
+
+    def _velocities(self, x: torch.Tensor, feats: torch.Tensor, g: torch.Tensor | None) -> torch.Tensor:
+        """`velocities`, with the matching features ``g`` (`_match_features`) given or not."""
+        B, T, C, H, W = x.shape
         v0 = None
         if self.radius > 0:
-            v0, cost = self._matched(x, feats)
+            v0, cost = self._matched(x, feats, g)
         x = x.to(self.down.weight.dtype)  # the CNN in its own dtype (bfloat16 on the CPU's fast path)
         if torch.is_grad_enabled():
             both = torch.cat([x, feats.to(x.dtype)], dim=2)                        # (B, T, C+dim, H, W)
@@ -99,7 +115,25 @@ class MotionAlign(nn.Module):
             v = v + v0
         return v.view(B, T - 1, 2, H, W)
 
-    def _matched(self, x: torch.Tensor, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _match_features(self, x: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
+        """The matching's features of every frame, unit length at half resolution: x, feats as in
+        `velocities` -> (B, T, MATCH_DIM, ceil(H/2), ceil(W/2)) float32; without autograd frame by
+        frame (a frame's features are its own)."""
+        B, T, C, H, W = x.shape
+        work = self.match.weight.dtype
+
+        def one(xs: torch.Tensor, fs: torch.Tensor) -> torch.Tensor:                # (N, C+dim, H, W) in
+            g = F.avg_pool2d(self.match(torch.cat([xs.to(work), fs.to(work)], dim=1)).float(), MATCH_STRIDE,
+                             ceil_mode=True)
+            return F.normalize(g, dim=1)
+
+        if torch.is_grad_enabled():
+            g = one(x.flatten(0, 1), feats.flatten(0, 1))
+            return g.view(B, T, MATCH_DIM, *g.shape[2:])
+        return torch.stack([one(x[:, t], feats[:, t]) for t in range(T)], dim=1)
+
+    def _matched(self, x: torch.Tensor, feats: torch.Tensor,
+                 g: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The matching estimate (B*(T-1), 2, H, W) and the forward and backward cost volumes of
         radius r at the CNN's half resolution (B*(T-1), 2 (2r+1)^2, ceil(H/2), ceil(W/2)) for x,
         feats as in `velocities`; in the matching conv's dtype, float32 from its output on (a soft
@@ -107,13 +141,16 @@ class MotionAlign(nn.Module):
         float32)."""
         B, T, C, H, W = x.shape
         r, s = self.radius, self.search
-        work = self.match.weight.dtype
-        both = torch.cat([x.to(work), feats.to(work)], dim=2).flatten(0, 1)         # (B*T, C+dim, H, W)
-        g = F.avg_pool2d(self.match(both).float(), MATCH_STRIDE, ceil_mode=True)
-        g = F.normalize(g, dim=1).view(B, T, MATCH_DIM, *g.shape[2:])
+        if g is None:
+            g = self._match_features(x, feats)                                     # (B, T, MATCH_DIM, h, w)
         first, second = g[:, :-1].flatten(0, 1), g[:, 1:].flatten(0, 1)
-        ahead, back = correlation(first, second, s), correlation(second, first, s)  # (N, (2s+1)^2, h, w)
         sharp = self.log_temperature.exp()
+        if not torch.is_grad_enabled():  # inference: the same, in bands of rows (`matched_rows`)
+            forward, ahead = matched_rows(first, second, s, r, sharp)
+            backward, back = matched_rows(second, first, s, r, sharp)
+            v0 = F.interpolate((forward - backward) * (MATCH_STRIDE / 2), size=(H, W), mode="bilinear", align_corners=False)
+            return v0, torch.cat([ahead, back], dim=1)
+        ahead, back = correlation(first, second, s), correlation(second, first, s)  # (N, (2s+1)^2, h, w)
         forward, backward = soft_argmax(ahead, r, sharp), soft_argmax(back, r, sharp)
         v0 = F.interpolate((forward - backward) * (MATCH_STRIDE / 2), size=(H, W), mode="bilinear", align_corners=False)
         if s > r:  # the CNN reads the offsets within r
@@ -175,6 +212,37 @@ def correlation(a: torch.Tensor, b: torch.Tensor, radius: int) -> torch.Tensor:
             out[:, k] = (a * padded[:, :, dy:dy + h, dx:dx + w]).sum(1)
             k += 1
     return out
+
+
+MATCH_BAND = 8192  # half-resolution pixels per band of `matched_rows`: its cost volume stays a few MiB
+
+
+def matched_rows(a: torch.Tensor, b: torch.Tensor, search: int, radius: int,
+                 sharpness: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``soft_argmax(correlation(a, b, search), radius, sharpness)`` and
+    ``_within(correlation(a, b, search), search, radius)`` in bands of rows, without autograd:
+    a, b (N, D, h, w) -> (N, 2, h, w), (N, (2r+1)^2, h, w). Every pixel's cost volume is its own,
+    so each band's result is the whole map's; the (2s+1)^2-channel volume of the whole map (and
+    the products of every offset, each a map of D channels) is never built, only a band's."""
+    N, D, h, w = a.shape
+    s, r = search, radius
+    padded = F.pad(b, (s, s, s, s), mode="replicate")
+    est = a.new_empty(N, 2, h, w)
+    near = a.new_empty(N, (2 * r + 1) ** 2, h, w)
+    rows = max(1, MATCH_BAND // max(N * w, 1))
+    k = 2 * s + 1
+    for r0 in range(0, h, rows):
+        r1 = min(h, r0 + rows)
+        band = a[:, :, r0:r1]
+        cost = a.new_empty(N, k * k, r1 - r0, w)
+        prod = torch.empty_like(band)
+        for dy in range(k):
+            for dx in range(k):
+                torch.mul(band, padded[:, :, r0 + dy:r1 + dy, dx:dx + w], out=prod)
+                torch.sum(prod, 1, out=cost[:, dy * k + dx])
+        est[:, :, r0:r1] = soft_argmax(cost, r, sharpness)
+        near[:, :, r0:r1] = _within(cost, s, r)
+    return est, near
 
 
 def _pairs_channels_last(x: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
