@@ -233,3 +233,43 @@ def test_info_says_which_precision_auto_picks(monkeypatch, has_bf16, shown):
     result = CliRunner().invoke(app, ["info"])
     assert result.exit_code == 0, result.output
     assert f"auto precision   {shown}" in result.output
+
+
+# ------------------------------------------------------------------------------ windows side by side (CPU)
+
+
+@pytest.mark.parametrize("n", [1, 3, 4, 5, 9])
+@pytest.mark.parametrize("window,factor", [(4, 2), (2, 2), (3, 3)])
+def test_windows_on_several_workers_give_the_same_frames_in_the_same_order(n, window, factor):
+    x = frames(n, 10, 12, seed=n)
+    up = Upscaler(Smooth(), window=window, temporal_factor=factor)
+    one = list(up.process(iter(x)))
+    up2 = Upscaler(Smooth(), window=window, temporal_factor=factor)
+    up2.workers = 3
+    several = list(up2.process(iter(x)))
+    assert len(several) == len(one) == factor * n
+    assert up2.windows_run == up.windows_run
+    for a, b in zip(one, several):
+        assert torch.equal(a, b)
+
+
+def test_a_failing_window_on_a_worker_is_raised_by_process():
+    class FailsLater(NearestLinear):
+        def forward(self, x, times=None):
+            if len(self.calls) >= 2:
+                raise RuntimeError("window failed")
+            return super().forward(x, times)
+
+    up = Upscaler(FailsLater(), window=4)
+    up.workers = 2
+    with pytest.raises(RuntimeError, match="window failed"):
+        list(up.process(iter(frames(12))))
+
+
+def test_the_cpu_runs_one_window_per_thread():
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert Upscaler(NearestLinear()).workers == 2
+    finally:
+        torch.set_num_threads(threads)

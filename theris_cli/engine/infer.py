@@ -93,6 +93,10 @@ class Upscaler:
         self.windows_run = 0
         self.oom_retries = 0
         self.model_seconds = 0.0  # wall time inside run_window (model and tile blending)
+        # CPU: windows run side by side, one per core, each at one thread (`process`). The work
+        # units are cache-sized, which one core keeps busy; split across cores, each unit's ops
+        # are too small to pay for the synchronisation, while whole windows need none.
+        self.workers = max(1, torch.get_num_threads()) if self.device.type == "cpu" else 1
 
     # ---------------------------------------------------------------------------------- streaming
 
@@ -109,6 +113,9 @@ class Upscaler:
         ran = 0  # windows run so far (they are a prefix of plan_windows(n, window))
         start = 0  # start of the next regular window
         shape = None
+        if self.workers > 1:
+            yield from self._process_parallel(frames)
+            return
         for frame in frames:
             if frame.dim() != 3:
                 raise ValueError(f"expected a frame (C, h, w), got shape {tuple(frame.shape)}")
@@ -130,6 +137,83 @@ class Upscaler:
         for w in plan_windows(n, self.window)[ran:]:
             yield from self._run(w, buf, blender, first=w.start == 0, last=w.end == n - 1)
         yield from blender.finish(n)
+
+    def _process_parallel(self, frames: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
+        """`process` with up to ``workers`` windows in flight at once, each in a worker thread at one
+        intra-op thread; results are blended in window order, so the output is the same frame for
+        frame (every window's prediction is its own). The first window runs alone: it chooses the
+        tile. Memory: ``workers`` windows' buffers instead of one."""
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        blender = TemporalBlender(self.factor)
+        pending: deque = deque()  # (window, first, last, keep, future), in window order
+        t_busy = [0.0, None]  # seconds with a window in flight; start of the current stretch
+
+        def one_thread(x: torch.Tensor, keep: list[int]) -> torch.Tensor:
+            torch.set_num_threads(1)  # this worker's OpenMP team: itself (a thread setting)
+            return self._run_window(x, keep)
+
+        def submit(pool, w: Window, x: torch.Tensor, first: bool, last: bool) -> None:
+            keep = window_targets(w.length, self.factor, first, last)
+            if not pending:
+                t_busy[1] = time.perf_counter()
+            if not self._tile_chosen:  # the first window chooses the tile, alone
+                fut = pool.submit(lambda: None)
+                pending.append((w, first, last, keep, self._run_window(x, keep), fut))
+            else:
+                pending.append((w, first, last, keep, None, pool.submit(one_thread, x, keep)))
+
+        def collect() -> Iterator[torch.Tensor]:
+            w, first, last, keep, preds, fut = pending.popleft()
+            got = fut.result()
+            preds = got if preds is None else preds
+            if not pending:
+                t_busy[0] += time.perf_counter() - t_busy[1]
+            blender.add(w, preds, first, last, keep)
+            self.windows_run += 1
+            for frame in blender.pop_ready(min(self.factor * (w.start + 1), self.factor * w.end + 1)):
+                yield frame.cpu()
+
+        buf: dict[int, torch.Tensor] = {}
+        n, start, shape = 0, 0, None
+        planned: list[Window] = []
+        pool = ThreadPoolExecutor(self.workers, thread_name_prefix="theris-window")
+        try:
+            for frame in frames:
+                if frame.dim() != 3:
+                    raise ValueError(f"expected a frame (C, h, w), got shape {tuple(frame.shape)}")
+                if shape is None:
+                    shape = frame.shape
+                elif frame.shape != shape:
+                    raise ValueError(f"frame {n} has shape {tuple(frame.shape)}, the first had {tuple(shape)}")
+                buf[n] = frame
+                n += 1
+                while start + self.window < n:  # frame start + window exists: not the last window
+                    w = Window(start, self.window)
+                    while len(pending) >= self.workers:
+                        yield from collect()
+                    x = torch.stack([buf[i] for i in range(w.start, w.end + 1)]).to(self.device, torch.float32)
+                    submit(pool, w, x, start == 0, False)
+                    planned.append(w)
+                    start += self.stride
+                    for i in [i for i in buf if i <= w.start]:
+                        del buf[i]
+            if n == 0:
+                return
+            for w in plan_windows(n, self.window)[len(planned):]:
+                while len(pending) >= self.workers:
+                    yield from collect()
+                x = torch.stack([buf[i] for i in range(w.start, w.end + 1)]).to(self.device, torch.float32)
+                submit(pool, w, x, w.start == 0, w.end == n - 1)
+            while pending:
+                yield from collect()
+            yield from blender.finish(n)
+        finally:
+            for *_, fut in pending:
+                fut.cancel()
+            pool.shutdown(wait=True)
+            self.model_seconds = t_busy[0] + (time.perf_counter() - t_busy[1] if pending and t_busy[1] else 0.0)
 
     def _run(self, w: Window, buf: dict, blender: TemporalBlender, first: bool, last: bool) -> Iterator[torch.Tensor]:
         x = torch.stack([buf[i] for i in range(w.start, w.end + 1)])  # (T, C, h, w)
@@ -249,7 +333,7 @@ class Upscaler:
         # blending and queued) lives beside the model and is not part of the probe.
         outputs = 3 * times.numel() * C * SCALE * SCALE * h * w * 4
         fraction = 0.5 if self.device.type == "cuda" else 0.4  # the CPU also holds decode/encode buffers
-        tile = tile_from_memory(max(free - outputs, 0), bpp, h, w, fraction=fraction)
+        tile = tile_from_memory(max(free // self.workers - outputs, 0), bpp, h, w, fraction=fraction)
         if tile is not None and tile < MIN_TILE:
             tile = MIN_TILE
         where = "GPU" if self.device.type == "cuda" else "RAM"
@@ -269,7 +353,7 @@ class Upscaler:
             return False
         window = 4.0 * M * (6 * dim + C * SCALE * SCALE) * h * w + _CPU_UNIT_BYTES
         outputs = 3 * M * C * SCALE * SCALE * h * w * 4
-        return 2 * window + outputs <= 0.4 * free
+        return self.workers * (2 * window + outputs) <= 0.4 * free  # each window in flight
 
     def _measure_cuda(self, crop: torch.Tensor, times: torch.Tensor) -> tuple[float | None, int | None]:
         torch.cuda.synchronize(self.device)
