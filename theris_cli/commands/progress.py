@@ -88,6 +88,18 @@ class UpscaleProgress:
                 self._last_line = now
                 self._line(now)
 
+    def estimate(self, seconds: float, frames_out: int) -> None:
+        """upscale_video's ``on_estimate``: one line with the estimated time of a long run."""
+        from theris_cli.engine.estimate import LONG_RUN, estimate_line
+
+        if self.quiet or seconds < LONG_RUN:
+            return
+        with self._lock:
+            if self._progress is not None:
+                self._progress.console.print(f"{self.label}: {estimate_line(seconds, frames_out)}", highlight=False)
+            else:
+                print(f"{self.label}: {estimate_line(seconds, frames_out)}", file=self.stream, flush=True)
+
     def _line(self, now: float, final: bool = False) -> None:
         elapsed = max(now - self._t0, 1e-9)
         fps = self._done / elapsed

@@ -33,7 +33,7 @@ def run_upscale(src: str, dst: str, options: UpscaleOptions, *, overwrite: bool 
 
     with stop_on_signals(), warnings_to(err_console), \
             UpscaleProgress(Path(src).name, quiet=quiet, stream=err_console.file) as progress:
-        res = upscale_video(src, dst, options, overwrite=overwrite, on_progress=progress)
+        res = upscale_video(src, dst, options, overwrite=overwrite, on_progress=progress, on_estimate=progress.estimate)
     if quiet:
         return
     st = res.stages

@@ -168,8 +168,10 @@ class Upscaler:
             w, first, last, keep, preds, fut = pending.popleft()
             got = fut.result()
             preds = got if preds is None else preds
+            now = time.perf_counter()
             if not pending:
-                t_busy[0] += time.perf_counter() - t_busy[1]
+                t_busy[0] += now - t_busy[1]
+            self.model_seconds = t_busy[0] + (now - t_busy[1] if pending else 0.0)
             blender.add(w, preds, first, last, keep)
             self.windows_run += 1
             for frame in blender.pop_ready(min(self.factor * (w.start + 1), self.factor * w.end + 1)):

@@ -47,6 +47,7 @@ QUEUE_OUT = 4  # HR frames waiting for the encoder (each 16x an input frame, flo
 _POLL = 0.1  # seconds between checks of the stop flag while a queue is full or empty
 
 ProgressCallback = Callable[[int, Optional[int]], None]  # (output frames written, expected total or None)
+EstimateCallback = Callable[[float, int], None]  # (estimated seconds of the whole run, output frames)
 
 
 @dataclass
@@ -99,13 +100,16 @@ def upscale_video(
     model: Optional[torch.nn.Module] = None,
     overwrite: bool = False,
     on_progress: Optional[ProgressCallback] = None,
+    on_estimate: Optional[EstimateCallback] = None,
     **fields: Any,
 ) -> UpscaleResult:
     """Upscale ``src`` 4x in space and ``temporal_factor``x in time into ``dst``.
 
     ``options``: the UpscaleOptions (weights, device, precision, window, tile, temporal_factor,
     codec, crf, pix_fmt); ``fields``: any of them as keywords instead, or to change ``options``.
-    ``model``: an already loaded network (then ``weights`` only labels the result). Output: the
+    ``model``: an already loaded network (then ``weights`` only labels the result).
+    ``on_estimate``: called once, when the first window is done and the frame count is known, with
+    the estimated seconds of the whole model stage (`engine.estimate`) and the output frames. Output: the
     container from ``dst``'s extension, the input's bit depth, fps = temporal_factor x input fps,
     temporal_factor x input frames (the same duration; the last input frame's trailing slots repeat its
     super-resolved frame). Raises a TherisError subclass with a one-line message on every expected
@@ -140,7 +144,7 @@ def upscale_video(
             log.warning("%s", note)
             warnings.append(note)
         flow = _Stages(src=src, dst=dst, levels=levels, upscaler=up, writer=writer, on_progress=on_progress,
-                       total=total).run()
+                       total=total, on_estimate=on_estimate, frames_in=info.frame_count).run()
         stages.update(decode=flow.decode_seconds, model=flow.model_seconds, encode=flow.encode_seconds)
         if flow.frames_in == 0:  # read_frames raises first; a guard, inside the block so nothing is kept
             raise InputError(f"{src}: contains no video frames")
@@ -184,9 +188,11 @@ class _Stages:
     """
 
     def __init__(self, *, src: Path, dst: Path, levels: Any, upscaler: Upscaler, writer: Any,
-                 on_progress: Optional[ProgressCallback], total: Optional[int]):
+                 on_progress: Optional[ProgressCallback], total: Optional[int],
+                 on_estimate: Optional[EstimateCallback] = None, frames_in: Optional[int] = None):
         self.src, self.dst, self.levels, self.up, self.writer = src, dst, levels, upscaler, writer
         self.on_progress, self.total = on_progress, total
+        self.on_estimate, self.frames_expected = on_estimate, frames_in
         self.flow = Flow()
         self.q_in: queue.Queue = queue.Queue(QUEUE_IN)
         self.q_out: queue.Queue = queue.Queue(QUEUE_OUT)
@@ -290,6 +296,12 @@ class _Stages:
         out = self.up.process(self._inputs())
         try:
             for y in out:  # (1, 4h, 4w) float32 on the CPU
+                if self.on_estimate is not None and self.up.windows_run == 1 and self.frames_expected:
+                    from theris_cli.engine.estimate import estimate_seconds
+
+                    self.on_estimate(estimate_seconds(self.frames_expected, self.up.window, self.up.workers,
+                                                      self.up.model_seconds), self.total or 0)
+                    self.on_estimate = None  # once
                 self._put(self.q_out, y)
         finally:
             self.flow.model_seconds = self.up.model_seconds  # the model and tile blending, not waiting
