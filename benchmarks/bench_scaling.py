@@ -47,9 +47,12 @@ def measure(weights: str, width: int, height: int, frames: int, threads: int, re
         lowp = contextlib.nullcontext()  # the Upscaler applies its precision itself
     else:
         run = lambda: net(x)  # noqa: E731
-        from theris_cli.engine.hugepages import keep_freed_memory
-
-        keep_freed_memory()  # as infer.Upscaler does on the CPU
+        try:
+            from theris_cli.engine.hugepages import keep_freed_memory
+        except ImportError:  # a checkout from before it existed
+            pass
+        else:
+            keep_freed_memory()  # as infer.Upscaler does on the CPU
         from theris_cli.devices import resolve_precision
 
         dtype = resolve_precision(precision, torch.device("cpu"))
