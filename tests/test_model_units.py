@@ -49,7 +49,7 @@ def _units(net: THERIS, x: torch.Tensor) -> torch.Tensor:
 
 
 def test_recorded_weights_give_the_recorded_outputs():
-    """Outputs of theris-small 0.1.0 recorded at commit 9751ac8, before the CPU path was rewritten."""
+    """Outputs of theris-small 0.1.0 recorded with the whole-tensor path (commit 9751ac8)."""
     net, tensors = _fixture_model("small")
     for key in ("", "3"):
         x, ref = tensors[f"small.x{key}"], tensors[f"small.y{key}"]
@@ -236,7 +236,7 @@ def test_kept_frames_equal_those_of_the_full_call(keep):
 def test_bf16_units_path_is_close_to_fp32(monkeypatch, work_tokens, decode_pixels):
     """Under CPU autocast to bf16 (`--precision bf16`, the CPU's auto where it has bfloat16 dot
     products) the work-unit path runs its convolutions and projections in bf16: a float32 result
-    within bf16's rounding of the fp32 one (measured on split v1: -0.003 dB)."""
+    within bf16's rounding of the fp32 one (its cost on split v1: docs/performance.md)."""
     monkeypatch.setattr(units, "WORK_TOKENS", work_tokens)
     monkeypatch.setattr(units, "DECODE_PIXELS", decode_pixels)
     net = load_model("theris-small")

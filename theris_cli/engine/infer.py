@@ -44,7 +44,7 @@ from theris_cli.engine.windows import (
 
 log = logging.getLogger("theris")
 
-DEFAULT_TILE_OVERLAP = 16  # LR pixels shared by neighbouring tiles; see README "Upscaling" for the measurement
+DEFAULT_TILE_OVERLAP = 16  # LR pixels shared by neighbouring tiles, feathered together in stitch
 _PROBE_TILE = 64  # LR pixels: side of the crop used to measure memory per pixel on CUDA
 # Without options an Upscaler runs where its results are reproducible: the CPU, full precision.
 BARE_OPTIONS = UpscaleOptions(device="cpu", precision="fp32")
@@ -218,7 +218,7 @@ class Upscaler:
         """Measure the peak memory of one window on a small crop and scale it to the free memory.
 
         Frames no larger than the crop are never tiled. Where memory cannot be measured or the free
-        amount is unknown, whole frames are used (as before this check existed).
+        amount is unknown, whole frames are used.
         """
         T, C, h, w = x.shape
         ph, pw = min(h, _PROBE_TILE), min(w, _PROBE_TILE)

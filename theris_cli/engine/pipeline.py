@@ -303,7 +303,7 @@ class _Stages:
                 break
             t = time.perf_counter()
             # numpy, single-threaded: a torch op here would start a second OpenMP team in this
-            # thread, whose spinning threads take the cores from the model's (2-3x slower on 2 cores)
+            # thread, whose spinning threads would take the cores from the model's
             if not np.isfinite(item.numpy()).all():  # NaN would be written as black, and exit 0
                 raise NumericalError(
                     f"{self.src}: the network's output frame {self.flow.frames_out} holds NaN or infinite values, so "

@@ -23,7 +23,7 @@ from theris_cli.model.tssm import TSSM
 from theris_cli.ops import interpolate_frames
 
 # the decoder's last conv starts near zero so the untrained network is its bicubic residual
-# (0.1 started training 0.8 dB below bicubic; not exactly zero, so every layer gets a gradient)
+# (a larger start puts the untrained output below bicubic; not exactly zero, so every layer gets a gradient)
 OUTPUT_INIT_SCALE = 0.01
 
 
