@@ -9,6 +9,7 @@ import typer
 
 from theris_cli.commands import args, console
 from theris_cli.commands.console import err_console
+from theris_cli.engine.options import DEFAULT_WINDOW, MIN_WINDOW
 from theris_cli.weights.registry import complete_weights
 
 TRAIN_EPILOG = (
@@ -67,7 +68,9 @@ def train_cmd(
     ),
     batch: Optional[int] = typer.Option(None, "--batch", min=1, help="Clips per step (default 8)."),
     patch: Optional[int] = typer.Option(None, "--patch", min=4, help="LR patch side in pixels; HR is 4x (default 32)."),
-    frames: Optional[int] = typer.Option(None, "--frames", min=2, help="LR input frames k+1; 2k+1 HR frames out (default 4)."),
+    frames: Optional[int] = typer.Option(
+        None, "--frames", min=MIN_WINDOW, help=f"LR input frames k+1; 2k+1 HR frames out (default {DEFAULT_WINDOW})."
+    ),
     lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate, after warm-up; cosine decay to 5% (default 4e-4)."),
     warmup: Optional[int] = typer.Option(None, "--warmup", min=0, help="Warm-up steps (default 100)."),
     tfm_lambda: Optional[float] = typer.Option(
