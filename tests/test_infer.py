@@ -273,3 +273,14 @@ def test_the_cpu_runs_one_window_per_thread():
         assert Upscaler(NearestLinear()).workers == 2
     finally:
         torch.set_num_threads(threads)
+
+
+def test_the_cpu_upscaler_has_malloc_keep_freed_memory_where_glibc_allows():
+    import platform
+    import sys
+
+    from theris_cli.engine import hugepages
+
+    Upscaler(NearestLinear())
+    glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+    assert hugepages.keep_freed_memory() is glibc
