@@ -13,8 +13,8 @@ from theris_cli.engine.pipeline import upscale_video
 
 @pytest.mark.parametrize("frames_in,window,workers,first,expected", [
     (21, 4, 1, 2.0, 20.0),   # 10 windows, one at a time
-    (21, 4, 2, 2.0, 11.0),   # the first alone, then 9 two at a time: 2 * (1 + 9 / 2)
-    (3, 4, 2, 5.0, 5.0),     # a video shorter than a window: one window
+    (21, 4, 2, 2.0, 10.0),   # two at a time
+    (3, 4, 1, 5.0, 5.0),     # a video shorter than a window: one window
     (0, 4, 1, 5.0, 0.0),
 ])
 def test_estimate_counts_the_windows_and_the_workers(frames_in, window, workers, first, expected):

@@ -239,12 +239,12 @@ def test_info_says_which_precision_auto_picks(monkeypatch, has_bf16, shown):
 
 
 @pytest.mark.parametrize("n", [1, 3, 4, 5, 9])
-@pytest.mark.parametrize("window,factor", [(4, 2), (2, 2), (3, 3)])
-def test_windows_on_several_workers_give_the_same_frames_in_the_same_order(n, window, factor):
-    x = frames(n, 10, 12, seed=n)
-    up = Upscaler(Smooth(), window=window, temporal_factor=factor)
+@pytest.mark.parametrize("window,factor,tile", [(4, 2, None), (2, 2, None), (3, 3, None), (4, 2, 16)])
+def test_windows_on_several_workers_give_the_same_frames_in_the_same_order(n, window, factor, tile):
+    x = frames(n, 20, 24, seed=n)
+    up = Upscaler(Smooth(), window=window, temporal_factor=factor, tile=tile)
     one = list(up.process(iter(x)))
-    up2 = Upscaler(Smooth(), window=window, temporal_factor=factor)
+    up2 = Upscaler(Smooth(), window=window, temporal_factor=factor, tile=tile)
     up2.workers = 3
     several = list(up2.process(iter(x)))
     assert len(several) == len(one) == factor * n

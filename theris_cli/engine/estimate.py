@@ -1,8 +1,8 @@
 """How long an upscale will take, from its first window: said at the start of a long run.
 
 The first window is timed as it runs (it is the first output's wait anyway); every window of a
-video costs about the same (the same frame size and window length), and the windows after the
-first run ``workers`` at a time (`infer.Upscaler.workers`). Decoding and encoding run beside the
+video costs about the same (the same frame size and window length), and windows run ``workers`` at
+a time (`infer.Upscaler.workers`), each as long as the first. Decoding and encoding run beside the
 model in their own threads, so they are not added.
 """
 
@@ -16,12 +16,9 @@ LONG_RUN = 60.0  # seconds: a run estimated to take longer than this is told its
 
 def estimate_seconds(frames_in: int, window: int, workers: int, first_window_seconds: float) -> float:
     """Seconds for the whole model stage of a video of ``frames_in`` input frames, in windows of
-    ``window`` frames, ``workers`` windows at a time after the first, which took
-    ``first_window_seconds``."""
+    ``window`` frames, ``workers`` windows at a time, the first of which took ``first_window_seconds``."""
     windows = len(plan_windows(frames_in, window))
-    if windows == 0:
-        return 0.0
-    return first_window_seconds * (1 + (windows - 1) / max(1, workers))
+    return first_window_seconds * windows / max(1, workers)
 
 
 def estimate_line(seconds: float, frames_out: int) -> str:

@@ -141,8 +141,8 @@ class Upscaler:
     def _process_parallel(self, frames: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
         """`process` with up to ``workers`` windows in flight at once, each in a worker thread at one
         intra-op thread; results are blended in window order, so the output is the same frame for
-        frame (every window's prediction is its own). The first window runs alone: it chooses the
-        tile. Memory: ``workers`` windows' buffers instead of one."""
+        frame (every window's prediction is its own). The tile is chosen before the first window is
+        handed out. Memory: ``workers`` windows' buffers instead of one."""
         from collections import deque
         from concurrent.futures import ThreadPoolExecutor
 
@@ -158,16 +158,14 @@ class Upscaler:
             keep = window_targets(w.length, self.factor, first, last)
             if not pending:
                 t_busy[1] = time.perf_counter()
-            if not self._tile_chosen:  # the first window chooses the tile, alone
-                fut = pool.submit(lambda: None)
-                pending.append((w, first, last, keep, self._run_window(x, keep), fut))
-            else:
-                pending.append((w, first, last, keep, None, pool.submit(one_thread, x, keep)))
+            if not self._tile_chosen:  # before any worker reads it
+                self.tile = self._tile_for_memory(x, self.times(x.shape[0]))
+                self._tile_chosen = True
+            pending.append((w, first, last, keep, pool.submit(one_thread, x, keep)))
 
         def collect() -> Iterator[torch.Tensor]:
-            w, first, last, keep, preds, fut = pending.popleft()
-            got = fut.result()
-            preds = got if preds is None else preds
+            w, first, last, keep, fut = pending.popleft()
+            preds = fut.result()
             now = time.perf_counter()
             if not pending:
                 t_busy[0] += now - t_busy[1]
