@@ -179,6 +179,7 @@ class Upscaler:
         n, start, shape = 0, 0, None
         planned: list[Window] = []
         pool = ThreadPoolExecutor(self.workers, thread_name_prefix="theris-window")
+        finished = False
         try:
             for frame in frames:
                 if frame.dim() != 3:
@@ -200,6 +201,7 @@ class Upscaler:
                     for i in [i for i in buf if i <= w.start]:
                         del buf[i]
             if n == 0:
+                finished = True
                 return
             for w in plan_windows(n, self.window)[len(planned):]:
                 while len(pending) >= self.workers:
@@ -209,10 +211,11 @@ class Upscaler:
             while pending:
                 yield from collect()
             yield from blender.finish(n)
+            finished = True
         finally:
-            for *_, fut in pending:
-                fut.cancel()
-            pool.shutdown(wait=True)
+            # on an error, Ctrl-C or the consumer stopping, windows not started are dropped and a
+            # running one is not waited for (its thread finishes it and ends): the caller cleans up at once
+            pool.shutdown(wait=finished, cancel_futures=not finished)
             self.model_seconds = t_busy[0] + (time.perf_counter() - t_busy[1] if pending and t_busy[1] else 0.0)
 
     def _run(self, w: Window, buf: dict, blender: TemporalBlender, first: bool, last: bool) -> Iterator[torch.Tensor]:
