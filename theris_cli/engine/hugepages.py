@@ -1,11 +1,12 @@
-"""Allocator settings for large temporaries: transparent huge pages for PyTorch's CPU allocator
-(asked for before torch is imported), and freed memory kept by malloc (`keep_freed_memory`).
+"""Allocator settings for large temporaries: freed memory kept by malloc (`keep_freed_memory`), and
+transparent huge pages for PyTorch's CPU allocator only where the user asks for them.
 
-An upscaling window holds feature maps of hundreds of MiB at large frame sizes; in 4 KiB pages each
-fresh one costs tens of thousands of page faults (system time). PyTorch's CPU allocator aligns
-allocations of 2 MiB and more to huge pages and madvise()s them when THP_MEM_ALLOC_ENABLE=1, which
-it reads once, at its first allocation: so this must run before `import torch`. Where the kernel's
-THP mode is "never" it changes nothing. A value the user has set is left alone.
+An upscaling window allocates and frees feature maps of hundreds of MiB and thousands of smaller
+buffers; every block that goes back to the kernel is page-faulted in again at its next use (system
+time). `keep_freed_memory` keeps them in malloc's heap instead. Transparent huge pages
+(THP_MEM_ALLOC_ENABLE=1, read by PyTorch at its first allocation) are left off: with that heap they
+save little, and with windows running side by side in threads (`infer.Upscaler.workers`) their
+faults and splits cost far more than they save (benchmarks/bench_plan.py, 2 threads at 640x512).
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ import sys
 
 
 def prefer_huge_pages() -> bool:
-    """Set THP_MEM_ALLOC_ENABLE=1 unless set or torch is already imported; True if it is in effect."""
-    if "torch" not in sys.modules:
-        os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+    """Whether PyTorch's CPU allocator will ask for transparent huge pages: only where the user has
+    set THP_MEM_ALLOC_ENABLE=1 (theris does not set it; see the module docstring). Called before
+    torch is imported, where the allocator's settings are decided."""
     return os.environ.get("THP_MEM_ALLOC_ENABLE") == "1"
 
 
