@@ -143,6 +143,32 @@ def test_discover_names_do_not_collide_and_do_not_depend_on_filters(tmp_path):
     assert seq.src.name == "CLIP" and seq.start_number == 998  # numbers above 0..4: read as the folder
 
 
+def test_same_stem_added_later_never_redoes_or_renames_a_done_output(tmp_path):
+    in_dir, out_dir = tmp_path / "in", tmp_path / "out"
+    in_dir.mkdir()
+    (in_dir / "clip.mkv").write_bytes(b"first")
+    assert run(in_dir, out_dir).count("done") == 1
+    assert files_under(out_dir) == {"clip.mkv"}
+
+    (in_dir / "clip.mp4").write_bytes(b"second")  # same stem, added after clip.mkv was done
+    calls = []
+    result = run(in_dir, out_dir, upscale=upscaler(calls=calls))
+    assert [Path(c).name for c in calls] == ["clip.mp4"]
+    assert {f.input: (f.status, f.output) for f in result.files} == {
+        "clip.mkv": ("skipped", "clip.mkv"), "clip.mp4": ("done", "clip.mp4.mkv")
+    }
+    assert files_under(out_dir) == {"clip.mkv", "clip.mp4.mkv"}
+    assert (out_dir / "clip.mkv").read_bytes() == b"x4:first"
+
+    (in_dir / "clip.avi").write_bytes(b"third")  # and another: the two done names hold
+    result = run(in_dir, out_dir)
+    assert {f.input: (f.status, f.output) for f in result.files} == {
+        "clip.avi": ("done", "clip.avi.mkv"), "clip.mkv": ("skipped", "clip.mkv"), "clip.mp4": ("skipped", "clip.mp4.mkv")
+    }
+    (in_dir / "clip.mkv").unlink()  # removing one renames nothing else
+    assert run(in_dir, out_dir).count("skipped") == 2
+
+
 @pytest.mark.parametrize(
     "include, exclude, expected",
     [
