@@ -1,17 +1,22 @@
 """Seeded fuzzing of every input kind through upscale_video, with the tiny random model.
 
-Each case damages a tiny clip (32x24, 6 frames) of one kind: FFV1/Matroska gray8 and gray16,
-H.264/MP4, FFV1/AVI, PNG and TIFF sequences. Damage: truncation at every container boundary
-(each packet's start and end, each top-level element or box) and at random offsets, zeroed and
-random byte spans, flipped bits, dropped and duplicated packets (or image files), bogus element
-and box sizes, frame rate or time base fields set to 0 or absurd values, and a stream with no
-frames. Every case must end in exactly one of:
+Each case damages a tiny clip (32x24, 6 frames) of one kind: FFV1 (without slice CRCs) in
+Matroska gray8 and gray16, H.264/MP4, FFV1 (without slice CRCs) in AVI, PNG and TIFF sequences.
+Damage: truncation at every container boundary (each packet's start and end, each top-level
+element or box) and at random offsets, zeroed and random byte spans anywhere or inside one frame's
+packet (a P-frame where the codec has them), flipped bits, dropped and duplicated packets (or image
+files), bogus element and box sizes, frame rate or time base fields set to 0 or absurd values, and
+a stream with no frames. Every case must end in exactly one of:
 
 - success with the full frame count (the clip's, less a dropped or plus a duplicated packet) and
   exactly the output file, or
 - a TherisError with a one-line message (the CLI prints that line and exits 1), leaving no file;
 
-never another exception (a traceback), and running the case again gives the same outcome.
+never another exception (a traceback), and running the case again gives the same outcome. A
+success after byte damage is "ok" when the frames decode exactly as the undamaged clip's, else
+"silent": never allowed where the format can reveal damage (Matroska's CRC-32 elements, PNG's
+chunk CRCs: REVEALING), counted elsewhere (H.264, FFV1 in AVI, TIFF carry no checksum over the
+pixels). `python tests/test_fuzz_inputs.py` prints the share of frame-changing damage detected.
 
 CI size: FUZZ_CASES cases (seed FUZZ_SEED). A larger run: `THERIS_FUZZ_CASES=2000 pytest
 tests/test_fuzz_inputs.py`, or `python tests/test_fuzz_inputs.py 2000` for the tally and time.
@@ -43,6 +48,7 @@ FUZZ_SEED = int(os.environ.get("THERIS_FUZZ_SEED", "9"))
 T, H, W = 6, 24, 32  # frames, height, width of every base clip
 KINDS = ("mkv8", "mkv16", "mp4", "avi", "png", "tiff")
 VIDEO_KINDS = KINDS[:4]
+REVEALING = ("mkv8", "mkv16", "png")  # damage that changes decoded frames is always detectable
 
 # Matroska element IDs and MP4/AVI tags worth cutting at or corrupting around
 _MKV_IDS = {
@@ -78,10 +84,11 @@ def make_base(kind: str, folder: Path) -> Path:
     return write_clip(folder / f"{kind}.{ext}", frames)
 
 
-def packets(path: Path) -> list[tuple[int, int]]:
-    """(byte offset, size) of every video packet, as the demuxer finds them."""
+def packets(path: Path, keyframes: bool = False) -> list[tuple]:
+    """(byte offset, size) of every video packet, as the demuxer finds them (and is_keyframe)."""
     with av.open(str(path)) as c:
-        return [(p.pos, p.size) for p in c.demux(video=0) if p.size and p.pos is not None and p.pos >= 0]
+        found = [(p.pos, p.size, p.is_keyframe) for p in c.demux(video=0) if p.size and p.pos is not None and p.pos >= 0]
+    return found if keyframes else [(pos, size) for pos, size, _ in found]
 
 
 def boundaries(kind: str, data: bytes, path: Path) -> list[int]:
@@ -138,8 +145,10 @@ class Case:
 
 MUTATIONS = (
     "truncate_boundary", "truncate_random", "zero_span", "random_span", "flip_bits",
-    "drop_packet", "dup_packet", "bogus_size", "rate_field", "zero_frames",
+    "drop_packet", "dup_packet", "bogus_size", "rate_field", "zero_frames", "packet_span",
 )
+# mutations after which a success must decode to the undamaged clip's frames (timing fields aside)
+BYTE_MUTATIONS = ("zero_span", "random_span", "flip_bits", "bogus_size", "packet_span")
 IMAGE_MUTATIONS = ("truncate_random", "zero_span", "random_span", "flip_bits", "drop_file", "dup_file", "empty_file")
 
 
@@ -223,6 +232,15 @@ def build(case: Case, base: Path, work: Path) -> tuple[Path, int]:
         remux(base, dst, lambda i: 1 + extra if i == k else 1)
         return dst, T - 1 if case.mutation == "drop_packet" else T + 1
     data = bytearray(base.read_bytes())
+    if case.mutation == "packet_span":  # zeroed bytes inside one frame: a P-frame where there are any
+        found = packets(base, keyframes=True)
+        inner = [(pos, size) for pos, size, key in found if not key] or [(pos, size) for pos, size, _ in found]
+        pos, size = rng.choice(inner)
+        at = pos + rng.randrange(size)
+        length = min(rng.randint(1, 200), pos + size - at)
+        data[at : at + length] = bytes(length)
+        dst.write_bytes(bytes(data))
+        return dst, T
     cuts = boundaries(case.kind, bytes(data), base)
     dst.write_bytes(_bytes_mutation(case.mutation, data, rng, cuts, case.kind))
     return dst, T
@@ -251,11 +269,22 @@ def outcome(src: Path, out_dir: Path, model, expected: int) -> tuple[str, str]:
     return "ok", str(res.frames_in)
 
 
+def frames_of(src: Path) -> np.ndarray:
+    from theris_cli.video.decode import read_frames
+
+    return np.stack(list(read_frames(src)))
+
+
 def run_case(case: Case, bases: dict[str, Path], work: Path, model) -> tuple[str, str]:
+    """('ok' | 'silent' | 'error', detail); 'silent': a success whose frames differ from the clip's."""
     src, expected = build(case, bases[case.kind], work / f"c{case.index}")
     first = outcome(src, work / f"c{case.index}-out1", model, expected)
     again = outcome(src, work / f"c{case.index}-out2", model, expected)
     assert first == again, f"not repeatable: {first} then {again}"
+    if first[0] == "ok" and case.mutation in BYTE_MUTATIONS:
+        if not np.array_equal(frames_of(src), frames_of(bases[case.kind])):
+            assert case.kind not in REVEALING, "damage that changes the frames was accepted without a word"
+            return "silent", first[1]
     return first
 
 
@@ -269,8 +298,9 @@ def run_all(count: int, work: Path, seed: int = FUZZ_SEED) -> tuple[Counter, lis
     failures = []
     for case in cases(count, seed):
         try:
-            kind, _ = run_case(case, bases, work, model)
-            tally[kind] += 1
+            verdict, _ = run_case(case, bases, work, model)
+            tally[verdict] += 1
+            tally[f"{case.kind}:{verdict}"] += 1
         except Exception as e:  # noqa: BLE001 - a broken promise or a traceback: both are reported
             tally["FAILED"] += 1
             failures.append(f"{case}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
@@ -337,7 +367,12 @@ if __name__ == "__main__":  # python tests/test_fuzz_inputs.py [COUNT [SEED]]
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as d:
         tally, failures = run_all(count, Path(d), seed)
-    print(f"{count} cases (seed {seed}) in {time.perf_counter() - t0:.1f} s: {dict(tally)}")
+    totals = {k: v for k, v in tally.items() if ":" not in k}
+    print(f"{count} cases (seed {seed}) in {time.perf_counter() - t0:.1f} s: {totals}")
+    for kind in KINDS:  # of the cases whose damage changed the frames or was refused: how many were refused
+        err, silent = tally[f"{kind}:error"], tally[f"{kind}:silent"]
+        print(f"  {kind}: {err} refused, {silent} accepted with changed frames, {tally[f'{kind}:ok']} accepted intact"
+              + (f"; damage detected {err}/{err + silent} = {100 * err / (err + silent):.0f}%" if err + silent else ""))
     for f in failures:
         print(f)
     sys.exit(1 if failures else 0)
