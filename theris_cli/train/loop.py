@@ -46,8 +46,9 @@ from typing import Callable
 
 import torch
 
-from theris_cli.errors import TrainingError
+from theris_cli.errors import OutputError, TrainingError
 from theris_cli.model import THERIS
+from theris_cli.outputs import output_error
 from theris_cli.protocol import bicubic_linear
 from theris_cli.train.checkpoints import resume_state, save_training_checkpoint
 from theris_cli.train.loss import (balance_weights, charbonnier, make_tfm, sample_mean, temporal_difference,
@@ -196,7 +197,10 @@ def train(settings: TrainSettings, data, out_dir: str | Path, val: tuple | None 
 
         teacher = rife_teacher(device)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise output_error(e, out, "the run folder") from None
     torch.manual_seed(s.seed)
     net = THERIS(s.model)
     if init_state is not None and resume is None:
@@ -213,11 +217,17 @@ def train(settings: TrainSettings, data, out_dir: str | Path, val: tuple | None 
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else nullcontext
     val_groups = val[2] if val is not None and len(val) > 2 else None
     baseline = bicubic_linear(val[0]) if val is not None else None
-    log = open(out / "log.jsonl", "a", encoding="utf-8")
+    try:
+        log = open(out / "log.jsonl", "a", encoding="utf-8")
+    except OSError as e:
+        raise output_error(e, out / "log.jsonl") from None
 
     def write(obj: dict) -> None:
-        log.write(json.dumps(obj) + "\n")
-        log.flush()
+        try:
+            log.write(json.dumps(obj) + "\n")
+            log.flush()
+        except OSError as e:  # a full or read-only disk: one line, as for a checkpoint
+            raise output_error(e, out / "log.jsonl") from None
 
     n_params = sum(p.numel() for p in net.parameters())
     emit({"event": "start", "step": start_step, "steps": s.steps, "params": n_params, "device": str(device), "amp": amp})
@@ -244,6 +254,7 @@ def train(settings: TrainSettings, data, out_dir: str | Path, val: tuple | None 
         return path
 
     net.train()
+    failed = False
     with _StopFlag() as flag:
         try:
             while step < s.steps:
@@ -324,12 +335,27 @@ def train(settings: TrainSettings, data, out_dir: str | Path, val: tuple | None 
                 emit({"event": "val", "step": step, **last_val})
                 write({"event": "val", "step": step, "val": last_val})
             checkpoint("interrupted.safetensors" if interrupted else "final.safetensors")
+        except BaseException:
+            failed = True
+            raise
         finally:
             wall = wall_before + time.perf_counter() - t0
-            write({"event": "end", "step": step, "interrupted": interrupted, "wall_time_s": wall})
-            log.close()
+            try:
+                write({"event": "end", "step": step, "interrupted": interrupted, "wall_time_s": wall})
+            except OutputError:
+                if not failed:  # else the error already on its way says more (often the same disk)
+                    raise
+            finally:
+                _close_quietly(log)
     emit({"event": "end", "step": step, "interrupted": interrupted, "wall_time_s": wall, "checkpoint": str(last_ckpt)})
     return TrainResult(step, last_ckpt, interrupted, wall, last_loss, last_val)
+
+
+def _close_quietly(log) -> None:
+    try:
+        log.close()
+    except OSError:  # the buffered tail could not be flushed: the write before it already said so
+        pass
 
 
 def _finite(x: float) -> float | None:
