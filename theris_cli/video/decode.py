@@ -153,8 +153,8 @@ def decode_av_frames(path: str | Path) -> Iterator[av.VideoFrame]:
     with open_container(path) as container:
         stream = video_stream(container, path)
         # No FFmpeg threads: with frame threads a decoder reports a damaged packet from a worker
-        # thread, some calls later or not at all before the capture closes, so the same file was
-        # caught on some runs only. Thermal frames are small; one thread decodes them far faster
+        # thread, some calls later or not at all before the capture closes, so the same file would
+        # be caught on some runs only. Thermal frames are small; one thread decodes them far faster
         # than the network runs.
         stream.thread_type = "NONE"
         stream.codec_context.thread_count = 1

@@ -67,7 +67,7 @@ def _keep_error_logs() -> None:
     PyAV drops every log while its level is None (its default). The level is switched on once and
     never off again: switching it off while a decoder elsewhere is still logging loses that log
     (FFmpeg checks the level in C, PyAV again under the GIL, and then compares with None: the
-    TypeError PyAV used to print from its callback). Identical lines must each arrive (damage
+    TypeError PyAV then prints from its callback). Identical lines must each arrive (damage
     seen by probe and again by the decode). A NullHandler on "libav" keeps stray lines (outside a
     capture) off stderr unless the application configured logging itself.
     """
