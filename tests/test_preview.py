@@ -157,7 +157,7 @@ def test_real_clips(shared_ir, tmp_path, name):
 @pytest.mark.parametrize("h, w", [(1, 1), (1, 5), (4, 1)])
 def test_a_video_of_one_pixel_row_or_column_is_previewed(tmp_path, h, w):
     frames = np.random.default_rng(0).integers(0, 255, (6, h, w), dtype=np.uint8)
-    src = write_clip(tmp_path / "tiny.mkv", frames, fps=10)
+    src = write_clip(tmp_path / "seq" / "%04d.png", frames)  # FFV1 cannot be one pixel wide
     res = make_preview(src, tmp_path / "p.png", OPTS)
     assert res.rows[0].panels[0].image.shape == (4 * h, 4 * w)
     assert busiest_box(np.zeros((h, w)), np.ones((h, w)), 1, 1) == (0, 0)
