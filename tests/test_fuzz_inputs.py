@@ -1,7 +1,9 @@
 """Seeded fuzzing of every input kind through upscale_video, with the tiny random model.
 
-Each case damages a tiny clip (32x24, 6 frames) of one kind: FFV1 (without slice CRCs) in
-Matroska gray8 and gray16, H.264/MP4, FFV1 (without slice CRCs) in AVI, PNG and TIFF sequences.
+Each case damages a tiny clip (32x24, 6 frames) of one kind: FFV1 (version 3, slice CRCs) in
+Matroska gray8 and gray16 and in AVI, H.264/MP4, PNG and TIFF sequences, and FFV1 without slice
+CRCs (version 1) in Matroska with CRC-32 elements (mkv-l1), in Matroska without them (mkv-l1-bare)
+and in AVI (avi-l1).
 Damage: truncation at every container boundary (each packet's start and end, each top-level
 element or box) and at random offsets, zeroed and random byte spans anywhere or inside one frame's
 packet (a P-frame where the codec has them), flipped bits, dropped and duplicated packets (or image
@@ -14,9 +16,9 @@ a stream with no frames. Every case must end in exactly one of:
 
 never another exception (a traceback), and running the case again gives the same outcome. A
 success after byte damage is "ok" when the frames decode exactly as the undamaged clip's, else
-"silent": never allowed where the format can reveal damage (Matroska's CRC-32 elements, PNG's
-chunk CRCs: REVEALING), counted elsewhere (H.264, FFV1 in AVI, TIFF carry no checksum over the
-pixels). `python tests/test_fuzz_inputs.py` prints the share of frame-changing damage detected.
+"silent": never allowed where the format can reveal damage (FFV1 slice CRCs, Matroska's CRC-32
+elements, PNG's chunk CRCs: REVEALING), counted elsewhere (H.264, TIFF, and FFV1 version 1 outside
+a CRC-32-carrying Matroska have no checksum over the pixels). `python tests/test_fuzz_inputs.py` prints the share of frame-changing damage detected.
 
 CI size: FUZZ_CASES cases (seed FUZZ_SEED). A larger run: `THERIS_FUZZ_CASES=2000 pytest
 tests/test_fuzz_inputs.py`, or `python tests/test_fuzz_inputs.py 2000` for the tally and time.
@@ -46,9 +48,10 @@ from theris_cli.errors import TherisError  # noqa: E402
 FUZZ_CASES = int(os.environ.get("THERIS_FUZZ_CASES", "240"))
 FUZZ_SEED = int(os.environ.get("THERIS_FUZZ_SEED", "9"))
 T, H, W = 6, 24, 32  # frames, height, width of every base clip
-KINDS = ("mkv8", "mkv16", "mp4", "avi", "png", "tiff")
-VIDEO_KINDS = KINDS[:4]
-REVEALING = ("mkv8", "mkv16", "png")  # damage that changes decoded frames is always detectable
+KINDS = ("mkv8", "mkv16", "mp4", "avi", "png", "tiff", "mkv-l1", "avi-l1", "mkv-l1-bare")
+VIDEO_KINDS = KINDS[:4]  # cut at every boundary (test_truncation_at_every_container_boundary)
+IMAGE_KINDS = ("png", "tiff")
+REVEALING = ("mkv8", "mkv16", "avi", "png", "mkv-l1")  # damage that changes decoded frames is always detectable
 
 # Matroska element IDs and MP4/AVI tags worth cutting at or corrupting around
 _MKV_IDS = {
@@ -69,6 +72,11 @@ _SIZE_FIELD = {"mp4": (0, 4), "avi": (4, 4), "mkv": (4, 8)}  # (offset from the 
 # ------------------------------------------------------------------------------------- base clips
 
 
+def family(kind: str) -> str:
+    """The container of a video kind: 'mkv', 'mp4' or 'avi'."""
+    return kind[:3]
+
+
 def make_base(kind: str, folder: Path) -> Path:
     """The undamaged clip of `kind` in `folder`: a file, or a folder of images."""
     rng = np.random.default_rng(0)  # noise: bytes map to frames evenly, and no codec shrinks it away
@@ -76,12 +84,24 @@ def make_base(kind: str, folder: Path) -> Path:
         frames = rng.integers(1000, 60000, (T, H, W), dtype=np.uint16)
     else:
         frames = rng.integers(0, 255, (T, H, W), dtype=np.uint8)
-    if kind in ("png", "tiff"):
+    if kind in IMAGE_KINDS:
         ext = "png" if kind == "png" else "tif"
         write_clip(folder / kind / f"%04d.{ext}", frames)
         return folder / kind
-    ext = {"mkv8": "mkv", "mkv16": "mkv"}.get(kind, kind)
-    return write_clip(folder / f"{kind}.{ext}", frames)
+    if kind == "mkv-l1-bare":  # FFV1 version 1 in Matroska without CRC-32 elements (as mkvmerge writes)
+        path = folder / f"{kind}.mkv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with av.open(str(path), "w", options={"write_crc32": "0"}) as out:
+            vs = out.add_stream("ffv1", rate=25, options={"level": "1"})
+            vs.width, vs.height, vs.pix_fmt = W, H, "gray"
+            for i, f in enumerate(frames):
+                vf = av.VideoFrame.from_ndarray(f, format="gray")
+                vf.pts = i
+                out.mux(vs.encode(vf))
+            out.mux(vs.encode())
+        return path
+    options = {"level": "1"} if kind.endswith("-l1") else None
+    return write_clip(folder / f"{kind}.{family(kind)}", frames, options=options)
 
 
 def packets(path: Path, keyframes: bool = False) -> list[tuple]:
@@ -97,7 +117,7 @@ def boundaries(kind: str, data: bytes, path: Path) -> list[int]:
     for pos, size in packets(path):
         cuts |= {pos, pos + size}
     tags = (
-        [bytes.fromhex(h) for h in _MKV_IDS.values() if len(h) >= 8] if kind.startswith("mkv")
+        [bytes.fromhex(h) for h in _MKV_IDS.values() if len(h) >= 8] if family(kind) == "mkv"
         else [b for b in _MP4_BOXES] if kind == "mp4" else list(_AVI_TAGS)
     )
     for tag in tags:
@@ -156,7 +176,7 @@ def cases(count: int, seed: int = FUZZ_SEED) -> list[Case]:
     out = []
     for i in range(count):
         kind = KINDS[i % len(KINDS)]
-        muts = MUTATIONS if kind in VIDEO_KINDS else IMAGE_MUTATIONS
+        muts = IMAGE_MUTATIONS if kind in IMAGE_KINDS else MUTATIONS
         mutation = muts[(i // len(KINDS)) % len(muts)]
         out.append(Case(i, kind, mutation, seed * 1_000_003 + i))
     return out
@@ -179,13 +199,13 @@ def _bytes_mutation(mutation: str, data: bytearray, rng: random.Random, cuts: li
         for _ in range(rng.randint(1, 8)):
             data[rng.randrange(n)] ^= 1 << rng.randrange(8)
     elif mutation == "bogus_size":
-        skip, width = _SIZE_FIELD["mkv" if kind.startswith("mkv") else kind]
+        skip, width = _SIZE_FIELD[family(kind)]
         at = rng.choice(cuts) + skip
         value = rng.choice([b"\x00" * 8, b"\xff" * 8, b"\x01" + b"\xff" * 7, struct.pack(">Q", rng.getrandbits(64))])
         data[at : at + width] = value[:width]
     elif mutation == "rate_field":
-        family = "mkv" if kind.startswith("mkv") else kind
-        tag, offset, width = rng.choice(_RATE_FIELDS[family])
+        fam = family(kind)
+        tag, offset, width = rng.choice(_RATE_FIELDS[fam])
         found, start = [], 0
         while (i := data.find(tag, start)) >= 0:
             found.append(i)
@@ -193,7 +213,7 @@ def _bytes_mutation(mutation: str, data: bytearray, rng: random.Random, cuts: li
         if found:
             at = rng.choice(found) + len(tag) + offset
             value = rng.choice([0, 1, 2 ** (8 * width) - 1, rng.getrandbits(8 * width)])
-            data[at : at + width] = value.to_bytes(width, "little" if family == "avi" else "big")
+            data[at : at + width] = value.to_bytes(width, "little" if fam == "avi" else "big")
     del data[n:]  # spans written past the end never lengthen the file
     return bytes(data)
 
@@ -202,7 +222,7 @@ def build(case: Case, base: Path, work: Path) -> tuple[Path, int]:
     """The damaged input for `case`, and the frame count a success must have."""
     rng = random.Random(case.seed)
     work.mkdir(parents=True, exist_ok=True)
-    if case.kind in ("png", "tiff"):
+    if case.kind in IMAGE_KINDS:
         files = sorted(base.iterdir())
         dst = work / case.kind
         dst.mkdir()

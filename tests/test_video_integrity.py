@@ -77,3 +77,15 @@ def test_h264_decoders_run_strict(tmp_path):
         assert c.streams.video[0].codec_context.options == STRICT_DECODING
     assert {"h264", "hevc", "ffv1", "png"} <= STRICT_CODECS
     assert len(list(read_frames(src))) == 6  # a valid file still decodes
+
+
+def test_avi_with_more_frames_than_its_header_is_refused(tmp_path):
+    # a bogus idx1 size makes the demuxer scan, and read the index's own bytes as a 7th packet,
+    # which FFV1 without slice CRCs decodes without a word
+    src = write_clip(tmp_path / "in.avi", _noise(), options={"level": "1"})
+    data = bytearray(src.read_bytes())
+    at = data.rfind(b"idx1") + 4
+    data[at : at + 4] = bytes.fromhex("90c03b61")
+    src.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=r"in\.avi: holds 7 frames but its header lists 6"):
+        list(read_frames(src))

@@ -116,7 +116,8 @@ def check_complete(path, container, stream, n: int, end: Fraction | None, read: 
 
     Matroska cut at a cluster boundary just ends: its header still states the duration, so the
     last frame must end within half a frame of it (by timestamps, not by count: variable-rate
-    video has fewer frames than duration x nominal rate). AVI states its frame count. MP4 states
+    video has fewer frames than duration x nominal rate). AVI states its frame count (more frames
+    than it: a damaged index, whose bytes a decoder without checksums takes for a frame). MP4 states
     its sample count: every sample must be read as a packet (not decoded into a frame: an edit
     list may hide frames, whose packets FFmpeg still hands out marked as discarded). Matroska's
     CRC-32 elements are verified last (see the module doc).
@@ -143,6 +144,11 @@ def check_complete(path, container, stream, n: int, end: Fraction | None, read: 
                     f"{float(header_end):.3f} s: truncated or damaged at frame {n} (counting from 0); re-copy or re-export the file"
                 )
             return
+    if fmt == "avi" and stream.frames and n > stream.frames:  # e.g. a damaged index read as frames
+        raise InputError(
+            f"{path}: holds {n} frames but its header lists {stream.frames}: its index or header is damaged; "
+            "re-copy or re-export the file"
+        )
     if ("matroska" in fmt or fmt == "avi") and expected is not None and n < expected - ("matroska" in fmt):
         raise InputError(
             f"{path}: ends after {n} frames but its header promises {'about ' if 'matroska' in fmt else ''}{expected}: "
