@@ -190,3 +190,79 @@ def test_help_shows_flags_without_a_type(cmd):
     res = runner.invoke(app, [cmd, "--help"], env={"COLUMNS": "160"})
     assert res.exit_code == 0 and ("--quiet" in res.output or "--amp" in res.output)
     assert "<bool>" not in res.output
+
+
+def test_ctrl_c_before_any_output_claims_no_removal(tmp_path, monkeypatch, capsys):
+    import theris_cli.cli as cli
+    import theris_cli.engine.pipeline as pipeline
+    import theris_cli.outputs as outputs
+
+    monkeypatch.setattr(outputs, "removed_on_interrupt", [])
+    monkeypatch.setattr(cli.console, "batch_running", False)
+    monkeypatch.setattr(pipeline, "upscale_video", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    src = write_clip(tmp_path / "in.mkv", ramp_frames(3, 12, 16))
+    monkeypatch.setattr(sys, "argv", ["theris", "upscale", str(src), str(tmp_path / "out.mkv"), "-q"])
+    with pytest.raises(SystemExit):
+        cli.main()
+    err = capsys.readouterr().err.strip()
+    assert err == "interrupted: no output had been started"
+
+
+def test_ctrl_c_mid_output_names_the_removed_output(tmp_path, monkeypatch):
+    import theris_cli.cli as cli
+    import theris_cli.outputs as outputs
+    from theris_cli.outputs import atomic_output
+
+    monkeypatch.setattr(outputs, "removed_on_interrupt", [])
+    monkeypatch.setattr(cli.console, "batch_running", False)
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_output(tmp_path / "out.mkv") as tmp:
+            tmp.write_bytes(b"half")
+            raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+    assert cli.interrupt_message() == f"interrupted: the unfinished output {tmp_path / 'out.mkv'} was removed"
+
+
+def test_an_existing_folder_as_output_is_called_a_folder(tmp_path):
+    src = write_clip(tmp_path / "in.mkv", ramp_frames(3, 12, 16))
+    (tmp_path / "outdir").mkdir()
+    res = invoke("upscale", src, tmp_path / "outdir", "-w", "tiny-random", "--device", "cpu")
+    assert isinstance(res.exception, OutputError)
+    assert "is a folder; give a file name such as" in str(res.exception) and "unknown output type" not in str(res.exception)
+
+
+def test_a_folder_without_videos_is_not_called_a_folder_of_videos(tmp_path):
+    (tmp_path / "empty").mkdir()
+    res = invoke("upscale", tmp_path / "empty", tmp_path / "out.mkv")
+    assert isinstance(res.exception, UsageError)
+    assert "folder of videos" not in str(res.exception) and "is a folder" in str(res.exception)
+    res = invoke("upscale", tmp_path / "empty", tmp_path / "outdir")  # as a batch: nothing in it, exit 1
+    assert isinstance(res.exception, InputError) and "holds no videos" in str(res.exception)
+    assert not (tmp_path / "outdir").exists()
+
+
+def test_16_bit_mkv_with_a_codec_that_cannot_hold_it_is_told_to_leave_the_codec_out(tmp_path):
+    src = write_clip(tmp_path / "in.mkv", ramp_frames(3, 12, 16, bits=16))
+    res = invoke("upscale", src, tmp_path / "out.mkv", "--codec", "libx264", "-w", "tiny-random", "--device", "cpu")
+    assert isinstance(res.exception, OutputError)
+    msg = str(res.exception)
+    assert "leave out --codec libx264" in msg and "write .mkv" not in msg
+    assert not list(tmp_path.glob("out*"))
+
+
+def test_ctrl_c_of_a_batch_says_its_finished_files_are_kept(tmp_path, monkeypatch, capsys):
+    import theris_cli.cli as cli
+    import theris_cli.engine.pipeline as pipeline
+    import theris_cli.outputs as outputs
+
+    monkeypatch.setattr(outputs, "removed_on_interrupt", [])
+    monkeypatch.setattr(pipeline, "upscale_video", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    write_clip(tmp_path / "in" / "a.mkv", ramp_frames(3, 12, 16))
+    monkeypatch.setattr(sys, "argv", ["theris", "batch", str(tmp_path / "in"), str(tmp_path / "out"), "-q",
+                                      "-w", "tiny-random", "--device", "cpu"])
+    with pytest.raises(SystemExit) as e:
+        cli.main()
+    assert e.value.code == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == ("interrupted: no output had been started; finished files of the batch are kept, "
+                       "rerun the same command to go on")

@@ -77,6 +77,17 @@ app.add_typer(weights.app, name="weights")
 app.command("info")(info.info_cmd)
 
 
+def interrupt_message() -> str:
+    """What Ctrl-C left: the unfinished output removed (only where there was one), finished batch files kept."""
+    from theris_cli.outputs import removed_on_interrupt
+
+    said = (f"the unfinished output {removed_on_interrupt[-1]} was removed" if removed_on_interrupt
+            else "no output had been started")
+    if console.batch_running:
+        said += "; finished files of the batch are kept, rerun the same command to go on"
+    return f"interrupted: {said}"
+
+
 def main() -> None:
     """Console entry point: run the app and turn every expected failure into one line and an exit code."""
     from theris_cli.engine.hugepages import prefer_huge_pages
@@ -98,8 +109,5 @@ def main() -> None:
         e.show()
         sys.exit(getattr(e, "exit_code", 2))
     if rc == 130 and not console.interrupt_reported:  # Typer turns Ctrl-C into a bare exit code 130
-        err_console.print(
-            "interrupted: the unfinished output was removed (finished files of a batch are kept; rerun to go on)",
-            soft_wrap=True,
-        )
+        err_console.print(interrupt_message(), soft_wrap=True)
     sys.exit(rc if isinstance(rc, int) else 0)

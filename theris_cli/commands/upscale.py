@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from theris_cli.commands import args
+from theris_cli.commands import args, console
 from theris_cli.commands.console import err_console, note_untrained, stop_on_signals, warnings_to
 from theris_cli.errors import BatchError, OutputError, UsageError
 from theris_cli.engine.options import DEFAULT_TEMPORAL_FACTOR, DEFAULT_WINDOW, UpscaleOptions
@@ -25,7 +25,8 @@ def run_upscale(src: str, dst: str, options: UpscaleOptions, *, overwrite: bool 
 
     if Path(src).is_dir() and not is_image_folder(src):  # `upscale IN_DIR OUT_DIR`: the batch runner
         if Path(dst).suffix and not Path(dst).is_dir():
-            raise UsageError(f"{src} is a folder of videos, so the output must be a folder too, not {dst}")
+            raise UsageError(f"{src} is a folder (not a video or a folder of numbered images), so the output must "
+                             f"be a folder too, not {dst}")
         run_batch_command(Path(src), Path(dst), options, quiet=quiet, overwrite=overwrite)
         return
     from theris_cli.commands.progress import UpscaleProgress
@@ -62,12 +63,14 @@ def run_batch_command(in_dir: Path, out_dir: Path, options: Optional[UpscaleOpti
     from theris_cli.commands.batch_display import make_display
 
     display = make_display(err_console, quiet)
+    console.batch_running = True
     try:
         with stop_on_signals(), warnings_to(err_console, quiet):
             result = run_batch(in_dir, out_dir, options, listener=display, **batch_args)
     finally:
         if display is not None:
             display.close()
+    console.batch_running = False  # finished: only an interrupted batch leaves it set, for main()'s message
     if quiet:
         for f in result.files:
             if f.status == "failed":

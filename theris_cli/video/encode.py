@@ -70,6 +70,9 @@ def output_kind(path: str | Path) -> str:
     """
     p = Path(path)
     ext = p.suffix.lower()
+    if p.is_dir():
+        raise OutputError(f"{path}: is a folder; give a file name such as {p / 'out.mkv'} (for every video in a "
+                          "folder: theris batch IN_DIR OUT_DIR)")
     if _PATTERN.search(p.name) and ext in _IMAGE_CODECS:
         return "images"
     if ext in _IMAGE_CODECS:
@@ -209,8 +212,10 @@ class VideoWriter:
             for name in ("yuv444p16le", "yuv420p16le", "gbrp16le", "rgb48le"):
                 if name in formats:
                     return name
+            keep = (f"leave out --codec {codec} (the default, FFV1, keeps 16 bits losslessly)"
+                    if _DEFAULT_CODEC.get(ext) == "ffv1" else "write .mkv (lossless 16-bit FFV1)")
             raise OutputError(
-                f"{self.path}: {codec} cannot store 16-bit video; write .mkv (lossless 16-bit FFV1) or "
+                f"{self.path}: {codec} cannot store 16-bit video; {keep} or "
                 f"pass --pix-fmt (e.g. yuv420p) to reduce it to that format's depth"
             )
         raise OutputError(f"{self.path}: {codec} offers no grey, YUV or RGB pixel format; choose another --codec")
