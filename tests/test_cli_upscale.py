@@ -126,7 +126,7 @@ def test_demo_writes_input_and_output_and_names_the_weights(tmp_path, monkeypatc
     from theris_cli.video import probe
 
     monkeypatch.setattr(demo, "DEMO_FRAMES", 4)  # the real demo is 27 frames; 4 keep the test short
-    res = invoke("demo", "--out-dir", tmp_path / "d", "-w", "tiny-random", "--device", "cpu", "-q")
+    res = invoke("demo", "--out-dir", tmp_path / "d", "-w", "tiny-random", "--device", "cpu")
     assert res.exit_code == 0, res.output
     src, dst = tmp_path / "d" / demo.INPUT_NAME, tmp_path / "d" / demo.OUTPUT_NAME
     assert f"input:   {src}" in res.output and f"output:  {dst}" in res.output
@@ -135,6 +135,7 @@ def test_demo_writes_input_and_output_and_names_the_weights(tmp_path, monkeypatc
     assert (b.width, b.height) == (4 * a.width, 4 * a.height) and b.fps == 2 * a.fps
     again = invoke("demo", "--out-dir", tmp_path / "d", "-w", "tiny-random", "--device", "cpu", "-q")
     assert again.exit_code == 0, again.output  # a second demo replaces the first one's files
+    assert again.output == ""  # -q: nothing at all
 
 
 # ------------------------------------------------------------------------------- small promises
@@ -266,3 +267,26 @@ def test_ctrl_c_of_a_batch_says_its_finished_files_are_kept(tmp_path, monkeypatc
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == ("interrupted: no output had been started; finished files of the batch are kept, "
                        "rerun the same command to go on")
+
+
+def test_help_shows_the_teacher_extra_and_every_output_container():
+    res = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "250"})
+    assert '".[teacher]"' in res.output
+    res = runner.invoke(app, ["upscale", "--help"], env={"COLUMNS": "250"})
+    dst = next(line for line in res.output.splitlines() if "Output video" in line)
+    assert all(ext in dst for ext in (".mkv", ".avi", ".mp4", ".mov"))
+
+
+def test_debug_works_after_the_command_too(monkeypatch, capsys):
+    import theris_cli.cli as cli
+
+    monkeypatch.setattr(cli, "_debug", False)
+    monkeypatch.setattr(sys, "argv", ["theris", "weights", "download", "no-such-model"])
+    with pytest.raises(SystemExit) as e:
+        cli.main()
+    assert e.value.code == 1 and capsys.readouterr().err.startswith("error: unknown model")
+    monkeypatch.setattr(sys, "argv", ["theris", "weights", "download", "no-such-model", "--debug"])
+    from theris_cli.errors import WeightsError
+
+    with pytest.raises(WeightsError):  # the traceback, as with `theris --debug weights ...`
+        cli.main()

@@ -27,6 +27,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 _debug = False
+_debug_after_command = False  # --debug given after the subcommand (main() takes it out of the arguments)
 
 
 def _flags_without_type(option_class) -> None:
@@ -63,7 +64,7 @@ def _root(
     ),
 ) -> None:
     global _debug
-    _debug = debug
+    _debug = debug or _debug_after_command
 
 
 # In the order `theris --help` lists them: the work, looking first, scoring, training, the weights.
@@ -93,9 +94,14 @@ def main() -> None:
     from theris_cli.engine.hugepages import prefer_huge_pages
 
     prefer_huge_pages()  # before anything imports torch: fewer page faults on large frames
+    global _debug_after_command
+    args = sys.argv[1:]
+    _debug_after_command = "--debug" in args[: args.index("--") if "--" in args else len(args)]
+    if _debug_after_command:  # anywhere before "--": Typer knows it only before the command
+        args.remove("--debug")
     try:
         # without standalone mode, a command's `typer.Exit(n)` comes back as the return value n
-        rc = app(standalone_mode=False)
+        rc = app(args=args, standalone_mode=False)
     except TherisError as e:
         if _debug:
             raise

@@ -77,7 +77,12 @@ ModelName = Annotated[str, typer.Argument(
     metavar="NAME", show_default=False, autocompletion=complete_weights,
     help=f"Registry name: one of {', '.join(available_models())}.",
 )]
+WeightsSpec = Annotated[str, typer.Argument(
+    metavar="NAME", show_default=False, autocompletion=complete_weights,
+    help=f"Registry name (one of {', '.join(available_models())}) or hf://owner/repo/file.safetensors.",
+)]
 OptionalModelName = Annotated[Optional[str], typer.Argument(
     metavar="NAME", show_default=False, autocompletion=complete_weights,
-    help=f"Registry name: one of {', '.join(available_models())}. Default: every registered model.",
+    help=f"Registry name (one of {', '.join(available_models())}), a checkpoint path or hf://owner/repo/file. "
+    "Default: every registered model.",
 )]

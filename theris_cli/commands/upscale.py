@@ -114,8 +114,8 @@ def upscale_cmd(
     ),
     dst: str = typer.Argument(
         ..., metavar="DST", show_default=False,
-        help="Output video; its extension picks the container (.mkv: lossless FFV1 at the input's bit depth, "
-        ".mp4: H.264).",
+        help="Output video; its extension picks the container (.mkv and .avi: lossless FFV1 at the input's bit "
+        "depth; .mp4 and .mov: H.264).",
     ),
     weights: args.Weights = None,
     device: args.Device = "auto",
