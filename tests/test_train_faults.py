@@ -107,3 +107,19 @@ def test_init_with_nan_weights_is_one_line_and_makes_no_run_folder(tmp_path):
     assert "NaN or infinite" in msg and name in msg and "--lr" not in msg and "\n" not in msg
     assert not (tmp_path / "ft").exists()
     assert isinstance(r.exception, TherisError)
+
+
+def test_an_existing_read_only_out_is_one_line(tmp_path, monkeypatch):
+    real_open = builtins.open
+    out = tmp_path / "run"
+    out.mkdir()
+
+    def open_(file, mode="r", *a, **k):
+        if any(m in mode for m in "wax") and Path(os.fsdecode(file)).parent == out:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(file))
+        return real_open(file, mode, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", open_)
+    with pytest.raises(OutputError, match=r"log\.jsonl: read-only file system") as e:
+        train(_settings(steps=2), FixedBatch(), out)
+    assert "\n" not in str(e.value) and list(out.iterdir()) == []
