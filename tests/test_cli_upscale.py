@@ -290,3 +290,16 @@ def test_debug_works_after_the_command_too(monkeypatch, capsys):
 
     with pytest.raises(WeightsError):  # the traceback, as with `theris --debug weights ...`
         cli.main()
+
+
+@pytest.mark.parametrize("code", [30, 13, 17])
+def test_demo_into_a_folder_it_cannot_make_is_one_line(tmp_path, monkeypatch, code):
+    import os
+
+    def refuse(path, *a, **k):
+        raise OSError(code, os.strerror(code), str(path))
+
+    monkeypatch.setattr(os, "mkdir", refuse)
+    res = invoke("demo", "--out-dir", tmp_path / "ro" / "d", "-w", "tiny-random", "--device", "cpu", "-q")
+    assert isinstance(res.exception, OutputError) and "\n" not in str(res.exception)
+    assert "the demo folder" in str(res.exception)
