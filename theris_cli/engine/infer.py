@@ -148,25 +148,27 @@ class Upscaler:
         """(M,) target times of a window of ``length`` input frames, in input-frame units."""
         return torch.tensor([float(t) for t in local_times(length, self.factor)], device=self.device)
 
-    def run_window(self, x: torch.Tensor, keep: list[int] | None = None) -> torch.Tensor:
+    def run_window(self, x: torch.Tensor, keep: list[int] | None = None,
+                   times: torch.Tensor | None = None) -> torch.Tensor:
         """x (T, C, h, w) unit range -> (M, C, 4h, 4w) float32 at times(T), tiled; OOM halves the tile.
 
         ``keep``: indices into times(T) of the frames to return, (K, C, 4h, 4w). The model still sees
         every time (its temporal scan runs over all M, so the kept frames are the same); a model that
-        takes ``keep`` (THERIS) does not decode the others."""
+        takes ``keep`` (THERIS) does not decode the others. ``times``: (M,) other target times, in
+        input-frame units on this device (repeated frames: theris_cli.engine.samples)."""
         t0 = time.perf_counter()
         try:
-            y = self._run_window(x, keep)
+            y = self._run_window(x, keep, times)
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)  # so that model_seconds is the GPU's time, not the launch's
             return y
         finally:
             self.model_seconds += time.perf_counter() - t0
 
-    def _run_window(self, x: torch.Tensor, keep: list[int] | None) -> torch.Tensor:
+    def _run_window(self, x: torch.Tensor, keep: list[int] | None, times: torch.Tensor | None = None) -> torch.Tensor:
         T, C, h, w = x.shape
         x = x.to(self.device, torch.float32)
-        times = self.times(T)
+        times = self.times(T) if times is None else times
         if not self._tile_chosen:
             self.tile = self._tile_for_memory(x, times)
             self._tile_chosen = True

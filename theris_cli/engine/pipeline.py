@@ -33,7 +33,10 @@ import torch
 
 from theris_cli.devices import precision_name, resolve_device, resolve_precision
 from theris_cli.errors import InputError, NumericalError, TherisError, UsageError, WeightsError
+from theris_cli.engine.events import NEW, EventCounts, EventDetector
 from theris_cli.engine.infer import Upscaler
+from theris_cli.engine.resume import SEGMENT_SECONDS, Work, input_identity, remove_partials, weights_identity
+from theris_cli.engine.samples import upscale_marked
 from theris_cli.model.config import SCALE
 from theris_cli.engine.options import UpscaleOptions
 from theris_cli.outputs import atomic_output, check_destination, output_error
@@ -68,6 +71,8 @@ class UpscaleResult:
     precision: str = ""
     tile: Optional[int] = None  # LR pixels in the end (None: whole frames)
     warnings: list[str] = field(default_factory=list)
+    events: Optional[EventCounts] = None  # what event detection found (None: switched off)
+    resumed_frames: int = 0  # output frames kept from an earlier, interrupted run
 
     @property
     def duration_in(self) -> Fraction:
@@ -153,6 +158,8 @@ def upscale_video(
     model: Optional[torch.nn.Module] = None,
     overwrite: bool = False,
     on_progress: Optional[ProgressCallback] = None,
+    resume: bool = True,
+    segment_seconds: float = SEGMENT_SECONDS,
     **fields: Any,
 ) -> UpscaleResult:
     """Upscale ``src`` 4x in space and ``temporal_factor``x in time into ``dst``.
@@ -164,12 +171,16 @@ def upscale_video(
     temporal_factor x input frames (the same duration; the last input frame's trailing slots repeat its
     super-resolved frame). Raises a TherisError subclass with a one-line message on every expected
     failure, leaving no output and no temporary file.
+
+    The work is kept in segments of ``segment_seconds`` of output beside ``dst`` (theris_cli.engine.resume):
+    the same call after a crash or kill continues after the last complete segment; ``resume=False``
+    starts over.
     """
     from theris_cli.video import VideoWriter, probe, scan_levels
     from theris_cli.video.encode import check_crf
 
     t_start = time.perf_counter()
-    stages = {"levels": 0.0, "load": 0.0, "decode": 0.0, "model": 0.0, "encode": 0.0}
+    stages = {"levels": 0.0, "load": 0.0, "decode": 0.0, "events": 0.0, "model": 0.0, "encode": 0.0, "join": 0.0}
     # Everything that can be checked without reading the video, before any slow step.
     opts = UpscaleOptions.of(options, **fields)  # validated: window, tile, factor, spellings
     temporal_factor = opts.temporal_factor
@@ -216,10 +227,20 @@ def upscale_video(
     up = Upscaler(model, device=dev, precision=opts.precision, window=opts.window, tile=opts.tile,
                   temporal_factor=temporal_factor)
     stages["load"] = time.perf_counter() - t
+    key = {"input": input_identity(src), "weights": weights_identity(model), "options": opts.output_fields()}
+    work, note = Work.open(dst, key, resume=resume)
+    if note:
+        log.warning("%s", note)
+        remove_partials(dst)  # the temporary output of the interrupted run
+    if work.segments and work.tile != "unset":  # the tile the frames were made with, whatever memory is free now
+        up.tile, up._tile_chosen = work.tile, True
+    detector = EventDetector() if opts.events else None
 
     fps_out = info.fps * temporal_factor  # Fraction: 30000/1001 -> 60000/1001 exactly
     total = info.frame_count * temporal_factor if info.frame_count else None
-    counts = {"in": 0, "out": 0}
+    skip = work.done
+    counts = {"in": 0, "out": skip}
+    segment_frames = max(1, round(segment_seconds * fps_out))
     with atomic_output(dst, overwrite=overwrite, src=src) as tmp, _final_name_in_errors(tmp, dst):
         writer = VideoWriter(
             tmp, SCALE * info.width, SCALE * info.height, fps_out, levels.bit_depth,
@@ -229,9 +250,19 @@ def upscale_video(
         for note in writer.notes:  # what the output container cannot carry over (audio, rotation, ...)
             log.warning("%s", note)
             warnings.append(note)
-        _Stages(src, dst, levels, up, writer, on_progress, total, stages, counts).run()
+        sink = work.sink(SCALE * info.width, SCALE * info.height, fps_out, levels.bit_depth, segment_frames, up)
+        _Stages(src, dst, levels, up, sink, on_progress, total, stages, counts, detector, skip).run()
         if counts["in"] == 0:  # read_frames raises first; a guard, inside the block so nothing is kept
             raise InputError(f"{src}: contains no video frames")
+        t = time.perf_counter()
+        try:  # the destination, encoded once from the lossless segments
+            for raw in work.frames():
+                writer.write(raw)
+            writer.close()
+        except OSError as e:
+            raise output_error(e, dst) from e
+        stages["join"] = time.perf_counter() - t
+    work.remove()
 
     return UpscaleResult(
         src=str(src), dst=str(dst), frames_in=counts["in"], frames_out=counts["out"],
@@ -239,6 +270,7 @@ def upscale_video(
         size_out=(SCALE * info.width, SCALE * info.height), bit_depth=bits_out,
         seconds=time.perf_counter() - t_start, stages=stages, weights=str(weights), weights_trained=trained,
         device=str(up.device), precision=precision_name(up.dtype), tile=up.tile, warnings=warnings,
+        events=detector.counts if detector is not None else None, resumed_frames=skip,
     )
 
 
@@ -251,9 +283,10 @@ class _End:
 
 
 class _Stages:
-    def __init__(self, src, dst, levels, up, writer, on_progress, total, stages, counts):
+    def __init__(self, src, dst, levels, up, writer, on_progress, total, stages, counts, detector=None, skip=0):
         self.src, self.dst, self.levels, self.up, self.writer = src, dst, levels, up, writer
         self.on_progress, self.total, self.stages, self.counts = on_progress, total, stages, counts
+        self.detector, self.skip = detector, skip  # events (None: off); output frames already written
         self.q_in: queue.Queue = queue.Queue(QUEUE_IN)
         self.q_out: queue.Queue = queue.Queue(QUEUE_OUT)
         self.stop = threading.Event()
@@ -336,14 +369,17 @@ class _Stages:
                     break
                 x = torch.from_numpy(self.levels.to_unit(raw))[None]  # (1, h, w) float32, lo..hi -> 0..1
                 busy += time.perf_counter() - t
+                t = time.perf_counter()
+                mark = self.detector.observe(raw) if self.detector is not None else NEW
+                self.stages["events"] += time.perf_counter() - t
                 self.counts["in"] += 1
-                self._put(self.q_in, x)
+                self._put(self.q_in, (x, mark))
             self._put(self.q_in, _End)
         finally:
             self.stages["decode"] = busy
             getattr(frames, "close", lambda: None)()
 
-    def _inputs(self) -> Iterator[torch.Tensor]:
+    def _inputs(self) -> Iterator[tuple[torch.Tensor, str]]:
         while True:
             item = self._get(self.q_in)
             if item is _End:
@@ -351,7 +387,7 @@ class _Stages:
             yield item
 
     def _infer(self) -> None:
-        out = self.up.process(self._inputs())
+        out = upscale_marked(self.up, self._inputs(), self.skip)
         try:
             for y in out:  # (1, 4h, 4w) float32 on the CPU
                 self._put(self.q_out, y)
