@@ -10,9 +10,11 @@ repeat), on 2x2 block means (a quarter of the pixels: the cost is a small fracti
 
 - REPEAT: the frame equals its predecessor within the sensor's noise (recorders that write each
   sensor frame 2-3 times, a frozen feed, the frozen run of a flat-field correction). Equal means a
-  mean absolute difference of zero, or at most ``REPEAT_TOL`` of the smallest recent change between
+  mean absolute difference of zero; or at most ``REPEAT_TOL`` of the smallest recent change between
   distinct frames (the smallest, not the typical: after fast motion the typical change is large, and
-  calm distinct frames must not pass as repeats). The upscaler treats a run of repeats as one sample held for the run's time.
+  calm distinct frames must not pass as repeats); or, for copies that a lossy codec made slightly
+  different, at most ``REPEAT_TOL`` of the change that brought in the frame they copy and
+  ``NOISE_TOL`` of the frame's own noise (estimated from what its 2x2 block means leave). The upscaler treats a run of repeats as one sample held for the run's time.
 - SPLICE: the frame shares nothing with its predecessor: the correlation of their 8x8 block means
   is below ``SPLICE_CORR``, and their dissimilarity (1 - correlation) is ``SPLICE_RATIO`` times the
   recent typical one (a cut of an edited or concatenated recording; a scene that changes this much
@@ -39,6 +41,7 @@ NEW, REPEAT, SPLICE, SHUTTER = "new", "repeat", "splice", "shutter"
 BREAKS = (SPLICE, SHUTTER)
 
 REPEAT_TOL = 0.2  # a repeat differs by at most this fraction of the smallest recent change between distinct frames
+NOISE_TOL = 0.15  # ... or this fraction of the frame's noise (distinct still frames differ by ~0.56 of it)
 SPLICE_CORR = 0.5  # correlation of 8x8 block means below which two frames share nothing
 SPLICE_RATIO = 4.0  # ... and their dissimilarity at least this many times the recent typical one
 SHUTTER_JUMP = 8.0  # a level jump is at least this many typical changes (mean abs, 2x2 block means)
@@ -72,6 +75,14 @@ def _blocks(x: np.ndarray, k: int) -> np.ndarray:
     return x[:h, :w].reshape(h // k, k, w // k, k).mean(axis=(1, 3), dtype=np.float32)
 
 
+def _noise(frame: np.ndarray, small: np.ndarray) -> float:
+    """Sensor noise (standard deviation) of ``frame`` from its residual to its 2x2 block means
+    ``small``: for white noise of sigma, the residual's median absolute value is 0.584 sigma."""
+    h, w = 2 * small.shape[0], 2 * small.shape[1]
+    r = frame[:h, :w].astype(np.float32) - np.repeat(np.repeat(small, 2, axis=0), 2, axis=1)
+    return float(np.median(np.abs(r))) / 0.584
+
+
 def _correlation(a: np.ndarray, b: np.ndarray) -> float:
     a = a - a.mean()
     b = b - b.mean()
@@ -93,13 +104,14 @@ class EventDetector:
         self.changes: deque[float] = deque(maxlen=HISTORY)  # mean abs change of the structure
         self.diffs: deque[float] = deque(maxlen=HISTORY)  # mean abs difference
         self.dissim: deque[float] = deque(maxlen=HISTORY)  # 1 - correlation
+        self.arrival = 0.0  # mean abs difference that brought in the last distinct frame
         self.counts = EventCounts()
         self.index = 0
 
     def observe(self, frame: np.ndarray) -> str:
         """The mark of ``frame`` (H, W), the next frame of the stream."""
         small = _blocks(frame, 2)
-        mark = self._mark(small)
+        mark = self._mark(small, frame)
         if mark == REPEAT:
             self.counts.repeated += 1
         else:
@@ -114,29 +126,34 @@ class EventDetector:
         self.index += 1
         return mark
 
-    def _mark(self, small: np.ndarray) -> str:
+    def _mark(self, small: np.ndarray, frame: np.ndarray) -> str:
         prev = self.prev
         if prev is None:
             return NEW
         if prev.shape != small.shape:
-            return SPLICE
+            return SPLICE  # (read_frames refuses a size change; a guard)
         d = small - prev
         mad = float(np.abs(d).mean())
         if mad == 0.0 or (self.diffs and mad <= REPEAT_TOL * min(self.diffs)):
+            return REPEAT
+        if mad <= REPEAT_TOL * self.arrival and mad <= NOISE_TOL * _noise(frame, small):
             return REPEAT
         coarse = _blocks(small, 4)
         a, b = (coarse, _blocks(prev, 4)) if coarse.size >= 16 else (small, prev)  # tiny frames: 2x2 blocks
         dissim = 1.0 - _correlation(a, b)
         if (len(self.dissim) >= MIN_HISTORY and dissim > 1.0 - SPLICE_CORR
                 and dissim >= SPLICE_RATIO * float(np.median(self.dissim))):
+            self.arrival = mad
             return SPLICE
         level = float(d.mean())
         structure = float(np.abs(d - level).mean())
         typical = float(np.median(self.changes)) if self.changes else 0.0
         if (len(self.changes) >= MIN_HISTORY and abs(level) >= SHUTTER_JUMP * typical
                 and abs(level) >= 2.0 * structure):
+            self.arrival = mad
             return SHUTTER
         self.changes.append(structure)
         self.diffs.append(mad)
         self.dissim.append(dissim)
+        self.arrival = mad
         return NEW
