@@ -241,27 +241,33 @@ def upscale_video(
     skip = work.done
     counts = {"in": 0, "out": skip}
     segment_frames = max(1, round(segment_seconds * fps_out))
-    with atomic_output(dst, overwrite=overwrite, src=src) as tmp, _final_name_in_errors(tmp, dst):
-        writer = VideoWriter(
-            tmp, SCALE * info.width, SCALE * info.height, fps_out, levels.bit_depth,
-            codec=opts.codec, crf=opts.crf, pix_fmt=opts.pix_fmt, source=info, levels=levels,
-        )
-        bits_out = writer.stored_bits
-        for note in writer.notes:  # what the output container cannot carry over (audio, rotation, ...)
-            log.warning("%s", note)
-            warnings.append(note)
-        sink = work.sink(SCALE * info.width, SCALE * info.height, fps_out, levels.bit_depth, segment_frames, up)
-        _Stages(src, dst, levels, up, sink, on_progress, total, stages, counts, detector, skip).run()
-        if counts["in"] == 0:  # read_frames raises first; a guard, inside the block so nothing is kept
-            raise InputError(f"{src}: contains no video frames")
-        t = time.perf_counter()
-        try:  # the destination, encoded once from the lossless segments
-            for raw in work.frames():
-                writer.write(raw)
-            writer.close()
-        except OSError as e:
-            raise output_error(e, dst) from e
-        stages["join"] = time.perf_counter() - t
+    try:
+        with atomic_output(dst, overwrite=overwrite, src=src) as tmp, _final_name_in_errors(tmp, dst):
+            writer = VideoWriter(
+                tmp, SCALE * info.width, SCALE * info.height, fps_out, levels.bit_depth,
+                codec=opts.codec, crf=opts.crf, pix_fmt=opts.pix_fmt, source=info, levels=levels,
+            )
+            with writer:  # closed on every path: aborted on an error, the temporary file then removed
+                bits_out = writer.stored_bits
+                for note in writer.notes:  # what the output container cannot carry over (audio, rotation, ...)
+                    log.warning("%s", note)
+                    warnings.append(note)
+                sink = work.sink(SCALE * info.width, SCALE * info.height, fps_out, levels.bit_depth, segment_frames, up)
+                _Stages(src, dst, levels, up, sink, on_progress, total, stages, counts, detector, skip).run()
+                if counts["in"] == 0:  # read_frames raises first; a guard, inside the block so nothing is kept
+                    raise InputError(f"{src}: contains no video frames")
+                t = time.perf_counter()
+                try:  # the destination, encoded once from the lossless segments
+                    for raw in work.frames():
+                        writer.write(raw)
+                    writer.close()
+                except OSError as e:
+                    raise output_error(e, dst) from e
+                stages["join"] = time.perf_counter() - t
+    except BaseException:
+        if not work.segments:  # nothing a rerun could keep: leave nothing behind
+            work.remove_quietly()
+        raise
     work.remove()
 
     return UpscaleResult(

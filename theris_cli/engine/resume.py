@@ -158,6 +158,10 @@ class Work:
     def remove(self) -> None:
         _remove_tree(self.dir)
 
+    def remove_quietly(self) -> None:
+        """Remove the folder while another error is on its way (that one is the one to report)."""
+        shutil.rmtree(self.dir, ignore_errors=True)
+
     def _save(self) -> None:
         data = {"format": FORMAT, **self.key, "tile": self.tile, "segments": self.segments}
         tmp = self.dir / (MANIFEST + ".tmp")
