@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from clips import scene_frames, write_clip
-from standins import Sleepy
+from standins import Sleepy, Smooth
 from theris_cli.engine.pipeline import upscale_video
 from theris_cli.engine.resume import MANIFEST, work_dir
 from theris_cli.video import read_frames
@@ -47,7 +47,7 @@ def kill_midway(src, dst, tmp_path, at_least=3):
     """Start the run in another process, SIGKILL it once ``at_least`` segments are complete."""
     script = (
         f"import sys; sys.path.insert(0, {str(TESTS)!r})\n"
-        "from standins import Sleepy\n"
+        "from standins import Sleepy, Smooth\n"
         "from theris_cli.engine.pipeline import upscale_video\n"
         f"upscale_video({str(src)!r}, {str(dst)!r}, model=Sleepy(0.1), device='cpu', weights='theris-small', "
         f"segment_seconds={SEGMENT})\n"
@@ -111,6 +111,7 @@ def _partial_work(tmp_path, src, dst):
 @pytest.mark.parametrize("change,line", [
     ("input", "the input changed"),
     ("options", "the options changed"),
+    ("weights", "the weights changed"),
     ("no-resume", "starting over (--no-resume)"),
 ])
 def test_a_changed_input_or_option_or_no_resume_starts_over_and_says_so(tmp_path, caplog, change, line):
@@ -121,6 +122,8 @@ def test_a_changed_input_or_option_or_no_resume_starts_over_and_says_so(tmp_path
         clip(tmp_path, seed=2)  # rewritten in place
     elif change == "options":
         kw["window"] = 3
+    elif change == "weights":
+        kw["model"] = Smooth()
     else:
         kw["resume"] = False
     with caplog.at_level(logging.WARNING, logger="theris"):

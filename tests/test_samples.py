@@ -98,3 +98,19 @@ def test_events_can_be_switched_off(tmp_path):
     x = written_twice(scene_frames(6, H, W, seed=1))
     res, _ = upscale(tmp_path, x, events=False)
     assert res.events is None
+
+
+def test_the_command_reports_events_and_switches_them_off(tmp_path):
+    from typer.testing import CliRunner
+
+    from theris_cli.cli import app
+
+    src = write_clip(tmp_path / "in.mkv", written_twice(scene_frames(5, 12, 16, seed=1)), fps=18)
+    runner = CliRunner()
+    res = runner.invoke(app, ["upscale", str(src), str(tmp_path / "a.mkv"), "-w", "tiny-random", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert "events: 5 repeated frames" in res.output
+    res = runner.invoke(app, ["upscale", str(src), str(tmp_path / "b.mkv"), "-w", "tiny-random", "--device", "cpu",
+                              "--no-events", "--no-resume"])
+    assert res.exit_code == 0, res.output
+    assert "events:" not in res.output

@@ -48,7 +48,10 @@ def run_upscale(src: str, dst: str, options: UpscaleOptions, *, overwrite: bool 
         soft_wrap=True,
     )
     if res.events is not None and res.events.summary():
-        err_console.print(Text(f"found {res.events.summary()} (theris upscale --help: --events)"), soft_wrap=True)
+        err_console.print(Text(f"events: {res.events.summary()} (repeats interpolated as one frame, nothing blended "
+                               "across a splice or a shutter jump; --no-events: off)"), soft_wrap=True)
+    if res.resumed_frames:
+        err_console.print(Text(f"resumed: {res.resumed_frames} of the frames came from the interrupted run"), soft_wrap=True)
     if res.weights_trained is False:
         note_untrained(res.weights)
 

@@ -67,12 +67,22 @@ class EventCounts:
         return ", ".join(parts)
 
 
-def _blocks(x: np.ndarray, k: int) -> np.ndarray:
-    """Means of k x k blocks (the frame cropped to a multiple of k; at least one block)."""
-    h, w = (x.shape[0] // k) * k, (x.shape[1] // k) * k
+def _half(x: np.ndarray) -> np.ndarray:
+    """Means of 2x2 blocks, float32 (an odd last row or column dropped): four strided adds, several
+    times quicker than a reshaped mean."""
+    h, w = x.shape[0] // 2 * 2, x.shape[1] // 2 * 2
     if h == 0 or w == 0:
         return x.astype(np.float32)
-    return x[:h, :w].reshape(h // k, k, w // k, k).mean(axis=(1, 3), dtype=np.float32)
+    x = x[:h, :w].astype(np.float32, copy=False)
+    return (x[0::2, 0::2] + x[1::2, 0::2] + x[0::2, 1::2] + x[1::2, 1::2]) * np.float32(0.25)
+
+
+def _blocks(x: np.ndarray, k: int) -> np.ndarray:
+    """Means of k x k blocks, k a power of 2 (at least one block)."""
+    while k > 1:
+        x = _half(x)
+        k //= 2
+    return x.astype(np.float32, copy=False)
 
 
 def _noise(frame: np.ndarray, small: np.ndarray) -> float:
