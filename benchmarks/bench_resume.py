@@ -9,7 +9,8 @@ CPU, resume on):
 1. an uninterrupted run: its wall time (process start to exit), and its stages: event detection,
    decode, model, the segment writes (encode) and the join (segments read back into the output);
 2. the same command killed with SIGKILL at KILL_AT of that wall time, then rerun: the rerun's wall
-   time as a fraction of the uninterrupted run's, and whether the two outputs are equal frame for frame.
+   time as a fraction of the uninterrupted run's, and whether the two outputs are equal frame for frame
+   (--no-kill: step 1 only, for the stage shares on a long clip).
 
 Prints the load average before and after: on a shared machine the timings move with it.
 """
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=parse_size, default=None, help="WxH of the clip (default: the source's)")
     ap.add_argument("--kill-at", type=float, default=0.6, help="fraction of the full run's wall time (default 0.6)")
     ap.add_argument("--weights", default="", help="weights (default: the default model)")
+    ap.add_argument("--no-kill", action="store_true", help="only the uninterrupted run (its stages: detection, join)")
     args = ap.parse_args(argv)
 
     from theris_cli.engine.resume import MANIFEST, work_dir
@@ -88,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
               f"model {st['model']:.1f} s, segment writes {st['encode']:.2f} s, join {st['join']:.2f} s "
               f"({st['join'] / r['seconds']:.2%} of the run)")
 
+        if args.no_kill:
+            print(f"load average after: {os.getloadavg()[0]:.2f} (1 min)")
+            return 0
         p = start(clip, out, args.weights)
         t0 = time.perf_counter()
         time.sleep(args.kill_at * t_full)

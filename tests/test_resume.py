@@ -163,3 +163,16 @@ def test_batch_resumes_inside_the_file_it_was_in(tmp_path):
     run(src, whole)
     np.testing.assert_array_equal(frames(dst), frames(whole))
     assert len(model.calls) < 19 and kept >= 2  # it continued: fewer windows than a whole run
+
+
+def test_a_lossy_output_resumed_is_the_same_as_an_uninterrupted_one(tmp_path):
+    # the segments are lossless and the destination is encoded once, at the end, from them
+    src = clip(tmp_path)
+    dst, whole = tmp_path / "out.mp4", tmp_path / "whole.mp4"
+    with pytest.raises(Crash):
+        run(src, dst, model=CrashAfter(10), pix_fmt="yuv420p")
+    assert len(segments(dst)) >= 2
+    res = run(src, dst, pix_fmt="yuv420p")
+    run(src, whole, pix_fmt="yuv420p")
+    assert res.resumed_frames >= 16
+    np.testing.assert_array_equal(frames(dst), frames(whole))
