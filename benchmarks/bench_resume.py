@@ -7,7 +7,7 @@ run `upscale_video` in a fresh process with the same arguments as `theris upscal
 CPU, resume on):
 
 1. an uninterrupted run: its wall time (process start to exit), and its stages: event detection,
-   decode, model, the segment writes (encode) and the join (segments read back into the output);
+   decode, model, encode (the output) and the segment writes (what being resumable costs);
 2. the same command killed with SIGKILL at KILL_AT of that wall time, then rerun: the rerun's wall
    time as a fraction of the uninterrupted run's, and whether the two outputs are equal frame for frame
    (--no-kill: step 1 only, for the stage shares on a long clip).
@@ -87,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
               f"events found: {r['events'] or 'none'}")
         print(f"  stages: decode {st['decode']:.2f} s, event detection {st['events']:.3f} s "
               f"({st['events'] / r['seconds']:.2%} of the run, {st['events'] / max(st['decode'], 1e-9):.0%} of decode), "
-              f"model {st['model']:.1f} s, segment writes {st['encode']:.2f} s, join {st['join']:.2f} s "
-              f"({st['join'] / r['seconds']:.2%} of the run)")
+              f"model {st['model']:.1f} s, encode {st['encode']:.2f} s, segment writes {st['segments']:.2f} s "
+              f"({st['segments'] / r['seconds']:.2%} of the run, in the encode thread beside the model)")
 
         if args.no_kill:
             print(f"load average after: {os.getloadavg()[0]:.2f} (1 min)")
@@ -108,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         t_re, r2 = finish(start(clip, out, args.weights), t0)
         same = np.array_equal(frames(out), frames(full))
-        print(f"rerun: {t_re:.1f} s wall = {t_re / t_full:.1%} of the uninterrupted run; resumed after "
+        print(f"rerun: {t_re:.1f} s wall = {t_re / t_full:.1%} of the uninterrupted run (join of the kept segments "
+              f"{r2['stages']['join']:.2f} s, decode again {r2['stages']['decode']:.2f} s); resumed after "
               f"{r2['resumed']} frames; output equal frame for frame: {same}; work folder left: {work_dir(out).exists()}")
     print(f"load average after: {os.getloadavg()[0]:.2f} (1 min)")
     return 0

@@ -67,7 +67,8 @@ class UpscaleResult:
     size_out: tuple[int, int]
     bit_depth: int  # of the output file (8 for --pix-fmt yuv420p even from 16-bit input)
     seconds: float  # wall clock, probe to rename
-    stages: dict[str, float] = field(default_factory=dict)  # busy seconds: levels, load, decode, model, encode
+    stages: dict[str, float] = field(default_factory=dict)  # busy seconds: levels, load, decode, events, model,
+    # encode (the destination), segments (kept for resuming), join (an earlier run's segments into the destination)
     weights: str = ""  # the weights' name (registry name or file name)
     weights_trained: Optional[bool] = None  # False: random weights, not a real upscale; None: not known
     device: str = ""
@@ -138,7 +139,7 @@ def upscale_video(
     t = time.perf_counter()
     up = run.network.upscaler()
     stages = {"levels": run.seconds["levels"], "load": run.seconds["load"] + time.perf_counter() - t,
-              "decode": 0.0, "events": 0.0, "model": 0.0, "encode": 0.0, "join": 0.0}
+              "decode": 0.0, "events": 0.0, "model": 0.0, "encode": 0.0, "segments": 0.0, "join": 0.0}
     key = {"input": input_identity(src), "weights": weights_identity(run.network.model), "options": opts.output_fields()}
     work, note = Work.open(dst, key, resume=resume)
     if note:
@@ -163,21 +164,15 @@ def upscale_video(
                 for note in writer.notes:  # what the output container cannot carry over (audio, rotation, ...)
                     log.warning("%s", note)
                     warnings.append(note)
-                sink = work.sink(SCALE * info.width, SCALE * info.height, fps_out, levels.bit_depth, segment_frames, up)
+                sink = work.sink(writer, SCALE * info.width, SCALE * info.height, fps_out, levels.bit_depth,
+                                 segment_frames, up)
                 flow = _Stages(src=src, dst=dst, levels=levels, upscaler=up, writer=sink, on_progress=on_progress,
                                total=total, detector=detector, skip=skip).run()
                 stages.update(decode=flow.decode_seconds, events=flow.events_seconds, model=flow.model_seconds,
-                              encode=flow.encode_seconds)
+                              segments=sink.segment_seconds, join=sink.replay_seconds,
+                              encode=flow.encode_seconds - sink.segment_seconds - sink.replay_seconds)
                 if flow.frames_in == 0:  # read_frames raises first; a guard, inside the block so nothing is kept
                     raise InputError(f"{src}: contains no video frames")
-                t = time.perf_counter()
-                try:  # the destination, encoded once from the lossless segments
-                    for raw in work.frames():
-                        writer.write(raw)
-                    writer.close()
-                except OSError as e:
-                    raise output_error(e, dst) from e
-                stages["join"] = time.perf_counter() - t
     except BaseException:
         if not work.segments:  # nothing a rerun could keep: leave nothing behind
             work.remove_quietly()
@@ -376,7 +371,7 @@ class _Stages:
     def _close_quietly(self) -> None:
         # After a failure: release the temporary file; its content is discarded anyway.
         try:
-            self.writer.close()
+            getattr(self.writer, "abort", self.writer.close)()
         except Exception:
             pass
 

@@ -6,11 +6,13 @@
 
 Rerunning the same command continues after the last complete segment: the input is decoded again
 from its start (cheap beside the model), the model runs only for the windows that feed frames not
-yet written (theris_cli.engine.samples, ``skip``), and at the end the segments are read back into
-the destination's own writer (codec, audio, tags) under a temporary name that is renamed into place.
-So the destination is encoded once, from lossless frames, whatever its codec: a resumed output is
-the same as an uninterrupted one, lossy codecs included. The price is disk space for the lossless
-segments until the end (an upscaled frame is 16x the input's pixels).
+yet written (theris_cli.engine.samples, ``skip``). The destination itself is written as before, frame
+by frame, by its own writer (codec, audio, tags) under a temporary name renamed into place at the
+end; a resumed run first feeds it the frames of the complete segments, read back. So the
+destination is encoded once, in one pass, whatever its codec: a resumed output is the same as an
+uninterrupted one, lossy codecs included. The price is disk space for the lossless segments until
+the end (an upscaled frame is 16x the input's pixels), and the time to write them, in the encode
+thread beside the model.
 
 A different input (size, modification time, or the SHA-256 of its first MiB), weights (SHA-256) or
 option that changes the output starts over, with one line saying which; ``resume=False`` starts
@@ -25,6 +27,7 @@ import logging
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -131,13 +134,14 @@ class Work:
             if p.name not in names:
                 _remove_tree(p) if p.is_dir() else p.unlink(missing_ok=True)
 
-    def sink(self, width: int, height: int, fps, bit_depth: int, segment_frames: int, up=None) -> "SegmentSink":
+    def sink(self, writer, width: int, height: int, fps, bit_depth: int, segment_frames: int, up=None) -> "SegmentSink":
+        """``writer`` (the destination's) wrapped to keep every frame in segments here too."""
         try:
             self.dir.mkdir(exist_ok=True)
         except OSError as e:
             raise output_error(e, self.dir) from e
         self._save()
-        return SegmentSink(self, width, height, fps, bit_depth, segment_frames, up)
+        return SegmentSink(self, writer, width, height, fps, bit_depth, segment_frames, up)
 
     def add(self, tmp: Path, frames: int, tile: Any) -> None:
         """Make the segment written to ``tmp`` complete: durable, renamed, listed."""
@@ -148,11 +152,11 @@ class Work:
         self.tile = tile
         self._save()
 
-    def frames(self) -> Iterator[np.ndarray]:
-        """Every output frame, from the segments in order."""
+    def frames(self, segments: list[dict[str, Any]]) -> Iterator[np.ndarray]:
+        """The output frames of ``segments`` (complete ones), in order."""
         from theris_cli.video import read_frames
 
-        for s in self.segments:
+        for s in segments:
             yield from read_frames(self.dir / s["file"])
 
     def remove(self) -> None:
@@ -176,36 +180,66 @@ class Work:
 
 
 class SegmentSink:
-    """A writer's ``write``/``close`` that fills segments of ``segment_frames`` frames in turn."""
+    """The destination's writer, every frame also kept in segments of ``segment_frames`` frames.
 
-    def __init__(self, work: Work, width, height, fps, bit_depth, segment_frames: int, up=None):
-        self.work, self.size, self.fps, self.bits = work, (width, height), fps, bit_depth
+    ``write``/``close`` as a writer's. Before the first new frame (or at ``close``) the frames of an
+    earlier run's complete segments go to the destination first. All of it runs in the encode thread,
+    beside the model: an uninterrupted run has nothing left to join at the end."""
+
+    def __init__(self, work: Work, writer, width, height, fps, bit_depth, segment_frames: int, up=None):
+        self.work, self.writer, self.size, self.fps, self.bits = work, writer, (width, height), fps, bit_depth
         self.segment_frames, self.up = max(1, segment_frames), up
-        self.writer = None
+        self.segment = None
         self.tmp: Optional[Path] = None
         self.count = 0
+        self.replayed = False
+        self.segment_seconds = 0.0  # writing segments: the cost of being resumable
+        self.replay_seconds = 0.0  # reading an earlier run's segments into the destination
+
+    def _replay(self) -> None:
+        self.replayed = True
+        t = time.perf_counter()
+        for raw in self.work.frames(list(self.work.segments)):
+            self.writer.write(raw)
+        self.replay_seconds = time.perf_counter() - t
 
     def write(self, frame: np.ndarray) -> None:
-        if self.writer is None:
+        if not self.replayed:
+            self._replay()
+        t = time.perf_counter()
+        if self.segment is None:
             from theris_cli.video import VideoWriter
 
             self.tmp = self.work.dir / f"{len(self.work.segments):05d}.partial.mkv"
-            self.writer = VideoWriter(self.tmp, *self.size, self.fps, self.bits, codec="ffv1")
+            self.segment = VideoWriter(self.tmp, *self.size, self.fps, self.bits, codec="ffv1")
             self.count = 0
-        self.writer.write(frame)
+        self.segment.write(frame)
         self.count += 1
         if self.count >= self.segment_frames:
             self._complete()
+        self.segment_seconds += time.perf_counter() - t
+        self.writer.write(frame)
 
     def _complete(self) -> None:
-        self.writer.close()
-        self.writer = None
+        self.segment.close()
+        self.segment = None
         tile = getattr(self.up, "tile", None) if self.up is not None else None
         self.work.add(self.tmp, self.count, tile)
 
-    def close(self) -> None:
-        if self.writer is not None:
+    def abort(self) -> None:
+        """After a failure: keep the frames written so far as a complete segment (they are right:
+        they come in order), leave the destination's writer to its owner."""
+        if self.segment is not None:
             self._complete()
+
+    def close(self) -> None:
+        if not self.replayed:
+            self._replay()
+        if self.segment is not None:
+            t = time.perf_counter()
+            self._complete()
+            self.segment_seconds += time.perf_counter() - t
+        self.writer.close()
 
 
 def remove_partials(dst: Path) -> None:
