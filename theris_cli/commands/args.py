@@ -90,5 +90,6 @@ Events = Annotated[bool, typer.Option(
 Resume = Annotated[bool, typer.Option(
     "--resume/--no-resume",
     help="Keep the work in segments beside the output (OUT.theris-unfinished/) so that the same command "
-    "continues after a crash or kill; --no-resume deletes unfinished work and starts over. Default: resume.",
+    "continues after a crash or kill; --no-resume deletes unfinished work, starts over and keeps no segments "
+    "(they take the whole output's size, lossless, until the end). Default: resume.",
 )]

@@ -122,7 +122,7 @@ def upscale_video(
 
     The work is kept in segments of ``segment_seconds`` of output beside ``dst`` (theris_cli.engine.resume):
     the same call after a crash or kill continues after the last complete segment; ``resume=False``
-    starts over.
+    deletes unfinished work and keeps no segments.
     """
     from theris_cli.video import VideoWriter
     from theris_cli.video.encode import check_crf
@@ -164,13 +164,15 @@ def upscale_video(
                 for note in writer.notes:  # what the output container cannot carry over (audio, rotation, ...)
                     log.warning("%s", note)
                     warnings.append(note)
-                sink = work.sink(writer, SCALE * info.width, SCALE * info.height, fps_out, levels.bit_depth,
-                                 segment_frames, up)
+                sink = writer  # --no-resume: no segments, nothing to continue from
+                if resume:
+                    sink = work.sink(writer, SCALE * info.width, SCALE * info.height, fps_out, levels.bit_depth,
+                                     segment_frames, up)
                 flow = _Stages(src=src, dst=dst, levels=levels, upscaler=up, writer=sink, on_progress=on_progress,
                                total=total, detector=detector, skip=skip).run()
                 stages.update(decode=flow.decode_seconds, events=flow.events_seconds, model=flow.model_seconds,
-                              segments=sink.segment_seconds, join=sink.replay_seconds,
-                              encode=flow.encode_seconds - sink.segment_seconds - sink.replay_seconds)
+                              segments=getattr(sink, "segment_seconds", 0.0), join=getattr(sink, "replay_seconds", 0.0))
+                stages["encode"] = flow.encode_seconds - stages["segments"] - stages["join"]
                 if flow.frames_in == 0:  # read_frames raises first; a guard, inside the block so nothing is kept
                     raise InputError(f"{src}: contains no video frames")
     except BaseException:

@@ -9,14 +9,16 @@ from its start (cheap beside the model), the model runs only for the windows tha
 yet written (theris_cli.engine.samples, ``skip``). The destination itself is written as before, frame
 by frame, by its own writer (codec, audio, tags) under a temporary name renamed into place at the
 end; a resumed run first feeds it the frames of the complete segments, read back. So the
-destination is encoded once, in one pass, whatever its codec: a resumed output is the same as an
-uninterrupted one, lossy codecs included. The price is disk space for the lossless segments until
+destination is encoded once, in one pass, whatever its codec: a resumed output is given the same
+frames as an uninterrupted one (lossless output: the same file content frame for frame; a lossy
+encoder may differ slightly from run to run anyway). The price is disk space for the lossless segments until
 the end (an upscaled frame is 16x the input's pixels), and the time to write them, in the encode
 thread beside the model.
 
 A different input (size, modification time, or the SHA-256 of its first MiB), weights (SHA-256) or
-option that changes the output starts over, with one line saying which; ``resume=False`` starts
-over too. The work folder is removed when the destination is complete.
+option that changes the output starts over, with one line saying which; ``resume=False`` deletes
+the unfinished work and keeps no segments (no disk space, nothing to continue from). The work folder
+is removed when the destination is complete.
 """
 
 from __future__ import annotations
