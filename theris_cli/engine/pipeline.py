@@ -340,6 +340,11 @@ class _Stages:
 
     def _encode(self) -> None:
         busy = 0.0
+        begin = getattr(self.writer, "begin", None)  # resumed: the kept frames first, while the model starts
+        if begin is not None:
+            t = time.perf_counter()
+            begin()
+            busy = time.perf_counter() - t
         while True:
             item = self._get(self.q_out)
             if item is _End:

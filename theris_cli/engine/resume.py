@@ -184,8 +184,8 @@ class Work:
 class SegmentSink:
     """The destination's writer, every frame also kept in segments of ``segment_frames`` frames.
 
-    ``write``/``close`` as a writer's. Before the first new frame (or at ``close``) the frames of an
-    earlier run's complete segments go to the destination first. All of it runs in the encode thread,
+    ``write``/``close`` as a writer's. At ``begin`` (else before the first new frame, or at ``close``)
+    the frames of an earlier run's complete segments go to the destination first. All of it runs in the encode thread,
     beside the model: an uninterrupted run has nothing left to join at the end."""
 
     def __init__(self, work: Work, writer, width, height, fps, bit_depth, segment_frames: int, up=None):
@@ -197,6 +197,11 @@ class SegmentSink:
         self.replayed = False
         self.segment_seconds = 0.0  # writing segments: the cost of being resumable
         self.replay_seconds = 0.0  # reading an earlier run's segments into the destination
+
+    def begin(self) -> None:
+        """Feed an earlier run's frames to the destination now (the encode thread, as it starts)."""
+        if not self.replayed:
+            self._replay()
 
     def _replay(self) -> None:
         self.replayed = True
