@@ -41,7 +41,7 @@ def rows() -> list[tuple[str, str]]:
         ("auto precision", precision),
         ("scan backend", backend),
         ("mamba-ssm", mamba_version() or "not installed"),
-        ("Triton SSD kernel", kernel_status()),
+        ("Triton kernel", kernel_status()),
         ("default weights", weights),
     ]
 
