@@ -191,8 +191,7 @@ def theris_predictor(model: torch.nn.Module, options: UpscaleOptions = EVAL_OPTI
 
     if options.temporal_factor != 2:
         raise UsageError(f"the evaluation protocol doubles the frame rate; temporal_factor must be 2, not {options.temporal_factor}")
-    up = Upscaler(model, device=options.device, precision=options.precision, window=options.window,
-                  tile=options.tile, temporal_factor=2)
+    up = Upscaler(model, options)
 
     def predict(lr: torch.Tensor) -> torch.Tensor:
         t = lr.shape[0]
@@ -238,11 +237,12 @@ def evaluate(
         for name in names:
             if name == "theris":
                 from theris_cli.devices import precision_name, resolve_device, resolve_precision
-                from theris_cli.weights import DEFAULT_MODEL, load_model
+                from theris_cli.engine.prepare import load_network
+                from theris_cli.weights import DEFAULT_MODEL
 
                 dev = resolve_device(opts.device)
                 say(f"loading model {weights or DEFAULT_MODEL} on {dev}")
-                model = load_model(weights or DEFAULT_MODEL, device=str(dev))
+                model = load_network(opts, dev).model  # as upscale loads it: non-finite weights refused
                 info = getattr(model, "weights_info", None)  # what the spec resolved to, trained or not
                 spec = info.describe() if info is not None else (weights or DEFAULT_MODEL)
                 dtype = resolve_precision(opts.precision, dev)
