@@ -1,7 +1,7 @@
 """The shipped network under bf16 autocast: the whole-tensor path (training's, and the GPU's) is as
 close to float32 as the CPU work-unit path, which keeps scans and coordinates in float32 itself.
-Sampling positions rounded to bfloat16 made the whole-tensor path's warps miss by up to half a
-pixel at 320 px wide (model/motion.py `warp`)."""
+Sampling positions rounded to bfloat16 lie up to 2 px apart at 320 px wide, so this fails wherever
+a warp's coordinates follow autocast's dtype (model/motion.py `warp`)."""
 
 from __future__ import annotations
 
