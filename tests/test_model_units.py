@@ -13,7 +13,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from theris_cli.model import PRESETS, THERIS, ModelConfig, network, units
+from theris_cli.model import PRESETS, THERIS, ModelConfig, folds, network, units
 from theris_cli.model.scan import ssd_chunked
 from theris_cli.weights.load import load_model
 
@@ -170,7 +170,7 @@ def test_folded_shuffle_conv_equals_conv_after_shuffle(r):
     torch.manual_seed(1)
     conv = torch.nn.Conv2d(3, 2, 3, padding=1)
     x = torch.randn(2, 3 * r * r, 5, 7)
-    w, b = units.fold_shuffle_into_conv(conv.weight, conv.bias, r)
+    w, b = folds.fold_shuffle_into_conv(conv.weight, conv.bias, r)
     with torch.no_grad():
         ref = conv(torch.nn.functional.pixel_shuffle(x, r))
         got = torch.nn.functional.pixel_shuffle(torch.nn.functional.conv2d(x, w, b, padding=1), r)
@@ -182,7 +182,7 @@ def test_folded_2x2_shuffle_conv_equals_conv_after_shuffle():
     torch.manual_seed(2)
     conv = torch.nn.Conv2d(3, 2, 3, padding=1)
     x = torch.randn(2, 12, 5, 7)
-    w, b = units.fold_shuffle_into_conv_2x2(conv.weight, conv.bias)
+    w, b = folds.fold_shuffle_into_conv_2x2(conv.weight, conv.bias)
     assert w.shape == (8, 12, 2, 2)
     with torch.no_grad():
         ref = conv(torch.nn.functional.pixel_shuffle(x, 2))                         # (2, 2, 10, 14)
@@ -198,10 +198,10 @@ def test_subpixel_major_shuffle_equals_pixel_shuffle():
     torch.manual_seed(5)
     conv = torch.nn.Conv2d(3, 12, 3, padding=1)
     x = torch.randn(2, 3, 5, 7).contiguous(memory_format=torch.channels_last)
-    w, b = units.subpixel_major(conv.weight, conv.bias)
+    w, b = folds.subpixel_major(conv.weight, conv.bias)
     with torch.no_grad():
         ref = torch.nn.functional.pixel_shuffle(conv(x), 2)
-        got = units.shuffle_subpixel_major(torch.nn.functional.conv2d(x, w, b, padding=1))
+        got = folds.shuffle_subpixel_major(torch.nn.functional.conv2d(x, w, b, padding=1))
     torch.testing.assert_close(got, ref, atol=1e-6, rtol=1e-6)
 
 
@@ -257,4 +257,4 @@ def test_separable_bicubic_equals_interpolate(shape, r):
     torch.manual_seed(6)
     x = torch.rand(*shape)
     ref = torch.nn.functional.interpolate(x, scale_factor=r, mode="bicubic", align_corners=False)
-    torch.testing.assert_close(units.bicubic_up(x, r), ref, atol=1e-6, rtol=0)
+    torch.testing.assert_close(folds.bicubic_up(x, r), ref, atol=1e-6, rtol=0)

@@ -140,6 +140,16 @@ def test_nan_weights_are_refused_as_upscale_refuses_them(tmp_path):
     assert not (tmp_path / "p.png").exists() and leftovers(tmp_path) == []
 
 
+def test_false_colour_video_gets_upscales_warning(tmp_path, caplog):
+    rgb = np.zeros((4, 12, 16, 3), np.uint8)
+    rgb[..., 0] = np.linspace(0, 255, 16, dtype=np.uint8)  # a red ramp: colour, not grey
+    rgb[..., 2] = 255 - rgb[..., 0]
+    src = write_clip(tmp_path / "in.mkv", rgb, fps=5)
+    with caplog.at_level("WARNING", logger="theris"):
+        make_preview(src, tmp_path / "p.png", OPTS)
+    assert "false colour" in caplog.text and (tmp_path / "p.png").is_file()
+
+
 def test_cli_writes_the_png_and_says_so(tmp_path):
     src = write_clip(tmp_path / "in.mkv", ramp_frames(4, 12, 16), fps=5)
     res = runner.invoke(app, ["preview", str(src), "-o", str(tmp_path / "p.png"), "-w", "tiny-random", "--at", "0:00.2"])

@@ -275,10 +275,11 @@ class Upscaler:
         Without autograd the network runs in work units (theris_cli.model.units): beside
         a bounded working set it holds about six feature maps of M frames x dim channels and its
         output, float32. Twice that, plus the stitched outputs, must fit in 40 % of the free RAM.
-        Other models (no ``config.dim``) are measured instead."""
+        Other models (no ``config.dim``), and a THERIS network on its plain path
+        (``use_work_units`` off), are measured instead."""
         dim = getattr(getattr(self.model, "config", None), "dim", None)
         free = available_memory()
-        if not isinstance(dim, int) or free is None:
+        if not isinstance(dim, int) or free is None or not getattr(self.model, "use_work_units", False):
             return False
         window = 4.0 * M * (6 * dim + C * SCALE * SCALE) * h * w + _CPU_UNIT_BYTES
         outputs = 3 * M * C * SCALE * SCALE * h * w * 4

@@ -1,8 +1,9 @@
 """upscale_video(): probe -> levels -> decode -> windows -> model -> stitch -> encode, streaming.
 
 Before the first frame, `prepare.prepare` checks the input and output, probes the video, scans its
-levels and loads the weights (the same steps as `theris preview`). Then three stages run at once, joined by bounded queues so that memory does not grow with the video's
-length and the model is not idle while frames are read or written:
+levels and loads the weights (the same steps as `theris preview`). Then three stages run at once,
+joined by bounded queues so that memory does not grow with the video's length and the model is not
+idle while frames are read or written:
 
     decode thread:  read_frames -> Levels.to_unit -> (1, h, w) tensors      -> queue (QUEUE_IN frames)
     calling thread: Upscaler.process (windows, tiles, model, blending)      -> queue (QUEUE_OUT frames)

@@ -13,7 +13,8 @@ The order is the cheapest check first, so that a mistake is reported before any 
 5. the weights: loaded, refused when they hold NaN or infinities, and a warning when the window or
    temporal factor leave what they were trained for.
 
-`upscale_video`, `make_preview` and `evaluate` all start here, so a check added here holds for all.
+`upscale_video` and `make_preview` start with `prepare`, `evaluate` (many clips, no output video)
+with `load_network`: a check added here holds for each of them.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import torch
 
@@ -31,6 +32,9 @@ from theris_cli.engine.infer import Upscaler
 from theris_cli.engine.options import UpscaleOptions
 from theris_cli.errors import InputError, UsageError, WeightsError
 from theris_cli.outputs import check_destination
+
+if TYPE_CHECKING:  # imported where used: PyAV loads only when a video is read
+    from theris_cli.video import Levels, VideoInfo
 
 log = logging.getLogger("theris")
 
@@ -141,14 +145,14 @@ class Prepared:
 
     src: Path
     dst: Path
-    info: "object"  # video.VideoInfo
-    levels: "object"  # video.Levels
+    info: VideoInfo
+    levels: Levels
     network: Network
     warnings: list[str]  # said once on the log already; kept for the result
     seconds: dict[str, float]  # busy seconds: levels, load
 
 
-def video_warnings(src: Path, info) -> list[str]:
+def video_warnings(src: Path, info: VideoInfo) -> list[str]:
     """Warnings about what the video is: false colour, variable frame rate (each logged here)."""
     warnings: list[str] = []
     if info.palette_suspected:

@@ -17,8 +17,8 @@ Protocol, per clip (the STVSR convention; the same degradation as training, `tra
    small mask is visible. Where a linear blend is right (static background) nothing is masked.
 
 Figures averaged over clips are means of the per-clip figures (each clip counts once, whatever its
-length). Methods: `theris` (a model through `infer.Upscaler`: windows of 4 LR frames, stride 2 (`windows.temporal_stride`),
-fp32), `bicubic` and `ffmpeg` (`baselines.py`).
+length). Methods: `theris` (a model through `infer.Upscaler`: windows of `DEFAULT_WINDOW` LR frames overlapping by two
+(`windows.temporal_stride`), fp32), `bicubic` and `ffmpeg` (`baselines.py`).
 `--split NAME` scores the validation clips of a named split (`theris_cli/splits.py`), found by
 name under the folders given.
 """
@@ -185,8 +185,8 @@ def check_methods(methods: Sequence[str]) -> list[str]:
 
 
 def theris_predictor(model: torch.nn.Module, options: UpscaleOptions = EVAL_OPTIONS) -> Predictor:
-    """A model run as `theris upscale` runs it, with `options` (default: windows of 4 LR frames,
-    stride 2, fp32, whole frames)."""
+    """A model run as `theris upscale` runs it, with `options` (default: upscale's window, fp32, whole
+    frames)."""
     from theris_cli.engine.infer import Upscaler
 
     if options.temporal_factor != 2:

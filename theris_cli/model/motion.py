@@ -226,7 +226,7 @@ def aligned_mix(feats: torch.Tensor, mix: torch.Tensor, v: torch.Tensor, times: 
 
     feats (B, T, D, H, W), mix (M, T, D), v (B, M, 2, H, W) velocities at the target times
     -> (B, M, D, H, W). The whole-tensor path (training and GPU); the CPU inference path does the
-    same in bands (`THERIS._forward_units`)."""
+    same in bands (`units.aligned_mix_into`)."""
     B, T, D, H, W = feats.shape
     v = v.to(torch.promote_types(v.dtype, torch.float32))  # displacements are coordinates (`warp`)
     out = []
