@@ -5,6 +5,7 @@ a warp's coordinates follow autocast's dtype (model/motion.py `warp`)."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from theris_cli.weights.load import load_model
@@ -42,3 +43,30 @@ def test_whole_tensor_path_under_bf16_autocast_is_as_close_to_fp32_as_the_units_
     assert units_max > 0 and whole_max > 0  # bf16 did run on both paths
     assert whole_rms <= 1.5 * units_rms, (whole_rms, units_rms)
     assert whole_max <= 1.5 * units_max, (whole_max, units_max)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("scan_backend", ["reference", "mamba"])
+def test_cuda_bf16_window_of_the_shipped_network_is_as_close_to_fp32_as_the_cpu_bf16_path(monkeypatch, scan_backend):
+    """The GPU's default precision on the shipped network (motion part included), whole-tensor path,
+    with either scan: no further from the CPU's float32 output than the CPU's own bf16 path, within
+    a factor for the GPU's bf16 scan inputs."""
+    from theris_cli.model import scan
+
+    if scan_backend == "mamba" and scan._import_kernel()[0] is None:
+        pytest.skip(scan._import_kernel()[1])
+    monkeypatch.setenv("THERIS_SCAN", scan_backend)
+    scan.reset_backend()
+    try:
+        net = load_model("theris-small")
+        x = _moving_scene(16, 640)
+        with torch.inference_mode():
+            ref = net(x)
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            cpu_rms = float((net(x) - ref).pow(2).mean().sqrt())
+        gpu = net.cuda()
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
+            y = gpu(x.cuda()).float().cpu()
+        assert float((y - ref).pow(2).mean().sqrt()) <= 3 * cpu_rms
+    finally:
+        scan.reset_backend()
