@@ -86,3 +86,28 @@ def test_workers_and_teacher_interval_are_checked():
         make_settings(PRESETS["tiny"], workers=-1)
     with pytest.raises(UsageError, match="--flow-teacher-every must be >= 1"):
         make_settings(PRESETS["tiny"], flow_teacher_every=0)
+
+
+def _worker_then_signals(conn):
+    import os
+    import signal
+
+    from theris_cli.train.loader import STOP_SIGNALS, worker_init
+
+    worker_init(0)
+    for sig in STOP_SIGNALS:
+        os.kill(os.getpid(), sig)
+    conn.send("alive")
+
+
+def test_a_worker_outlives_the_stop_signals_the_trainer_handles():
+    """Ctrl-C or a scheduler's SIGTERM reach every process of the group: the workers must not die of
+    them (the trainer finishes its step, saves, and stops them)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    parent, child = ctx.Pipe()
+    p = ctx.Process(target=_worker_then_signals, args=(child,))
+    p.start()
+    p.join(60)
+    assert p.exitcode == 0 and parent.poll(1) and parent.recv() == "alive"

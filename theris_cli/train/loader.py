@@ -11,6 +11,7 @@ an asynchronous copy. The batches are the same as those built in the loop, in th
 
 from __future__ import annotations
 
+import signal
 from typing import Iterator, Protocol
 
 import torch
@@ -34,10 +35,18 @@ class _Steps(Dataset):
         return self.data.batch(self.start + i, self.batch_size)
 
 
-def _single_thread(_: int) -> None:
-    # a worker builds one batch at a time beside the training process: one thread each, or the
-    # workers' and the trainer's thread pools slow each other down
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
+def worker_init(_: int = 0) -> None:
+    """Set up a worker: one thread (it builds one batch at a time beside the training process, whose
+    thread pool it would otherwise slow down), and deaf to the stop signals. Ctrl-C and a
+    scheduler's SIGTERM reach the whole process group; the training process finishes its step and
+    saves (`loop._StopFlag`), and then shuts its workers down itself. A worker killed by the signal
+    instead would make the DataLoader raise in the middle of that step."""
     torch.set_num_threads(1)
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def step_batches(data: BatchSource, batch_size: int, start: int, stop: int, *, workers: int = 0,
@@ -54,6 +63,6 @@ def step_batches(data: BatchSource, batch_size: int, start: int, stop: int, *, w
         return
     loader = DataLoader(
         _Steps(data, batch_size, start, stop), batch_size=None, shuffle=False, num_workers=workers,
-        pin_memory=pin, prefetch_factor=prefetch, persistent_workers=False, worker_init_fn=_single_thread,
+        pin_memory=pin, prefetch_factor=prefetch, persistent_workers=False, worker_init_fn=worker_init,
     )
     yield from loader
