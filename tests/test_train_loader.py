@@ -111,3 +111,29 @@ def test_a_worker_outlives_the_stop_signals_the_trainer_handles():
     p.start()
     p.join(60)
     assert p.exitcode == 0 and parent.poll(1) and parent.recv() == "alive"
+
+
+class SignalFromWorker(StepBatch):
+    """At step 3 (built in a worker) the stop signal reaches the worker and the trainer, as a
+    signal to the process group does."""
+
+    def __init__(self, sig):
+        super().__init__()
+        self.sig = sig
+
+    def batch(self, step, batch_size):
+        import os
+
+        if step == 3:
+            os.kill(os.getppid(), self.sig)
+            os.kill(os.getpid(), self.sig)
+        return super().batch(step, batch_size)
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_a_stop_signal_with_workers_finishes_the_step_and_saves(tmp_path, signame):
+    import signal
+
+    res = train(_settings(steps=200, workers=1), SignalFromWorker(getattr(signal, signame)), tmp_path)
+    assert res.interrupted and res.step < 200
+    assert res.checkpoint.name == "interrupted.safetensors" and res.checkpoint.exists()
