@@ -20,7 +20,8 @@ def rows() -> list[tuple[str, str]]:
     if torch.cuda.is_available():
         device = f"cuda: {torch.cuda.get_device_name(0)} ({torch.cuda.device_count()} visible)"
     else:
-        device = f"cpu ({torch.get_num_threads()} threads)"
+        n = torch.get_num_threads()
+        device = f"cpu ({n} thread{'s' if n != 1 else ''})"
     try:
         name, reason = backend_info()
         backend = f"{name} ({reason})"
