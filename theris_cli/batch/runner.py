@@ -16,6 +16,7 @@ outputs and records are what a rerun relies on.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 import socket
@@ -126,6 +127,7 @@ def run_batch(
     report: Path | str | None = None,
     listener: Optional[BatchListener] = None,
     upscale: Optional[Callable[..., Any]] = None,
+    resume: bool = True,
     **fields: Any,
 ) -> BatchResult:
     """Upscale every video and image sequence under `in_dir` into the same tree under `out_dir`.
@@ -155,6 +157,8 @@ def run_batch(
         from theris_cli.engine.pipeline import upscale_video as upscale
 
         resolve_precision(options.precision, resolve_device(options.device))  # a missing GPU, likewise
+        if not resume:  # a file's unfinished segments are deleted, not continued
+            upscale = functools.partial(upscale, resume=False)
     if options.weights is None:
         from theris_cli.weights import default_model
 

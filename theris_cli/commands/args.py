@@ -86,3 +86,15 @@ OptionalModelName = Annotated[Optional[str], typer.Argument(
     help=f"Registry name (one of {', '.join(available_models())}), a checkpoint path or hf://owner/repo/file. "
     "Default: every registered model.",
 )]
+Events = Annotated[bool, typer.Option(
+    "--events/--no-events",
+    help="Find repeated frames (each sensor frame written 2-3 times, a frozen feed), splices and shutter "
+    "(flat-field correction) jumps: repeats are interpolated as one frame, and no output frame blends "
+    "across a splice or a jump. Default: on.",
+)]
+Resume = Annotated[bool, typer.Option(
+    "--resume/--no-resume",
+    help="Keep the work in segments beside the output (OUT.theris-unfinished/) so that the same command "
+    "continues after a crash or kill; --no-resume deletes unfinished work, starts over and keeps no segments "
+    "(they take the whole output's size, lossless, until the end). Default: resume.",
+)]

@@ -27,7 +27,7 @@ from theris_cli.train.settings import apply_ablations, make_settings, parse_ever
 SETTING_OVERRIDES = (
     "steps", "minutes", "batch", "patch", "frames", "lr", "warmup", "tfm_lambda", "tfm_form", "temporal_lambda",
     "pixel_loss", "balance_samples", "flow_teacher", "synthetic_ratio", "motion_p", "motion_crops", "extras_p",
-    "seed", "val_every",
+    "seed", "val_every", "flow_teacher_every", "workers",
 )
 
 
@@ -78,6 +78,8 @@ class TrainOptions:
     extras_p: Optional[float] = None
     seed: Optional[int] = None
     val_every: Optional[int] = None
+    flow_teacher_every: Optional[int] = None
+    workers: Optional[int] = None
 
     def __post_init__(self) -> None:
         for name in ("ablate", "data", "exclude", "val_data"):  # lists or None (an unset CLI list) -> tuples
