@@ -114,3 +114,20 @@ def test_the_command_reports_events_and_switches_them_off(tmp_path):
                               "--no-events", "--no-resume"])
     assert res.exit_code == 0, res.output
     assert "events:" not in res.output
+
+
+@pytest.mark.parametrize("skip", [0, 5])
+def test_windows_on_several_workers_give_the_same_frames_with_repeats_and_breaks(skip):
+    g = torch.Generator().manual_seed(3)
+    frames = [torch.rand(1, 12, 16, generator=g) for _ in range(14)]
+    marks = ["new", "new", "repeat", "new", "new", "new", "splice", "new", "new", "repeat", "repeat", "new",
+             "new", "new"]
+    outs = []
+    for workers in (1, 3):
+        up = Upscaler(Smooth(), window=4)
+        up.workers = workers
+        outs.append((list(upscale_marked(up, zip(frames, marks), skip=skip)), up.windows_run))
+    (one, ran1), (several, ran3) = outs
+    assert len(one) == len(several) == 2 * len(frames) - skip and ran1 == ran3
+    for a, b in zip(one, several):
+        assert torch.equal(a, b)

@@ -161,9 +161,7 @@ class Upscaler:
             keep = window_targets(w.length, self.factor, first, last)
             if not pending:
                 t_busy[1] = time.perf_counter()
-            if not self._tile_chosen:  # before any worker reads it
-                self.tile = self._tile_for_memory(x, self.times(x.shape[0]))
-                self._tile_chosen = True
+            self.choose_tile(x)  # before any worker reads it
             pending.append((w, first, last, keep, pool.submit(one_thread, x, keep)))
 
         def collect() -> Iterator[torch.Tensor]:
@@ -254,6 +252,13 @@ class Upscaler:
             return y
         finally:
             self.model_seconds += time.perf_counter() - t0
+
+    def choose_tile(self, x: torch.Tensor) -> None:
+        """Choose the tile now from a window x (T, C, h, w), as its first run would: before windows
+        run side by side, so that no worker chooses it."""
+        if not self._tile_chosen:
+            self.tile = self._tile_for_memory(x.to(self.device, torch.float32), self.times(x.shape[0]))
+            self._tile_chosen = True
 
     def _run_window(self, x: torch.Tensor, keep: list[int] | None, times: torch.Tensor | None = None) -> torch.Tensor:
         T, C, h, w = x.shape

@@ -30,7 +30,10 @@ the ones a full run writes.
 
 from __future__ import annotations
 
+import time
 from bisect import bisect_right
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from typing import Iterable, Iterator
 
@@ -85,6 +88,23 @@ class _Run:
         self.max_times = max(len(local_times(up.window, up.factor)), up.window + 1)
 
     def process(self, frames: Iterable[tuple[torch.Tensor, str]]) -> Iterator[torch.Tensor]:
+        """Windows run ``up.workers`` at a time (CPU: one per core, each at one thread, as in
+        Upscaler.process); their predictions are added and frames popped in window order, so the
+        output is the same to the bit."""
+        self.pending: deque = deque()  # (targets, future or None, pop limit or None), in window order
+        self.busy = [0.0, 0.0]  # seconds with a window in flight; start of the current stretch
+        self.pool = ThreadPoolExecutor(self.up.workers, thread_name_prefix="theris-window") if self.up.workers > 1 else None
+        finished = False
+        try:
+            yield from self._process(frames)
+            finished = True
+        finally:
+            if self.pool is not None:
+                # on an error or Ctrl-C a running window is not waited for: the caller cleans up at once
+                self.pool.shutdown(wait=finished, cancel_futures=not finished)
+                self.up.model_seconds = self.busy[0]
+
+    def _process(self, frames: Iterable[tuple[torch.Tensor, str]]) -> Iterator[torch.Tensor]:
         scene: _Scene | None = None
         shape = None
         n = 0
@@ -114,19 +134,22 @@ class _Run:
         W = self.up.window
         while scene.start + W < len(scene.pos):
             w = Window(scene.start, W)
-            self._window(scene, w, first=w.start == 0, last=False, end=None)
+            # outputs before sample w.start + 1 are final once this window is added: no later
+            # window reaches back to them
+            yield from self._window(scene, w, first=w.start == 0, last=False, end=None,
+                                    limit=self.factor * scene.pos[w.start + 1])
             scene.ran += 1
             scene.start += self.up.stride
             for i in [i for i in scene.buf if i <= w.start]:  # later windows start after w.start
                 del scene.buf[i]
-            # outputs before sample w.start + 1 are final: no later window reaches back to them
-            yield from self._pop(self.factor * scene.pos[w.start + 1])
 
     def _finish(self, scene: _Scene, end: int) -> Iterator[torch.Tensor]:
         """The scene's remaining windows (it ends before file frame ``end``) and all its outputs."""
         K = len(scene.pos)
         for w in plan_windows(K, self.up.window)[scene.ran:]:
-            self._window(scene, w, first=w.start == 0, last=w.end == K - 1, end=end)
+            yield from self._window(scene, w, first=w.start == 0, last=w.end == K - 1, end=end, limit=None)
+        while self.pending:
+            yield from self._collect()
         yield from self._pop(self.factor * end)
 
     def _targets(self, scene: _Scene, w: Window, first: bool, last: bool, end: int | None) -> list[tuple[int, Fraction, float]]:
@@ -143,12 +166,47 @@ class _Run:
                 out.append((m, tau, weight))
         return out
 
-    def _window(self, scene: _Scene, w: Window, first: bool, last: bool, end: int | None) -> None:
+    def _window(self, scene: _Scene, w: Window, first: bool, last: bool, end: int | None,
+                limit: int | None) -> Iterator[torch.Tensor]:
+        """Run window ``w`` (on a worker where there are several), then add every finished window's
+        predictions in order and pop the frames before each one's ``limit``."""
         targets = self._targets(scene, w, first, last, end)
-        if not targets or targets[-1][0] < self.skip:  # feeds only frames already written
+        future = None
+        if targets and targets[-1][0] >= self.skip:  # else it feeds only frames already written
+            x = torch.stack([scene.buf[i] for i in range(w.start, w.end + 1)])  # (T, C, h, w)
+            taus = sorted({tau for _, tau, _ in targets})
+            if self.pool is None:
+                self._add(targets, self._predict(x, taus))
+            else:
+                self.up.choose_tile(x)  # before any worker reads it
+                if not any(f is not None for _, f, _ in self.pending):
+                    self.busy[1] = time.perf_counter()
+                future = self.pool.submit(self._predict_one_thread, x, taus)
+        if self.pool is None:
+            if limit is not None:
+                yield from self._pop(limit)
             return
-        x = torch.stack([scene.buf[i] for i in range(w.start, w.end + 1)])  # (T, C, h, w)
-        preds = self._predict(x, sorted({tau for _, tau, _ in targets}))
+        self.pending.append((targets, future, limit))
+        while len(self.pending) >= self.up.workers or (self.pending and self.pending[0][1] is None):
+            yield from self._collect()
+
+    def _predict_one_thread(self, x: torch.Tensor, taus: list[Fraction]) -> dict[Fraction, torch.Tensor]:
+        torch.set_num_threads(1)  # this worker's OpenMP team: itself (a setting of the calling thread)
+        return self._predict(x, taus)
+
+    def _collect(self) -> Iterator[torch.Tensor]:
+        """Add the oldest pending window's predictions and pop the frames it finishes."""
+        targets, future, limit = self.pending.popleft()
+        if future is not None:
+            preds = future.result()
+            if not any(f is not None for _, f, _ in self.pending):
+                self.busy[0] += time.perf_counter() - self.busy[1]
+            self._add(targets, preds)
+        if limit is not None:
+            yield from self._pop(limit)
+
+    def _add(self, targets: list[tuple[int, Fraction, float]], preds: dict[Fraction, torch.Tensor]) -> None:
+        """A window's predictions into the running sums of its output frames."""
         self.up.windows_run += 1
         weighted: dict[tuple[Fraction, float], torch.Tensor] = {}
         for m, tau, weight in targets:
