@@ -316,11 +316,14 @@ def tssm_units(block: TSSM, x: torch.Tensor, e: torch.Tensor, lowp: Optional[tor
 def _tmb_rows(block: TSSM, x: torch.Tensor, shift: Optional[torch.Tensor], r0: int, r1: int,
               lowp: Optional[torch.dtype]) -> None:
     """TMB over rows r0:r1 of x (B, T, H, W, C), in place: each pixel one sequence through time,
-    bands of rows of about WORK_TOKENS tokens as work units."""
+    bands of rows of about WORK_TOKENS tokens as work units; where one row holds more (wide frames),
+    each row in spans of columns, so the unit stays the same size however wide the frame."""
     B, T, H, W, C = x.shape
+    cols = [(0, W)] if B * T * W <= WORK_TOKENS else _bands(W, B * T)
     for a, b in _bands(r1 - r0, B * T * W):
-        band = x[:, :, r0 + a:r0 + b]
-        band.copy_(from_tmb(mamba_units(block.tmb, to_tmb(band), shift, lowp), band.shape))
+        for c0, c1 in cols:
+            band = x[:, :, r0 + a:r0 + b, c0:c1]
+            band.copy_(from_tmb(mamba_units(block.tmb, to_tmb(band), shift, lowp), band.shape))
 
 def _hmb_rows(block: TSSM, x: torch.Tensor, shift: Optional[torch.Tensor], rows: tuple[int, int],
               cols: list[tuple[int, int]], lowp: Optional[torch.dtype]) -> None:
