@@ -47,6 +47,55 @@ def test_warp_of_a_band_equals_those_rows_of_the_whole_frame():
     torch.testing.assert_close(warp(img, disp[:, :, 3:7], (3, 7)), whole[:, :, 3:7])
 
 
+def _stripes(width: int, rows: int = 4, period: float = 6.0) -> torch.Tensor:
+    """(1, 1, rows, width) vertical stripes in [0, 1]: a sub-pixel error in x shows in every pixel."""
+    xs = torch.arange(width, dtype=torch.float32)
+    return (0.5 + 0.5 * torch.sin(2 * torch.pi * xs / period)).expand(1, 1, rows, width).contiguous()
+
+
+@pytest.mark.parametrize("operands", ["float32", "bfloat16"])
+def test_warp_under_bf16_autocast_samples_where_float32_does(operands):
+    """A 0.3 px shift of a 1280-wide frame under CPU bf16 autocast, with float32 operands or with
+    the bf16 ones that autocast's convolutions hand over (features, velocities): in bfloat16 the
+    sampling positions near x = 1280 lie 8 px apart and the result misses by up to 0.9."""
+    img = _stripes(1280)
+    disp = torch.zeros(1, 2, *img.shape[2:])
+    disp[:, 0] = 0.3
+    want = warp(img, disp)
+    dtype = getattr(torch, operands)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = warp(img.to(dtype), disp.to(dtype))
+    assert got.dtype == dtype
+    assert (got.float() - want).abs().max() < 0.02
+    # and the shift did happen: 0.3 px of these stripes moves pixels by up to about 0.15
+    assert (want - img).abs().max() > 0.1
+
+
+def test_aligned_blend_under_bf16_autocast_matches_float32():
+    """The bicubic residual's frames moved along bf16 velocities (as autocast's convs give them)."""
+    x = torch.stack([_stripes(1280), _stripes(1280)], dim=1)                  # (1, 2, 1, 4, 1280)
+    v = torch.full((1, 1, 2, 4, 1280), 0.3)
+    v[:, :, 1] = 0.0
+    times = torch.tensor([0.5])
+    want = aligned_blend(x, v, times)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = aligned_blend(x, v.bfloat16(), times)
+    assert (got.float() - want).abs().max() < 0.02
+
+
+def test_velocities_are_float32_under_bf16_autocast():
+    torch.manual_seed(0)
+    part = MotionAlign(1, 4, 8, radius=1, search=2)
+    with torch.no_grad():
+        part.head.bias.copy_(torch.tensor([40.3, -0.7]))  # bfloat16 rounds 40.3 to 40.25
+    x, feats = torch.rand(1, 3, 1, 8, 12), torch.rand(1, 3, 4, 8, 12)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        v = part.velocities(x, feats)
+    assert v.dtype == torch.float32
+    want = part.velocities(x, feats)
+    assert (v - want).abs().max() < 0.02
+
+
 def test_velocity_at_times_interpolates_between_pair_midpoints():
     v = torch.stack([torch.full((2, 3, 3), 1.0), torch.full((2, 3, 3), 3.0)])[None]  # pairs (0,1), (1,2)
     at = MotionAlign.at_times(v, torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0]))

@@ -97,9 +97,14 @@ class MotionAlign(nn.Module):
             h = h + F.leaky_relu(self.cost_in(cost.to(h.dtype)), 0.1)
         for conv in self.body:
             h = h + F.leaky_relu(conv(h), 0.1)
-        v = F.interpolate(self.head(h), size=(H, W), mode="bilinear", align_corners=False)
+        # velocities are coordinates: the head (two output channels, cheap) and all after it in
+        # float32 even under autocast, whose bfloat16 output would round 40.3 px to 40.25
+        with torch.autocast(h.device.type, enabled=False):
+            head = self.head
+            v = F.conv2d(h.float(), head.weight.float(), head.bias.float(), padding=head.padding)
+            v = F.interpolate(v, size=(H, W), mode="bilinear", align_corners=False)
         if v0 is not None:
-            v = v + v0
+            v = v + v0.float()
         return v.view(B, T - 1, 2, H, W)
 
     def _matched(self, x: torch.Tensor, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -149,11 +154,14 @@ def soft_argmax(cost: torch.Tensor, radius: int, sharpness: torch.Tensor | float
     softmax of its similarities x ``sharpness`` -> (N, 2, h, w); offsets beyond ``radius`` count
     SEARCH_MARGIN less similar than they are (`MotionAlign`)."""
     search = (math.isqrt(cost.shape[1]) - 1) // 2
-    offsets = displacement_grid(search, cost.dtype, cost.device)                 # (K, 2)
-    if search > radius:
-        beyond = (offsets.abs().amax(dim=1) > radius).to(cost.dtype).view(1, -1, 1, 1)
-        cost = cost - beyond * SEARCH_MARGIN
-    return torch.einsum("nkhw,kc->nchw", torch.softmax(cost * sharpness, dim=1), offsets)
+    work = torch.promote_types(cost.dtype, torch.float32)  # an offset is a coordinate: float32 at least
+    with torch.autocast(cost.device.type, enabled=False):  # (autocast would run the einsum in bfloat16)
+        cost = cost.to(work)
+        offsets = displacement_grid(search, work, cost.device)                   # (K, 2)
+        if search > radius:
+            beyond = (offsets.abs().amax(dim=1) > radius).to(work).view(1, -1, 1, 1)
+            cost = cost - beyond * SEARCH_MARGIN
+        return torch.einsum("nkhw,kc->nchw", torch.softmax(cost * sharpness, dim=1), offsets)
 
 
 def _within(cost: torch.Tensor, search: int, radius: int) -> torch.Tensor:
@@ -196,16 +204,24 @@ def _pairs_channels_last(x: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
 def warp(img: torch.Tensor, disp: torch.Tensor, rows: tuple[int, int] | None = None) -> torch.Tensor:
     """img (N, C, H, W) sampled at x + disp(x): disp (N, 2, h, W) in pixels, (dx, dy), for the
     output rows ``rows`` = (r0, r1) of the frame (h = r1 - r0; default all H) -> (N, C, h, W).
-    Bilinear, border pixels repeated beyond the frame; a zero disp returns img's rows exactly."""
+    Bilinear, border pixels repeated beyond the frame; a zero disp returns img's rows exactly. The
+    result is in img's dtype; the sampling positions are float32 (float64 for float64 operands)."""
     N, C, H, W = img.shape
     r0, r1 = rows if rows is not None else (0, H)
-    ys = torch.arange(r0, r1, dtype=disp.dtype, device=disp.device).view(1, -1, 1)
-    xs = torch.arange(W, dtype=disp.dtype, device=disp.device).view(1, 1, -1)
-    # grid_sample's coordinates (align_corners=False): pixel centre i of n is (2i + 1) / n - 1
-    gx = (2 * (xs + disp[:, 0]) + 1) / W - 1
-    gy = (2 * (ys + disp[:, 1]) + 1) / H - 1
-    grid = torch.stack([gx, gy], dim=-1).to(img.dtype)                             # (N, h, W, 2)
-    return F.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    # Coordinates and sampling in at least float32, whatever the operands' dtype or autocast: in
+    # bfloat16 (8 significant bits) pixel 1279 lies 8 px from its neighbours and a sub-pixel shift
+    # rounds away (tests/test_motion_align.py, a 0.3 px shift of a 1280-wide frame).
+    work = torch.promote_types(torch.promote_types(img.dtype, disp.dtype), torch.float32)
+    with torch.autocast(img.device.type, enabled=False):
+        ys = torch.arange(r0, r1, dtype=work, device=disp.device).view(1, -1, 1)
+        xs = torch.arange(W, dtype=work, device=disp.device).view(1, 1, -1)
+        d = disp.to(work)
+        # grid_sample's coordinates (align_corners=False): pixel centre i of n is (2i + 1) / n - 1
+        gx = (2 * (xs + d[:, 0]) + 1) / W - 1
+        gy = (2 * (ys + d[:, 1]) + 1) / H - 1
+        grid = torch.stack([gx, gy], dim=-1)                                       # (N, h, W, 2)
+        out = F.grid_sample(img.to(work), grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return out.to(img.dtype)
 
 
 def aligned_mix(feats: torch.Tensor, mix: torch.Tensor, v: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
@@ -215,6 +231,7 @@ def aligned_mix(feats: torch.Tensor, mix: torch.Tensor, v: torch.Tensor, times: 
     -> (B, M, D, H, W). The whole-tensor path (training and GPU); the CPU inference path does the
     same in bands (`THERIS._forward_units`)."""
     B, T, D, H, W = feats.shape
+    v = v.to(torch.promote_types(v.dtype, torch.float32))  # displacements are coordinates (`warp`)
     out = []
     for i in range(times.numel()):
         shift = (torch.arange(T, dtype=v.dtype, device=v.device) - times[i].to(v.dtype)).view(1, T, 1, 1, 1)
@@ -230,6 +247,7 @@ def aligned_blend(x: torch.Tensor, v: torch.Tensor, times: torch.Tensor,
     x (B, T, C, H, W), v (B, M, 2, h, W) for the rows ``rows`` (default all) -> (B, M, C, h, W).
     At zero velocity this is `network.interpolate_frames`."""
     T = x.shape[1]
+    v = v.to(torch.promote_types(v.dtype, torch.float32))  # displacements are coordinates (`warp`)
     lo = times.floor().long().clamp(0, T - 1)
     hi = (lo + 1).clamp(max=T - 1)
     w = (times - lo.to(times.dtype)).to(x.dtype)
