@@ -155,7 +155,11 @@ def run_training(
         ck_steps, ck_minutes = parse_every(checkpoint_every)
     dev = resolve_train_device(device)
     if amp and not dev.startswith("cuda"):
-        say("--amp applies on CUDA only: training on the CPU runs in float32")
+        from theris_cli.devices import cpu_has_bf16
+
+        if not cpu_has_bf16():
+            raise UsageError("--amp trains in bfloat16, which this CPU has no instructions for (AVX512-BF16 or "
+                             "AMX); train without --amp")
     settings = make_settings(
         model_cfg, base, ablate=tuple(ablate) if ablate else None, init=init, checkpoint_steps=ck_steps,
         checkpoint_minutes=ck_minutes, device=dev, amp=(dev.startswith("cuda") if amp is None else amp), **options,
