@@ -141,9 +141,9 @@ class SensorRanges:
     """Ranges of the sensor degradation's strengths (`theris_cli.sensor.SensorLevels`), drawn
     uniformly once per clip, in units of the clip's range.
 
-    benchmarks/sensor_noise.py measures real clips: on the Lepton clips temporal noise 0.3-0.8 % and
-    column offsets 0.2-1.0 % of the range; TNO and VOT-TIR clips are noisier. The ranges start at
-    zero so that clean clips stay part of the task, and reach past the noisiest measured levels.
+    The ranges span what benchmarks/sensor_noise.py measures on the Lepton clips (temporal noise,
+    column and row offsets) and start at zero, so that clean inputs stay part of the task; the TNO
+    and VOT-TIR clips' temporal noise lies above them.
     """
 
     temporal: tuple[float, float] = (0.0, 0.012)
