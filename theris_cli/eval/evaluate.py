@@ -86,7 +86,7 @@ def protocol_for(degrade: str = "clean") -> dict:
         return dict(PROTOCOL)
     from theris_cli.sensor import EVAL_LEVELS
 
-    levels = {k: v for k, v in EVAL_LEVELS.to_dict().items() if v}
+    levels = {k: v for k, v in EVAL_LEVELS.to_dict().items() if v and (k != "crf" or EVAL_LEVELS.codec)}
     return {**PROTOCOL, "input": f"{degrade}: make_lr, then theris_cli.sensor.degrade {levels} in units of the LR "
                                  "clip's min..max, seeded by the clip's file name (CRC-32); the truth is clean"}
 
