@@ -17,8 +17,8 @@ and frame rate (x4 space, x2 time). Methods:
 --rife-order before (the default): RIFE at the input size, then the x4 on all frames. It is the
 cheaper order by far (RIFE's cost grows with the pixels, and the x4 output has 16 times as many) and
 it sees no more than the other order does: the inputs. --rife-order after: the x4 on the inputs,
-RIFE between its outputs; README "Speed" quotes both.
-The peers are the optional `bench` extra (README "Speed"). They read 8-bit RGB: 16-bit clips
+RIFE between its outputs.
+The peers are the optional `bench` extra (docs/performance.md). They read 8-bit RGB: 16-bit clips
 reach them quantised to 8 bits (their limit, part of what is measured).
 
 The process is pinned to --threads CPU cores (sched_setaffinity) and torch uses as many threads, so
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="CPU cores for every method (default 1)")
     ap.add_argument("--repeat", type=int, default=1,
                     help="rounds of all methods, one after another; each method's fastest round is shown "
-                         "(default 1; a shared VM's timings drift by tens of percent from minute to minute)")
+                         "(default 1; a shared machine's timings drift by tens of percent from minute to minute)")
     ap.add_argument("--warmup", type=int, default=1,
                     help="untimed rounds of all methods first (default 1): a method's first call pays one-time "
                          "costs (theris's first 256x192 window took 1.9 s here, the next ones 1.4-1.7 s)")
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, s in again.items():
             if s.seconds < scores[name].seconds:
                 scores[name] = dataclasses.replace(scores[name], seconds=s.seconds)
-    # each round's methods ran back to back, so a round's ratio to theris cancels the VM's slow drift
+    # each round's methods ran back to back, so a round's ratio to theris cancels the machine's slow drift
     ratios = {name: sorted(r[name] / r["theris"] for r in rounds) for name in scores}
 
     n, _, H, W = hr.shape

@@ -3,7 +3,7 @@
     python benchmarks/gpu_check.py                       # on a CUDA machine, about 3 minutes on one GPU
     python benchmarks/gpu_check.py --device cpu --dry-run  # the same code on tiny sizes (no figures)
 
-Needs mamba-ssm for the kernel rows (README "GPU"); without it they say why and the rest runs.
+Needs mamba-ssm for the kernel rows (README "Install"); without it they say why and the rest runs.
 Prints, in order:
 1. kernel parity: mamba-ssm's `mamba_chunk_scan_combined` against theris's PyTorch scan
    (`ssd_chunked`), forward and backward, for each preset's head size and state size, float32;

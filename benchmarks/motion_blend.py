@@ -14,7 +14,7 @@ scores two classical predictors on the same truth and the same motion mask:
 
 The gap on the moving pixels (PSNR move) is what the network's motion part could add to its
 residual if its velocity were right; the network's own velocity head, trained end to end from zero,
-stayed near zero (see README, "Ablations").
+stays near zero (docs/evaluation.md, "Ablations").
 """
 
 from __future__ import annotations

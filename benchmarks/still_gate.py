@@ -9,8 +9,8 @@ the shipped setting and "off" (the same weights without either) are always score
 still blend alone and with the still detail too. Prints a
 Markdown table of theris's gain over bicubic + linear, by `theris evaluate`'s protocol (fp32): PSNR
 over all and interpolated frames, tMAE (and on how many clips it is below bicubic's), PSNR over the
-moving pixels. The settings were chosen on training clips, then checked on split v1 (README, *The
-network*).
+moving pixels. The settings were chosen on training clips, then checked on split v1
+(docs/network.md).
 """
 
 from __future__ import annotations

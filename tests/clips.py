@@ -173,7 +173,7 @@ def write_audio_only(path: Path) -> Path:
     return Path(path)
 
 
-# A recorder that dropped frames: nominal 25 fps, frames at these times (ms), as in issue 9.
+# A recorder that dropped frames: nominal 25 fps, frames at these times (ms).
 VFR_TIMES_MS = (0, 40, 80, 200, 240, 500, 540, 580, 1000, 1040, 1100, 1500)
 
 

@@ -55,6 +55,34 @@ def upscaler(**kw):
     return lambda *a, **k: fake_upscale(*a, **{**k, **kw})
 
 
+def meeting_upscaler(workers: int, **kw):
+    """`upscaler(**kw)` whose first call in each worker thread waits until every worker has made its
+    first call: each worker has started its run and holds a file before any file is finished, however
+    the threads are scheduled."""
+    barrier = threading.Barrier(workers, timeout=WORKER_STARTUP_CAP)
+    met: set[int] = set()
+    lock = threading.Lock()
+
+    def upscale(*a, **k):
+        with lock:
+            first = threading.get_ident() not in met
+            met.add(threading.get_ident())
+        if first:
+            barrier.wait()
+        return fake_upscale(*a, **{**k, **kw})
+
+    return upscale
+
+
+def age_records(out_dir: Path, seconds: float = 3600.0) -> None:
+    """Date the completion records under ``out_dir`` ``seconds`` back: older than any later run's
+    start, whatever the clock's resolution."""
+    for path in (out_dir / ".theris" / "done").rglob("*.json"):
+        record = json.loads(path.read_text())
+        record["finished"] -= seconds
+        path.write_text(json.dumps(record))
+
+
 def make_tree(root: Path) -> Path:
     """IN_DIR with two good videos (one nested), a corrupt one, a sequence folder and non-videos."""
     files = {
@@ -340,9 +368,10 @@ def test_two_concurrent_workers_process_each_file_once(tmp_path):
         (in_dir / n).write_bytes(n.encode())
     calls: list[str] = []
     results = []
+    upscale = meeting_upscaler(2, calls=calls, delay=0.03)  # both work at once: neither can do all
 
     def worker():
-        results.append(run(in_dir, out_dir, upscale=upscaler(calls=calls, delay=0.03)))
+        results.append(run(in_dir, out_dir, upscale=upscale))
 
     threads = [threading.Thread(target=worker) for _ in range(2)]
     for t in threads:
@@ -387,10 +416,12 @@ def test_concurrent_overwrite_redoes_each_file_once(tmp_path):
     for n in names:
         (in_dir / n).write_bytes(n.encode())
     run(in_dir, out_dir)
-    time.sleep(0.01)  # records of the first run are strictly older than the next runs' start
+    age_records(out_dir)  # records of the first run are older than the next runs' start
     calls: list[str] = []
+    # both runs have started before either finishes a file, so neither takes the other's for old
+    upscale = meeting_upscaler(2, calls=calls, delay=0.1)
     threads = [
-        threading.Thread(target=run, args=(in_dir, out_dir), kwargs=dict(overwrite=True, upscale=upscaler(calls=calls, delay=0.1)))
+        threading.Thread(target=run, args=(in_dir, out_dir), kwargs=dict(overwrite=True, upscale=upscale))
         for _ in range(2)
     ]
     for t in threads:

@@ -72,7 +72,7 @@ def test_folder_input_goes_to_the_batch_runner(tmp_path):
 
 
 def test_folder_of_images_into_one_video(tmp_path):
-    # the README's third input form; was refused for a file output ("must be a folder too")
+    # the README's third input form: a folder of images into one video file
     write_clip(tmp_path / "frames" / "%04d.png", ramp_frames(3, 12, 16))
     res = invoke("upscale", tmp_path / "frames", tmp_path / "out.mkv", "-w", "tiny-random", "--device", "cpu", "-q")
     assert res.exit_code == 0, res.output
@@ -137,7 +137,7 @@ def test_demo_writes_input_and_output_and_names_the_weights(tmp_path, monkeypatc
     assert again.exit_code == 0, again.output  # a second demo replaces the first one's files
 
 
-# ------------------------------------------------------------------------------- small promises (issue 9)
+# ------------------------------------------------------------------------------- small promises
 
 
 def test_neutral_10_bit_video_is_not_false_colour(tmp_path):

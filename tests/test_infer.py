@@ -212,7 +212,7 @@ def test_theris_on_cpu_takes_whole_frames_without_a_probe_when_they_surely_fit(m
     monkeypatch.setattr(up, "_measure_cpu", lambda crop, times: pytest.fail("probe window run"))
     list(up.process(iter(frames(4, 72, 80))))
     assert up.tile is None  # and no probe ran
-    # where the estimate does not fit, the probe decides as before
+    # where the estimate does not fit, the probe decides
     monkeypatch.setattr(infer, "available_memory", lambda: 2**20)
     up = Upscaler(load_model("tiny-random"))
     monkeypatch.setattr(up, "_measure_cpu", lambda crop, times: (1024.0 * crop.shape[-1] * crop.shape[-2], 6 * 2**20))

@@ -1,8 +1,10 @@
-"""The CPU inference path (work units: token bands, scan segments, decoder bands) computes what the
-whole-tensor path computes, and the shipped weights still give the outputs recorded before it."""
+"""The CPU inference path (model/units.py: token bands, scan segments, decoder bands) computes what
+the plain path computes, for every architecture switch of ModelConfig (SWITCHES names each), and
+the shipped weights still give the outputs recorded before it."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from theris_cli.model import THERIS, ModelConfig, network, tssm
+from theris_cli.model import PRESETS, THERIS, ModelConfig, folds, network, units
 from theris_cli.model.scan import ssd_chunked
 from theris_cli.weights.load import load_model
 
@@ -47,7 +49,7 @@ def _units(net: THERIS, x: torch.Tensor) -> torch.Tensor:
 
 
 def test_recorded_weights_give_the_recorded_outputs():
-    """Outputs of theris-small 0.1.0 recorded at commit 9751ac8, before the CPU path was rewritten."""
+    """Outputs of theris-small 0.1.0 recorded with the whole-tensor path (commit 9751ac8)."""
     net, tensors = _fixture_model("small")
     for key in ("", "3"):
         x, ref = tensors[f"small.x{key}"], tensors[f"small.y{key}"]
@@ -66,8 +68,8 @@ def test_bidirectional_grouped_model_gives_the_recorded_outputs():
 def test_work_units_equal_whole_tensors(monkeypatch, work_tokens, decode_pixels, model):
     """Tiny work units force several SMB segments (forward and reversed, state handed on), TMB and
     HMB bands (HMB with a padded last band) and decoder bands with halos."""
-    monkeypatch.setattr(tssm, "WORK_TOKENS", work_tokens)
-    monkeypatch.setattr(network, "DECODE_PIXELS", decode_pixels)
+    monkeypatch.setattr(units, "WORK_TOKENS", work_tokens)
+    monkeypatch.setattr(units, "DECODE_PIXELS", decode_pixels)
     torch.manual_seed(3)
     x = torch.rand(1, 4, 1, 19, 21)
     if model == "small":
@@ -75,6 +77,77 @@ def test_work_units_equal_whole_tensors(monkeypatch, work_tokens, decode_pixels,
     else:
         net, _ = _bi_model()
     torch.testing.assert_close(_units(net, x), _whole(net, x), atol=ATOL, rtol=0)
+
+
+BASE = PRESETS["small"]  # still blend and still detail on, motion part off, one block
+# Every architecture switch of ModelConfig, each with a network the equality test builds for it;
+# test_every_switch_is_covered fails when a switch is added to ModelConfig and not here.
+SWITCHES = {
+    "plain small": {},
+    "motion part": dict(use_motion_align=True),
+    "motion matching": dict(use_motion_align=True, motion_radius=1, motion_search=2),
+    "no still blend": dict(use_still_blend=False),
+    "no still detail": dict(use_still_detail=False),
+    "no still parts": dict(use_still_blend=False, use_still_detail=False),
+    "bidirectional": dict(bidirectional=True, ngroups=2),
+    "no spectral mask": dict(use_spectral_mask=False),
+    "no thermal prompt": dict(use_thermal_prompt=False),
+    "no SMB": dict(use_smb=False),
+    "no TMB": dict(use_tmb=False),
+    "no HMB": dict(use_hmb=False),
+    "TMB only": dict(use_smb=False, use_hmb=False),
+    "two blocks": dict(n_blocks=2),
+    "no residual blocks": dict(n_blocks=0, enc_blocks=0, dec_blocks=0),
+}
+
+
+def _perturbed(config: ModelConfig) -> THERIS:
+    """A random network whose zero-initialised parts (spectral mask, prompts) act too."""
+    torch.manual_seed(7)
+    net = THERIS(config).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    return net
+
+
+def test_every_switch_is_covered():
+    switches = {f.name for f in dataclasses.fields(ModelConfig) if f.type in ("bool", bool)}
+    covered = {k for kw in SWITCHES.values() for k, v in kw.items() if v != getattr(BASE, k)}
+    covered |= {k for k in switches if getattr(BASE, k)}  # on in the base: covered by "plain small"
+    assert switches <= covered, f"switches without a network in SWITCHES: {sorted(switches - covered)}"
+    for kw in SWITCHES.values():
+        for k, v in kw.items():
+            if isinstance(v, bool) and not v:
+                assert getattr(BASE, k), f"{k}=False is the base already"
+
+
+@pytest.mark.parametrize("work_tokens, decode_pixels", [(64, 40), (4096, 49152)])
+@pytest.mark.parametrize("switch", list(SWITCHES))
+def test_work_units_equal_the_plain_path(monkeypatch, switch, work_tokens, decode_pixels):
+    """`THERIS.use_work_units` chooses the path; both give the same frames, kept ones included."""
+    monkeypatch.setattr(units, "WORK_TOKENS", work_tokens)
+    monkeypatch.setattr(units, "DECODE_PIXELS", decode_pixels)
+    net = _perturbed(dataclasses.replace(BASE, **SWITCHES[switch]))
+    x = torch.rand(1, 4, 1, 19, 21, generator=torch.Generator().manual_seed(8))
+    keep = [1, 3, 5]
+    with torch.inference_mode():
+        assert net.runs_in_units(x)
+        fast, fast_kept = net(x), net(x, keep=keep)
+        net.use_work_units = False
+        assert not net.runs_in_units(x)
+        plain, plain_kept = net(x), net(x, keep=keep)
+    assert float(plain.std()) > 0.01  # a network that does something, not a constant
+    torch.testing.assert_close(fast, plain, atol=ATOL, rtol=0)
+    torch.testing.assert_close(fast_kept, plain_kept, atol=ATOL, rtol=0)
+
+
+def test_training_never_takes_the_work_unit_path():
+    net = THERIS(BASE)
+    x = torch.rand(1, 2, 1, 8, 8)
+    assert not net.runs_in_units(x)  # autograd on
+    with torch.no_grad():
+        assert net.runs_in_units(x)
 
 
 def test_scan_in_segments_equals_one_scan():
@@ -97,7 +170,7 @@ def test_folded_shuffle_conv_equals_conv_after_shuffle(r):
     torch.manual_seed(1)
     conv = torch.nn.Conv2d(3, 2, 3, padding=1)
     x = torch.randn(2, 3 * r * r, 5, 7)
-    w, b = network.fold_shuffle_into_conv(conv.weight, conv.bias, r)
+    w, b = folds.fold_shuffle_into_conv(conv.weight, conv.bias, r)
     with torch.no_grad():
         ref = conv(torch.nn.functional.pixel_shuffle(x, r))
         got = torch.nn.functional.pixel_shuffle(torch.nn.functional.conv2d(x, w, b, padding=1), r)
@@ -109,7 +182,7 @@ def test_folded_2x2_shuffle_conv_equals_conv_after_shuffle():
     torch.manual_seed(2)
     conv = torch.nn.Conv2d(3, 2, 3, padding=1)
     x = torch.randn(2, 12, 5, 7)
-    w, b = network.fold_shuffle_into_conv_2x2(conv.weight, conv.bias)
+    w, b = folds.fold_shuffle_into_conv_2x2(conv.weight, conv.bias)
     assert w.shape == (8, 12, 2, 2)
     with torch.no_grad():
         ref = conv(torch.nn.functional.pixel_shuffle(x, 2))                         # (2, 2, 10, 14)
@@ -125,10 +198,10 @@ def test_subpixel_major_shuffle_equals_pixel_shuffle():
     torch.manual_seed(5)
     conv = torch.nn.Conv2d(3, 12, 3, padding=1)
     x = torch.randn(2, 3, 5, 7).contiguous(memory_format=torch.channels_last)
-    w, b = network.subpixel_major(conv.weight, conv.bias)
+    w, b = folds.subpixel_major(conv.weight, conv.bias)
     with torch.no_grad():
         ref = torch.nn.functional.pixel_shuffle(conv(x), 2)
-        got = network.shuffle_subpixel_major(torch.nn.functional.conv2d(x, w, b, padding=1))
+        got = folds.shuffle_subpixel_major(torch.nn.functional.conv2d(x, w, b, padding=1))
     torch.testing.assert_close(got, ref, atol=1e-6, rtol=1e-6)
 
 
@@ -138,9 +211,9 @@ def test_mix_leaves_out_only_negligible_frames():
     net = load_model("theris-small")
     with torch.no_grad():
         mix, _ = net.tdim.coefficients(network.default_times(4), 4)
-    assert [network._mixed_frames(mix[i]) for i in (0, 2, 4, 6)] == [[0], [1], [2], [3]]
-    assert network._mixed_frames(mix[3]) == [0, 1, 2, 3]
-    assert network._mixed_frames(torch.zeros(3, 5)) == [0, 1, 2]  # all zero: nothing is dropped
+    assert [units.mixed_frames(mix[i]) for i in (0, 2, 4, 6)] == [[0], [1], [2], [3]]
+    assert units.mixed_frames(mix[3]) == [0, 1, 2, 3]
+    assert units.mixed_frames(torch.zeros(3, 5)) == [0, 1, 2]  # all zero: nothing is dropped
 
 
 @pytest.mark.parametrize("keep", [[1, 2, 3, 4, 5], [0, 6], [3]])
@@ -163,9 +236,9 @@ def test_kept_frames_equal_those_of_the_full_call(keep):
 def test_bf16_units_path_is_close_to_fp32(monkeypatch, work_tokens, decode_pixels):
     """Under CPU autocast to bf16 (`--precision bf16`, the CPU's auto where it has bfloat16 dot
     products) the work-unit path runs its convolutions and projections in bf16: a float32 result
-    within bf16's rounding of the fp32 one (measured on split v1: -0.003 dB)."""
-    monkeypatch.setattr(tssm, "WORK_TOKENS", work_tokens)
-    monkeypatch.setattr(network, "DECODE_PIXELS", decode_pixels)
+    within bf16's rounding of the fp32 one (its cost on split v1: docs/performance.md)."""
+    monkeypatch.setattr(units, "WORK_TOKENS", work_tokens)
+    monkeypatch.setattr(units, "DECODE_PIXELS", decode_pixels)
     net = load_model("theris-small")
     torch.manual_seed(5)
     x = torch.rand(1, 4, 1, 19, 21)
@@ -184,4 +257,4 @@ def test_separable_bicubic_equals_interpolate(shape, r):
     torch.manual_seed(6)
     x = torch.rand(*shape)
     ref = torch.nn.functional.interpolate(x, scale_factor=r, mode="bicubic", align_corners=False)
-    torch.testing.assert_close(network.bicubic_up(x, r), ref, atol=1e-6, rtol=0)
+    torch.testing.assert_close(folds.bicubic_up(x, r), ref, atol=1e-6, rtol=0)

@@ -24,12 +24,12 @@ def test_fast_synthetic_scenes_move_much_more():
 
 
 def test_fast_pan_reaches_ten_input_pixels_per_input_frame():
-    from theris_cli.train.synthetic import _draw
+    from theris_cli.train.synthetic import draw_clip
 
     s = SyntheticThermal(7, 96, 96, seed=0, config=SceneConfig(fast_p=1.0, pan_p=1.0))
     speeds = []
     for i in range(40):
-        d = _draw(torch.Generator().manual_seed(i), s)
+        d = draw_clip(torch.Generator().manual_seed(i), s)
         speeds.append(float((d["camera"][1:] - d["camera"][:-1]).abs().max()))  # HR px per output frame
     # 20 HR px per output frame = 10 LR px per LR frame; the canvas margin covers the whole travel
     assert max(speeds) > 15 and s.margin >= 20 * 3

@@ -1,4 +1,4 @@
-"""UpscaleOptions: validated once where it is made, frozen, and hashed the same way as before into batch records."""
+"""UpscaleOptions: validated once where it is made, frozen, and hashed into batch records as earlier versions hashed the same settings."""
 
 import dataclasses
 

@@ -179,7 +179,7 @@ def _corrupt(path):
     "make,message",
     [
         (lambda d: d / "missing.mkv", "no such file"),
-        (lambda d: (d / "folder").mkdir() or d / "folder", "is a folder"),
+        (lambda d: (d / "folder").mkdir() or d / "folder", "no images in it.*theris batch"),
         (lambda d: (d / "notes.mp4").write_text("not a video") and d / "notes.mp4", "not a video"),
         (lambda d: write_audio_only(d / "tone.m4a"), r"audio only"),
         (lambda d: _zero_frames(d / "zero.avi"), "no video frames"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -109,6 +110,44 @@ def test_errors_are_one_line_and_leave_nothing(tmp_path, monkeypatch, args, erro
     assert isinstance(res.exception, error) and message in str(res.exception)
     assert not (tmp_path / "preview.png").exists() and not (tmp_path / "p.jpg").exists()
     assert (tmp_path / "exists.png").read_bytes() == b"keep" and leftovers(tmp_path) == []
+
+
+def test_a_file_truncated_after_the_window_is_refused_as_upscale_refuses_it(tmp_path):
+    # preview decodes only up to its window's end for the picture, but reads on to the end of the file
+    from theris_cli.engine.pipeline import upscale_video
+
+    good = write_clip(tmp_path / "good.mkv", ramp_frames(40, 12, 16), fps=10).read_bytes()
+    src = tmp_path / "cut.mkv"
+    src.write_bytes(good[: 2 * len(good) // 3])
+    with pytest.raises(InputError) as up:
+        upscale_video(src, tmp_path / "out.mkv", OPTS)
+    with pytest.raises(InputError) as pre:
+        make_preview(src, tmp_path / "p.png", OPTS, at=0.1)
+    assert "truncated" in str(up.value) and str(pre.value) == str(up.value)
+    assert not (tmp_path / "p.png").exists() and leftovers(tmp_path) == []
+
+
+def test_nan_weights_are_refused_as_upscale_refuses_them(tmp_path):
+    from theris_cli.errors import WeightsError
+    from theris_cli.weights import load_model
+
+    model = load_model("tiny-random", device="cpu")
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    src = write_clip(tmp_path / "in.mkv", ramp_frames(4, 12, 16), fps=5)
+    with pytest.raises(WeightsError, match="NaN or infinite"):
+        make_preview(src, tmp_path / "p.png", OPTS, model=model)
+    assert not (tmp_path / "p.png").exists() and leftovers(tmp_path) == []
+
+
+def test_false_colour_video_gets_upscales_warning(tmp_path, caplog):
+    rgb = np.zeros((4, 12, 16, 3), np.uint8)
+    rgb[..., 0] = np.linspace(0, 255, 16, dtype=np.uint8)  # a red ramp: colour, not grey
+    rgb[..., 2] = 255 - rgb[..., 0]
+    src = write_clip(tmp_path / "in.mkv", rgb, fps=5)
+    with caplog.at_level("WARNING", logger="theris"):
+        make_preview(src, tmp_path / "p.png", OPTS)
+    assert "false colour" in caplog.text and (tmp_path / "p.png").is_file()
 
 
 def test_cli_writes_the_png_and_says_so(tmp_path):

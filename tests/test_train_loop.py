@@ -558,3 +558,21 @@ def test_cli_motion_search_widens_the_matching_of_fine_tuned_weights(tmp_path):
     r = CliRunner().invoke(app, again + ["--motion-search", "5", "--out", str(tmp_path / "wide")])
     assert r.exit_code == 0, r.output
     assert load_checkpoint(tmp_path / "wide" / "final.safetensors").config.motion_search == 5
+
+
+def test_train_options_name_the_settings_they_override():
+    """Every option passed on to TrainSettings has the setting's own name (no mapping in between),
+    and an unknown option is refused in one line."""
+    import dataclasses
+
+    from theris_cli.train.run import SETTING_OVERRIDES, TrainOptions
+    from theris_cli.train.settings import TrainSettings
+
+    settings = {f.name for f in dataclasses.fields(TrainSettings)}
+    options = {f.name for f in dataclasses.fields(TrainOptions)}
+    assert set(SETTING_OVERRIDES) <= settings & options
+    o = TrainOptions(steps=5, motion_p=0.5, data=["a.mkv"], ablate=None)
+    assert o.overrides()["steps"] == 5 and o.overrides()["motion_p"] == 0.5 and o.overrides()["lr"] is None
+    assert o.data == ("a.mkv",) and o.ablate == ()
+    with pytest.raises(UsageError, match="unknown training option 'stepz'"):
+        TrainOptions.of(stepz=5)

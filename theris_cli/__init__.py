@@ -1,3 +1,3 @@
 """theris: space-time super-resolution for thermal video (THERIS, CVPR 2026)."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -70,9 +70,8 @@ def parse_precision(spec: str) -> str:
 
 def cpu_has_bf16() -> bool:
     """Whether this CPU has bfloat16 dot-product instructions (AVX512-BF16 or AMX). There the
-    model's convolutions run about 1.8x and its projections about 3x faster in bf16 than in fp32
-    (`benchmarks/bench_bf16.py` on the development machine). Without them bf16 is emulated in
-    software, so auto keeps fp32 there (not measured: the development machine has them)."""
+    model's convolutions and projections run faster in bf16 than in fp32 (`benchmarks/bench_bf16.py`
+    prints by how much). Without them bf16 is emulated in software, so auto keeps fp32 there."""
     import torch
 
     for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):

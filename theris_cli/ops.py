@@ -2,6 +2,7 @@
 
     dct_matrix(n)      orthonormal DCT-II matrix (n, n): TDIM's time basis, the JPEG-like extras' blocks
     laplacian(x)       5-point Laplacian over the last two axes: the heat equation (TFM loss, synthetic scenes)
+    interpolate_frames(x, times)  linear blend in time: the network's residual base, its two paths alike
 """
 
 from __future__ import annotations
@@ -31,3 +32,12 @@ def laplacian(x: torch.Tensor) -> torch.Tensor:
     p = F.pad(x.reshape(-1, 1, *shape[-2:]), (1, 1, 1, 1), mode="replicate")
     lap = p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:] - 4 * p[..., 1:-1, 1:-1]
     return lap.reshape(shape)
+
+
+def interpolate_frames(x: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
+    """Linear interpolation along time: x (B, T, C, H, W), times (M,) in [0, T-1] -> (B, M, C, H, W)."""
+    T = x.shape[1]
+    lo = times.floor().long().clamp(0, T - 1)
+    hi = (lo + 1).clamp(max=T - 1)
+    w = (times - lo.to(times.dtype)).to(x.dtype).view(1, -1, 1, 1, 1)
+    return x[:, lo] * (1 - w) + x[:, hi] * w

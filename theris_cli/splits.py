@@ -22,7 +22,7 @@ from theris_cli.errors import InputError, UsageError
 class HeldOut:
     name: str  # file name
     why: str  # what it stands for in the split
-    motion: bool = False  # a clip with moving objects or camera (issue 12's motion figures)
+    motion: bool = False  # a clip with moving objects or camera (scored for the motion figures)
 
 
 @dataclass(frozen=True)

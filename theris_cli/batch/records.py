@@ -25,9 +25,9 @@ from typing import Any, Mapping
 from theris_cli import __version__
 from theris_cli.batch.discover import Job
 from theris_cli.errors import OutputError
+from theris_cli.weights.fetch import sha256_file  # the one streaming SHA-256: weights and outputs alike
 
 RECORD_FORMAT = "theris-batch-record/1"
-_CHUNK = 1 << 20  # bytes per read when hashing outputs
 
 
 def settings_hash(settings: Mapping[str, Any]) -> str:
@@ -48,14 +48,6 @@ def input_fingerprint(job: Job) -> dict[str, Any]:
         "first": job.frames[0].name,
         "last": job.frames[-1].name,
     }
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def record_path(state_dir: Path, job: Job) -> Path:

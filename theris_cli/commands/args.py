@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from theris_cli.devices import DEVICES, PRECISIONS
+from theris_cli.engine.options import MIN_TEMPORAL_FACTOR, MIN_TILE, MIN_WINDOW
 from theris_cli.weights.registry import DEFAULT_MODEL, available_models, complete_weights
 
 
@@ -47,15 +48,15 @@ Precision = Annotated[str, typer.Option(
     "has bfloat16 instructions (AVX512-BF16, AMX), else fp32).",
 )]
 Window = Annotated[int, typer.Option(
-    "--window", min=2, help="Input frames the model sees at once (k+1); neighbouring windows overlap by two.",
+    "--window", min=MIN_WINDOW, help="Input frames the model sees at once (k+1); neighbouring windows overlap by two.",
 )]
 Tile = Annotated[Optional[int], typer.Option(
-    "--tile", min=16, show_default=False,
+    "--tile", min=MIN_TILE, show_default=False,
     help="Tile side in input pixels, for frames too large for memory. Default: whole frames where they "
     "fit, else chosen from free memory (RAM or GPU).",
 )]
 TemporalFactor = Annotated[int, typer.Option(
-    "--temporal-factor", min=1, help="Output frames per input frame (1: spatial only; 2: double the frame rate).",
+    "--temporal-factor", min=MIN_TEMPORAL_FACTOR, help="Output frames per input frame (1: spatial only; 2: double the frame rate).",
 )]
 Codec = Annotated[Optional[str], typer.Option(
     "--codec", show_default=False,

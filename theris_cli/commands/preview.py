@@ -10,7 +10,7 @@ from rich.text import Text
 
 from theris_cli.commands import args
 from theris_cli.commands.console import err_console, note_untrained, stop_on_signals, warnings_to
-from theris_cli.engine.options import UpscaleOptions
+from theris_cli.engine.options import DEFAULT_TEMPORAL_FACTOR, DEFAULT_WINDOW, UpscaleOptions
 
 
 def run_demo_command(out_dir: str, options: UpscaleOptions, *, quiet: bool = False) -> None:
@@ -61,9 +61,9 @@ def preview_cmd(
     weights: args.Weights = None,
     device: args.Device = "auto",
     precision: args.Precision = "auto",
-    window: args.Window = 4,
+    window: args.Window = DEFAULT_WINDOW,
     tile: args.Tile = None,
-    temporal_factor: args.TemporalFactor = 2,
+    temporal_factor: args.TemporalFactor = DEFAULT_TEMPORAL_FACTOR,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the PNG if it exists."),
     quiet: args.Quiet = False,
 ) -> None:

@@ -9,6 +9,7 @@ import typer
 
 from theris_cli.commands import args, console
 from theris_cli.commands.console import err_console
+from theris_cli.engine.options import DEFAULT_WINDOW, MIN_WINDOW
 from theris_cli.weights.registry import complete_weights
 
 TRAIN_EPILOG = (
@@ -67,7 +68,9 @@ def train_cmd(
     ),
     batch: Optional[int] = typer.Option(None, "--batch", min=1, help="Clips per step (default 8)."),
     patch: Optional[int] = typer.Option(None, "--patch", min=4, help="LR patch side in pixels; HR is 4x (default 32)."),
-    frames: Optional[int] = typer.Option(None, "--frames", min=2, help="LR input frames k+1; 2k+1 HR frames out (default 4)."),
+    frames: Optional[int] = typer.Option(
+        None, "--frames", min=MIN_WINDOW, help=f"LR input frames k+1; 2k+1 HR frames out (default {DEFAULT_WINDOW})."
+    ),
     lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate, after warm-up; cosine decay to 5% (default 4e-4)."),
     warmup: Optional[int] = typer.Option(None, "--warmup", min=0, help="Warm-up steps (default 100)."),
     tfm_lambda: Optional[float] = typer.Option(
@@ -148,25 +151,26 @@ def train_cmd(
     (interrupted.safetensors); log.jsonl holds the losses and validation figures.
     """
     from theris_cli.commands.train_report import TrainReporter
-    from theris_cli.train.run import run_training
+    from theris_cli.train.run import TrainOptions, run_training
 
     def say(msg: str) -> None:
         err_console.print(msg, soft_wrap=True)
 
+    options = TrainOptions(
+        preset=preset, config=config, init=init, resume=resume, ablate=ablate, motion_align=motion_align,
+        add_blocks=add_blocks, motion_radius=motion_radius, motion_search=motion_search,
+        data=data, exclude=exclude, val_data=val_data, split=split, max_frames=max_frames,
+        out=out, checkpoint_every=checkpoint_every, device=device, amp=amp, threads=threads,
+        steps=steps, minutes=minutes, batch=batch, patch=patch, frames=frames, lr=lr, warmup=warmup,
+        tfm_lambda=tfm_lambda, tfm_form=tfm_form, temporal_lambda=temporal_lambda, pixel_loss=pixel_loss,
+        balance_samples=balance_samples, flow_teacher=flow_teacher, synthetic_ratio=synthetic_ratio,
+        motion_p=motion, motion_crops=motion_crops, extras_p=extras, sensor_p=sensor, ema=ema, seed=seed,
+        val_every=val_every,
+    )
     with TrainReporter(stream=err_console.file) as reporter:
         res = run_training(
-            preset=preset, config=config, init=init, resume=resume, data=data or (), exclude=exclude or (),
-            val_data=val_data or (), split=split, out=out, checkpoint_every=checkpoint_every, max_frames=max_frames,
-            device=device, amp=amp, threads=threads, ablate=ablate or (), motion_align=motion_align,
-            add_blocks=add_blocks, motion_radius=motion_radius, motion_search=motion_search,
-            on_message=reporter.message,
+            options, on_message=reporter.message, on_event=reporter,
             on_skip=lambda path, why: reporter.message(f"skipped: {path} ({why})"),
-            on_event=reporter, steps=steps, minutes=minutes, batch=batch, patch=patch, frames=frames, lr=lr,
-            warmup=warmup, tfm_lambda=tfm_lambda, tfm_form=tfm_form, temporal_lambda=temporal_lambda,
-            pixel_loss=pixel_loss, balance_samples=balance_samples, flow_teacher=flow_teacher,
-            synthetic_ratio=synthetic_ratio, motion_p=motion, motion_crops=motion_crops, extras_p=extras, sensor_p=sensor,
-            ema=ema, seed=seed,
-            val_every=val_every,
         )
     if res.interrupted:
         say(f"interrupted at step {res.step}; saved {res.checkpoint}; continue with: theris train --resume {res.checkpoint}")

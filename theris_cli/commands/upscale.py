@@ -16,23 +16,14 @@ from rich.text import Text
 from theris_cli.commands import args
 from theris_cli.commands.console import err_console, note_untrained, stop_on_signals, warnings_to
 from theris_cli.errors import BatchError, OutputError, UsageError
-from theris_cli.engine.options import UpscaleOptions
-
-
-def _holds_images(folder: Path) -> bool:
-    """A folder of images is one image sequence (upscaled into one video), not a batch."""
-    from theris_cli.errors import TherisError
-    from theris_cli.video.decode import image_files
-
-    try:
-        return bool(image_files(folder))
-    except TherisError:
-        return False
+from theris_cli.engine.options import DEFAULT_TEMPORAL_FACTOR, DEFAULT_WINDOW, UpscaleOptions
 
 
 def run_upscale(src: str, dst: str, options: UpscaleOptions, *, overwrite: bool = False, quiet: bool = False) -> None:
     """`theris upscale SRC DST`: a folder SRC goes to the batch runner, a video to upscale_video."""
-    if Path(src).is_dir() and not _holds_images(Path(src)):  # `upscale IN_DIR OUT_DIR`: the batch runner
+    from theris_cli.video.inputs import is_image_folder
+
+    if Path(src).is_dir() and not is_image_folder(src):  # `upscale IN_DIR OUT_DIR`: the batch runner
         if Path(dst).suffix and not Path(dst).is_dir():
             raise UsageError(f"{src} is a folder of videos, so the output must be a folder too, not {dst}")
         run_batch_command(Path(src), Path(dst), options, quiet=quiet, overwrite=overwrite)
@@ -126,9 +117,9 @@ def upscale_cmd(
     weights: args.Weights = None,
     device: args.Device = "auto",
     precision: args.Precision = "auto",
-    window: args.Window = 4,
+    window: args.Window = DEFAULT_WINDOW,
     tile: args.Tile = None,
-    temporal_factor: args.TemporalFactor = 2,
+    temporal_factor: args.TemporalFactor = DEFAULT_TEMPORAL_FACTOR,
     codec: args.Codec = None,
     crf: args.Crf = None,
     pix_fmt: args.PixFmt = None,
@@ -164,9 +155,9 @@ def batch_cmd(
     weights: args.Weights = None,
     device: args.Device = "auto",
     precision: args.Precision = "auto",
-    window: args.Window = 4,
+    window: args.Window = DEFAULT_WINDOW,
     tile: args.Tile = None,
-    temporal_factor: args.TemporalFactor = 2,
+    temporal_factor: args.TemporalFactor = DEFAULT_TEMPORAL_FACTOR,
     codec: args.Codec = None,
     crf: args.Crf = None,
     pix_fmt: args.PixFmt = None,

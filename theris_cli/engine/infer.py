@@ -27,8 +27,9 @@ from typing import Iterable, Iterator
 import torch
 
 from theris_cli.devices import resolve_device, resolve_precision
-from theris_cli.errors import DeviceError, UsageError
+from theris_cli.errors import DeviceError
 from theris_cli.model.config import SCALE  # HR pixels per LR pixel: the network's fixed factor
+from theris_cli.engine.options import MIN_TILE, UpscaleOptions
 from theris_cli.engine.stitch import TemporalBlender, TileCanvas
 from theris_cli.engine.windows import (
     Tile,
@@ -43,40 +44,36 @@ from theris_cli.engine.windows import (
 
 log = logging.getLogger("theris")
 
-DEFAULT_TILE_OVERLAP = 16  # LR pixels shared by neighbouring tiles; see README "Upscaling" for the measurement
-MIN_TILE = 16  # LR pixels: below this, halving on out-of-memory gives up
+DEFAULT_TILE_OVERLAP = 16  # LR pixels shared by neighbouring tiles, feathered together in stitch
 _PROBE_TILE = 64  # LR pixels: side of the crop used to measure memory per pixel on CUDA
-
-
-def check_options(window: int = 4, tile: int | None = None, temporal_factor: int = 2) -> None:
-    """UsageError for values of --window, --tile, --temporal-factor that cannot work."""
-    if window < 2:
-        raise UsageError(f"--window must be at least 2 input frames, got {window}")
-    if temporal_factor < 1:
-        raise UsageError(f"--temporal-factor must be a positive integer, got {temporal_factor}")
-    if tile is not None and tile < MIN_TILE:
-        raise UsageError(f"--tile must be at least {MIN_TILE} LR pixels, got {tile}")
+# Without options an Upscaler runs where its results are reproducible: the CPU, full precision.
+BARE_OPTIONS = UpscaleOptions(device="cpu", precision="fp32")
 
 
 class Upscaler:
-    """Runs ``model`` over a stream of frames: windows of ``window`` input frames in time, tiles of at
-    most ``tile`` LR pixels in space (None: chosen from free memory on the first window; whole
-    frames where they fit).
+    """Runs ``model`` over a stream of frames: windows of ``options.window`` input frames in time,
+    tiles of at most ``options.tile`` LR pixels in space (None: chosen from free memory on the first
+    window; whole frames where they fit), on ``options.device`` in ``options.precision``.
 
+        Upscaler(model, opts)                       # the options upscale, preview and evaluate share
+        Upscaler(model, tile=64)                    # BARE_OPTIONS (CPU, fp32) with these fields changed
+
+    The encoding fields (codec, crf, pix_fmt) are not used here.
     model(x (B, T, C, h, w) in [0, 1], times (M,) in input-frame units) -> (B, M, C, 4h, 4w).
     """
 
     def __init__(
         self,
         model: torch.nn.Module,
-        device: str | torch.device = "cpu",
-        precision: str = "fp32",
-        window: int = 4,
-        tile: int | None = None,
-        temporal_factor: int = 2,
+        options: UpscaleOptions | None = None,
+        *,
         tile_overlap: int = DEFAULT_TILE_OVERLAP,
+        **fields,
     ):
-        check_options(window=window, tile=tile, temporal_factor=temporal_factor)
+        opts = UpscaleOptions.of(options if options is not None else BARE_OPTIONS, **fields)  # validated
+        self.options = opts
+        device, precision, window, tile = opts.device, opts.precision, opts.window, opts.tile
+        temporal_factor = opts.temporal_factor
         self.device = resolve_device(device)
         self.dtype = resolve_precision(precision, self.device)
         self.window = window
@@ -221,7 +218,7 @@ class Upscaler:
         """Measure the peak memory of one window on a small crop and scale it to the free memory.
 
         Frames no larger than the crop are never tiled. Where memory cannot be measured or the free
-        amount is unknown, whole frames are used (as before this check existed).
+        amount is unknown, whole frames are used.
         """
         T, C, h, w = x.shape
         ph, pw = min(h, _PROBE_TILE), min(w, _PROBE_TILE)
@@ -259,13 +256,14 @@ class Upscaler:
     def _whole_frame_fits_cpu(self, h: int, w: int, C: int, M: int) -> bool:
         """Whether a THERIS network's window of whole frames fits in RAM by a safe upper estimate.
 
-        Without autograd the network runs in work units (theris_cli.model.tssm.WORK_TOKENS): beside
+        Without autograd the network runs in work units (theris_cli.model.units): beside
         a bounded working set it holds about six feature maps of M frames x dim channels and its
         output, float32. Twice that, plus the stitched outputs, must fit in 40 % of the free RAM.
-        Other models (no ``config.dim``) are measured instead."""
+        Other models (no ``config.dim``), and a THERIS network on its plain path
+        (``use_work_units`` off), are measured instead."""
         dim = getattr(getattr(self.model, "config", None), "dim", None)
         free = available_memory()
-        if not isinstance(dim, int) or free is None:
+        if not isinstance(dim, int) or free is None or not getattr(self.model, "use_work_units", False):
             return False
         window = 4.0 * M * (6 * dim + C * SCALE * SCALE) * h * w + _CPU_UNIT_BYTES
         outputs = 3 * M * C * SCALE * SCALE * h * w * 4
@@ -318,7 +316,8 @@ def available_memory() -> int | None:
     return None
 
 
-def _status_kib(field: str) -> int | None:
+def _proc_status_bytes(field: str) -> int | None:
+    """A /proc/self/status field in bytes (the file states kB), or None where unknown."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
@@ -330,11 +329,11 @@ def _status_kib(field: str) -> int | None:
 
 
 def _resident() -> int | None:
-    return _status_kib("VmRSS")
+    return _proc_status_bytes("VmRSS")
 
 
 def _peak_resident() -> int | None:
-    return _status_kib("VmHWM")
+    return _proc_status_bytes("VmHWM")
 
 
 def _reset_peak_resident() -> bool:

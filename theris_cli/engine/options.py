@@ -19,7 +19,26 @@ from typing import Any, Optional
 from theris_cli.devices import parse_device, parse_precision
 from theris_cli.errors import UsageError
 
-__all__ = ["UpscaleOptions"]
+__all__ = ["UpscaleOptions", "check_options", "MIN_WINDOW", "MIN_TILE", "MIN_TEMPORAL_FACTOR", "DEFAULT_WINDOW",
+           "DEFAULT_TEMPORAL_FACTOR"]
+
+# Limits and defaults, declared here once: the CLI's options, the upscaler and the library all use these.
+MIN_WINDOW = 2  # input frames: a window must span at least one interval to interpolate in
+DEFAULT_WINDOW = 4  # input frames the model sees at once (k + 1): what the shipped weights are made for
+MIN_TILE = 16  # LR pixels: smaller tiles are refused, and out-of-memory halving gives up below this
+MIN_TEMPORAL_FACTOR = 1  # output frames per input frame (1: spatial only)
+DEFAULT_TEMPORAL_FACTOR = 2  # output frames per input frame: the frame rate doubled
+
+
+def check_options(window: int = DEFAULT_WINDOW, tile: int | None = None,
+                  temporal_factor: int = DEFAULT_TEMPORAL_FACTOR) -> None:
+    """UsageError for values of --window, --tile, --temporal-factor that cannot work."""
+    if window < MIN_WINDOW:
+        raise UsageError(f"--window must be at least {MIN_WINDOW} input frames, got {window}")
+    if temporal_factor < MIN_TEMPORAL_FACTOR:
+        raise UsageError(f"--temporal-factor must be a positive integer, got {temporal_factor}")
+    if tile is not None and tile < MIN_TILE:
+        raise UsageError(f"--tile must be at least {MIN_TILE} LR pixels, got {tile}")
 
 
 @dataclass(frozen=True)
@@ -32,16 +51,14 @@ class UpscaleOptions:
     weights: Optional[str] = None  # registry name, .safetensors path or hf://...; None: the default model
     device: str = "auto"  # auto, cpu, cuda or cuda:N
     precision: str = "auto"  # auto, fp32, fp16 or bf16
-    window: int = 4  # input frames the model sees at once (k + 1)
+    window: int = DEFAULT_WINDOW  # input frames the model sees at once (k + 1)
     tile: Optional[int] = None  # tile side in LR pixels; None: whole frames where they fit
-    temporal_factor: int = 2  # output frames per input frame
+    temporal_factor: int = DEFAULT_TEMPORAL_FACTOR  # output frames per input frame
     codec: Optional[str] = None  # None: from the output's extension
     crf: Optional[int] = None  # None: the codec's visually lossless setting
     pix_fmt: Optional[str] = None  # None: fits the input and the codec
 
     def __post_init__(self) -> None:
-        from theris_cli.engine.infer import check_options  # the upscaler's own limits (window, tile, factor)
-
         object.__setattr__(self, "device", parse_device(self.device))
         object.__setattr__(self, "precision", parse_precision(self.precision))
         check_options(window=self.window, tile=self.tile, temporal_factor=self.temporal_factor)

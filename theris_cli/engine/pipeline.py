@@ -1,7 +1,9 @@
 """upscale_video(): probe -> levels -> decode -> windows -> model -> stitch -> encode, streaming.
 
-Three stages run at once, joined by bounded queues so that memory does not grow with the video's
-length and the model is not idle while frames are read or written:
+Before the first frame, `prepare.prepare` checks the input and output, probes the video, scans its
+levels and loads the weights (the same steps as `theris preview`). Then three stages run at once,
+joined by bounded queues so that memory does not grow with the video's length and the model is not
+idle while frames are read or written:
 
     decode thread:  read_frames -> Levels.to_unit -> (1, h, w) tensors      -> queue (QUEUE_IN frames)
     calling thread: Upscaler.process (windows, tiles, model, blending)      -> queue (QUEUE_OUT frames)
@@ -31,12 +33,13 @@ from typing import Any, Callable, Iterator, Optional
 import numpy as np
 import torch
 
-from theris_cli.devices import precision_name, resolve_device, resolve_precision
-from theris_cli.errors import InputError, NumericalError, TherisError, UsageError, WeightsError
+from theris_cli.devices import precision_name
 from theris_cli.engine.infer import Upscaler
-from theris_cli.model.config import SCALE
 from theris_cli.engine.options import UpscaleOptions
-from theris_cli.outputs import atomic_output, check_destination, output_error
+from theris_cli.engine.prepare import check_output_name, prepare
+from theris_cli.errors import InputError, NumericalError, TherisError
+from theris_cli.model.config import SCALE
+from theris_cli.outputs import atomic_output, output_error
 
 log = logging.getLogger("theris")
 
@@ -78,62 +81,6 @@ class UpscaleResult:
         return self.frames_out / self.fps_out
 
 
-def check_input(src: str | Path) -> Path:
-    """Fail early, in one line, on inputs that are certainly wrong (probe checks the rest)."""
-    src = Path(src)
-    if "%" in src.name and not src.exists():  # an image-sequence pattern such as frames/%05d.png: probe resolves it
-        return src
-    if src.is_dir():  # a folder of numbered images is one sequence; anything else is refused here
-        from theris_cli.video.decode import image_files
-
-        try:
-            if image_files(src):
-                return src
-        except InputError:
-            pass
-        raise InputError(
-            f"{src}: is a folder without images; give a video file, a folder of images or a pattern such as "
-            f"{src / 'frame_%05d.png'} (a folder of videos takes a folder as output: theris batch)"
-        )
-    if not src.exists():
-        raise InputError(f"{src}: no such file; check the path")
-    return src
-
-
-def check_output_name(dst: Path) -> None:
-    """Refuse output names the writer cannot take, before any work."""
-    from theris_cli.video.encode import output_kind
-
-    if output_kind(dst) == "images":
-        # One file a frame cannot be renamed into place at once, so it could be left half written.
-        raise UsageError(f"{dst}: image-sequence output is not supported; write a video (.mkv keeps 16 bits losslessly)")
-
-
-def load_weights(weights: Optional[str], device: torch.device,
-                 model: Optional[torch.nn.Module] = None) -> tuple[torch.nn.Module, str, Optional[bool]]:
-    """The network for ``weights`` (default: the registry's default) on ``device``, its name, and
-    whether it is trained (None: not known). An already loaded ``model`` is used as it is."""
-    if model is None:
-        from theris_cli.weights import DEFAULT_MODEL, load_model
-
-        weights = weights or DEFAULT_MODEL
-        model = load_model(weights, device=str(device))
-    winfo = getattr(model, "weights_info", None)  # set by load_model: name, trained or random
-    name = winfo.name if winfo is not None else (weights or "custom")
-    return model, str(name), (winfo.trained if winfo is not None else None)
-
-
-def check_finite_weights(model: torch.nn.Module, label: str) -> None:
-    """Refuse weights holding NaN or infinities: they make every output frame NaN (black video)."""
-    tensors = list(model.named_parameters()) + list(model.named_buffers())
-    bad = [name for name, t in tensors if t.is_floating_point() and not bool(torch.isfinite(t).all())]
-    if bad:
-        raise WeightsError(
-            f"{label}: {len(bad)} of its {len(tensors)} tensors hold NaN or infinite values (first: {bad[0]}); "
-            "the checkpoint is broken: re-download it or retrain"
-        )
-
-
 @contextmanager
 def _final_name_in_errors(tmp: Path, dst: Path) -> Iterator[None]:
     """Errors raised while writing name the temporary file; the user knows only the output's name."""
@@ -165,61 +112,25 @@ def upscale_video(
     super-resolved frame). Raises a TherisError subclass with a one-line message on every expected
     failure, leaving no output and no temporary file.
     """
-    from theris_cli.video import VideoWriter, probe, scan_levels
+    from theris_cli.video import VideoWriter
     from theris_cli.video.encode import check_crf
 
     t_start = time.perf_counter()
-    stages = {"levels": 0.0, "load": 0.0, "decode": 0.0, "model": 0.0, "encode": 0.0}
-    # Everything that can be checked without reading the video, before any slow step.
     opts = UpscaleOptions.of(options, **fields)  # validated: window, tile, factor, spellings
-    temporal_factor = opts.temporal_factor
-    dev = resolve_device(opts.device)
-    resolve_precision(opts.precision, dev)
-    src, dst = check_input(src), Path(dst)
-    check_output_name(dst)
-    check_crf(opts.crf, opts.codec, dst.suffix)
-    check_destination(dst, overwrite=overwrite, src=src)
 
-    info = probe(src)
-    warnings: list[str] = []
-    if info.palette_suspected:
-        msg = (
-            f"{src} looks like false colour (a palette), not temperature: it is upscaled from its luma, "
-            "which the model was not trained on; export grey (radiometric) video from the camera if you can"
-        )
-        log.warning(msg)
-        warnings.append(msg)
+    def check_output(dst: Path) -> None:
+        check_output_name(dst)
+        check_crf(opts.crf, opts.codec, dst.suffix)
 
-    if info.vfr_gaps:
-        lo, hi = info.vfr_gaps
-        msg = (
-            f"{src} has a variable frame rate (frames {float(lo) * 1000:.0f} to {float(hi) * 1000:.0f} ms apart): its "
-            f"{info.frame_count} frames are taken as evenly spaced at the mean {float(info.fps):.4g} fps, so the "
-            "output lasts as long as the input"
-        )
-        log.warning(msg)
-        warnings.append(msg)
-
+    run = prepare(src, dst, opts, model=model, overwrite=overwrite, check_output=check_output)
+    src, dst, info, levels, warnings = run.src, run.dst, run.info, run.levels, list(run.warnings)
     t = time.perf_counter()
-    levels = scan_levels(src)  # a full decode pass for 16-bit input (min/max), free for 8-bit
-    stages["levels"] = time.perf_counter() - t
+    up = run.network.upscaler()
+    stages = {"levels": run.seconds["levels"], "load": run.seconds["load"] + time.perf_counter() - t,
+              "decode": 0.0, "model": 0.0, "encode": 0.0}
 
-    t = time.perf_counter()
-    model, weights, trained = load_weights(opts.weights, dev, model)
-    check_finite_weights(model, weights)
-    from theris_cli.weights.checkpoint import contract_warning
-
-    outside = contract_warning(model, window=opts.window, temporal_factor=temporal_factor)  # once per process
-    if outside:
-        log.warning("%s", outside)
-        warnings.append(outside)
-    up = Upscaler(model, device=dev, precision=opts.precision, window=opts.window, tile=opts.tile,
-                  temporal_factor=temporal_factor)
-    stages["load"] = time.perf_counter() - t
-
-    fps_out = info.fps * temporal_factor  # Fraction: 30000/1001 -> 60000/1001 exactly
-    total = info.frame_count * temporal_factor if info.frame_count else None
-    counts = {"in": 0, "out": 0}
+    fps_out = info.fps * opts.temporal_factor  # Fraction: 30000/1001 -> 60000/1001 exactly
+    total = info.frame_count * opts.temporal_factor if info.frame_count else None
     with atomic_output(dst, overwrite=overwrite, src=src) as tmp, _final_name_in_errors(tmp, dst):
         writer = VideoWriter(
             tmp, SCALE * info.width, SCALE * info.height, fps_out, levels.bit_depth,
@@ -229,16 +140,19 @@ def upscale_video(
         for note in writer.notes:  # what the output container cannot carry over (audio, rotation, ...)
             log.warning("%s", note)
             warnings.append(note)
-        _Stages(src, dst, levels, up, writer, on_progress, total, stages, counts).run()
-        if counts["in"] == 0:  # read_frames raises first; a guard, inside the block so nothing is kept
+        flow = _Stages(src=src, dst=dst, levels=levels, upscaler=up, writer=writer, on_progress=on_progress,
+                       total=total).run()
+        stages.update(decode=flow.decode_seconds, model=flow.model_seconds, encode=flow.encode_seconds)
+        if flow.frames_in == 0:  # read_frames raises first; a guard, inside the block so nothing is kept
             raise InputError(f"{src}: contains no video frames")
 
     return UpscaleResult(
-        src=str(src), dst=str(dst), frames_in=counts["in"], frames_out=counts["out"],
+        src=str(src), dst=str(dst), frames_in=flow.frames_in, frames_out=flow.frames_out,
         fps_in=info.fps, fps_out=fps_out, size_in=(info.width, info.height),
         size_out=(SCALE * info.width, SCALE * info.height), bit_depth=bits_out,
-        seconds=time.perf_counter() - t_start, stages=stages, weights=str(weights), weights_trained=trained,
-        device=str(up.device), precision=precision_name(up.dtype), tile=up.tile, warnings=warnings,
+        seconds=time.perf_counter() - t_start, stages=stages, weights=run.network.name,
+        weights_trained=run.network.trained, device=str(up.device), precision=precision_name(up.dtype),
+        tile=up.tile, warnings=warnings,
     )
 
 
@@ -250,17 +164,39 @@ class _End:
     """Sentinel: the producer has finished."""
 
 
+@dataclass
+class Flow:
+    """What the three stages did: frames through each end, and each stage's busy seconds."""
+
+    frames_in: int = 0
+    frames_out: int = 0
+    decode_seconds: float = 0.0
+    model_seconds: float = 0.0  # the model and tile blending, not waiting
+    encode_seconds: float = 0.0
+
+
 class _Stages:
-    def __init__(self, src, dst, levels, up, writer, on_progress, total, stages, counts):
-        self.src, self.dst, self.levels, self.up, self.writer = src, dst, levels, up, writer
-        self.on_progress, self.total, self.stages, self.counts = on_progress, total, stages, counts
+    """The decode, model and encode stages of one video, joined by bounded queues (module docstring).
+
+    Each helper thread writes only its own fields of ``self.flow`` (decode: frames_in and
+    decode_seconds; encode: frames_out and encode_seconds), read by the calling thread after it
+    has joined them; an exception in a helper thread is kept in ``self.errors`` and raised in the
+    calling thread.
+    """
+
+    def __init__(self, *, src: Path, dst: Path, levels: Any, upscaler: Upscaler, writer: Any,
+                 on_progress: Optional[ProgressCallback], total: Optional[int]):
+        self.src, self.dst, self.levels, self.up, self.writer = src, dst, levels, upscaler, writer
+        self.on_progress, self.total = on_progress, total
+        self.flow = Flow()
         self.q_in: queue.Queue = queue.Queue(QUEUE_IN)
         self.q_out: queue.Queue = queue.Queue(QUEUE_OUT)
         self.stop = threading.Event()
         self.errors: dict[str, BaseException] = {}  # stage -> exception, set by the helper threads
         self.encoded = False  # the writer closed cleanly
 
-    def run(self) -> None:
+    def run(self) -> Flow:
+        """Run the three stages to the end; the first error of any stage is raised here."""
         if self.on_progress is not None:
             self.on_progress(0, self.total)  # the total (when known) before the first, slow window
         threads = [
@@ -282,6 +218,7 @@ class _Stages:
                 th.join(5.0)
             if not self.encoded and not threads[1].is_alive():  # never close from two threads at once
                 self._close_quietly()
+        return self.flow
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -336,11 +273,11 @@ class _Stages:
                     break
                 x = torch.from_numpy(self.levels.to_unit(raw))[None]  # (1, h, w) float32, lo..hi -> 0..1
                 busy += time.perf_counter() - t
-                self.counts["in"] += 1
+                self.flow.frames_in += 1
                 self._put(self.q_in, x)
             self._put(self.q_in, _End)
         finally:
-            self.stages["decode"] = busy
+            self.flow.decode_seconds = busy
             getattr(frames, "close", lambda: None)()
 
     def _inputs(self) -> Iterator[torch.Tensor]:
@@ -356,7 +293,7 @@ class _Stages:
             for y in out:  # (1, 4h, 4w) float32 on the CPU
                 self._put(self.q_out, y)
         finally:
-            self.stages["model"] = self.up.model_seconds  # the model and tile blending, not waiting
+            self.flow.model_seconds = self.up.model_seconds  # the model and tile blending, not waiting
             out.close()
 
     def _encode(self) -> None:
@@ -367,10 +304,10 @@ class _Stages:
                 break
             t = time.perf_counter()
             # numpy, single-threaded: a torch op here would start a second OpenMP team in this
-            # thread, whose spinning threads take the cores from the model's (2-3x slower on 2 cores)
+            # thread, whose spinning threads would take the cores from the model's
             if not np.isfinite(item.numpy()).all():  # NaN would be written as black, and exit 0
                 raise NumericalError(
-                    f"{self.src}: the network's output frame {self.counts['out']} holds NaN or infinite values, so "
+                    f"{self.src}: the network's output frame {self.flow.frames_out} holds NaN or infinite values, so "
                     "nothing was written; with --precision fp16 try fp32, else the weights do not suit this video"
                 )
             raw = self.levels.from_unit(item[0])  # round, clip to the container's range (not to lo..hi)
@@ -379,17 +316,17 @@ class _Stages:
             except OSError as e:
                 raise output_error(e, self.dst) from e
             busy += time.perf_counter() - t
-            self.counts["out"] += 1
-            self.stages["encode"] = busy
+            self.flow.frames_out += 1
+            self.flow.encode_seconds = busy
             if self.on_progress is not None:
-                self.on_progress(self.counts["out"], self.total)
+                self.on_progress(self.flow.frames_out, self.total)
         t = time.perf_counter()
         try:
             self.writer.close()
         except OSError as e:
             raise output_error(e, self.dst) from e
         self.encoded = True
-        self.stages["encode"] = busy + time.perf_counter() - t
+        self.flow.encode_seconds = busy + time.perf_counter() - t
 
     def _close_quietly(self) -> None:
         # After a failure: release the temporary file; its content is discarded anyway.

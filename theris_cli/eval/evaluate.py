@@ -20,8 +20,8 @@ Protocol, per clip (the STVSR convention; the same degradation as training, `tra
    small mask is visible. Where a linear blend is right (static background) nothing is masked.
 
 Figures averaged over clips are means of the per-clip figures (each clip counts once, whatever its
-length). Methods: `theris` (a model through `infer.Upscaler`: windows of 4 LR frames, stride 2 (`windows.temporal_stride`),
-fp32), `bicubic` and `ffmpeg` (`baselines.py`).
+length). Methods: `theris` (a model through `infer.Upscaler`: windows of `DEFAULT_WINDOW` LR frames overlapping by two
+(`windows.temporal_stride`), fp32), `bicubic` and `ffmpeg` (`baselines.py`).
 `--split NAME` scores the validation clips of a named split (`theris_cli/splits.py`), found by
 name under the folders given.
 """
@@ -218,14 +218,13 @@ def check_methods(methods: Sequence[str]) -> list[str]:
 
 
 def theris_predictor(model: torch.nn.Module, options: UpscaleOptions = EVAL_OPTIONS) -> Predictor:
-    """A model run as `theris upscale` runs it, with `options` (default: windows of 4 LR frames,
-    stride 2, fp32, whole frames)."""
+    """A model run as `theris upscale` runs it, with `options` (default: upscale's window, fp32, whole
+    frames)."""
     from theris_cli.engine.infer import Upscaler
 
     if options.temporal_factor != 2:
         raise UsageError(f"the evaluation protocol doubles the frame rate; temporal_factor must be 2, not {options.temporal_factor}")
-    up = Upscaler(model, device=options.device, precision=options.precision, window=options.window,
-                  tile=options.tile, temporal_factor=2)
+    up = Upscaler(model, options)
 
     def predict(lr: torch.Tensor) -> torch.Tensor:
         t = lr.shape[0]
@@ -275,11 +274,12 @@ def evaluate(
         for name in names:
             if name == "theris":
                 from theris_cli.devices import precision_name, resolve_device, resolve_precision
-                from theris_cli.weights import DEFAULT_MODEL, load_model
+                from theris_cli.engine.prepare import load_network
+                from theris_cli.weights import DEFAULT_MODEL
 
                 dev = resolve_device(opts.device)
                 say(f"loading model {weights or DEFAULT_MODEL} on {dev}")
-                model = load_model(weights or DEFAULT_MODEL, device=str(dev))
+                model = load_network(opts, dev).model  # as upscale loads it: non-finite weights refused
                 info = getattr(model, "weights_info", None)  # what the spec resolved to, trained or not
                 spec = info.describe() if info is not None else (weights or DEFAULT_MODEL)
                 dtype = resolve_precision(opts.precision, dev)

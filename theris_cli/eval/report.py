@@ -91,8 +91,8 @@ def _fmt(x: float | None, spec: str) -> str:
 
 
 # A motion mask over more than this share of the in-between frames gets a caveat in its clip line:
-# there noise (or a moving camera) passes the threshold too (`benchmarks/motion_masks.py`: 87 and
-# 91 % on the noisy 8-bit TNO clips, 5.1 % or less on the other clips of split v1)
+# there noise (or a moving camera) passes the threshold too (`benchmarks/motion_masks.py` compares
+# the mask with one on smoothed frames; docs/evaluation.md)
 WIDE_MASK = 0.5
 
 

@@ -48,15 +48,12 @@ class MotionAlign(nn.Module):
     half-resolution pixels, the CNN still reads the cost volume of radius r. The offsets beyond r
     count SEARCH_MARGIN less similar than they are, so a match there must be clearly better than
     any within r: without the margin a wider search finds chance matches in noise and flat regions
-    (on split v1, search 6 for radius 4 cost possum's moving pixels 0.34 dB; with it, 0.03 dB, and
-    the cat gained 0.67 dB: README, *Quality*). No weights: a network trained with one search runs
-    with another.
+    (docs/network.md). No weights: a network trained with one search runs with another.
 
-    Why: the velocity estimate is what limits the network as trained. With RIFE's velocities in the
-    CNN's place, the same weights, nothing retrained, gain about 1 dB on the moving pixels of possum
-    and of the cat (benchmarks/motion_masks.py, column th+rv). End to end from the pixel loss the CNN
-    alone does not learn motion of several pixels (the warp's gradient only sees a pixel's
-    neighbourhood). A match is found wherever the content is distinct, before any training
+    Why: end to end from the pixel loss the CNN alone does not learn motion of several pixels (the
+    warp's gradient only sees a pixel's neighbourhood). benchmarks/motion_masks.py (column th+rv)
+    shows what better velocities are worth to given weights: RIFE's in the CNN's place, nothing
+    retrained. A match is found wherever the content is distinct, before any training
     (tests/test_motion_align.py); `theris train --flow-teacher` teaches the rest.
     """
 
@@ -89,7 +86,7 @@ class MotionAlign(nn.Module):
         if torch.is_grad_enabled():
             both = torch.cat([x, feats.to(x.dtype)], dim=2)                        # (B, T, C+dim, H, W)
             pairs = torch.cat([both[:, :-1], both[:, 1:]], dim=2).flatten(0, 1)   # (B*(T-1), 2(C+dim), H, W)
-        else:  # the same pairs, built channels-last: `down` runs 1.7x faster on them than on the NCHW
+        else:  # the same pairs, built channels-last: `down` runs faster on them than on the NCHW
             # pairs, and converting those afterwards costs more than it saves
             pairs = _pairs_channels_last(x, feats.to(x.dtype))
         h = F.leaky_relu(self.down(pairs), 0.1)
@@ -229,7 +226,7 @@ def aligned_mix(feats: torch.Tensor, mix: torch.Tensor, v: torch.Tensor, times: 
 
     feats (B, T, D, H, W), mix (M, T, D), v (B, M, 2, H, W) velocities at the target times
     -> (B, M, D, H, W). The whole-tensor path (training and GPU); the CPU inference path does the
-    same in bands (`THERIS._forward_units`)."""
+    same in bands (`units.aligned_mix_into`)."""
     B, T, D, H, W = feats.shape
     v = v.to(torch.promote_types(v.dtype, torch.float32))  # displacements are coordinates (`warp`)
     out = []

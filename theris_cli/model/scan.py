@@ -42,7 +42,7 @@ def _segsum(a: torch.Tensor) -> torch.Tensor:
 class _ContiguousGrad(torch.autograd.Function):
     """Identity whose backward makes the incoming gradient contiguous. The scan's output is
     permuted back to (b, L, h, p), so its gradient arrives as a permuted view; CPU bmm on such a
-    view falls back to a per-matrix loop, 5-10x slower with many small chunks (TMB: L = T')."""
+    view falls back to a per-matrix loop, much slower with many small chunks (TMB: L = T')."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
@@ -54,8 +54,8 @@ class _ContiguousGrad(torch.autograd.Function):
 
 
 SUPER = 128  # chunks per block of the inter-chunk pass: a (SUPER x SUPER) decay matrix per head
-# the same without autograd: smaller blocks, more loop steps (timed on 128-chunk SMB segments,
-# one thread: 8 -> 672 us, 16 -> 397, 32 -> 295, 64 -> 368, 128 -> 550)
+# the same without autograd: smaller blocks, more loop steps (a speed setting only: results do not
+# depend on it)
 SUPER_INFERENCE = 32
 
 
@@ -156,7 +156,7 @@ def ssd_chunked(
 
     # axes: b batch, c chunk, l/s step in chunk, g group, r head in group, p head channel, n state
     # Operands of matmuls are made contiguous: CPU bmm on some strided views (and on their
-    # gradients) falls back to a per-matrix loop that is 10x slower for many small chunks.
+    # gradients) falls back to a per-matrix loop, much slower for many small chunks.
     if torch.is_grad_enabled():
         xdt = (x32 * dt32.unsqueeze(-1)).view(b, c, l, g, r, p).permute(0, 1, 3, 4, 2, 5).contiguous()  # (b,c,g,r,l,p)
     else:  # one pass: the product written straight into the chunk layout

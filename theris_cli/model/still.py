@@ -10,29 +10,26 @@ at the input times, so the output changes there exactly as bicubic + linear does
 
 Why the still blend: on a still scene the truth of an in-between frame is its neighbours plus sensor
 noise, and the best guess of it is their blend. The network's in-between frames are decoded from their
-own features, and there they add a curvature in time that the truth does not have: on the Lepton 3.5
-building clip of split v1 the in-between frames' second difference was 0.51 per mille of the range
-where the linear blend of the same network's aligned frames has none, and tMAE was 1.13 per mille
-against the blend's 0.91 (benchmarks/temporal_breakdown.py, column theris+lin). Where something
-moves, the network's own frame is kept: that is where it beats a blend.
+own features, and there they add a curvature in time that the truth does not have (the linear blend
+of the same network's aligned frames has none; `benchmarks/temporal_breakdown.py` measures both).
+Where something moves, the network's own frame is kept: that is where it beats a blend.
 
 The gate is the largest absolute difference of the two LR input frames over the colour channels and
 a (2 * STILL_DILATE + 1)^2 neighbourhood, in units of the window's level range: 0 (the blend) up to
 STILL_BELOW, 1 (the network's frame) from MOVING_ABOVE, linear between, bilinearly upsampled to the
 output. MOVING_ABOVE is the motion metric's threshold (`theris evaluate`, column move), so every
-pixel that metric calls moving keeps the network's frame; STILL_BELOW gave the lowest tMAE of the
-settings tried on eight training clips (`benchmarks/still_gate.py`). The dilation is not: there no dilation
-scored best, but on split v1 it cost possum's moving pixels 0.15 dB, and a moving object's
-in-between position lies beside where it was and where it goes, not on it. The README gives both.
+pixel that metric calls moving keeps the network's frame; STILL_BELOW and STILL_DILATE were chosen
+with `benchmarks/still_gate.py`. The dilation costs a little tMAE but keeps fast objects: a moving
+object's in-between position lies beside where it was and where it goes, not on it, so an undilated
+gate can blend it away. docs/network.md gives the figures.
 
 Why the still detail: where nothing moves, the truth changes from frame to frame only by sensor noise,
 and bicubic + linear follows it about as well as anything can (its frames are the input frames' own
 noise, smoothed). The network's frames are sharper, noise included, and that sharpened noise changes
-from frame to frame: on split v1 tMAE stayed above bicubic's on the two clips where almost nothing
-moves (possum 1.04 per mille against 1.02, building 0.81 against 0.76) after the still blend. The
-window's frames all estimate the same still detail, so their mean is the better estimate and a steady
-one. Its gate is the still blend's, on the largest difference among all the window's input frames.
-What remains is where two windows cross-fade, each with its own mean (README, *Quality*).
+from frame to frame, so after the still blend a still scene still flickers more than bicubic + linear.
+The window's frames all estimate the same still detail, so their mean is the better estimate and a
+steady one. Its gate is the still blend's, on the largest difference among all the window's input
+frames. What remains is where two windows cross-fade, each with its own mean (docs/evaluation.md).
 
 Neither has weights: a checkpoint switches them on or off in its config, and training sees them as
 inference does.

@@ -17,41 +17,6 @@ import torch.nn.functional as F
 from theris_cli.model.config import ModelConfig
 from theris_cli.model.scan import selective_scan
 
-# Tokens per work unit of an inference forward on the CPU. A layer's temporaries (about 130 floats a
-# token for `small`) then stay a few MiB: reused from the heap and mostly in cache, instead of
-# hundreds of MiB mapped, faulted in and unmapped on every op (page-fault churn was most of the
-# time at 324x256). Chosen by timing 2048..16384 on the development machine; results do not depend
-# on it (see `_bands`, `Mamba2Layer._mix_segments`).
-WORK_TOKENS = 4096
-
-
-def inference_units(x: torch.Tensor) -> bool:
-    """Whether to run in work units: no autograd (training keeps whole tensors, whose backward is
-    faster) and the CPU (a GPU wants the largest launches it can get)."""
-    return not torch.is_grad_enabled() and x.device.type == "cpu"
-
-
-def units_lowp() -> Optional[torch.dtype]:
-    """The dtype of the matrix products of the CPU work-unit path: bfloat16 when the caller runs the
-    model under CPU autocast to bfloat16 (`infer.Upscaler` with precision bf16), else None (float32).
-
-    The work-unit path does not let autocast cast op by op: it turns autocast off and runs its
-    convolutions and projections in bfloat16 itself (convolution weights copied once per window,
-    projection weights cast per call, bfloat16 activations between the convolutions of one stage),
-    and keeps in float32 what needs the range or the
-    precision: the scans and their decays, the norms, the spectral mask's FFT, the motion warp's
-    coordinates, the skips and the bicubic residual the output is added to."""
-    if torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16:
-        return torch.bfloat16
-    return None
-
-
-def _bands(n: int, per_row: int, multiple: int = 1) -> list[tuple[int, int]]:
-    """Split ``n`` rows of ``per_row`` tokens into bands of about WORK_TOKENS tokens, each a
-    multiple of ``multiple`` rows (except the last): [(r0, r1), ...]."""
-    rows = max(multiple, WORK_TOKENS // max(per_row, 1) // multiple * multiple)
-    return [(r, min(n, r + rows)) for r in range(0, n, rows)]
-
 # ---------------------------------------------------------------------------------------------
 # scan orders: pure index arithmetic between the grid (B, T, H, W, C) and sequences (b, L, C)
 
@@ -130,16 +95,6 @@ def from_hmb(seq: torch.Tensor, shape: tuple[int, ...], window: int) -> torch.Te
     return x.reshape(B, T, nh * window, nw * window, C)[:, :, :H, :W]
 
 
-def _hmb_tokens(shape: tuple[int, ...], rows: tuple[int, int], cols: tuple[int, int], window: int) -> torch.Tensor:
-    """Flat indices into a contiguous (B, T, H, W, C) grid's tokens (its ``view(-1, C)`` rows) of the
-    unit rows x cols, in `to_hmb`'s order; the unit a whole number of windows. (n,) int64."""
-    B, T, H, W, _ = shape
-    (r0, r1), (c0, c1) = rows, cols
-    ids = (torch.arange(B * T).view(B, T, 1, 1) * (H * W) + torch.arange(r0, r1).view(1, 1, -1, 1) * W
-           + torch.arange(c0, c1).view(1, 1, 1, -1))
-    return to_hmb(ids.unsqueeze(-1), window).reshape(-1)
-
-
 # ---------------------------------------------------------------------------------------------
 # layers
 
@@ -181,17 +136,6 @@ class SpectralMask(nn.Module):
         """x (B, T, H, W, C) -> same. FFT in float32 (half-precision FFTs need power-of-two sizes)."""
         H, W = x.shape[2], x.shape[3]
         m = self.mask(H, W, x.device)
-        if inference_units(x):  # frame by frame into one output: no full-video complex temporaries
-            out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-            for t in range(x.shape[1]):
-                xt = x[:, t]                                                            # (B, H, W, C)
-                # rfft2 as its two 1-D passes, the same arithmetic: 1.1-1.4x faster here on
-                # channels-last frames than torch.fft.rfft2 over both dims at once
-                spec = torch.fft.rfft(xt.float(), dim=2, norm="ortho")
-                spec = torch.fft.fft(spec, dim=1, norm="ortho").mul_(m)
-                y = torch.fft.irfft(torch.fft.ifft(spec, dim=1, norm="ortho"), n=W, dim=2, norm="ortho")
-                torch.add(xt, y.to(x.dtype), out=out[:, t])
-            return out
         spec = torch.fft.rfft2(x.float(), dim=(2, 3), norm="ortho")
         y = torch.fft.irfft2(spec * m, s=(H, W), dim=(2, 3), norm="ortho")
         return x + y.to(x.dtype)
@@ -309,25 +253,21 @@ class Mamba2Layer(nn.Module):
     def forward(self, seq: torch.Tensor, shift: Optional[torch.Tensor] = None,
                 lowp: Optional[torch.dtype] = None) -> torch.Tensor:
         """seq (b, L, dim), shift (1 or b, L, ngroups*d_state) or None -> (b, L, dim).
-        lowp: the dtype of the projections on the CPU work-unit path (`units_lowp`), None: float32."""
-        b, L, _ = seq.shape
-        if inference_units(seq) and not self.bidirectional and b * L > 2 * WORK_TOKENS:
-            shift_at = None if shift is None else lambda lo, hi: shift[:, lo:hi]  # noqa: E731
-            return self._mix_segments(seq, shift_at, out=seq.clone(), lowp=lowp)
+        lowp: the dtype of the projections on the CPU work-unit path (`units.units_lowp`), None: float32."""
         if self.reverse:  # the forward scan of the flipped sequence, flipped back
             return self._mix(seq.flip(1), None if shift is None else shift.flip(1), lowp=lowp).flip(1)
         return self._mix(seq, shift, lowp=lowp)
 
-    def _mix_segments(self, seq: torch.Tensor, shift_at: Optional[Callable], out: torch.Tensor,
-                      lowp: Optional[torch.dtype] = None) -> torch.Tensor:
-        """The same as `_mix`, in consecutive segments of about WORK_TOKENS tokens (a whole number of
+    def _mix_segments(self, seq: torch.Tensor, shift_at: Optional[Callable], out: torch.Tensor, *,
+                      tokens: int, lowp: Optional[torch.dtype] = None) -> torch.Tensor:
+        """The same as `_mix`, in consecutive segments of about ``tokens`` tokens (a whole number of
         chunks) that hand the conv inputs and the scan state on: a long sequence (SMB: every token of
         the window) without sequence-sized temporaries. `reverse`: segments from the last token on.
         shift_at(lo, hi): the shift of tokens lo:hi, (1 or b, hi-lo, g*n), or None for no shift.
         Writes into ``out`` (b, L, dim), which may be ``seq`` itself: a segment is read before it is
         written and never read again."""
         b, L, _ = seq.shape
-        seg = max(1, WORK_TOKENS // b // self.chunk_size) * self.chunk_size
+        seg = max(1, tokens // b // self.chunk_size) * self.chunk_size
         conv_state = ssm_state = None
         for a in range(0, L, seg):  # positions in scan order
             lo, hi = (L - min(L, a + seg), L - a) if self.reverse else (a, min(L, a + seg))
@@ -346,7 +286,7 @@ class Mamba2Layer(nn.Module):
     ):
         """One direction (both when bidirectional) over seq (b, L, dim) from the given states (None:
         the sequence start) -> out, or (out, conv_state, ssm_state) with ``return_state``.
-        lowp: in_proj and out_proj in that dtype (no autograd only; see `units_lowp`)."""
+        lowp: in_proj and out_proj in that dtype (no autograd only; see `units.units_lowp`)."""
         b, L, _ = seq.shape
         g, n, h, p = self.ngroups, self.d_state, self.nheads, self.headdim
         inplace = not torch.is_grad_enabled()  # fused in-place elementwise work where autograd allows
@@ -413,13 +353,10 @@ class TSSM(nn.Module):
                 reverse=(i % 2 == 1) != first_reversed,
             ))
 
-    def forward(self, x: torch.Tensor, e: torch.Tensor, lowp: Optional[torch.dtype] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         """x (B, T, H, W, C) features of the T target frames, e (T, E) their time embeddings -> same.
-        lowp: the projections' dtype on the CPU work-unit path (`units_lowp`; None: float32)."""
+        (The CPU inference path runs the same block in work units: `units.tssm_units`.)"""
         B, T, H, W, C = shape = x.shape
-        if inference_units(x):
-            return self._forward_units(x, e, lowp)
-        assert lowp is None, "lowp is for the CPU work-unit path"
         if self.mask is not None:
             x = self.mask(x)
         if self.smb is not None:
@@ -433,68 +370,3 @@ class TSSM(nn.Module):
             shift = None if self.hmb.prompt is None else self.hmb.prompt(e).repeat_interleave(w * w, dim=0)[None]
             x = from_hmb(self.hmb(to_hmb(x, w), shift), shape, w)
         return x
-
-    def _forward_units(self, x: torch.Tensor, e: torch.Tensor, lowp: Optional[torch.dtype] = None) -> torch.Tensor:
-        """`forward` without autograd on the CPU, in work units and in one output buffer: each layer
-        reads a unit (a band of rows, a segment of the SMB sequence) and writes its result back in
-        its place, so a block allocates one feature map, not one per layer."""
-        B, T, H, W, C = x.shape
-        x = self.mask(x) if self.mask is not None else x.clone()  # (B, T, H, W, C), contiguous, ours
-        if self.smb is not None:
-            seq = x.view(B, T * H * W, C)
-            shift_at = None
-            if self.smb.prompt is not None:
-                per_frame = self.smb.prompt(e)                                          # (T, g*n)
-                frame = torch.arange(T * H * W, device=x.device) // (H * W)
-                shift_at = lambda lo, hi: per_frame[frame[lo:hi]][None]  # noqa: E731
-            if self.smb.bidirectional:
-                x.copy_(from_smb(self.smb(seq, None if shift_at is None else shift_at(0, T * H * W), lowp), x.shape))
-            else:
-                self.smb._mix_segments(seq, shift_at, out=seq, lowp=lowp)
-        tmb_shift = None if self.tmb is None or self.tmb.prompt is None else self.tmb.prompt(e)[None]
-        if self.hmb is None:
-            if self.tmb is not None:
-                self._tmb_rows(x, tmb_shift, 0, H, lowp)
-            return x
-        w = self.window
-        shift = None if self.hmb.prompt is None else self.hmb.prompt(e).repeat_interleave(w * w, dim=0)[None]
-        per_row = B * T * (W + (-W) % w)  # tokens per LR row of the padded frame
-        if per_row * w <= WORK_TOKENS:
-            rows, cols = _bands(H, per_row, multiple=w), [(0, W)]
-        else:  # a row of windows is more than a unit: one window row, split into columns
-            rows, cols = _bands(H, WORK_TOKENS, multiple=w), _bands(W, B * T * w, multiple=w)
-        for r0, r1 in rows:
-            # TMB's pixels are independent, so it runs band by band too, just before HMB reads the
-            # same rows (then still in cache): the same result as TMB over the whole frame first
-            if self.tmb is not None:
-                self._tmb_rows(x, tmb_shift, r0, r1, lowp)
-            self._hmb_rows(x, shift, (r0, r1), cols, lowp)
-        return x
-
-    def _tmb_rows(self, x: torch.Tensor, shift: Optional[torch.Tensor], r0: int, r1: int,
-                  lowp: Optional[torch.dtype]) -> None:
-        """TMB over rows r0:r1 of x (B, T, H, W, C), in place: each pixel one sequence through time,
-        bands of rows of about WORK_TOKENS tokens as work units."""
-        B, T, H, W, C = x.shape
-        for a, b in _bands(r1 - r0, B * T * W):
-            band = x[:, :, r0 + a:r0 + b]
-            band.copy_(from_tmb(self.tmb(to_tmb(band), shift, lowp), band.shape))
-
-    def _hmb_rows(self, x: torch.Tensor, shift: Optional[torch.Tensor], rows: tuple[int, int],
-                  cols: list[tuple[int, int]], lowp: Optional[torch.dtype]) -> None:
-        """HMB over a band of window rows of x (B, T, H, W, C), in place, one work unit per span of
-        ``cols``: each Hilbert window one sequence."""
-        B, T, H, W, C = x.shape
-        w = self.window
-        r0, r1 = rows
-        flat = x.view(-1, C)
-        for c0, c1 in cols:
-            if (r1 - r0) % w or (c1 - c0) % w:  # a padded unit at the frame's edge
-                band = x[:, :, r0:r1, c0:c1]
-                band.copy_(from_hmb(self.hmb(to_hmb(band, w), shift, lowp), band.shape, w))
-                continue
-            # gathered in scan order and scattered back by one index: 3x faster than the permutes
-            # and copies of to_hmb and from_hmb
-            tokens = _hmb_tokens(x.shape, (r0, r1), (c0, c1), w)
-            seq = flat.index_select(0, tokens).view(-1, T * w * w, C)
-            flat.index_copy_(0, tokens, self.hmb(seq, shift, lowp).view(-1, C))

@@ -3,7 +3,7 @@
     make_preview("in.mkv", "preview.png", UpscaleOptions(device="cpu"), at=12.5)
 
 The frames come from the same code as `upscale_video`: the video's levels (`scan_levels`), the same
-weights, device, precision, window and tiles (`pipeline.load_weights`, `infer.Upscaler`), on the
+weights, device, precision, window and tiles, and the same checks and warnings (`engine.prepare`), on the
 one window of input frames around the chosen time. Beside it the classical baseline that
 `theris evaluate` scores (`eval.baselines.bicubic`: bicubic x4, linear blend in time), and the
 input itself (nearest neighbour x4, so its pixels stay visible). Rows: the input-aligned frame at
@@ -12,8 +12,8 @@ busiest region of the interpolated frame; the image layout is `preview_image.py`
 
 Upscale blends neighbouring windows where they overlap, so its frames can differ slightly from
 this single window's. For 16-bit video `scan_levels` reads the whole file once, as upscale does;
-the window itself is decoded from the start of the file up to TIME (no seeking: a damaged file
-fails here as it would in upscale).
+then the whole file is decoded once more, keeping only the window (no seeking: a damaged or
+truncated file fails here as it would in upscale).
 """
 
 from __future__ import annotations
@@ -71,24 +71,26 @@ def _fmt_time(seconds: float) -> str:
 
 def _window(src: Path, levels, index: int, length: int) -> tuple[int, list[np.ndarray], bool]:
     """Decode the ``length`` input frames around ``index`` (it sits second of four, so that the
-    interval after it is the window's middle one): (first index, frames, whether the video ended)."""
+    interval after it is the window's middle one): (first index, frames, whether the video ended before
+    the window's end).
+
+    The rest of the video is decoded too (and dropped), as upscale decodes it: a file damaged or
+    truncated after the window is refused here as it would be there."""
     from theris_cli.video import read_frames
 
     lead = max(0, (length - 2) // 2)  # frames before `index`
     last = index + (length - 1 - lead)
     buf: deque = deque(maxlen=length)
     frames = read_frames(src)
-    j = -1
-    ended = True
+    n = 0  # frames decoded
     try:
-        for j, raw in enumerate(frames):
-            buf.append(levels.to_unit(raw))
-            if j == last:
-                ended = False
-                break
+        for n, raw in enumerate(frames, 1):
+            if n - 1 <= last:
+                buf.append(levels.to_unit(raw))
     finally:
         frames.close()
-    return j - len(buf) + 1, list(buf), ended
+    seen = min(n, last + 1)  # frames up to the window's end
+    return seen - len(buf), list(buf), n <= last  # ended: the video is shorter than the window needs
 
 
 def busiest_box(a: np.ndarray, b: np.ndarray, bw: int, bh: int) -> tuple[int, int]:
@@ -180,28 +182,24 @@ def make_preview(
     known, else the start). Errors are TherisErrors with one line, as for `upscale_video`; the PNG is
     written under a temporary name and renamed when complete.
     """
-    from theris_cli.devices import resolve_device, resolve_precision
-    from theris_cli.engine.infer import DEFAULT_TILE_OVERLAP, Upscaler
+    from theris_cli.engine.infer import DEFAULT_TILE_OVERLAP
+    from theris_cli.engine.prepare import prepare
     from theris_cli.model.config import SCALE
-    from theris_cli.outputs import atomic_output, check_destination
-    from theris_cli.engine.pipeline import check_input, load_weights
+    from theris_cli.outputs import atomic_output
     from theris_cli.preview.image import compose
-    from theris_cli.video import probe, scan_levels
 
     t_start = time.perf_counter()
     opts = options or UpscaleOptions()
-    src, dst = check_input(src), Path(dst)
-    if dst.suffix.lower() != ".png":
-        raise UsageError(f"{dst}: the preview is a PNG image; give a name ending in .png")
-    check_destination(dst, overwrite=overwrite, src=src)
     if at is not None and (not math.isfinite(at) or at < 0):
         raise UsageError(f"--at must be a time from 0 s, got {at}")
-    dev = resolve_device(opts.device)
-    resolve_precision(opts.precision, dev)
 
-    info = probe(src)
-    levels = scan_levels(src)
-    model, weights, trained = load_weights(opts.weights, dev, model)
+    def check_output(dst: Path) -> None:
+        if dst.suffix.lower() != ".png":
+            raise UsageError(f"{dst}: the preview is a PNG image; give a name ending in .png")
+
+    run = prepare(src, dst, opts, model=model, overwrite=overwrite, check_output=check_output)
+    src, dst, info, levels = run.src, run.dst, run.info, run.levels
+    weights, trained, dev = run.network.name, run.network.trained, run.network.device
     fps = info.fps
     if at is None:
         at = float(Fraction(info.frame_count // 2) / fps) if info.frame_count else 0.0
@@ -220,8 +218,7 @@ def make_preview(
     k = index - start  # the input-aligned frame's place in the window
     pair = x[k : k + (2 if interp else 1), 0].numpy()  # (1 or 2, h, w): the frames the rows are about
     region, margin = _region(pair), DEFAULT_TILE_OVERLAP
-    up = Upscaler(model, device=dev, precision=opts.precision, window=opts.window, tile=opts.tile,
-                  temporal_factor=opts.temporal_factor)
+    up = run.network.upscaler()
     rows, box = _rows(x, k, region, margin, up, trained, index, fps, interp)
 
     # Pillow's bundled font has no x-sign or arrow glyphs: the picture's text is ASCII and "·"

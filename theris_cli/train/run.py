@@ -1,27 +1,107 @@
 """`theris train` as a library call: settings from defaults <- a resumed checkpoint <- options, the
 network (a preset, a config file, or the weights to fine-tune), the device, the data, the loop.
 
-    result = run_training(preset="small", data=["clips/"], split="v1", steps=6000, out="runs/small")
-    result = run_training(init="theris-small", data=["my-camera/"], steps=300, out="runs/mine")
+    result = run_training(TrainOptions(preset="small", data=("clips/",), split="v1", steps=6000, out="runs/small"))
+    result = run_training(init="theris-small", data=["my-camera/"], steps=300, out="runs/mine")   # fields as keywords
+
+`TrainOptions` is what the command was asked, built once by the CLI and passed down; `TrainSettings`
+(train/settings.py) is what the run computes, made from the defaults, a resumed run's settings and
+the options that were given.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Optional
 
 from theris_cli.errors import UsageError
 from theris_cli.train.loop import TrainResult, train
 from theris_cli.train.settings import apply_ablations, make_settings, parse_every, settings_from_checkpoint
 
 
-def resolve_network(preset: str | None = None, config: str | Path | None = None, init: str | None = None,
-                    resume: str | Path | None = None, ablate: Sequence[str] = (), motion_align: bool = False,
-                    add_blocks: int = 0, motion_radius: int | None = None, motion_search: int | None = None):
+# TrainOptions fields that are TrainSettings fields of the same name: None takes the default, or the
+# resumed run's value (the others are resolved here first: the network, the device, the data)
+SETTING_OVERRIDES = (
+    "steps", "minutes", "batch", "patch", "frames", "lr", "warmup", "tfm_lambda", "tfm_form", "temporal_lambda",
+    "pixel_loss", "balance_samples", "flow_teacher", "synthetic_ratio", "motion_p", "motion_crops", "extras_p",
+    "sensor_p", "ema", "seed", "val_every",
+)
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """What `theris train` is asked (`theris train --help` for each option's meaning). None: the
+    default, or with ``resume`` the resumed run's value."""
+
+    # the network: one of preset, config, init (or resume's), changed by the rest
+    preset: Optional[str] = None
+    config: Optional[str | Path] = None  # a JSON file of ModelConfig fields
+    init: Optional[str] = None  # weights to fine-tune: registry name, path or hf://...
+    resume: Optional[str | Path] = None  # a run's checkpoint to continue
+    ablate: tuple[str, ...] = ()
+    motion_align: bool = False
+    add_blocks: int = 0
+    motion_radius: Optional[int] = None
+    motion_search: Optional[int] = None
+    # the data
+    data: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    val_data: tuple[str, ...] = ()
+    split: Optional[str] = None
+    max_frames: int = 1000  # frames kept in memory per real video
+    # where and how it runs
+    out: Optional[str | Path] = None
+    checkpoint_every: Optional[str] = None  # "500", "10m" or "500,10m"
+    device: str = "auto"
+    amp: Optional[bool] = None
+    threads: Optional[int] = None
+    # TrainSettings fields (SETTING_OVERRIDES)
+    steps: Optional[int] = None
+    minutes: Optional[float] = None
+    batch: Optional[int] = None
+    patch: Optional[int] = None
+    frames: Optional[int] = None
+    lr: Optional[float] = None
+    warmup: Optional[int] = None
+    tfm_lambda: Optional[float] = None
+    tfm_form: Optional[str] = None
+    temporal_lambda: Optional[float] = None
+    pixel_loss: Optional[str] = None
+    balance_samples: Optional[bool] = None
+    flow_teacher: Optional[float] = None
+    synthetic_ratio: Optional[float] = None
+    motion_p: Optional[float] = None
+    motion_crops: Optional[float] = None
+    extras_p: Optional[float] = None
+    sensor_p: Optional[float] = None
+    ema: Optional[float] = None
+    seed: Optional[int] = None
+    val_every: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        for name in ("ablate", "data", "exclude", "val_data"):  # lists or None (an unset CLI list) -> tuples
+            object.__setattr__(self, name, tuple(getattr(self, name) or ()))
+
+    @classmethod
+    def of(cls, options: Optional["TrainOptions"] = None, **fields: Any) -> "TrainOptions":
+        """``options`` with ``fields`` changed (either may be left out)."""
+        unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise UsageError(f"unknown training option {unknown[0]!r}")
+        base = options if options is not None else cls()
+        return dataclasses.replace(base, **fields) if fields else base
+
+    def overrides(self) -> dict[str, Any]:
+        """The TrainSettings values asked for (None: not asked)."""
+        return {name: getattr(self, name) for name in SETTING_OVERRIDES}
+
+
+def resolve_network(options: Optional[TrainOptions] = None, **fields: Any):
     """(model config, saved settings dict of a resumed run, initial state_dict or None, the names of
-    the clips the initial weights were trained on).
+    the clips the initial weights were trained on) for ``options`` (or its fields as keywords).
 
     One of `preset`, `config` (a JSON file of ModelConfig fields), `init` (any weights `load_model`
     resolves: registry name, path, hf://...) names the network; `resume` takes the checkpoint's own.
@@ -35,6 +115,9 @@ def resolve_network(preset: str | None = None, config: str | Path | None = None,
     """
     from theris_cli.model import PRESETS, ModelConfig
 
+    o = TrainOptions.of(options, **fields)
+    preset, config, init, resume, ablate = o.preset, o.config, o.init, o.resume, o.ablate
+    motion_align, add_blocks, motion_radius, motion_search = o.motion_align, o.add_blocks, o.motion_radius, o.motion_search
     if sum(x is not None for x in (preset, config, init)) > 1:
         raise UsageError("give one of --preset, --config and --init")
     if init is not None and resume is not None:
@@ -116,54 +199,39 @@ def resolve_train_device(device: str = "auto") -> str:
 
 
 def run_training(
+    options: Optional[TrainOptions] = None,
     *,
-    preset: str | None = None,
-    config: str | Path | None = None,
-    init: str | None = None,
-    resume: str | Path | None = None,
-    data: Sequence[str] = (),
-    exclude: Sequence[str] = (),
-    val_data: Sequence[str] = (),
-    split: str | None = None,
-    out: str | Path | None = None,
-    checkpoint_every: str | None = None,
-    max_frames: int = 1000,
-    device: str = "auto",
-    amp: bool | None = None,
-    threads: int | None = None,
-    ablate: Sequence[str] = (),
-    motion_align: bool = False,
-    add_blocks: int = 0,
-    motion_radius: int | None = None,
-    motion_search: int | None = None,
     on_message: Callable[[str], None] | None = None,
     on_skip: Callable[[Path, str], None] | None = None,
     on_event: Callable[[dict], None] | None = None,
-    **options: Any,
+    **fields: Any,
 ) -> TrainResult:
-    """Train (or continue, or fine-tune) as `theris train` does; `options` are TrainSettings fields
-    (None: the default, or the resumed run's value). Returns the loop's TrainResult."""
+    """Train (or continue, or fine-tune) as `theris train` does, with ``options`` (or its fields as
+    keywords). Returns the loop's TrainResult."""
     import torch
 
+    o = TrainOptions.of(options, **fields)
     say = on_message or (lambda msg: None)
-    if threads:
-        torch.set_num_threads(threads)
-    model_cfg, base, init_state, init_clips = resolve_network(preset, config, init, resume, tuple(ablate), motion_align,
-                                                                add_blocks, motion_radius, motion_search)
+    if o.threads:
+        torch.set_num_threads(o.threads)
+    model_cfg, base, init_state, init_clips = resolve_network(o)
     ck_steps = ck_minutes = None
-    if checkpoint_every is not None:
-        ck_steps, ck_minutes = parse_every(checkpoint_every)
-    dev = resolve_train_device(device)
-    if amp and not dev.startswith("cuda"):
+    if o.checkpoint_every is not None:
+        ck_steps, ck_minutes = parse_every(o.checkpoint_every)
+    dev = resolve_train_device(o.device)
+    if o.amp and not dev.startswith("cuda"):
         from theris_cli.devices import cpu_has_bf16
 
         if not cpu_has_bf16():
             raise UsageError("--amp trains in bfloat16, which this CPU has no instructions for (AVX512-BF16 or "
                              "AMX); train without --amp")
     settings = make_settings(
-        model_cfg, base, ablate=tuple(ablate) if ablate else None, init=init, checkpoint_steps=ck_steps,
-        checkpoint_minutes=ck_minutes, device=dev, amp=(dev.startswith("cuda") if amp is None else amp), **options,
+        model_cfg, base, ablate=o.ablate or None, init=o.init, checkpoint_steps=ck_steps,
+        checkpoint_minutes=ck_minutes, device=dev, amp=(dev.startswith("cuda") if o.amp is None else o.amp),
+        **o.overrides(),
     )
+    preset, config, init, resume, split, out = o.preset, o.config, o.init, o.resume, o.split, o.out
+    data, exclude, val_data, max_frames = o.data, o.exclude, o.val_data, o.max_frames
     saved = base.get("data", {}) if resume is not None else {}
     split = split if split is not None else saved.get("split")
     data_paths = list(data) if data else saved.get("paths", [])

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from theris_cli.engine.options import DEFAULT_WINDOW, MIN_WINDOW
 from theris_cli.errors import TrainingError, UsageError
 from theris_cli.model import ModelConfig
 
@@ -42,7 +43,7 @@ class TrainSettings:
     minutes: float = 0.0  # wall-clock budget of training (0: none); the schedule follows it too
     batch: int = 8
     patch: int = 32  # LR pixels (the HR crop is 4x)
-    frames: int = 4  # k+1 LR input frames (2k+1 HR outputs): the window the weights are made for
+    frames: int = DEFAULT_WINDOW  # k+1 LR input frames (2k+1 HR outputs): the window the weights are made for
     lr: float = 4e-4
     warmup: int = 100  # steps of linear warm-up
     min_lr_ratio: float = 0.05  # the cosine ends at this fraction of lr
@@ -153,8 +154,8 @@ def check_settings(s: TrainSettings) -> None:
         problems.append(f"--batch must be >= 1 (got {s.batch})")
     if s.patch < 4:
         problems.append(f"--patch must be >= 4 LR pixels (got {s.patch})")
-    if s.frames < 2:
-        problems.append(f"--frames must be >= 2 (k+1 inputs; got {s.frames})")
+    if s.frames < MIN_WINDOW:
+        problems.append(f"--frames must be >= {MIN_WINDOW} (k+1 inputs; got {s.frames})")
     if not s.lr > 0:
         problems.append(f"--lr must be > 0 (got {s.lr})")
     if s.tfm_lambda < 0:

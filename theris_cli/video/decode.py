@@ -155,8 +155,8 @@ def decode_av_frames(path: str | Path) -> Iterator[av.VideoFrame]:
     with open_container(path) as container:
         stream = video_stream(container, path)
         # No FFmpeg threads: with frame threads a decoder reports a damaged packet from a worker
-        # thread, some calls later or not at all before the capture closes, so the same file was
-        # caught on some runs only. Thermal frames are small; one thread decodes them far faster
+        # thread, some calls later or not at all before the capture closes, so the same file would
+        # be caught on some runs only. Thermal frames are small; one thread decodes them far faster
         # than the network runs.
         stream.thread_type = "NONE"
         stream.codec_context.thread_count = 1
@@ -327,7 +327,7 @@ def _keep_error_logs() -> None:
     PyAV drops every log while its level is None (its default). The level is switched on once and
     never off again: switching it off while a decoder elsewhere is still logging loses that log
     (FFmpeg checks the level in C, PyAV again under the GIL, and then compares with None: the
-    TypeError PyAV used to print from its callback). Identical lines must each arrive (damage
+    TypeError PyAV then prints from its callback). Identical lines must each arrive (damage
     seen by probe and again by the decode). A NullHandler on "libav" keeps stray lines (outside a
     capture) off stderr unless the application configured logging itself.
     """

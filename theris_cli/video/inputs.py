@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable, Sequence
 
 from theris_cli.errors import InputError
-from theris_cli.video.decode import IMAGE_EXTENSIONS
+from theris_cli.video.decode import IMAGE_EXTENSIONS, image_files
 
 # Containers FFmpeg reads that cameras and recorders produce; matched case-insensitively.
 VIDEO_EXTENSIONS = frozenset(
@@ -34,6 +34,18 @@ _IMAGE_START_MAX = 4  # the video reader finds a %d pattern's first file among n
 MIN_SEQUENCE_FRAMES = 2  # one numbered image is a picture, not a video
 
 _NUMBERED = re.compile(r"^(?P<prefix>.*?)(?P<num>\d+)$")
+
+
+def is_image_folder(path: str | Path) -> bool:
+    """Whether ``path`` is a folder of images: one image sequence (upscaled into one video), not a
+    folder of videos (a batch). The rule is the video reader's (`decode.image_files`)."""
+    p = Path(path)
+    if not p.is_dir():
+        return False
+    try:
+        return bool(image_files(p))
+    except InputError:
+        return False
 
 
 @dataclass(frozen=True)
