@@ -5,7 +5,7 @@
 
 Why `--precision auto` picks bf16 on a CPU with bfloat16 dot products (AVX512-BF16 or AMX,
 `devices.cpu_has_bf16`) and fp32 elsewhere: on such a CPU the convolutions and matrix products of the
-work-unit path are several times faster in bf16, and the network's whole window follows. Prints the
+work-unit path run faster in bf16 (this prints by how much), and the whole window follows. Prints the
 best of --repeat timings of each operation in both dtypes and their ratio, then one window of the
 given weights (4 LR frames in, 7 output times) under CPU autocast to bf16 against fp32, with the
 largest and RMS difference of the outputs.

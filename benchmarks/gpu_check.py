@@ -1,20 +1,29 @@
 """One command for a GPU machine: is theris's CUDA path right, how fast is it, and does it back off?
 
-    python benchmarks/gpu_check.py                       # on a CUDA machine, about 3 minutes on one GPU
+    python benchmarks/gpu_check.py                         # on a CUDA machine, about 3 minutes on one GPU
     python benchmarks/gpu_check.py --device cpu --dry-run  # the same code on tiny sizes (no figures)
 
-Needs mamba-ssm for the kernel rows (README "Install"); without it they say why and the rest runs.
-Prints, in order:
-1. kernel parity: mamba-ssm's `mamba_chunk_scan_combined` against theris's PyTorch scan
-   (`ssd_chunked`), forward and backward, for each preset's head size and state size, float32;
-2. output frames per second of `small` and `base` (random weights: speed does not depend on them)
+Runs from a checkout as it is (not installed: the checkout's theris_cli is imported). Needs torch;
+the kernel rows need Triton, einops and mamba-ssm's Python code (its pure-Python wheel is enough:
+README "GPU"); without them they say why and the rest runs. Prints, in order:
+1. launch check: for one window of 4 LR frames of 640x512, the calls of mamba-ssm's kernel that
+   `scan.selective_scan` makes for every TSSM layer of each preset, recorded from the real layers on
+   the meta device: the largest extent on CUDA's grid axis y (limit 65,535) and the largest float32
+   scratch of one call;
+2. kernel parity: mamba-ssm's `mamba_chunk_scan_combined`, called as theris calls it, against
+   theris's PyTorch scan (`ssd_chunked`), forward and backward, float32, for each preset's head and
+   state sizes on a long sequence (SMB-like) and on 70,000 sequences of 7 tokens (TMB-like: more
+   than one launch grid holds, so the call is split). Within mamba-ssm's own tests' tolerance for
+   TF32 matrix products (rtol 1e-2, atol 3e-3; for gradients atol 3e-3 of the largest one);
+3. output frames per second of `small` and `base` (random weights: speed does not depend on them)
    at 160x128 -> 640x512 and 640x512 -> 2560x2048, in fp32 / bf16 / fp16, with the PyTorch scan
    and with the kernel, each the best of --repeat windows of 4 LR frames (7 output frames) after a
    warm-up, and the peak memory of that configuration (torch.cuda.max_memory_allocated);
-3. the out-of-memory back-off: `infer.Upscaler` on a 1280x1024 window with the process's share of
+4. the out-of-memory back-off: `infer.Upscaler` on a 1280x1024 window with the process's share of
    GPU memory capped so that whole frames cannot fit; it must halve its tile, retry, and still
    return every frame (the retry count and the tile it settled on are printed).
 A configuration that would run past --budget seconds is skipped and said so, so the command ends.
+Exit status 1 when a line says FAIL.
 """
 
 from __future__ import annotations
@@ -23,6 +32,14 @@ import argparse
 import os
 import sys
 import time
+from pathlib import Path
+
+# the checkout's theris_cli, whether or not (and whichever copy) is installed
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+RTOL, ATOL = 1e-2, 3e-3  # mamba-ssm's tests' tolerance for the kernel in float32 with TF32 tl.dot
+LAUNCH_WINDOW = (512, 640, 4)  # LR height, width and input frames of the launch check's window
 
 
 def _sync(device):
@@ -32,9 +49,59 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def kernel_parity(device, dry: bool) -> list[str]:
+def launch_check() -> list[str]:
+    """Per preset: the kernel calls `selective_scan` makes for one LR window (LAUNCH_WINDOW), from
+    the real TSSM layers run on the meta device (shapes only: no memory, no arithmetic)."""
     import torch
 
+    from theris_cli.model import PRESETS, THERIS, scan
+
+    H, W, frames = LAUNCH_WINDOW
+    M = 2 * frames - 1  # target times of a window: the half-steps
+    lines = []
+    for name, c in PRESETS.items():
+        with torch.device("meta"):
+            net = THERIS(c)
+        z = torch.empty(1, M, H, W, c.dim, device="meta")                       # (B, M, H, W, dim)
+        e = torch.empty(M, c.time_embed_dim, device="meta")
+        with scan.recording_launches() as launches, torch.no_grad():
+            for block in net.blocks:
+                z = block(z, e)
+        grid = max(l.grid_y for l in launches)
+        scratch = max(l.scratch_bytes for l in launches) / 2**20
+        bad = [l for l in launches if l.grid_y > scan.GRID_Y_LIMIT
+               or l.chunk > max(scan.MIN_KERNEL_CHUNK, 1 << max(l.sequence - 1, 0).bit_length())]
+        lines.append(f"launch check: {name} {W}x{H}: largest grid y {grid} (limit {scan.GRID_Y_LIMIT}), "
+                     f"kernel scratch {scratch:.0f} MiB ({len(launches)} calls){'  FAIL' if bad else ''}")
+    return lines
+
+
+def _parity(kernel_scan, reference_scan, shape, device, seed=0) -> tuple[float, float, bool]:
+    """Forward and gradient errors of the kernel against the reference for inputs of ``shape`` =
+    (b, L, h, p, g, n): (largest forward error over atol + rtol |ref|, the same for gradients with
+    atol relative to the largest gradient, both within 1)."""
+    import torch
+
+    b, L, h, p, g, n = shape
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=gen).to(device)  # noqa: E731
+    x, B, C = r(b, L, h, p), r(b, L, g, n), r(b, L, g, n)
+    dt, D, bias = r(b, L, h) - 1, r(h), r(h) * 0.5
+    A = -torch.rand(h, generator=gen).to(device) * 4 - 0.5
+    leaves = [t.clone().requires_grad_() for t in (x, dt, B, C)]
+    refs = [t.clone().requires_grad_() for t in (x, dt, B, C)]
+    y = kernel_scan(*leaves[:2], A, *leaves[2:], D, dt_bias=bias, dt_softplus=True)
+    ref = reference_scan(*refs[:2], A, *refs[2:], D, dt_bias=bias, dt_softplus=True)
+    w = torch.randn(ref.shape, generator=gen).to(device)
+    (y * w).sum().backward()
+    (ref * w).sum().backward()
+    err_y = ((y - ref).abs() / (ATOL + RTOL * ref.abs())).max().item()
+    err_g = max(((a.grad - b.grad).abs() / (ATOL * b.grad.abs().max() + RTOL * b.grad.abs())).max().item()
+                for a, b in zip(leaves, refs))
+    return err_y, err_g, err_y <= 1 and err_g <= 1
+
+
+def kernel_parity(device, dry: bool) -> list[str]:
     from theris_cli.model import PRESETS, scan
 
     kernel, why = scan._import_kernel()
@@ -42,27 +109,24 @@ def kernel_parity(device, dry: bool) -> list[str]:
         return [f"kernel parity: skipped, {why}"]
     if device.type != "cuda" and not scan.interpreting():
         return ["kernel parity: skipped, no CUDA device (the CPU check is tests/triton_interpreter/, Triton's interpreter)"]
+    os.environ["THERIS_SCAN"] = "mamba"
+    scan.reset_backend()
     lines = []
-    for name, c in PRESETS.items():
-        L = 96 if dry else 2048
-        g = torch.Generator(device="cpu").manual_seed(0)
-        r = lambda *s: torch.randn(*s, generator=g).to(device)  # noqa: E731
-        x, B, C = r(2, L, c.nheads, c.headdim), r(2, L, c.ngroups, c.d_state), r(2, L, c.ngroups, c.d_state)
-        dt, D, bias = r(2, L, c.nheads) - 1, r(c.nheads), r(c.nheads) * 0.5
-        A = -torch.rand(c.nheads, generator=g).to(device) * 4 - 0.5
-        leaves = [t.clone().requires_grad_() for t in (x, dt, B, C)]
-        refs = [t.clone().requires_grad_() for t in (x, dt, B, C)]
-        y = kernel(leaves[0], leaves[1], A, leaves[2], leaves[3], scan.KERNEL_CHUNK, D=D, dt_bias=bias, dt_softplus=True)
-        ref = scan.ssd_chunked(refs[0], refs[1], A, refs[2], refs[3], D, c.chunk_size, dt_bias=bias, dt_softplus=True)
-        w = torch.randn_like(ref)
-        (y * w).sum().backward()
-        (ref * w).sum().backward()
-        err_y = (y - ref).abs().max().item() / max(ref.abs().max().item(), 1e-12)
-        err_g = max((a.grad - b.grad).abs().max().item() / max(b.grad.abs().max().item(), 1e-12)
-                    for a, b in zip(leaves, refs))
-        ok = err_y < 1e-3 and err_g < 1e-2
-        lines.append(f"kernel parity {name:<5} headdim {c.headdim:>3} d_state {c.d_state:>3} L {L}: "
-                     f"rel. max error forward {err_y:.1e}, gradients {err_g:.1e}  {'ok' if ok else 'FAIL'}")
+    try:
+        for name, c in PRESETS.items():
+            heads = (c.nheads, c.headdim, c.ngroups, c.d_state)
+            cases = [("long", (2, 40 if dry else 2048) + heads), ("TMB-like", (20 if dry else 70_000, 7) + heads)]
+            for label, shape in cases:
+                b, L = shape[:2]
+                chunk = scan.kernel_chunk(L)
+                calls = len(scan.kernel_pieces(b, L, *heads, chunk))
+                ref = lambda *a, **k: scan.ssd_chunked(*a, c.chunk_size, **k)  # noqa: E731
+                err_y, err_g, ok = _parity(scan.selective_scan, ref, shape, device)
+                lines.append(f"kernel parity {name:<5} {label:<8} b {b:>6} L {L:>5} chunk {chunk:>3} calls {calls:>2}: "
+                             f"error / tolerance forward {err_y:.2f}, gradients {err_g:.2f}  {'ok' if ok else 'FAIL'}")
+    finally:
+        os.environ.pop("THERIS_SCAN", None)
+        scan.reset_backend()
     return lines
 
 
@@ -71,7 +135,9 @@ def speed_rows(device, dry: bool, repeat: int, deadline: float) -> list[str]:
 
     from theris_cli.model import PRESETS, THERIS, scan
 
-    sizes = [(16, 20), (32, 40)] if dry else [(128, 160), (512, 640)]
+    sizes = [(8, 12), (16, 20)] if dry else [(128, 160), (512, 640)]
+    if dry:
+        repeat = 1
     precisions = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
     if device.type == "cpu":
         precisions = {"fp32": torch.float32}
@@ -164,13 +230,25 @@ def main(argv: list[str] | None = None) -> int:
         print("gpu_check: no CUDA device here (use --device cpu --dry-run to check the script)")
         return 2
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(f"# gpu_check on {name}; torch {torch.__version__}; mamba-ssm {scan.mamba_version() or 'not installed'}"
+    import theris_cli
+
+    print(f"# gpu_check on {name}; torch {torch.__version__}; mamba-ssm {scan.mamba_version() or 'not installed'}; "
+          f"theris_cli from {Path(theris_cli.__file__).parent}"
           f"{'; DRY RUN (tiny sizes, figures mean nothing)' if args.dry_run else ''}")
-    lines = kernel_parity(device, args.dry_run)
-    lines += speed_rows(device, args.dry_run, args.repeat, start + args.budget)
-    lines += oom_backoff(device, args.dry_run)
-    for line in lines:
-        print(line)
+    print(f"# Triton kernel: {scan.kernel_status()}")
+    lines = launch_check()
+    for line in lines:  # printed as they come: the rest takes minutes
+        print(line, flush=True)
+    more = kernel_parity(device, args.dry_run)
+    for line in more:
+        print(line, flush=True)
+    lines += more
+    for section in (lambda: speed_rows(device, args.dry_run, args.repeat, start + args.budget),
+                    lambda: oom_backoff(device, args.dry_run)):
+        more = section()
+        for line in more:
+            print(line, flush=True)
+        lines += more
     print(f"# {time.monotonic() - start:.0f} s")
     return 1 if any("FAIL" in line for line in lines) else 0
 

@@ -191,3 +191,42 @@ def write_vfr_clip(path: str | Path, h: int = 12, w: int = 16, times_ms=VFR_TIME
             out.mux(vs.encode(vf))
         out.mux(vs.encode())
     return path
+
+
+# ------------------------------------------------------------------ recordings with events
+
+
+def scene_frames(t: int, h: int, w: int, seed: int = 0, noise: float = 20.0) -> np.ndarray:
+    """`(t, h, w)` uint16 frames of a thermal-looking scene: a smooth random background (its own per
+    `seed`: two seeds share nothing) and a warm blob moving back and forth one pixel per frame, plus sensor noise
+    of `noise` counts (a different draw per frame)."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.normal(0.0, 1.0, (h // 4 + 2, w // 4 + 2))
+    y, x = np.mgrid[0:h, 0:w]
+    bg = coarse[(y // 4), (x // 4)] * 0.5 + coarse[(y // 4) + 1, (x // 4) + 1] * 0.5  # blocky, then smoothed
+    kernel = np.ones(5) / 5
+    bg = np.apply_along_axis(lambda r: np.convolve(r, kernel, mode="same"), 1, bg)
+    bg = np.apply_along_axis(lambda c: np.convolve(c, kernel, mode="same"), 0, bg)
+    bg = 6000 + 1500 * bg / max(float(np.abs(bg).max()), 1e-9)
+    out = np.empty((t, h, w), np.uint16)
+    cy = h / 2
+    for i in range(t):
+        span = max(w - 4, 1)
+        cx = 2 + abs((i + span) % (2 * span) - span)  # back and forth, one pixel a frame
+        blob = 3000 * np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * (h / 8) ** 2))
+        out[i] = np.clip(bg + blob + rng.normal(0.0, noise, (h, w)), 0, 65535).round().astype(np.uint16)
+    return out
+
+
+def written_twice(frames: np.ndarray) -> np.ndarray:
+    """Every frame twice in a row: a recorder writing a 9 Hz sensor into an 18 fps file."""
+    return np.repeat(frames, 2, axis=0)
+
+
+def shutter_event(frames: np.ndarray, at: int, frozen: int = 3, jump: int = -1000) -> np.ndarray:
+    """A flat-field correction before frame `at`: the `frozen` frames before it repeat frame
+    `at - frozen - 1` (the shutter is closed), and from `at` on the whole frame is `jump` counts off."""
+    out = frames.astype(np.int64)
+    out[at - frozen : at] = out[at - frozen - 1]
+    out[at:] += jump
+    return np.clip(out, 0, 65535).astype(frames.dtype)

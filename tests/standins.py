@@ -64,3 +64,17 @@ class OOMAbove(NearestLinear):
         if x.shape[-1] * x.shape[-2] > self.max_pixels:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
         return super().forward(x, times)
+
+
+class Sleepy(NearestLinear):
+    """NearestLinear that takes ``delay`` seconds a call: a run slow enough to be killed midway."""
+
+    def __init__(self, delay: float = 0.0):
+        super().__init__()
+        self.delay = delay
+
+    def forward(self, x, times=None):
+        import time
+
+        time.sleep(self.delay)
+        return super().forward(x, times)

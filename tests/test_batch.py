@@ -171,6 +171,32 @@ def test_discover_names_do_not_collide_and_do_not_depend_on_filters(tmp_path):
     assert seq.src.name == "CLIP" and seq.start_number == 998  # numbers above 0..4: read as the folder
 
 
+def test_same_stem_added_later_never_redoes_or_renames_a_done_output(tmp_path):
+    in_dir, out_dir = tmp_path / "in", tmp_path / "out"
+    in_dir.mkdir()
+    (in_dir / "clip.mkv").write_bytes(b"first")
+    assert run(in_dir, out_dir).count("done") == 1
+    assert files_under(out_dir) == {"clip.mkv"}
+
+    (in_dir / "clip.mp4").write_bytes(b"second")  # same stem, added after clip.mkv was done
+    calls = []
+    result = run(in_dir, out_dir, upscale=upscaler(calls=calls))
+    assert [Path(c).name for c in calls] == ["clip.mp4"]
+    assert {f.input: (f.status, f.output) for f in result.files} == {
+        "clip.mkv": ("skipped", "clip.mkv"), "clip.mp4": ("done", "clip.mp4.mkv")
+    }
+    assert files_under(out_dir) == {"clip.mkv", "clip.mp4.mkv"}
+    assert (out_dir / "clip.mkv").read_bytes() == b"x4:first"
+
+    (in_dir / "clip.avi").write_bytes(b"third")  # and another: the two done names hold
+    result = run(in_dir, out_dir)
+    assert {f.input: (f.status, f.output) for f in result.files} == {
+        "clip.avi": ("done", "clip.avi.mkv"), "clip.mkv": ("skipped", "clip.mkv"), "clip.mp4": ("skipped", "clip.mp4.mkv")
+    }
+    (in_dir / "clip.mkv").unlink()  # removing one renames nothing else
+    assert run(in_dir, out_dir).count("skipped") == 2
+
+
 @pytest.mark.parametrize(
     "include, exclude, expected",
     [
@@ -616,3 +642,34 @@ def test_symlinked_inputs_are_read_but_outputs_stay_in_the_mirror(tmp_path):
     assert [(f.input, f.output, f.status) for f in result.files] == [("near.mp4", "near.mkv", "done")]
     assert (out_dir / "near.mkv").read_bytes() == b"x4:far away"
     assert sorted(p.name for p in elsewhere.iterdir()) == ["far.mp4"]
+
+
+def test_an_empty_in_dir_is_an_error_and_makes_no_out_dir(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "notes.txt").write_text("no videos here")
+    with pytest.raises(InputError, match="holds no videos or image sequences; check"):
+        run(tmp_path / "in", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(InputError, match="that --include/--exclude select"):
+        run(make_tree(tmp_path / "in2"), tmp_path / "out", include=["*.webm"])
+    assert not (tmp_path / "out").exists()
+
+
+def test_ctrl_c_counts_the_inputs_never_started(tmp_path):
+    in_dir, out_dir = tmp_path / "in", tmp_path / "out"
+    in_dir.mkdir()
+    for n in "abcdef":
+        (in_dir / f"{n}.mp4").write_bytes(n.encode())
+    calls = []
+
+    def interrupt_on_b(src, dst, **kw):
+        if Path(src).name == "b.mp4":
+            raise KeyboardInterrupt
+        return fake_upscale(src, dst, calls=calls, **kw)
+
+    with pytest.raises(KeyboardInterrupt):
+        run(in_dir, out_dir, upscale=interrupt_on_b)
+    [report] = (out_dir / ".theris" / "reports").iterdir()
+    rep = json.loads(report.read_text())
+    assert rep["not_started"] == 4  # c..f; a done, b unfinished
+    assert "during b.mp4" in rep["stopped"]

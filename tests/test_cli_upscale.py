@@ -126,7 +126,7 @@ def test_demo_writes_input_and_output_and_names_the_weights(tmp_path, monkeypatc
     from theris_cli.video import probe
 
     monkeypatch.setattr(demo, "DEMO_FRAMES", 4)  # the real demo is 27 frames; 4 keep the test short
-    res = invoke("demo", "--out-dir", tmp_path / "d", "-w", "tiny-random", "--device", "cpu", "-q")
+    res = invoke("demo", "--out-dir", tmp_path / "d", "-w", "tiny-random", "--device", "cpu")
     assert res.exit_code == 0, res.output
     src, dst = tmp_path / "d" / demo.INPUT_NAME, tmp_path / "d" / demo.OUTPUT_NAME
     assert f"input:   {src}" in res.output and f"output:  {dst}" in res.output
@@ -135,6 +135,7 @@ def test_demo_writes_input_and_output_and_names_the_weights(tmp_path, monkeypatc
     assert (b.width, b.height) == (4 * a.width, 4 * a.height) and b.fps == 2 * a.fps
     again = invoke("demo", "--out-dir", tmp_path / "d", "-w", "tiny-random", "--device", "cpu", "-q")
     assert again.exit_code == 0, again.output  # a second demo replaces the first one's files
+    assert again.output == ""  # -q: nothing at all
 
 
 # ------------------------------------------------------------------------------- small promises
@@ -190,3 +191,115 @@ def test_help_shows_flags_without_a_type(cmd):
     res = runner.invoke(app, [cmd, "--help"], env={"COLUMNS": "160"})
     assert res.exit_code == 0 and ("--quiet" in res.output or "--amp" in res.output)
     assert "<bool>" not in res.output
+
+
+def test_ctrl_c_before_any_output_claims_no_removal(tmp_path, monkeypatch, capsys):
+    import theris_cli.cli as cli
+    import theris_cli.engine.pipeline as pipeline
+    import theris_cli.outputs as outputs
+
+    monkeypatch.setattr(outputs, "removed_on_interrupt", [])
+    monkeypatch.setattr(cli.console, "batch_running", False)
+    monkeypatch.setattr(pipeline, "upscale_video", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    src = write_clip(tmp_path / "in.mkv", ramp_frames(3, 12, 16))
+    monkeypatch.setattr(sys, "argv", ["theris", "upscale", str(src), str(tmp_path / "out.mkv"), "-q"])
+    with pytest.raises(SystemExit):
+        cli.main()
+    err = capsys.readouterr().err.strip()
+    assert err == "interrupted: no output had been started"
+
+
+def test_ctrl_c_mid_output_names_the_removed_output(tmp_path, monkeypatch):
+    import theris_cli.cli as cli
+    import theris_cli.outputs as outputs
+    from theris_cli.outputs import atomic_output
+
+    monkeypatch.setattr(outputs, "removed_on_interrupt", [])
+    monkeypatch.setattr(cli.console, "batch_running", False)
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_output(tmp_path / "out.mkv") as tmp:
+            tmp.write_bytes(b"half")
+            raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+    assert cli.interrupt_message() == f"interrupted: the unfinished output {tmp_path / 'out.mkv'} was removed"
+
+
+def test_an_existing_folder_as_output_is_called_a_folder(tmp_path):
+    src = write_clip(tmp_path / "in.mkv", ramp_frames(3, 12, 16))
+    (tmp_path / "outdir").mkdir()
+    res = invoke("upscale", src, tmp_path / "outdir", "-w", "tiny-random", "--device", "cpu")
+    assert isinstance(res.exception, OutputError)
+    assert "is a folder; give a file name such as" in str(res.exception) and "unknown output type" not in str(res.exception)
+
+
+def test_a_folder_without_videos_is_not_called_a_folder_of_videos(tmp_path):
+    (tmp_path / "empty").mkdir()
+    res = invoke("upscale", tmp_path / "empty", tmp_path / "out.mkv")
+    assert isinstance(res.exception, UsageError)
+    assert "folder of videos" not in str(res.exception) and "is a folder" in str(res.exception)
+    res = invoke("upscale", tmp_path / "empty", tmp_path / "outdir")  # as a batch: nothing in it, exit 1
+    assert isinstance(res.exception, InputError) and "holds no videos" in str(res.exception)
+    assert not (tmp_path / "outdir").exists()
+
+
+def test_16_bit_mkv_with_a_codec_that_cannot_hold_it_is_told_to_leave_the_codec_out(tmp_path):
+    src = write_clip(tmp_path / "in.mkv", ramp_frames(3, 12, 16, bits=16))
+    res = invoke("upscale", src, tmp_path / "out.mkv", "--codec", "libx264", "-w", "tiny-random", "--device", "cpu")
+    assert isinstance(res.exception, OutputError)
+    msg = str(res.exception)
+    assert "leave out --codec libx264" in msg and "write .mkv" not in msg
+    assert not list(tmp_path.glob("out*"))
+
+
+def test_ctrl_c_of_a_batch_says_its_finished_files_are_kept(tmp_path, monkeypatch, capsys):
+    import theris_cli.cli as cli
+    import theris_cli.engine.pipeline as pipeline
+    import theris_cli.outputs as outputs
+
+    monkeypatch.setattr(outputs, "removed_on_interrupt", [])
+    monkeypatch.setattr(pipeline, "upscale_video", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    write_clip(tmp_path / "in" / "a.mkv", ramp_frames(3, 12, 16))
+    monkeypatch.setattr(sys, "argv", ["theris", "batch", str(tmp_path / "in"), str(tmp_path / "out"), "-q",
+                                      "-w", "tiny-random", "--device", "cpu"])
+    with pytest.raises(SystemExit) as e:
+        cli.main()
+    assert e.value.code == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == ("interrupted: no output had been started; finished files of the batch are kept, "
+                       "rerun the same command to go on")
+
+
+def test_help_shows_the_teacher_extra_and_every_output_container():
+    res = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "250"})
+    assert '".[teacher]"' in res.output
+    res = runner.invoke(app, ["upscale", "--help"], env={"COLUMNS": "250"})
+    dst = next(line for line in res.output.splitlines() if "Output video" in line)
+    assert all(ext in dst for ext in (".mkv", ".avi", ".mp4", ".mov"))
+
+
+def test_debug_works_after_the_command_too(monkeypatch, capsys):
+    import theris_cli.cli as cli
+
+    monkeypatch.setattr(cli, "_debug", False)
+    monkeypatch.setattr(sys, "argv", ["theris", "weights", "download", "no-such-model"])
+    with pytest.raises(SystemExit) as e:
+        cli.main()
+    assert e.value.code == 1 and capsys.readouterr().err.startswith("error: unknown model")
+    monkeypatch.setattr(sys, "argv", ["theris", "weights", "download", "no-such-model", "--debug"])
+    from theris_cli.errors import WeightsError
+
+    with pytest.raises(WeightsError):  # the traceback, as with `theris --debug weights ...`
+        cli.main()
+
+
+@pytest.mark.parametrize("code", [30, 13, 17])
+def test_demo_into_a_folder_it_cannot_make_is_one_line(tmp_path, monkeypatch, code):
+    import os
+
+    def refuse(path, *a, **k):
+        raise OSError(code, os.strerror(code), str(path))
+
+    monkeypatch.setattr(os, "mkdir", refuse)
+    res = invoke("demo", "--out-dir", tmp_path / "ro" / "d", "-w", "tiny-random", "--device", "cpu", "-q")
+    assert isinstance(res.exception, OutputError) and "\n" not in str(res.exception)
+    assert "the demo folder" in str(res.exception)

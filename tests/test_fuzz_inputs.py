@@ -1,17 +1,27 @@
 """Seeded fuzzing of every input kind through upscale_video, with the tiny random model.
 
-Each case damages a tiny clip (32x24, 6 frames) of one kind: FFV1/Matroska gray8 and gray16,
-H.264/MP4, FFV1/AVI, PNG and TIFF sequences. Damage: truncation at every container boundary
-(each packet's start and end, each top-level element or box) and at random offsets, zeroed and
-random byte spans, flipped bits, dropped and duplicated packets (or image files), bogus element
-and box sizes, frame rate or time base fields set to 0 or absurd values, and a stream with no
-frames. Every case must end in exactly one of:
+Each case damages a tiny clip (32x24, 6 frames) of one kind: FFV1 (version 3, slice CRCs) in
+Matroska gray8 and gray16 and in AVI, H.264/MP4, PNG and TIFF sequences, and FFV1 without slice
+CRCs (version 1) in Matroska with CRC-32 elements (mkv-l1), in Matroska without them (mkv-l1-bare)
+and in AVI (avi-l1).
+Damage: truncation at every container boundary (each packet's start and end, each top-level
+element or box) and at random offsets, zeroed and random byte spans anywhere or inside one frame's
+packet (a P-frame where the codec has them), flipped bits, dropped and duplicated packets (or image
+files), bogus element and box sizes, frame rate or time base fields set to 0 or absurd values, and
+a stream with no frames. Every case must end in exactly one of:
 
 - success with the full frame count (the clip's, less a dropped or plus a duplicated packet) and
   exactly the output file, or
 - a TherisError with a one-line message (the CLI prints that line and exits 1), leaving no file;
 
-never another exception (a traceback), and running the case again gives the same outcome.
+never another exception (a traceback), and running the case again gives the same outcome. A
+success after byte damage is "ok" when the frames decode exactly as the undamaged clip's, else
+"silent": never allowed where the format can reveal damage (FFV1 slice CRCs, Matroska's CRC-32
+elements, PNG's chunk CRCs: REVEALING), counted elsewhere (H.264, TIFF, and FFV1 version 1 outside
+a CRC-32-carrying Matroska have no checksum over the pixels). There, a success with a frame
+missing is also "silent" when the variable-frame-rate warning was given: a block lost from a file
+without checksums leaves the same timestamp gap as a frame a recorder dropped.
+`python tests/test_fuzz_inputs.py` prints the share of frame-changing damage each kind refused.
 
 CI size: FUZZ_CASES cases (seed FUZZ_SEED). A larger run: `THERIS_FUZZ_CASES=2000 pytest
 tests/test_fuzz_inputs.py`, or `python tests/test_fuzz_inputs.py 2000` for the tally and time.
@@ -41,8 +51,10 @@ from theris_cli.errors import TherisError  # noqa: E402
 FUZZ_CASES = int(os.environ.get("THERIS_FUZZ_CASES", "240"))
 FUZZ_SEED = int(os.environ.get("THERIS_FUZZ_SEED", "9"))
 T, H, W = 6, 24, 32  # frames, height, width of every base clip
-KINDS = ("mkv8", "mkv16", "mp4", "avi", "png", "tiff")
-VIDEO_KINDS = KINDS[:4]
+KINDS = ("mkv8", "mkv16", "mp4", "avi", "png", "tiff", "mkv-l1", "avi-l1", "mkv-l1-bare")
+VIDEO_KINDS = KINDS[:4]  # cut at every boundary (test_truncation_at_every_container_boundary)
+IMAGE_KINDS = ("png", "tiff")
+REVEALING = ("mkv8", "mkv16", "avi", "png", "mkv-l1")  # damage that changes decoded frames is always detectable
 
 # Matroska element IDs and MP4/AVI tags worth cutting at or corrupting around
 _MKV_IDS = {
@@ -63,6 +75,11 @@ _SIZE_FIELD = {"mp4": (0, 4), "avi": (4, 4), "mkv": (4, 8)}  # (offset from the 
 # ------------------------------------------------------------------------------------- base clips
 
 
+def family(kind: str) -> str:
+    """The container of a video kind: 'mkv', 'mp4' or 'avi'."""
+    return kind[:3]
+
+
 def make_base(kind: str, folder: Path) -> Path:
     """The undamaged clip of `kind` in `folder`: a file, or a folder of images."""
     rng = np.random.default_rng(0)  # noise: bytes map to frames evenly, and no codec shrinks it away
@@ -70,18 +87,31 @@ def make_base(kind: str, folder: Path) -> Path:
         frames = rng.integers(1000, 60000, (T, H, W), dtype=np.uint16)
     else:
         frames = rng.integers(0, 255, (T, H, W), dtype=np.uint8)
-    if kind in ("png", "tiff"):
+    if kind in IMAGE_KINDS:
         ext = "png" if kind == "png" else "tif"
         write_clip(folder / kind / f"%04d.{ext}", frames)
         return folder / kind
-    ext = {"mkv8": "mkv", "mkv16": "mkv"}.get(kind, kind)
-    return write_clip(folder / f"{kind}.{ext}", frames)
+    if kind == "mkv-l1-bare":  # FFV1 version 1 in Matroska without CRC-32 elements (as mkvmerge writes)
+        path = folder / f"{kind}.mkv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with av.open(str(path), "w", options={"write_crc32": "0"}) as out:
+            vs = out.add_stream("ffv1", rate=25, options={"level": "1"})
+            vs.width, vs.height, vs.pix_fmt = W, H, "gray"
+            for i, f in enumerate(frames):
+                vf = av.VideoFrame.from_ndarray(f, format="gray")
+                vf.pts = i
+                out.mux(vs.encode(vf))
+            out.mux(vs.encode())
+        return path
+    options = {"level": "1"} if kind.endswith("-l1") else None
+    return write_clip(folder / f"{kind}.{family(kind)}", frames, options=options)
 
 
-def packets(path: Path) -> list[tuple[int, int]]:
-    """(byte offset, size) of every video packet, as the demuxer finds them."""
+def packets(path: Path, keyframes: bool = False) -> list[tuple]:
+    """(byte offset, size) of every video packet, as the demuxer finds them (and is_keyframe)."""
     with av.open(str(path)) as c:
-        return [(p.pos, p.size) for p in c.demux(video=0) if p.size and p.pos is not None and p.pos >= 0]
+        found = [(p.pos, p.size, p.is_keyframe) for p in c.demux(video=0) if p.size and p.pos is not None and p.pos >= 0]
+    return found if keyframes else [(pos, size) for pos, size, _ in found]
 
 
 def boundaries(kind: str, data: bytes, path: Path) -> list[int]:
@@ -90,7 +120,7 @@ def boundaries(kind: str, data: bytes, path: Path) -> list[int]:
     for pos, size in packets(path):
         cuts |= {pos, pos + size}
     tags = (
-        [bytes.fromhex(h) for h in _MKV_IDS.values() if len(h) >= 8] if kind.startswith("mkv")
+        [bytes.fromhex(h) for h in _MKV_IDS.values() if len(h) >= 8] if family(kind) == "mkv"
         else [b for b in _MP4_BOXES] if kind == "mp4" else list(_AVI_TAGS)
     )
     for tag in tags:
@@ -138,8 +168,10 @@ class Case:
 
 MUTATIONS = (
     "truncate_boundary", "truncate_random", "zero_span", "random_span", "flip_bits",
-    "drop_packet", "dup_packet", "bogus_size", "rate_field", "zero_frames",
+    "drop_packet", "dup_packet", "bogus_size", "rate_field", "zero_frames", "packet_span",
 )
+# mutations after which a success must decode to the undamaged clip's frames (timing fields aside)
+BYTE_MUTATIONS = ("zero_span", "random_span", "flip_bits", "bogus_size", "packet_span")
 IMAGE_MUTATIONS = ("truncate_random", "zero_span", "random_span", "flip_bits", "drop_file", "dup_file", "empty_file")
 
 
@@ -147,7 +179,7 @@ def cases(count: int, seed: int = FUZZ_SEED) -> list[Case]:
     out = []
     for i in range(count):
         kind = KINDS[i % len(KINDS)]
-        muts = MUTATIONS if kind in VIDEO_KINDS else IMAGE_MUTATIONS
+        muts = IMAGE_MUTATIONS if kind in IMAGE_KINDS else MUTATIONS
         mutation = muts[(i // len(KINDS)) % len(muts)]
         out.append(Case(i, kind, mutation, seed * 1_000_003 + i))
     return out
@@ -170,13 +202,13 @@ def _bytes_mutation(mutation: str, data: bytearray, rng: random.Random, cuts: li
         for _ in range(rng.randint(1, 8)):
             data[rng.randrange(n)] ^= 1 << rng.randrange(8)
     elif mutation == "bogus_size":
-        skip, width = _SIZE_FIELD["mkv" if kind.startswith("mkv") else kind]
+        skip, width = _SIZE_FIELD[family(kind)]
         at = rng.choice(cuts) + skip
         value = rng.choice([b"\x00" * 8, b"\xff" * 8, b"\x01" + b"\xff" * 7, struct.pack(">Q", rng.getrandbits(64))])
         data[at : at + width] = value[:width]
     elif mutation == "rate_field":
-        family = "mkv" if kind.startswith("mkv") else kind
-        tag, offset, width = rng.choice(_RATE_FIELDS[family])
+        fam = family(kind)
+        tag, offset, width = rng.choice(_RATE_FIELDS[fam])
         found, start = [], 0
         while (i := data.find(tag, start)) >= 0:
             found.append(i)
@@ -184,7 +216,7 @@ def _bytes_mutation(mutation: str, data: bytearray, rng: random.Random, cuts: li
         if found:
             at = rng.choice(found) + len(tag) + offset
             value = rng.choice([0, 1, 2 ** (8 * width) - 1, rng.getrandbits(8 * width)])
-            data[at : at + width] = value.to_bytes(width, "little" if family == "avi" else "big")
+            data[at : at + width] = value.to_bytes(width, "little" if fam == "avi" else "big")
     del data[n:]  # spans written past the end never lengthen the file
     return bytes(data)
 
@@ -193,7 +225,7 @@ def build(case: Case, base: Path, work: Path) -> tuple[Path, int]:
     """The damaged input for `case`, and the frame count a success must have."""
     rng = random.Random(case.seed)
     work.mkdir(parents=True, exist_ok=True)
-    if case.kind in ("png", "tiff"):
+    if case.kind in IMAGE_KINDS:
         files = sorted(base.iterdir())
         dst = work / case.kind
         dst.mkdir()
@@ -223,6 +255,15 @@ def build(case: Case, base: Path, work: Path) -> tuple[Path, int]:
         remux(base, dst, lambda i: 1 + extra if i == k else 1)
         return dst, T - 1 if case.mutation == "drop_packet" else T + 1
     data = bytearray(base.read_bytes())
+    if case.mutation == "packet_span":  # zeroed bytes inside one frame: a P-frame where there are any
+        found = packets(base, keyframes=True)
+        inner = [(pos, size) for pos, size, key in found if not key] or [(pos, size) for pos, size, _ in found]
+        pos, size = rng.choice(inner)
+        at = pos + rng.randrange(size)
+        length = min(rng.randint(1, 200), pos + size - at)
+        data[at : at + length] = bytes(length)
+        dst.write_bytes(bytes(data))
+        return dst, T
     cuts = boundaries(case.kind, bytes(data), base)
     dst.write_bytes(_bytes_mutation(case.mutation, data, rng, cuts, case.kind))
     return dst, T
@@ -231,8 +272,13 @@ def build(case: Case, base: Path, work: Path) -> tuple[Path, int]:
 # ------------------------------------------------------------------------------------- running
 
 
-def outcome(src: Path, out_dir: Path, model, expected: int) -> tuple[str, str]:
-    """('ok', '<frames>') or ('error', message); raises AssertionError on a broken promise."""
+def outcome(src: Path, out_dir: Path, model, expected: int, lost_frames_warned: bool = False) -> tuple[str, str]:
+    """('ok', '<frames>') or ('error', message); raises AssertionError on a broken promise.
+
+    `lost_frames_warned`: for a format without checksums, a success with another frame count is
+    'silent' (not a broken promise) when the variable-frame-rate warning said the frames are
+    unevenly spaced: a block lost from such a file leaves exactly the gap a recorder's dropped frame
+    does, and nothing else tells them apart."""
     from theris_cli.engine.pipeline import upscale_video
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -244,6 +290,9 @@ def outcome(src: Path, out_dir: Path, model, expected: int) -> tuple[str, str]:
         assert msg and "\n" not in msg, f"not one line: {msg!r}"
         assert not list(out_dir.iterdir()), f"left behind: {sorted(p.name for p in out_dir.iterdir())}"
         return "error", msg
+    if res.frames_in != expected and lost_frames_warned and any("variable frame rate" in w for w in res.warnings):
+        dst.unlink()
+        return "silent", str(res.frames_in)
     assert res.frames_in == expected, f"succeeded with {res.frames_in} frames, expected {expected}"
     assert res.frames_out == 2 * expected
     assert sorted(p.name for p in out_dir.iterdir()) == ["out.mkv"]
@@ -251,11 +300,23 @@ def outcome(src: Path, out_dir: Path, model, expected: int) -> tuple[str, str]:
     return "ok", str(res.frames_in)
 
 
+def frames_of(src: Path) -> np.ndarray:
+    from theris_cli.video.decode import read_frames
+
+    return np.stack(list(read_frames(src)))
+
+
 def run_case(case: Case, bases: dict[str, Path], work: Path, model) -> tuple[str, str]:
+    """('ok' | 'silent' | 'error', detail); 'silent': a success whose frames differ from the clip's."""
     src, expected = build(case, bases[case.kind], work / f"c{case.index}")
-    first = outcome(src, work / f"c{case.index}-out1", model, expected)
-    again = outcome(src, work / f"c{case.index}-out2", model, expected)
+    warned = case.kind not in REVEALING
+    first = outcome(src, work / f"c{case.index}-out1", model, expected, warned)
+    again = outcome(src, work / f"c{case.index}-out2", model, expected, warned)
     assert first == again, f"not repeatable: {first} then {again}"
+    if first[0] == "ok" and case.mutation in BYTE_MUTATIONS:
+        if not np.array_equal(frames_of(src), frames_of(bases[case.kind])):
+            assert case.kind not in REVEALING, "damage that changes the frames was accepted without a word"
+            return "silent", first[1]
     return first
 
 
@@ -269,8 +330,9 @@ def run_all(count: int, work: Path, seed: int = FUZZ_SEED) -> tuple[Counter, lis
     failures = []
     for case in cases(count, seed):
         try:
-            kind, _ = run_case(case, bases, work, model)
-            tally[kind] += 1
+            verdict, _ = run_case(case, bases, work, model)
+            tally[verdict] += 1
+            tally[f"{case.kind}:{verdict}"] += 1
         except Exception as e:  # noqa: BLE001 - a broken promise or a traceback: both are reported
             tally["FAILED"] += 1
             failures.append(f"{case}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
@@ -337,7 +399,12 @@ if __name__ == "__main__":  # python tests/test_fuzz_inputs.py [COUNT [SEED]]
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as d:
         tally, failures = run_all(count, Path(d), seed)
-    print(f"{count} cases (seed {seed}) in {time.perf_counter() - t0:.1f} s: {dict(tally)}")
+    totals = {k: v for k, v in tally.items() if ":" not in k}
+    print(f"{count} cases (seed {seed}) in {time.perf_counter() - t0:.1f} s: {totals}")
+    for kind in KINDS:  # of the cases whose damage changed the frames or was refused: how many were refused
+        err, silent = tally[f"{kind}:error"], tally[f"{kind}:silent"]
+        print(f"  {kind}: {err} refused, {silent} accepted with changed frames, {tally[f'{kind}:ok']} accepted intact"
+              + (f"; damage detected {err}/{err + silent} = {100 * err / (err + silent):.0f}%" if err + silent else ""))
     for f in failures:
         print(f)
     sys.exit(1 if failures else 0)

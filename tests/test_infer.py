@@ -1,5 +1,7 @@
 """Upscaler: windows + tiles + stitch around a model, on tensors."""
 
+import weakref
+
 import pytest
 import torch
 
@@ -122,6 +124,55 @@ def test_out_of_memory_halves_the_tile_and_finishes():
 def test_out_of_memory_below_the_minimum_tile_is_a_device_error():
     up = Upscaler(OOMAbove(max_pixels=4), window=4)
     with pytest.raises(DeviceError, match="out of GPU memory"):
+        list(up.process(iter(frames(3, 32, 32))))
+
+
+class RaisesAbove(NearestLinear):
+    """Raises ``error`` for tiles of more than ``max_pixels`` LR pixels, after allocating as a
+    real model would; keeps weak references to what each failed attempt allocated."""
+
+    def __init__(self, max_pixels: int, error: Exception):
+        super().__init__()
+        self.max_pixels, self.error, self.failed = max_pixels, error, []
+
+    def forward(self, x, times=None):
+        if x.shape[-1] * x.shape[-2] > self.max_pixels:
+            activations = torch.empty(64, *x.shape[-2:])  # what the attempt holds when it fails
+            self.failed.append(weakref.ref(activations))
+            raise self.error
+        return super().forward(x, times)
+
+
+@pytest.mark.parametrize("error", [
+    RuntimeError("Triton Error [CUDA]: invalid argument"),                  # grid y past 65,535
+    RuntimeError("CUDA error: invalid configuration argument"),             # PyTorch's own launch
+    RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"),
+    RuntimeError("cuDNN error: CUDNN_STATUS_NOT_ENOUGH_WORKSPACE"),
+    torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+], ids=["triton-grid", "cuda-config", "cublas-alloc", "cudnn-workspace", "oom"])
+def test_what_a_gpu_raises_for_a_too_large_tile_halves_it_after_freeing_the_attempt(monkeypatch, error):
+    x = frames(4, 32, 32)
+    model = RaisesAbove(16 * 16, error)
+    up = Upscaler(model, window=4, tile_overlap=2)
+    alive_at_release = []
+    monkeypatch.setattr(up, "_release", lambda: alive_at_release.append(sum(r() is not None for r in model.failed)))
+    y = list(up.process(iter(x)))
+    assert len(y) == 8 and up.tile == 16 and up.oom_retries == 1
+    assert alive_at_release == [0]  # the failed attempt's tensors were gone before empty_cache()
+    ref = upscale(x)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(y, ref))
+
+
+def test_an_error_that_is_not_about_the_tile_is_not_retried():
+    up = Upscaler(RaisesAbove(16 * 16, RuntimeError("invalid argument: times must be sorted")), window=4)
+    with pytest.raises(RuntimeError, match="times must be sorted"):
+        list(up.process(iter(frames(3, 32, 32))))
+    assert up.oom_retries == 0
+
+
+def test_a_launch_error_at_the_minimum_tile_is_a_device_error_that_says_what_the_gpu_said():
+    up = Upscaler(RaisesAbove(4, RuntimeError("Triton Error [CUDA]: invalid argument")), window=4)
+    with pytest.raises(DeviceError, match=r"out of GPU memory.*Triton Error \[CUDA\]: invalid argument"):
         list(up.process(iter(frames(3, 32, 32))))
 
 

@@ -89,3 +89,67 @@ def test_full_disk_is_one_line_and_leaves_nothing(tmp_path):
             raise OSError(errno.ENOSPC, "No space left on device")
     assert "\n" not in str(ei.value)
     assert not dst.exists() and leftovers(tmp_path) == []
+
+
+def test_a_read_only_file_system_is_called_so(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import theris_cli.outputs as outputs
+
+    monkeypatch.setattr(outputs.os, "statvfs", lambda p: SimpleNamespace(f_flag=os.ST_RDONLY))
+    with pytest.raises(OutputError, match="read-only file system") as e:
+        outputs.check_destination(tmp_path / "out.mkv")
+    assert "permission denied" not in str(e.value)
+
+
+def test_a_partial_left_by_a_killed_writer_is_removed_by_the_next_run(tmp_path):
+    import fcntl
+
+    from theris_cli.outputs import PARTIAL_MARK, atomic_output
+
+    dead = tmp_path / f"out{PARTIAL_MARK}a1b2c3.mkv"  # kill -9: nobody holds it
+    dead.write_bytes(b"")
+    alive = tmp_path / f"out{PARTIAL_MARK}d4e5f6.mkv"  # a run still writing: it holds the lock
+    alive.write_bytes(b"half")
+    fd = os.open(alive, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    other = tmp_path / f"clip{PARTIAL_MARK}a1b2c3.mkv"  # another output's: not ours to judge
+    other.write_bytes(b"")
+    try:
+        with atomic_output(tmp_path / "out.mkv") as tmp:
+            tmp.write_bytes(b"done")
+    finally:
+        os.close(fd)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out.mkv", alive.name, other.name])
+
+
+def test_kill_9_of_a_writer_leaves_a_partial_that_the_next_run_removes(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = (
+        "import sys, time\n"
+        "from theris_cli.outputs import atomic_output\n"
+        "with atomic_output(sys.argv[1]) as tmp:\n"
+        "    print('writing', flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "out.mkv")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "writing"
+        partials = [p for p in tmp_path.iterdir() if PARTIAL_MARK in p.name]
+        assert len(partials) == 1
+        with atomic_output(tmp_path / "other.mkv"):  # a writer at work keeps its partial file
+            pass
+        from theris_cli.outputs import remove_dead_partials
+
+        assert remove_dead_partials(tmp_path / "out.mkv") == [] and partials[0].exists()
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    time.sleep(0.05)
+    with atomic_output(tmp_path / "out.mkv") as tmp:
+        tmp.write_bytes(b"done")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.mkv", "out.mkv"]

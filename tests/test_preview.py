@@ -162,3 +162,41 @@ def test_real_clips(shared_ir, tmp_path, name):
     res = make_preview(shared_ir / name, tmp_path / "p.png", OPTS, at=0.5)
     assert len(res.rows) == 3 and res.size[0] >= 3 * 4 * (res.region[2] - res.region[0])
     assert name in res.caption and ("16-bit" in res.caption) == name.startswith("lepton")
+
+
+@pytest.mark.parametrize("h, w", [(1, 1), (1, 5), (4, 1)])
+def test_a_video_of_one_pixel_row_or_column_is_previewed(tmp_path, h, w):
+    frames = np.random.default_rng(0).integers(0, 255, (6, h, w), dtype=np.uint8)
+    src = write_clip(tmp_path / "seq" / "%04d.png", frames)  # FFV1 cannot be one pixel wide
+    res = make_preview(src, tmp_path / "p.png", OPTS)
+    assert res.rows[0].panels[0].image.shape == (4 * h, 4 * w)
+    assert busiest_box(np.zeros((h, w)), np.ones((h, w)), 1, 1) == (0, 0)
+
+
+def test_labels_of_tiny_panels_neither_overlap_nor_hide_the_panel(tmp_path):
+    from PIL import ImageDraw
+
+    from theris_cli.preview.image import LABEL_SIZE, _font, _plate
+
+    src = write_clip(tmp_path / "tiny.mkv", ramp_frames(6, 2, 3), fps=10)
+    res = make_preview(src, tmp_path / "p.png", OPTS)
+    draw = ImageDraw.Draw(Image.new("L", (1, 1)))
+    widest = max(_plate(draw, (0, 0), p.label, _font(LABEL_SIZE))[2] for row in res.rows for p in row.panels)
+    width, height = res.size
+    assert width >= 2 * MARGIN + 3 * widest + 2 * GAP  # each column holds its label's plate
+    with Image.open(tmp_path / "p.png") as im:
+        pixels = np.asarray(im)
+    # the first row's panels (12x8 upscales of a ramp) are visible: not all under a dark plate
+    top = MARGIN + 18 + 12  # the first row's frames start below its title
+    assert pixels[top : top + 8, MARGIN : MARGIN + 12].max() > 100
+
+
+def test_false_colour_is_said_in_the_warning_and_the_caption(tmp_path, caplog):
+    rgb = np.zeros((6, 16, 20, 3), np.uint8)
+    rgb[..., 0] = ramp_frames(6, 16, 20)
+    rgb[..., 2] = 255 - rgb[..., 0]
+    src = write_clip(tmp_path / "iron.mkv", rgb, fps=10)
+    with caplog.at_level("WARNING", logger="theris"):
+        res = make_preview(src, tmp_path / "p.png", OPTS)
+    assert any("false colour" in r.getMessage() for r in caplog.records)
+    assert "false colour" in res.caption and "white hot" not in res.caption

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from theris_cli.errors import BackendUnavailable, UsageError
-from theris_cli.model import scan
+from theris_cli.model import PRESETS, THERIS, scan
 from theris_cli.model.scan import selective_scan, ssd_chunked, ssd_recurrent
 
 
@@ -193,3 +193,86 @@ def test_info_command_names_the_backend(fresh_backend):
     assert result.exit_code == 0, result.output
     assert "scan backend" in result.output and "reference" in result.output
     assert "torch" in result.output and "mamba-ssm" in result.output
+
+
+# ---------------------------------------------------------------------------------------------
+# the kernel's launches: chunk sized to the sequence, CUDA's grid limit, bounded scratch
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << max(n - 1, 0).bit_length()
+
+
+@pytest.mark.parametrize("L", [1, 2, 7, 16, 17, 100, 112, 448, 4096, 2293760])
+def test_kernel_chunk_is_sized_to_the_sequence(L):
+    chunk = scan.kernel_chunk(L)
+    assert chunk <= max(scan.MIN_KERNEL_CHUNK, _next_pow2(L)) and chunk <= scan.KERNEL_CHUNK
+    assert chunk & (chunk - 1) == 0 and chunk >= scan.MIN_KERNEL_CHUNK
+    assert L <= chunk or chunk == scan.KERNEL_CHUNK  # one chunk holds a short sequence
+
+
+@pytest.mark.parametrize("b, L, limit, scratch", [
+    (327680, 7, 65535, 2**30),      # TMB at 640x512: batch split
+    (2, 2293760, 65535, 2**30),     # SMB at 640x512: sequence cut into segments by scratch
+    (1, 40_000_000, 65535, 2**40),  # more chunks than the grid holds, whatever the memory
+    (7, 40, 3, 2**30),              # tiny limits: both cuts at once
+    (5, 40, 2, 2**14),
+])
+def test_kernel_pieces_cover_every_token_once_within_the_limits(monkeypatch, b, L, limit, scratch):
+    monkeypatch.setattr(scan, "GRID_Y_LIMIT", limit)
+    monkeypatch.setattr(scan, "KERNEL_SCRATCH_LIMIT", scratch)
+    h, p, g, n = 6, 32, 1, 64
+    chunk = 16 if limit < 100 else scan.kernel_chunk(L)
+    pieces = scan.kernel_pieces(b, L, h, p, g, n, chunk)
+    covered = torch.zeros(min(b, 8), dtype=torch.long)  # count tokens per sequence for the first few
+    segments = sorted({(l0, l1) for _, _, l0, l1 in pieces})
+    assert segments[0][0] == 0 and segments[-1][1] == L
+    assert all(a[1] == c[0] for a, c in zip(segments, segments[1:]))         # consecutive, no gaps
+    assert all(l0 % chunk == 0 for l0, _ in segments)                        # cut at whole chunks
+    for b0, b1, l0, l1 in pieces:
+        assert (b1 - b0) * -(-(l1 - l0) // chunk) <= limit
+        if (b1 - b0) > 1 or -(-(l1 - l0) // chunk) > 1:  # more than one chunk of one sequence
+            assert scan.scratch_bytes(b1 - b0, l1 - l0, h, p, g, n, chunk) <= scratch
+        covered[b0:min(b1, len(covered))] += l1 - l0
+    assert covered.tolist() == [L] * len(covered)
+    assert sum(b1 - b0 for b0, b1, l0, _ in pieces if l0 == 0) == b              # every sequence once
+
+
+def _window_launches(preset: str, H: int = 512, W: int = 640, frames: int = 4):
+    """The kernel launches of every TSSM layer of ``preset`` for one window of ``frames`` LR frames
+    of H x W, recorded from the real layers on the meta device (no memory, no arithmetic)."""
+    c = PRESETS[preset]
+    with torch.device("meta"):
+        net = THERIS(c)
+    M = 2 * frames - 1
+    z = torch.empty(1, M, H, W, c.dim, device="meta")
+    e = torch.empty(M, c.time_embed_dim, device="meta")
+    with scan.recording_launches() as launches, torch.no_grad():
+        for block in net.blocks:
+            z = block(z, e)
+    return launches
+
+
+@pytest.mark.parametrize("preset", ["tiny", "small", "base"])
+def test_every_kernel_launch_of_a_640x512_window_stays_within_cuda_limits(preset):
+    launches = _window_launches(preset)
+    c = PRESETS[preset]
+    layers = c.n_blocks * (int(c.use_smb) + int(c.use_tmb) + int(c.use_hmb))
+    assert len({l.sequence for l in launches}) >= min(layers, 3)  # SMB, TMB and HMB all recorded
+    for launch in launches:
+        assert launch.grid_y <= scan.GRID_Y_LIMIT, launch
+        assert launch.chunk <= max(16, _next_pow2(launch.sequence)), launch
+        assert launch.scratch_bytes <= scan.KERNEL_SCRATCH_LIMIT, launch
+    tmb = [l for l in launches if l.sequence == 7]
+    # every LR pixel's sequence through the 7 target times, in both directions when bidirectional
+    assert sum(l.batch for l in tmb) == 512 * 640 * c.n_blocks * (2 if c.bidirectional else 1)
+
+
+def test_recording_returns_results_of_the_right_shape_and_computes_nothing():
+    x, dt, A, B, C, D = (t.detach() for t in _inputs(3, 20, 2, 4, 1, 5, dtype=torch.float32))
+    s0 = torch.zeros(3, 2, 4, 5)
+    with scan.recording_launches() as launches:
+        y, final = selective_scan(x, dt, A, B, C, D, initial_state=s0, return_final_state=True)
+    assert y.shape == x.shape and final.shape == s0.shape
+    assert launches == [scan.Launch(3, 20, 20, 2, 4, 1, 5, 32)]
+    assert scan._recorder is None  # recording ends with the block

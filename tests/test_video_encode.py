@@ -251,3 +251,24 @@ def test_real_16bit_clip_round_trips_through_the_writer(tmp_path, shared_ir):
     _write(tmp_path / "o.mkv", frames, fps=info.fps, source=info)
     np.testing.assert_array_equal(_read(tmp_path / "o.mkv"), frames)
     assert probe(tmp_path / "o.mkv").fps == info.fps
+
+
+def test_very_large_ffv1_output_is_written_so_that_it_reads_back(tmp_path):
+    # FFmpeg's FFV1 encoder picks a slice layout its own decoder refuses at this size ("slice count
+    # unsupported"); the writer picks one it reads
+    from theris_cli.video.decode import read_frames
+
+    w, h = 12000, 9000
+    frame = np.zeros((h, w), np.uint8)
+    frame[::997, ::991] = 200
+    with VideoWriter(tmp_path / "big.mkv", w, h, 25, 8) as wr:
+        wr.write(frame)
+    back = list(read_frames(tmp_path / "big.mkv"))
+    assert len(back) == 1 and np.array_equal(back[0], frame)
+
+
+def test_an_output_ffv1_cannot_hold_is_refused_before_any_work(tmp_path):
+    with pytest.raises(OutputError, match=r"16384x16384 FFV1 video cannot be written .*Picture size") as e:
+        VideoWriter(tmp_path / "huge.mkv", 16384, 16384, 25, 16)
+    assert "\n" not in str(e.value)
+    assert list(tmp_path.iterdir()) == []

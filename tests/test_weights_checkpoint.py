@@ -57,12 +57,10 @@ def test_overwrite_is_atomic(tmp_path, tiny, monkeypatch):
     path = save_checkpoint(tmp_path / "m.safetensors", tiny, metadata={"v": 1})
     before = path.read_bytes()
 
-    def broken_save(tensors, filename, metadata=None):
-        with open(filename, "wb") as f:
-            f.write(b"half a file")
+    def full_disk(fd):  # the file is written, the flush to disk fails
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("safetensors.torch.save_file", broken_save)
+    monkeypatch.setattr(os, "fsync", full_disk)
     with pytest.raises(WeightsError, match="cannot write checkpoint .*No space left"):
         save_checkpoint(path, tiny, metadata={"v": 2})
     assert path.read_bytes() == before  # the old file is untouched
@@ -215,3 +213,58 @@ def test_optimizer_state_resumes_exactly(tmp_path):
     train_step(resumed, opt2)
     for a, b in zip(model.state_dict().values(), resumed.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def _tensor_data_offset(path) -> int:
+    with open(path, "rb") as f:
+        return 8 + int.from_bytes(f.read(8), "little")
+
+
+def test_tampered_tensor_data_is_refused_in_one_line(tmp_path, tiny):
+    path = save_checkpoint(tmp_path / "m.safetensors", tiny)
+    data = bytearray(path.read_bytes())
+    at = _tensor_data_offset(path) + 1000
+    for i in range(64):  # 64 flipped bytes inside the tensor data: the header still parses
+        data[at + i] ^= 0xFF
+    path.write_bytes(bytes(data))
+    assert inspect_checkpoint(path).n_tensors > 0
+    with pytest.raises(WeightsError, match="does not match the digest in its header") as e:
+        load_model(str(path))
+    assert "\n" not in str(e.value)
+
+
+def test_a_checkpoint_without_a_digest_loads_with_a_note(tmp_path, tiny, caplog):
+    path = save_checkpoint(tmp_path / "m.safetensors", tiny)
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        header = {k: v for k, v in f.metadata().items() if k != "tensor_sha256"}
+    save_file(load_file(str(path)), str(path), metadata=header)  # as an older theris wrote it
+    with caplog.at_level("WARNING", logger="theris"):
+        model = load_model(str(path))
+    notes = [r.getMessage() for r in caplog.records if "no digest" in r.getMessage()]
+    assert len(notes) == 1 and "loaded unverified" in notes[0] and "\n" not in notes[0]
+    assert load_checkpoint(path).verified is False
+    x = torch.rand(1, 2, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(model(x), tiny(x))
+
+
+def test_checkpoints_are_written_with_the_usual_permissions(tmp_path, tiny):
+    old = os.umask(0o022)
+    try:
+        path = save_checkpoint(tmp_path / "m.safetensors", tiny)
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644  # readable by the group, as any other output
+
+
+@pytest.mark.parametrize("code, words", [(30, "read-only file system"), (13, "choose a folder you can write to")])
+def test_checkpoint_write_failures_say_what_to_do(tmp_path, tiny, monkeypatch, code, words):
+    def fail(fd):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, "fsync", fail)
+    with pytest.raises(WeightsError, match=words):
+        save_checkpoint(tmp_path / "m.safetensors", tiny)
+    assert os.listdir(tmp_path) == []

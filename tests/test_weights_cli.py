@@ -100,3 +100,21 @@ def test_errors_are_one_line_with_a_non_zero_exit(capsys, monkeypatch, tmp_path)
     # the shipped default missing from its folder is a failure of `verify` (all), not a silent skip
     code, _, err = run(capsys, monkeypatch, "weights", "verify")
     assert code == 1 and err.startswith("error: ") and err.count("\n") == 1, err
+
+
+def test_download_and_verify_take_hf_files_and_paths_for_offline_nodes(capsys, monkeypatch, hub, tmp_path):  # noqa: F811
+    path = save_checkpoint(tmp_path / "t.safetensors", load_model("tiny-random"))
+    hub.upload("theris-test/tiny", "t.safetensors", path.read_bytes())
+    spec = "hf://theris-test/tiny/t.safetensors"
+    code, _, err = run(capsys, monkeypatch, "weights", "verify", spec)
+    assert code == 1 and f"run `theris weights download {spec}`" in err
+    code, out, _ = run(capsys, monkeypatch, "weights", "download", spec)
+    assert code == 0 and out.startswith(f"{spec}: downloaded, tensor digest verified: ")
+    hub.setenv("HF_HUB_OFFLINE", "1")  # the cluster node: no network, the cache pre-loaded
+    assert load_model(spec).weights_info.source == "hub"
+    code, out, _ = run(capsys, monkeypatch, "weights", "verify", spec)
+    assert code == 0 and "ok" in out and "tensor digest verified" in out
+    code, out, _ = run(capsys, monkeypatch, "weights", "verify", str(path))
+    assert code == 0 and "tensor digest verified" in out
+    code, out, _ = run(capsys, monkeypatch, "weights", "download", str(path))
+    assert code == 0 and "a local file, nothing to download" in out

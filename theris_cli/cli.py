@@ -27,6 +27,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 _debug = False
+_debug_after_command = False  # --debug given after the subcommand (main() takes it out of the arguments)
 
 
 def _flags_without_type(option_class) -> None:
@@ -63,7 +64,7 @@ def _root(
     ),
 ) -> None:
     global _debug
-    _debug = debug
+    _debug = debug or _debug_after_command
 
 
 # In the order `theris --help` lists them: the work, looking first, scoring, training, the weights.
@@ -77,14 +78,30 @@ app.add_typer(weights.app, name="weights")
 app.command("info")(info.info_cmd)
 
 
+def interrupt_message() -> str:
+    """What Ctrl-C left: the unfinished output removed (only where there was one), finished batch files kept."""
+    from theris_cli.outputs import removed_on_interrupt
+
+    said = (f"the unfinished output {removed_on_interrupt[-1]} was removed" if removed_on_interrupt
+            else "no output had been started")
+    if console.batch_running:
+        said += "; finished files of the batch are kept, rerun the same command to go on"
+    return f"interrupted: {said}"
+
+
 def main() -> None:
     """Console entry point: run the app and turn every expected failure into one line and an exit code."""
     from theris_cli.engine.hugepages import prefer_huge_pages
 
     prefer_huge_pages()  # before anything imports torch: fewer page faults on large frames
+    global _debug_after_command
+    args = sys.argv[1:]
+    _debug_after_command = "--debug" in args[: args.index("--") if "--" in args else len(args)]
+    if _debug_after_command:  # anywhere before "--": Typer knows it only before the command
+        args.remove("--debug")
     try:
         # without standalone mode, a command's `typer.Exit(n)` comes back as the return value n
-        rc = app(standalone_mode=False)
+        rc = app(args=args, standalone_mode=False)
     except TherisError as e:
         if _debug:
             raise
@@ -98,8 +115,5 @@ def main() -> None:
         e.show()
         sys.exit(getattr(e, "exit_code", 2))
     if rc == 130 and not console.interrupt_reported:  # Typer turns Ctrl-C into a bare exit code 130
-        err_console.print(
-            "interrupted: the unfinished output was removed (finished files of a batch are kept; rerun to go on)",
-            soft_wrap=True,
-        )
+        err_console.print(interrupt_message(), soft_wrap=True)
     sys.exit(rc if isinstance(rc, int) else 0)

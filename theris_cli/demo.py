@@ -16,7 +16,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Optional
 
-from theris_cli.outputs import atomic_output
+from theris_cli.outputs import atomic_output, output_error
 from theris_cli.engine.pipeline import ProgressCallback, UpscaleResult, upscale_video
 
 INPUT_NAME = "thermal_input.mkv"
@@ -60,7 +60,10 @@ def run_demo(
     """Write the demo clip into ``out_dir`` (created if missing) and upscale it with ``weights``
     (default: the registry's default). Files of an earlier demo in ``out_dir`` are replaced."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # read-only, forbidden, full, or a file of that name
+        raise output_error(e, out, "the demo folder") from None
     src = write_demo_clip(out / INPUT_NAME, frames=frames or DEMO_FRAMES)
     res = upscale_video(src, out / OUTPUT_NAME, weights=weights, device=device, overwrite=True, on_progress=on_progress)
     return DemoResult(src, out / OUTPUT_NAME, res)

@@ -8,13 +8,15 @@
 The temporary file keeps the target's extension, so writers that pick the container from the
 extension behave as for the target. It lives in the target's folder, so the final rename is an atomic
 ``os.replace`` on one file system. Only a hard kill (SIGKILL, power loss) can leave a
-``*.theris-partial-*`` file behind; it is safe to delete.
+``*.theris-partial-*`` file behind; it is safe to delete, and the next run writing the same output
+deletes it (the writer holds a lock on its partial file, so a run still at work keeps its own).
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import re
 import secrets
 from contextlib import contextmanager
 from pathlib import Path
@@ -53,9 +55,20 @@ def check_destination(dst: str | Path, *, overwrite: bool = False, src: str | Pa
         raise OutputError(f"the output folder {parent} does not exist; create it first")
     if not parent.is_dir():
         raise OutputError(f"cannot write {dst}: {parent} is not a folder")
+    if _read_only(parent):
+        raise OutputError(f"cannot write to the folder {parent}: read-only file system; choose another output",
+                          errno=errno.EROFS)
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(f"cannot write to the folder {parent} (permission denied); choose another output")
     return dst
+
+
+def _read_only(folder: Path) -> bool:
+    """The folder lies on a file system mounted read-only (os.access says 'denied' for that too)."""
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # no statvfs (Windows): the write itself will say
+        return False
 
 
 def partial_name(dst: Path) -> Path:
@@ -93,12 +106,16 @@ def atomic_output(dst: str | Path, *, overwrite: bool = False, src: str | Path |
     errors keep their type: the block reads the input too).
     """
     dst = check_destination(dst, overwrite=overwrite, src=src)
+    remove_dead_partials(dst)
     tmp = partial_name(dst)
     try:
         # Claim the name now: proves the folder is writable and keeps another run from taking it.
-        tmp.open("xb").close()
+        # The lock on it lasts as long as this process works on it: a later run removes the file
+        # only once nobody holds it (its writer was killed), see remove_dead_partials.
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as e:
         raise output_error(e, dst) from None
+    _try_lock(fd)
     try:
         yield tmp
         if dst.exists() and not overwrite:  # appeared while we worked: still never touched
@@ -112,9 +129,54 @@ def atomic_output(dst: str | Path, *, overwrite: bool = False, src: str | Path |
         if e.errno in _WRITE_ERRNOS:
             raise output_error(e, dst) from e
         raise
-    except BaseException:
+    except BaseException as e:
         _remove(tmp)
+        if isinstance(e, KeyboardInterrupt):
+            removed_on_interrupt.append(dst)
         raise
+    finally:
+        os.close(fd)
+
+
+removed_on_interrupt: list[Path] = []  # outputs whose partial file Ctrl-C (or SIGTERM) removed: for the CLI's message
+
+
+def _try_lock(fd: int) -> bool:
+    """An exclusive lock on the open file `fd` (released when the process ends, however it ends);
+    False when it is held elsewhere or this system has no such locks."""
+    try:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except (ImportError, OSError):
+        return False
+
+
+def remove_dead_partials(dst: Path) -> list[Path]:
+    """Remove the partial files of `dst` that no living writer holds (left by a kill -9 or a
+    power loss); partial files of a run still writing `dst` are locked, and kept."""
+    pattern = re.compile(re.escape(dst.stem + PARTIAL_MARK) + r"[0-9a-f]+" + re.escape(dst.suffix))
+    gone = []
+    try:
+        names = [n for n in os.listdir(dst.parent) if pattern.fullmatch(n)]
+    except OSError:
+        return gone
+    for name in names:
+        path = dst.parent / name
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except OSError:
+            continue
+        try:
+            if _try_lock(fd):
+                path.unlink(missing_ok=True)
+                gone.append(path)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return gone
 
 
 def _remove(path: Path) -> None:

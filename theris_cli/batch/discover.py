@@ -2,11 +2,20 @@
 
 Pure file-system reading: nothing here writes. The list is sorted by relative path so that every
 worker of a cluster job sees the same list in the same order, and each output name depends only on
-the input folder's contents (not on --include/--exclude), so filtering never renames an output.
+the input folder's contents and the outputs already done (not on --include/--exclude), so
+filtering never renames an output.
+
+Output names: `site/clip.mp4` -> `site/clip.mkv` (the output extension in place of the input's; a
+sequence folder `site/seq/` -> `site/seq.mkv`). Inputs that would share a name (`clip.mkv` and
+`clip.mp4`) keep their own extension in it instead: `clip.mkv.mkv`, `clip.mp4.mkv`. An output
+once done keeps its name for as long as its input is there: an input added later that would share
+it takes the longer name (`clip.mp4.mkv` beside a finished `clip.mkv`), so nothing done is redone
+or orphaned, and removing an input never renames another's output.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -140,18 +149,49 @@ def _output_name(rel: PurePosixPath, kind: str, ext: str) -> PurePosixPath:
     return rel.with_name(rel.name + "." + ("mkv" if ext == "same" else ext))
 
 
-def _name_outputs(jobs: list[Job], ext: str) -> list[Job]:
+def _long_name(job: Job, plain: PurePosixPath, ext: str) -> PurePosixPath:
+    """The name that keeps the input's own extension: clip.mp4 -> clip.mp4.mkv, seq/ -> seq.png.mkv."""
+    tail = job.rel.name if job.kind == "video" else job.rel.name + (job.frames[0].suffix.lower() if job.frames else "")
+    return plain.with_name(tail + "." + (ext if ext != "same" else job.rel.suffix[1:] or "mkv"))
+
+
+def done_outputs(out_root: Path) -> dict[str, str]:
+    """Input -> output (relative paths) of every completion record under OUT_DIR/.theris/done."""
+    pinned = {}
+    done = out_root / STATE_DIR / "done"
+    for rec in sorted(done.rglob("*.json")) if done.is_dir() else ():
+        try:
+            d = json.loads(rec.read_text())
+            if isinstance(d, dict) and isinstance(d.get("input"), str) and isinstance(d.get("output"), str):
+                pinned[d["input"]] = d["output"]
+        except (OSError, ValueError):
+            continue  # an unreadable record proves nothing: that output is simply not done
+    return pinned
+
+
+def _name_outputs(jobs: list[Job], ext: str, pinned: dict[str, str] | None = None) -> list[Job]:
     """Give every input its output path, over all inputs before filtering, so that names never depend
     on --include/--exclude. Inputs that would share a name (clip.mp4 and clip.avi -> clip.mkv; a
     sequence folder clip/ and clip.mp4 beside it; compared case-insensitively for macOS and Windows
-    disks) keep their own extension in it instead (clip.mp4.mkv, clip.avi.mkv, clip.png.mkv)."""
-    named = [(j, _output_name(j.rel, j.kind, ext)) for j in jobs]
-    counts = Counter(str(n).lower() for _, n in named)
+    disks) keep their own extension in it instead (clip.mp4.mkv, clip.avi.mkv, clip.png.mkv).
+    `pinned` (input -> output of finished work) wins: a done output keeps its name, and a newer
+    input that would share it takes the long name (see the module doc)."""
+    pinned = pinned or {}
+    named = []
+    for j in jobs:
+        plain = _output_name(j.rel, j.kind, ext)
+        pin = pinned.get(j.rel.as_posix())
+        # a record under the current extension's naming pins; one from other settings does not
+        keep = PurePosixPath(pin) if pin in (plain.as_posix(), _long_name(j, plain, ext).as_posix()) else None
+        named.append((j, plain, keep))
+    taken = {str(keep).lower() for _, _, keep in named if keep is not None}
+    counts = Counter(str(plain).lower() for _, plain, keep in named if keep is None)
     out = []
-    for job, name in named:
-        if counts[str(name).lower()] > 1:
-            tail = job.rel.name if job.kind == "video" else job.rel.name + job.frames[0].suffix.lower()
-            name = name.with_name(tail + "." + (ext if ext != "same" else job.rel.suffix[1:] or "mkv"))
+    for job, name, keep in named:
+        if keep is not None:
+            name = keep
+        elif counts[str(name).lower()] > 1 or str(name).lower() in taken:
+            name = _long_name(job, name, ext)
         out.append(replace(job, dst_rel=name))
     # Still shared after that (an input literally named clip.mp4.mkv beside the above): report both.
     counts = Counter(str(j.dst_rel).lower() for j in out)
@@ -173,7 +213,8 @@ def discover(
 
     Found by `video.inputs.walk_inputs` (its rules: hidden files and symlinked folders skipped, ...),
     leaving out anything that resolves inside OUT_DIR, so an OUT_DIR inside IN_DIR never feeds the
-    batch its own outputs. Excluded folders are walked all the same: naming needs every input.
+    batch its own outputs. Excluded folders are walked all the same: naming needs every input,
+    and the completion records already in OUT_DIR (see the module doc).
     """
     path_filter = path_filter or PathFilter()
     found = walk_inputs(in_root, skip=lambda p: inside(p.resolve(), out_root))
@@ -182,7 +223,7 @@ def discover(
             start_number=i.start_number, problem=i.problem)
         for i in found
     ]
-    jobs = _name_outputs(jobs, ext)
+    jobs = _name_outputs(jobs, ext, done_outputs(out_root))
     jobs = [j for j in jobs if path_filter.selects(j.rel)]
     jobs.sort(key=lambda j: j.rel.as_posix())
     return jobs

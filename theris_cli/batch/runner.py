@@ -16,6 +16,7 @@ outputs and records are what a rerun relies on.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 import socket
@@ -34,7 +35,7 @@ from theris_cli.batch.records import (
 )
 from theris_cli.batch.shard import Shard, resolve_shard
 from theris_cli.engine.options import UpscaleOptions
-from theris_cli.errors import BackendUnavailable, DeviceError, OutputError, TherisError, UsageError, WeightsError
+from theris_cli.errors import BackendUnavailable, DeviceError, InputError, OutputError, TherisError, UsageError, WeightsError
 from theris_cli.outputs import PARTIAL_MARK, output_error, stops_everything
 
 OUTPUT_EXTENSIONS = ("mkv", "mp4", "mov", "avi", "nut", "same")  # "same": keep each input's container
@@ -126,6 +127,7 @@ def run_batch(
     report: Path | str | None = None,
     listener: Optional[BatchListener] = None,
     upscale: Optional[Callable[..., Any]] = None,
+    resume: bool = True,
     **fields: Any,
 ) -> BatchResult:
     """Upscale every video and image sequence under `in_dir` into the same tree under `out_dir`.
@@ -155,6 +157,8 @@ def run_batch(
         from theris_cli.engine.pipeline import upscale_video as upscale
 
         resolve_precision(options.precision, resolve_device(options.device))  # a missing GPU, likewise
+        if not resume:  # a file's unfinished segments are deleted, not continued
+            upscale = functools.partial(upscale, resume=False)
     if options.weights is None:
         from theris_cli.weights import default_model
 
@@ -167,6 +171,11 @@ def run_batch(
         settings["weights_sha256"] = sha256_file(Path(str(weights)))
 
     report = check_report_path(report)
+    all_jobs = discover(in_root, out_root, ext=ext, path_filter=PathFilter(include, exclude))
+    if not all_jobs:  # before OUT_DIR is made: a wrong IN_DIR or filter leaves nothing behind
+        which = " that --include/--exclude select" if include or exclude else ""
+        raise InputError(f"IN_DIR {in_dir} holds no videos or image sequences{which}; check the folder "
+                         "(videos: .mp4, .mkv, .avi, .mov, ...; sequences: a folder of numbered images)")
     try:
         out_root.mkdir(parents=True, exist_ok=True)
         for sub in ("done", "locks", "reports"):  # refuses a planted symlink out of OUT_DIR
@@ -177,7 +186,6 @@ def run_batch(
             errno=e.errno,
         ) from None
     state = out_root / STATE_DIR
-    all_jobs = discover(in_root, out_root, ext=ext, path_filter=PathFilter(include, exclude))
     jobs = [j for j in all_jobs if shard.owns(j.rel.as_posix())]
 
     result = BatchResult(
@@ -206,8 +214,10 @@ def run_batch(
                 break
     except BaseException as e:
         result.stopped = "interrupted" if isinstance(e, KeyboardInterrupt) else f"{type(e).__name__}: {e}"
-        if job is not None:
+        unfinished = job is not None and not any(f.input == job.name for f in result.files)
+        if unfinished:
             result.stopped += f" (during {job.name}, which is left unfinished)"
+        result.not_started = len(jobs) - len(result.files) - unfinished
         raise
     finally:
         result.finished = time.time()

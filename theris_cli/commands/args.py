@@ -77,7 +77,24 @@ ModelName = Annotated[str, typer.Argument(
     metavar="NAME", show_default=False, autocompletion=complete_weights,
     help=f"Registry name: one of {', '.join(available_models())}.",
 )]
+WeightsSpec = Annotated[str, typer.Argument(
+    metavar="NAME", show_default=False, autocompletion=complete_weights,
+    help=f"Registry name (one of {', '.join(available_models())}) or hf://owner/repo/file.safetensors.",
+)]
 OptionalModelName = Annotated[Optional[str], typer.Argument(
     metavar="NAME", show_default=False, autocompletion=complete_weights,
-    help=f"Registry name: one of {', '.join(available_models())}. Default: every registered model.",
+    help=f"Registry name (one of {', '.join(available_models())}), a checkpoint path or hf://owner/repo/file. "
+    "Default: every registered model.",
+)]
+Events = Annotated[bool, typer.Option(
+    "--events/--no-events",
+    help="Find repeated frames (each sensor frame written 2-3 times, a frozen feed), splices and shutter "
+    "(flat-field correction) jumps: repeats are interpolated as one frame, and no output frame blends "
+    "across a splice or a jump. Default: on.",
+)]
+Resume = Annotated[bool, typer.Option(
+    "--resume/--no-resume",
+    help="Keep the work in segments beside the output (OUT.theris-unfinished/) so that the same command "
+    "continues after a crash or kill; --no-resume deletes unfinished work, starts over and keeps no segments "
+    "(they take the whole output's size, lossless, until the end). Default: resume.",
 )]

@@ -19,6 +19,7 @@ err_console = Console(stderr=True, highlight=False)  # progress, warnings, summa
 
 STOP_SIGNALS = ("SIGTERM", "SIGHUP")  # kill, scancel and Slurm's time limit; a closed terminal
 interrupt_reported = False  # set by a command that said itself how it was interrupted (train)
+batch_running = False  # set while a batch runs: an interrupt message says its finished files are kept
 
 
 @contextmanager

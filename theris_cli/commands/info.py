@@ -14,13 +14,14 @@ def rows() -> list[tuple[str, str]]:
     import torch
 
     from theris_cli.devices import cpu_has_bf16, precision_name, resolve_device, resolve_precision
-    from theris_cli.model.scan import backend_info, mamba_version
+    from theris_cli.model.scan import backend_info, kernel_status, mamba_version
     from theris_cli.weights import REGISTRY, default_model
 
     if torch.cuda.is_available():
         device = f"cuda: {torch.cuda.get_device_name(0)} ({torch.cuda.device_count()} visible)"
     else:
-        device = f"cpu ({torch.get_num_threads()} threads)"
+        n = torch.get_num_threads()
+        device = f"cpu ({n} thread{'s' if n != 1 else ''})"
     try:
         name, reason = backend_info()
         backend = f"{name} ({reason})"
@@ -41,6 +42,7 @@ def rows() -> list[tuple[str, str]]:
         ("auto precision", precision),
         ("scan backend", backend),
         ("mamba-ssm", mamba_version() or "not installed"),
+        ("Triton kernel", kernel_status()),
         ("default weights", weights),
     ]
 

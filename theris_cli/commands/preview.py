@@ -24,6 +24,8 @@ def run_demo_command(out_dir: str, options: UpscaleOptions, *, quiet: bool = Fal
             UpscaleProgress("demo", quiet=quiet, stream=err_console.file) as progress:
         res_demo = run_demo(out_dir, weights=options.weights, device=options.device, on_progress=progress)
     res = res_demo.upscale
+    if quiet:
+        return
     size_in, size_out = f"{res.size_in[0]}x{res.size_in[1]}", f"{res.size_out[0]}x{res.size_out[1]}"
     typer.echo(f"input:   {res_demo.input} ({size_in}, {res.frames_in} frames at {res.fps_in} fps, synthetic)")
     typer.echo(f"output:  {res_demo.output} ({size_out}, {res.frames_out} frames at {res.fps_out} fps)")

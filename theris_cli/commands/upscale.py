@@ -13,27 +13,29 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from theris_cli.commands import args
+from theris_cli.commands import args, console
 from theris_cli.commands.console import err_console, note_untrained, stop_on_signals, warnings_to
 from theris_cli.errors import BatchError, OutputError, UsageError
 from theris_cli.engine.options import DEFAULT_TEMPORAL_FACTOR, DEFAULT_WINDOW, UpscaleOptions
 
 
-def run_upscale(src: str, dst: str, options: UpscaleOptions, *, overwrite: bool = False, quiet: bool = False) -> None:
+def run_upscale(src: str, dst: str, options: UpscaleOptions, *, overwrite: bool = False, quiet: bool = False,
+                resume: bool = True) -> None:
     """`theris upscale SRC DST`: a folder SRC goes to the batch runner, a video to upscale_video."""
     from theris_cli.video.inputs import is_image_folder
 
     if Path(src).is_dir() and not is_image_folder(src):  # `upscale IN_DIR OUT_DIR`: the batch runner
         if Path(dst).suffix and not Path(dst).is_dir():
-            raise UsageError(f"{src} is a folder of videos, so the output must be a folder too, not {dst}")
-        run_batch_command(Path(src), Path(dst), options, quiet=quiet, overwrite=overwrite)
+            raise UsageError(f"{src} is a folder (not a video or a folder of numbered images), so the output must "
+                             f"be a folder too, not {dst}")
+        run_batch_command(Path(src), Path(dst), options, quiet=quiet, overwrite=overwrite, resume=resume)
         return
     from theris_cli.commands.progress import UpscaleProgress
     from theris_cli.engine.pipeline import upscale_video
 
     with stop_on_signals(), warnings_to(err_console), \
             UpscaleProgress(Path(src).name, quiet=quiet, stream=err_console.file) as progress:
-        res = upscale_video(src, dst, options, overwrite=overwrite, on_progress=progress)
+        res = upscale_video(src, dst, options, overwrite=overwrite, on_progress=progress, resume=resume)
     if quiet:
         return
     st = res.stages
@@ -46,6 +48,11 @@ def run_upscale(src: str, dst: str, options: UpscaleOptions, *, overwrite: bool 
         ),
         soft_wrap=True,
     )
+    if res.events is not None and res.events.summary():
+        err_console.print(Text(f"events: {res.events.summary()} (repeats interpolated as one frame, nothing blended "
+                               "across a splice or a shutter jump; --no-events: off)"), soft_wrap=True)
+    if res.resumed_frames:
+        err_console.print(Text(f"resumed: {res.resumed_frames} of the frames came from the interrupted run"), soft_wrap=True)
     if res.weights_trained is False:
         note_untrained(res.weights)
 
@@ -62,12 +69,14 @@ def run_batch_command(in_dir: Path, out_dir: Path, options: Optional[UpscaleOpti
     from theris_cli.commands.batch_display import make_display
 
     display = make_display(err_console, quiet)
+    console.batch_running = True
     try:
         with stop_on_signals(), warnings_to(err_console, quiet):
             result = run_batch(in_dir, out_dir, options, listener=display, **batch_args)
     finally:
         if display is not None:
             display.close()
+    console.batch_running = False  # finished: only an interrupted batch leaves it set, for main()'s message
     if quiet:
         for f in result.files:
             if f.status == "failed":
@@ -111,8 +120,8 @@ def upscale_cmd(
     ),
     dst: str = typer.Argument(
         ..., metavar="DST", show_default=False,
-        help="Output video; its extension picks the container (.mkv: lossless FFV1 at the input's bit depth, "
-        ".mp4: H.264).",
+        help="Output video; its extension picks the container (.mkv and .avi: lossless FFV1 at the input's bit "
+        "depth; .mp4 and .mov: H.264).",
     ),
     weights: args.Weights = None,
     device: args.Device = "auto",
@@ -123,6 +132,8 @@ def upscale_cmd(
     codec: args.Codec = None,
     crf: args.Crf = None,
     pix_fmt: args.PixFmt = None,
+    events: args.Events = True,
+    resume: args.Resume = True,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace DST if it exists."),
     quiet: args.Quiet = False,
 ) -> None:
@@ -134,8 +145,8 @@ def upscale_cmd(
     a temporary name and renamed when complete; on error or Ctrl-C nothing is left behind.
     """
     options = UpscaleOptions(weights=weights, device=device, precision=precision, window=window, tile=tile,
-                             temporal_factor=temporal_factor, codec=codec, crf=crf, pix_fmt=pix_fmt)
-    run_upscale(src, dst, options, overwrite=overwrite, quiet=quiet)
+                             temporal_factor=temporal_factor, codec=codec, crf=crf, pix_fmt=pix_fmt, events=events)
+    run_upscale(src, dst, options, overwrite=overwrite, quiet=quiet, resume=resume)
 
 
 def batch_cmd(
@@ -161,6 +172,8 @@ def batch_cmd(
     codec: args.Codec = None,
     crf: args.Crf = None,
     pix_fmt: args.PixFmt = None,
+    events: args.Events = True,
+    resume: args.Resume = True,
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo every file, also those already done. Default: skip done files."),
     verify: bool = typer.Option(False, "--verify", help="Before skipping a done file, check its output's SHA-256 against its record (reads every output)."),
     shard: Optional[str] = typer.Option(
@@ -191,8 +204,9 @@ def batch_cmd(
       sbatch --array=0-7 --wrap "theris batch survey/ survey_x4/"   # 8 shards
     """
     options = UpscaleOptions(weights=weights, device=device, precision=precision, window=window, tile=tile,
-                             temporal_factor=temporal_factor, codec=codec, crf=crf, pix_fmt=pix_fmt)
+                             temporal_factor=temporal_factor, codec=codec, crf=crf, pix_fmt=pix_fmt, events=events)
     run_batch_command(
         in_dir, out_dir, options, quiet=quiet, include=include, exclude=exclude, ext=ext, overwrite=overwrite,
+        resume=resume,
         verify=verify, shard=shard, stale_after=stale_after, report=report,
     )

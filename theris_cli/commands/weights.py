@@ -44,10 +44,28 @@ def _list_models() -> None:
         )
 
 
-def _download(name: str) -> None:
-    from theris_cli.weights.fetch import fetch_entry
-    from theris_cli.weights.registry import get_entry
+def _file_check(path) -> str:
+    """Read a checkpoint whole (tensor digest checked where it has one): what `verify` says of a
+    file the registry has no hash for."""
+    from theris_cli.weights import load_checkpoint
 
+    ck = load_checkpoint(path)
+    return "tensor digest verified" if ck.verified else "readable (it carries no tensor digest to verify)"
+
+
+def _download(name: str) -> None:
+    from pathlib import Path
+
+    from theris_cli.weights.fetch import download_hub_file, fetch_entry, parse_hf_spec
+    from theris_cli.weights.registry import REGISTRY, get_entry
+
+    if name.startswith("hf://"):  # pre-load an offline node's cache with what --weights hf://... will read
+        path = download_hub_file(parse_hf_spec(name), label=name)
+        typer.echo(f"{name}: downloaded, {_file_check(path)}: {path}")
+        return
+    if name not in REGISTRY and Path(name).expanduser().is_file():
+        typer.echo(f"{name}: a local file, nothing to download; {_file_check(Path(name).expanduser())}")
+        return
     entry = get_entry(name)
     if entry.source == "random":
         typer.echo(f"{name} is built in memory: nothing to download")
@@ -57,11 +75,28 @@ def _download(name: str) -> None:
     typer.echo(f"{name}: {verb}: {path}")
 
 
+def _verify_file_spec(name: str) -> None:
+    """`verify hf://...` (its cached copy; never downloads) or `verify PATH`: the file reads whole."""
+    from pathlib import Path
+
+    from theris_cli.weights.fetch import cached_hub_path, parse_hf_spec
+
+    path = cached_hub_path(parse_hf_spec(name)) if name.startswith("hf://") else Path(name).expanduser()
+    if path is None:
+        raise WeightsError(f"{name} is not downloaded: run `theris weights download {name}`")
+    Console(highlight=False).print(f"[green]ok[/]  {name}: {_file_check(path)}: {path}", soft_wrap=True)
+
+
 def _verify(name: Optional[str]) -> None:
     """One line per model; WeightsError when any check fails (for a named model, also when skipped)."""
+    from pathlib import Path
+
     from theris_cli.weights.registry import REGISTRY, get_entry
     from theris_cli.weights.status import verify_entry
 
+    if name is not None and name not in REGISTRY and (name.startswith("hf://") or Path(name).expanduser().is_file()):
+        _verify_file_spec(name)
+        return
     entries = [get_entry(name)] if name is not None else list(REGISTRY.values())
     results = [verify_entry(e) for e in entries]
     marks = {"ok": "[green]ok[/]", "failed": "[bold red]FAILED[/]", "skipped": "[yellow]skipped[/]"}
@@ -99,9 +134,11 @@ def weights_list_cmd() -> None:
 
 
 @app.command("download")
-def weights_download_cmd(name: args.ModelName) -> None:
-    """Download a model from the Hugging Face Hub into its cache (HF_HOME) and verify its SHA-256.
+def weights_download_cmd(name: args.WeightsSpec) -> None:
+    """Download a model from the Hugging Face Hub into its cache (HF_HOME) and verify it.
 
+    NAME: a registry name (SHA-256 checked), or hf://owner/repo/file.safetensors[@revision] (the
+    file's tensor digest checked), so that an offline node's cache holds what --weights will read.
     Honours HF_HOME, HF_HUB_CACHE, HF_HUB_OFFLINE and HF_ENDPOINT. Shipped and in-memory models need
     no download. Example: theris weights download theris-base
     """
@@ -112,8 +149,9 @@ def weights_download_cmd(name: args.ModelName) -> None:
 def weights_verify_cmd(name: args.OptionalModelName = None) -> None:
     """Check local weight files against the registry's SHA-256 and that theris can read them.
 
-    Exits non-zero when any check fails (for a named model, also when it cannot be checked).
-    Example: theris weights verify ; theris weights verify theris-small
+    NAME may also be a checkpoint path or an hf:// file (its cached copy): it is read whole and its
+    tensor digest checked. Exits non-zero when any check fails (for a named model, also when it
+    cannot be checked). Example: theris weights verify ; theris weights verify runs/mine/final.safetensors
     """
     _verify(name)
 

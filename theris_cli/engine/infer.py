@@ -11,16 +11,19 @@ tiled: the largest is also the fastest (a tile recomputes its overlap; the cost 
 grow with the frame on the CPU). On the CPU a THERIS network's need is estimated from its config;
 otherwise (and on CUDA) the first window measures the peak on a 64x64 crop (CUDA: the allocator's
 peak; CPU: the resident-set peak, Linux). On CUDA an
-out-of-memory error halves the tile and retries the window. (On the CPU a process out of memory is
+error that a tile too large for the GPU raises (out of memory in any form, a launch past CUDA's
+limits: `tile_too_large`) halves the tile and retries the window. (On the CPU a process out of memory is
 killed rather than told, hence the measurement up front.)
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import inspect
 import logging
 import time
+import traceback
 import weakref
 from typing import Iterable, Iterator
 
@@ -145,44 +148,59 @@ class Upscaler:
         """(M,) target times of a window of ``length`` input frames, in input-frame units."""
         return torch.tensor([float(t) for t in local_times(length, self.factor)], device=self.device)
 
-    def run_window(self, x: torch.Tensor, keep: list[int] | None = None) -> torch.Tensor:
+    def run_window(self, x: torch.Tensor, keep: list[int] | None = None,
+                   times: torch.Tensor | None = None) -> torch.Tensor:
         """x (T, C, h, w) unit range -> (M, C, 4h, 4w) float32 at times(T), tiled; OOM halves the tile.
 
         ``keep``: indices into times(T) of the frames to return, (K, C, 4h, 4w). The model still sees
         every time (its temporal scan runs over all M, so the kept frames are the same); a model that
-        takes ``keep`` (THERIS) does not decode the others."""
+        takes ``keep`` (THERIS) does not decode the others. ``times``: (M,) other target times, in
+        input-frame units on this device (repeated frames: theris_cli.engine.samples)."""
         t0 = time.perf_counter()
         try:
-            y = self._run_window(x, keep)
+            y = self._run_window(x, keep, times)
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)  # so that model_seconds is the GPU's time, not the launch's
             return y
         finally:
             self.model_seconds += time.perf_counter() - t0
 
-    def _run_window(self, x: torch.Tensor, keep: list[int] | None) -> torch.Tensor:
+    def _run_window(self, x: torch.Tensor, keep: list[int] | None, times: torch.Tensor | None = None) -> torch.Tensor:
         T, C, h, w = x.shape
         x = x.to(self.device, torch.float32)
-        times = self.times(T)
+        times = self.times(T) if times is None else times
         if not self._tile_chosen:
             self.tile = self._tile_for_memory(x, times)
             self._tile_chosen = True
         while True:
             try:
                 return self._run_tiles(x, times, plan_tiles(h, w, self.tile, self.tile_overlap), keep)
-            except torch.cuda.OutOfMemoryError:
-                current = min(self.tile or max(h, w), max(h, w))
-                smaller = current // 2
-                if smaller < MIN_TILE:
-                    raise DeviceError(
-                        f"out of GPU memory even with {current}-pixel tiles; close other GPU programs, "
-                        f"use a smaller --window, or --device cpu"
-                    ) from None
-                log.warning("out of GPU memory with %s-pixel tiles; retrying with %s", current, smaller)
-                self.tile = smaller
-                self.oom_retries += 1
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
+            except Exception as e:  # noqa: BLE001 - only a tile too large for the GPU is handled here
+                if not tile_too_large(e):
+                    raise
+                why = describe_error(e)
+                # the traceback's frames hold the failed attempt's tensors: drop them here, so that
+                # empty_cache() below can hand their memory back
+                traceback.clear_frames(e.__traceback__)
+            current = min(self.tile or max(h, w), max(h, w))
+            smaller = current // 2
+            if smaller < MIN_TILE:
+                raise DeviceError(
+                    f"out of GPU memory or launch limits even with {current}-pixel tiles ({why}); "
+                    f"close other GPU programs, "
+                    f"use a smaller --window, or --device cpu"
+                ) from None
+            log.warning("tile too large for the GPU with %s-pixel tiles (%s); retrying with %s", current, why, smaller)
+            self.tile = smaller
+            self.oom_retries += 1
+            self._release()
+
+    def _release(self) -> None:
+        """Hand the memory of a failed attempt back to the GPU; called once its tensors are no
+        longer referenced (outside the `except` block, its traceback's frames cleared)."""
+        gc.collect()  # what is still alive only through a reference cycle
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
 
     def _autocast(self):
         if self.dtype == torch.float32:
@@ -275,12 +293,16 @@ class Upscaler:
         torch.cuda.reset_peak_memory_stats(self.device)
         try:
             self._model(crop, times)
-        except torch.cuda.OutOfMemoryError:
-            torch.cuda.empty_cache()
-            return float("inf"), 0  # -> the smallest tile; OOM halving is not needed below it
-        peak = torch.cuda.max_memory_allocated(self.device) - base
-        free, _ = torch.cuda.mem_get_info(self.device)
-        return float(peak), int(free)
+        except Exception as e:  # noqa: BLE001 - only a crop too large for the GPU is handled here
+            if not tile_too_large(e):
+                raise
+            traceback.clear_frames(e.__traceback__)
+        else:
+            peak = torch.cuda.max_memory_allocated(self.device) - base
+            free, _ = torch.cuda.mem_get_info(self.device)
+            return float(peak), int(free)
+        self._release()
+        return float("inf"), 0  # -> the smallest tile; OOM halving is not needed below it
 
     def _measure_cpu(self, crop: torch.Tensor, times: torch.Tensor) -> tuple[float | None, int | None]:
         # A process that runs out of RAM is killed, not told: so on the CPU the tile must be right
@@ -294,6 +316,39 @@ class Upscaler:
         if peak is None or peak <= before:
             return None, None
         return float(max(peak - before, _MIN_CPU_BYTES_PER_PIXEL * crop.shape[-1] * crop.shape[-2])), free
+
+
+# ------------------------------------------------------------------------------------------------
+# what a tile too large for the GPU raises
+
+# The RuntimeErrors a GPU gives for a tile too large for it, besides torch.OutOfMemoryError: a
+# message from CUDA, cuBLAS, cuDNN or Triton's launcher that says memory ran out or a launch grid
+# is past CUDA's limits (Triton: "Triton Error [CUDA]: invalid argument"; PyTorch's own kernels:
+# "CUDA error: invalid configuration argument"). Errors that leave the CUDA context unusable (an
+# illegal memory access) are not among them: no smaller tile can run after those.
+_GPU_SOURCES = ("CUDA", "cuDNN", "CUDNN", "CUBLAS", "Triton")
+_TOO_LARGE = ("out of memory", "ALLOC_FAILED", "NOT_ENOUGH_WORKSPACE", "invalid argument",
+              "invalid configuration argument")
+
+
+def tile_too_large(e: BaseException) -> bool:
+    """Whether ``e`` is what a GPU raises for a tile too large for it (out of memory in any of its
+    forms, a launch grid past CUDA's limits, Triton out of shared memory or registers), so that a
+    smaller tile may succeed."""
+    if isinstance(e, torch.OutOfMemoryError):
+        return True
+    if type(e).__name__ == "OutOfResources":  # triton.runtime.errors.OutOfResources
+        return True
+    if isinstance(e, RuntimeError):
+        text = str(e)
+        return any(s in text for s in _GPU_SOURCES) and any(m in text for m in _TOO_LARGE)
+    return False
+
+
+def describe_error(e: BaseException) -> str:
+    """The first line of an error, shortened: for the log and the final message."""
+    first = (str(e).strip().splitlines() or [""])[0][:160]
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__
 
 
 # ------------------------------------------------------------------------------------------------

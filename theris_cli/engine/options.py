@@ -57,6 +57,7 @@ class UpscaleOptions:
     codec: Optional[str] = None  # None: from the output's extension
     crf: Optional[int] = None  # None: the codec's visually lossless setting
     pix_fmt: Optional[str] = None  # None: fits the input and the codec
+    events: bool = True  # treat repeated frames, splices and shutter events (theris_cli.engine.events)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "device", parse_device(self.device))
@@ -80,4 +81,6 @@ class UpscaleOptions:
         work runs): what a batch completion record must match for a file to count as done."""
         d = self.to_dict()
         del d["device"]
+        if d["events"]:  # the default: left out so that records written before the option still match
+            del d["events"]
         return d

@@ -34,9 +34,12 @@ import numpy as np
 import torch
 
 from theris_cli.devices import precision_name
+from theris_cli.engine.events import NEW, EventCounts, EventDetector
 from theris_cli.engine.infer import Upscaler
 from theris_cli.engine.options import UpscaleOptions
 from theris_cli.engine.prepare import check_output_name, prepare
+from theris_cli.engine.resume import SEGMENT_SECONDS, Work, input_identity, remove_partials, weights_identity
+from theris_cli.engine.samples import upscale_marked
 from theris_cli.errors import InputError, NumericalError, TherisError
 from theris_cli.model.config import SCALE
 from theris_cli.outputs import atomic_output, output_error
@@ -64,13 +67,16 @@ class UpscaleResult:
     size_out: tuple[int, int]
     bit_depth: int  # of the output file (8 for --pix-fmt yuv420p even from 16-bit input)
     seconds: float  # wall clock, probe to rename
-    stages: dict[str, float] = field(default_factory=dict)  # busy seconds: levels, load, decode, model, encode
+    stages: dict[str, float] = field(default_factory=dict)  # busy seconds: levels, load, decode, events, model,
+    # encode (the destination), segments (kept for resuming), join (an earlier run's segments into the destination)
     weights: str = ""  # the weights' name (registry name or file name)
     weights_trained: Optional[bool] = None  # False: random weights, not a real upscale; None: not known
     device: str = ""
     precision: str = ""
     tile: Optional[int] = None  # LR pixels in the end (None: whole frames)
     warnings: list[str] = field(default_factory=list)
+    events: Optional[EventCounts] = None  # what event detection found (None: switched off)
+    resumed_frames: int = 0  # output frames kept from an earlier, interrupted run
 
     @property
     def duration_in(self) -> Fraction:
@@ -100,6 +106,8 @@ def upscale_video(
     model: Optional[torch.nn.Module] = None,
     overwrite: bool = False,
     on_progress: Optional[ProgressCallback] = None,
+    resume: bool = True,
+    segment_seconds: float = SEGMENT_SECONDS,
     **fields: Any,
 ) -> UpscaleResult:
     """Upscale ``src`` 4x in space and ``temporal_factor``x in time into ``dst``.
@@ -111,6 +119,10 @@ def upscale_video(
     temporal_factor x input frames (the same duration; the last input frame's trailing slots repeat its
     super-resolved frame). Raises a TherisError subclass with a one-line message on every expected
     failure, leaving no output and no temporary file.
+
+    The work is kept in segments of ``segment_seconds`` of output beside ``dst`` (theris_cli.engine.resume):
+    the same call after a crash or kill continues after the last complete segment; ``resume=False``
+    deletes unfinished work and keeps no segments.
     """
     from theris_cli.video import VideoWriter
     from theris_cli.video.encode import check_crf
@@ -127,24 +139,47 @@ def upscale_video(
     t = time.perf_counter()
     up = run.network.upscaler()
     stages = {"levels": run.seconds["levels"], "load": run.seconds["load"] + time.perf_counter() - t,
-              "decode": 0.0, "model": 0.0, "encode": 0.0}
+              "decode": 0.0, "events": 0.0, "model": 0.0, "encode": 0.0, "segments": 0.0, "join": 0.0}
+    key = {"input": input_identity(src), "weights": weights_identity(run.network.model), "options": opts.output_fields()}
+    work, note = Work.open(dst, key, resume=resume)
+    if note:
+        log.warning("%s", note)
+        remove_partials(dst)  # the temporary output of the interrupted run
+    if work.segments and work.tile != "unset":  # the tile the frames were made with, whatever memory is free now
+        up.tile, up._tile_chosen = work.tile, True
+    detector = EventDetector() if opts.events else None
 
     fps_out = info.fps * opts.temporal_factor  # Fraction: 30000/1001 -> 60000/1001 exactly
     total = info.frame_count * opts.temporal_factor if info.frame_count else None
-    with atomic_output(dst, overwrite=overwrite, src=src) as tmp, _final_name_in_errors(tmp, dst):
-        writer = VideoWriter(
-            tmp, SCALE * info.width, SCALE * info.height, fps_out, levels.bit_depth,
-            codec=opts.codec, crf=opts.crf, pix_fmt=opts.pix_fmt, source=info, levels=levels,
-        )
-        bits_out = writer.stored_bits
-        for note in writer.notes:  # what the output container cannot carry over (audio, rotation, ...)
-            log.warning("%s", note)
-            warnings.append(note)
-        flow = _Stages(src=src, dst=dst, levels=levels, upscaler=up, writer=writer, on_progress=on_progress,
-                       total=total).run()
-        stages.update(decode=flow.decode_seconds, model=flow.model_seconds, encode=flow.encode_seconds)
-        if flow.frames_in == 0:  # read_frames raises first; a guard, inside the block so nothing is kept
-            raise InputError(f"{src}: contains no video frames")
+    skip = work.done  # output frames in complete segments of an earlier run
+    segment_frames = max(1, round(segment_seconds * fps_out))
+    try:
+        with atomic_output(dst, overwrite=overwrite, src=src) as tmp, _final_name_in_errors(tmp, dst):
+            writer = VideoWriter(
+                tmp, SCALE * info.width, SCALE * info.height, fps_out, levels.bit_depth,
+                codec=opts.codec, crf=opts.crf, pix_fmt=opts.pix_fmt, source=info, levels=levels,
+            )
+            with writer:  # closed on every path: aborted on an error, the temporary file then removed
+                bits_out = writer.stored_bits
+                for note in writer.notes:  # what the output container cannot carry over (audio, rotation, ...)
+                    log.warning("%s", note)
+                    warnings.append(note)
+                sink = writer  # --no-resume: no segments, nothing to continue from
+                if resume:
+                    sink = work.sink(writer, SCALE * info.width, SCALE * info.height, fps_out, levels.bit_depth,
+                                     segment_frames, up)
+                flow = _Stages(src=src, dst=dst, levels=levels, upscaler=up, writer=sink, on_progress=on_progress,
+                               total=total, detector=detector, skip=skip).run()
+                stages.update(decode=flow.decode_seconds, events=flow.events_seconds, model=flow.model_seconds,
+                              segments=getattr(sink, "segment_seconds", 0.0), join=getattr(sink, "replay_seconds", 0.0))
+                stages["encode"] = flow.encode_seconds - stages["segments"] - stages["join"]
+                if flow.frames_in == 0:  # read_frames raises first; a guard, inside the block so nothing is kept
+                    raise InputError(f"{src}: contains no video frames")
+    except BaseException:
+        if not work.segments:  # nothing a rerun could keep: leave nothing behind
+            work.remove_quietly()
+        raise
+    work.remove()
 
     return UpscaleResult(
         src=str(src), dst=str(dst), frames_in=flow.frames_in, frames_out=flow.frames_out,
@@ -152,7 +187,8 @@ def upscale_video(
         size_out=(SCALE * info.width, SCALE * info.height), bit_depth=bits_out,
         seconds=time.perf_counter() - t_start, stages=stages, weights=run.network.name,
         weights_trained=run.network.trained, device=str(up.device), precision=precision_name(up.dtype),
-        tile=up.tile, warnings=warnings,
+        tile=up.tile, warnings=warnings, events=detector.counts if detector is not None else None,
+        resumed_frames=skip,
     )
 
 
@@ -169,8 +205,9 @@ class Flow:
     """What the three stages did: frames through each end, and each stage's busy seconds."""
 
     frames_in: int = 0
-    frames_out: int = 0
+    frames_out: int = 0  # from the first frame not yet written (an interrupted run's are counted)
     decode_seconds: float = 0.0
+    events_seconds: float = 0.0  # event detection, in the decode thread
     model_seconds: float = 0.0  # the model and tile blending, not waiting
     encode_seconds: float = 0.0
 
@@ -185,10 +222,12 @@ class _Stages:
     """
 
     def __init__(self, *, src: Path, dst: Path, levels: Any, upscaler: Upscaler, writer: Any,
-                 on_progress: Optional[ProgressCallback], total: Optional[int]):
+                 on_progress: Optional[ProgressCallback], total: Optional[int],
+                 detector: Optional[EventDetector] = None, skip: int = 0):
         self.src, self.dst, self.levels, self.up, self.writer = src, dst, levels, upscaler, writer
         self.on_progress, self.total = on_progress, total
-        self.flow = Flow()
+        self.detector, self.skip = detector, skip  # events (None: off); output frames already written
+        self.flow = Flow(frames_out=skip)
         self.q_in: queue.Queue = queue.Queue(QUEUE_IN)
         self.q_out: queue.Queue = queue.Queue(QUEUE_OUT)
         self.stop = threading.Event()
@@ -273,14 +312,17 @@ class _Stages:
                     break
                 x = torch.from_numpy(self.levels.to_unit(raw))[None]  # (1, h, w) float32, lo..hi -> 0..1
                 busy += time.perf_counter() - t
+                t = time.perf_counter()
+                mark = self.detector.observe(raw) if self.detector is not None else NEW
+                self.flow.events_seconds += time.perf_counter() - t
                 self.flow.frames_in += 1
-                self._put(self.q_in, x)
+                self._put(self.q_in, (x, mark))
             self._put(self.q_in, _End)
         finally:
             self.flow.decode_seconds = busy
             getattr(frames, "close", lambda: None)()
 
-    def _inputs(self) -> Iterator[torch.Tensor]:
+    def _inputs(self) -> Iterator[tuple[torch.Tensor, str]]:
         while True:
             item = self._get(self.q_in)
             if item is _End:
@@ -288,7 +330,7 @@ class _Stages:
             yield item
 
     def _infer(self) -> None:
-        out = self.up.process(self._inputs())
+        out = upscale_marked(self.up, self._inputs(), self.skip)
         try:
             for y in out:  # (1, 4h, 4w) float32 on the CPU
                 self._put(self.q_out, y)
@@ -298,6 +340,11 @@ class _Stages:
 
     def _encode(self) -> None:
         busy = 0.0
+        begin = getattr(self.writer, "begin", None)  # resumed: the kept frames first, while the model starts
+        if begin is not None:
+            t = time.perf_counter()
+            begin()
+            busy = time.perf_counter() - t
         while True:
             item = self._get(self.q_out)
             if item is _End:
@@ -331,7 +378,7 @@ class _Stages:
     def _close_quietly(self) -> None:
         # After a failure: release the temporary file; its content is discarded anyway.
         try:
-            self.writer.close()
+            getattr(self.writer, "abort", self.writer.close)()
         except Exception:
             pass
 

@@ -242,18 +242,17 @@ def aligned_blend(x: torch.Tensor, v: torch.Tensor, times: torch.Tensor,
                   rows: tuple[int, int] | None = None) -> torch.Tensor:
     """The linear blend of the two input frames around each target time, each moved to it along v:
     x (B, T, C, H, W), v (B, M, 2, h, W) for the rows ``rows`` (default all) -> (B, M, C, h, W).
-    At zero velocity this is `network.interpolate_frames`."""
-    T = x.shape[1]
+    At zero velocity this is `network.interpolate_frames`. All target times at once, indexed on the
+    device (no host sync): at an input time the second frame's weight is zero."""
+    B, T, C, H, W = x.shape
+    M, h = times.numel(), v.shape[3]
     v = v.to(torch.promote_types(v.dtype, torch.float32))  # displacements are coordinates (`warp`)
+    times = times.to(v.dtype)
     lo = times.floor().long().clamp(0, T - 1)
     hi = (lo + 1).clamp(max=T - 1)
-    w = (times - lo.to(times.dtype)).to(x.dtype)
-    out = []
-    for i in range(times.numel()):
-        a, b = int(lo[i]), int(hi[i])
-        ta = times[i] - a
-        frame = warp(x[:, a], v[:, i] * -ta.to(v.dtype), rows) * (1 - w[i])
-        if w[i] > 0:
-            frame = frame + warp(x[:, b], v[:, i] * (b - times[i]).to(v.dtype), rows) * w[i]
-        out.append(frame)
-    return torch.stack(out, dim=1)
+    w = (times - lo.to(times.dtype)).to(x.dtype).view(1, M, 1, 1, 1)
+    to_lo = (lo.to(v.dtype) - times).view(1, M, 1, 1, 1)   # sample frame lo at x - (tau - lo) v
+    to_hi = (hi.to(v.dtype) - times).view(1, M, 1, 1, 1)
+    first = warp(x[:, lo].flatten(0, 1), (v * to_lo).flatten(0, 1), rows).view(B, M, C, h, W)
+    second = warp(x[:, hi].flatten(0, 1), (v * to_hi).flatten(0, 1), rows).view(B, M, C, h, W)
+    return first * (1 - w) + second * w

@@ -115,11 +115,13 @@ class THERIS(nn.Module):
         B, T, C, H, W = x.shape
         assert C == self.config.in_channels, f"expected {self.config.in_channels} channels, got {C}"
         times = default_times(T) if times is None else torch.as_tensor(times)
+        # checked and read by the still parts on the host: no wait for a GPU in a training step
+        host = times.detach().to("cpu", torch.float32)
         times = times.to(device=x.device, dtype=torch.float32)
-        if times.dim() != 1 or times.numel() < 1:
-            raise ValueError(f"times must be a non-empty 1-D tensor, got shape {tuple(times.shape)}")
-        if bool((times < 0).any()) or bool((times > T - 1).any()):
-            raise ValueError(f"times must lie in [0, {T - 1}] (input-frame units), got {times.tolist()}")
+        if host.dim() != 1 or host.numel() < 1:
+            raise ValueError(f"times must be a non-empty 1-D tensor, got shape {tuple(host.shape)}")
+        if bool((host < 0).any()) or bool((host > T - 1).any()):
+            raise ValueError(f"times must lie in [0, {T - 1}] (input-frame units), got {host.tolist()}")
         if keep is not None:
             keep = [int(i) for i in keep]
             if not keep or min(keep) < 0 or max(keep) >= times.numel():
@@ -128,13 +130,13 @@ class THERIS(nn.Module):
         if not (c.use_still_blend or c.use_still_detail):
             return self._forward(x, times, keep)
         # the kept frames and those the still parts read: the input-time frames either side, or all
-        decoded = None if c.use_still_detail else blend_sources(times, keep)
-        at = times if decoded is None else times[decoded]
+        decoded = None if c.use_still_detail else blend_sources(host, keep)
+        at, at_host = (times, host) if decoded is None else (times[decoded], host[decoded])
         y = self._forward(x, times, decoded)
         if c.use_still_blend:
-            y = still_blend(x, at, y)
+            y = still_blend(x, at_host, y)
         if c.use_still_detail:
-            y = still_detail(x, interpolate_frames(x, at), at, y)
+            y = still_detail(x, interpolate_frames(x, at), at_host, y)
         if keep is None:
             return y
         return y[:, keep] if decoded is None else y[:, [decoded.index(i) for i in keep]]

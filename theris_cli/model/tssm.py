@@ -166,8 +166,8 @@ def _norm_linear(norm: RMSNorm, linear: nn.Linear, x: torch.Tensor, lowp: Option
 
 class CausalDepthwiseConv(nn.Module):
     """Causal depthwise conv along the sequence, channels last: (b, L, C) -> (b, L, C).
-    Written as `width` shifted multiply-adds (fused, into one output): on CPU this is several times
-    faster forward and backward than nn.Conv1d on the transposed tensor, and needs no transposes.
+    Written as `width` shifted multiply-adds (fused, into one output): on CPU this beats nn.Conv1d on
+    the transposed tensor forward and backward, and needs no transposes.
     `prev` (b, width-1, C): the inputs just before this segment (None: zeros, the sequence start)."""
 
     def __init__(self, channels: int, width: int):
@@ -189,7 +189,7 @@ class CausalDepthwiseConv(nn.Module):
                 xp[:, :k] = prev
             xp[:, k:] = x
             # as a depthwise 2-D convolution on the (b, C, 1, L + k) channels-last view: one mkldnn
-            # kernel, about 2x faster than the shifted multiply-adds below
+            # kernel instead of the shifted multiply-adds below
             taps = self.weight.t().reshape(C, 1, 1, self.width).to(xp.dtype)
             y = F.conv2d(xp.view(b, 1, L + k, C).permute(0, 3, 1, 2), taps, self.bias.to(xp.dtype), groups=C)
             return y.permute(0, 2, 3, 1).reshape(b, L, C)
@@ -304,7 +304,7 @@ class Mamba2Layer(nn.Module):
             next_conv = self.conv.tail(xbc, conv_state) if return_state else None
             xbc = F.silu(self.conv(xbc, conv_state), inplace=inplace)
         x, Bm, Cm = torch.split(xbc, [self.d_inner, g * n, g * n], dim=-1)
-        if inplace:  # the scan multiplies x twice: on contiguous rows that is 3x faster than on the view
+        if inplace:  # the scan multiplies x twice: contiguous rows vectorise, the strided view does not
             x = x.contiguous()
         if shift is not None:
             Cm = Cm.add_(shift.to(Cm.dtype)) if inplace else Cm + shift.to(Cm.dtype)
@@ -320,9 +320,9 @@ class Mamba2Layer(nn.Module):
         if self.bidirectional:
             y = y[:b] + y[b:].flip(1)
         if inplace:
-            # z is a strided view of the projection: SiLU on a strided view is 4x slower here than a
-            # copy to contiguous float32 and SiLU on that (transcendental kernels vectorise contiguous
-            # rows only; the gate's product is then float32 by float32)
+            # z is a strided view of the projection: SiLU runs on a contiguous float32 copy instead
+            # (transcendental kernels vectorise contiguous rows only; the gate's product is then
+            # float32 by float32)
             out = _norm_linear(self.out_norm, self.out_proj, y.mul_(F.silu(z.to(torch.float32).contiguous())), lowp, residual=seq)
         else:
             out = seq + self.out_proj(self.out_norm(y * F.silu(z)))

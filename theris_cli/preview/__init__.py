@@ -99,8 +99,9 @@ def busiest_box(a: np.ndarray, b: np.ndarray, bw: int, bh: int) -> tuple[int, in
     h, w = a.shape
     bw, bh = min(bw, w), min(bh, h)
     score = np.abs(b - a)
-    for f in (a, b):
-        gy, gx = np.gradient(f)
+    for f in (a, b):  # along an axis of one pixel there is no gradient (np.gradient needs two)
+        gy = np.gradient(f, axis=0) if h > 1 else np.zeros_like(f)
+        gx = np.gradient(f, axis=1) if w > 1 else np.zeros_like(f)
         score = score + np.hypot(gx, gy)
     c = np.zeros((h + 1, w + 1))
     c[1:, 1:] = score.cumsum(0).cumsum(1)  # box sums in O(1) each
@@ -226,7 +227,8 @@ def make_preview(
     caption = (
         f"{src.name} · {info.width}x{info.height} {levels.bit_depth}-bit{counts} {float(fps):g} fps -> {SCALE * info.width}x"
         f"{SCALE * info.height} {float(fps * opts.temporal_factor):g} fps · t = {_fmt_time(at)} · weights {weights}"
-        f"{'' if trained is not False else ' (random, untrained)'} on {dev.type} · window {opts.window} · grey, white hot"
+        f"{'' if trained is not False else ' (random, untrained)'} on {dev.type} · window {opts.window} · "
+        + ("grey from false colour (its luma), not temperature" if info.palette_suspected else "grey, white hot")
     )
     cx, cy, cw, ch = region
     shown = pair[:, cy : cy + ch, cx : cx + cw]

@@ -71,12 +71,20 @@ def compose(rows: list[PreviewRow], caption: str, stretch: tuple[float, float],
     title_font, label_font, caption_font = _font(TITLE_SIZE), _font(LABEL_SIZE), _font(CAPTION_SIZE)
     title_h, caption_h = TITLE_SIZE + 12, CAPTION_SIZE + 16
     cols = max(len(p) for p in pictures)
-    col_w = max(im.width for pics in pictures for im in pics)
-    width = 2 * MARGIN + cols * col_w + (cols - 1) * GAP
     probe = ImageDraw.Draw(Image.new("L", (1, 1)))
+    # a column is as wide as its widest label's plate too, and a row as tall: labels of small
+    # panels (a tiny input) never run into the next panel or row
+    label_w = max(_plate(probe, (0, 0), p.label, label_font)[2] + GAP for row in rows for p in row.panels)
+    label_h = _plate(probe, (0, 0), "Ag", label_font)[3]
+    col_w = max([im.width for pics in pictures for im in pics] + [label_w])
+    width = 2 * MARGIN + cols * col_w + (cols - 1) * GAP
+    # a panel smaller than its label's plate would vanish under it: that row's labels go beneath
+    below = [any(im.width < _plate(probe, (0, 0), p.label, label_font)[2] or im.height < 2 * label_h
+                 for p, im in zip(row.panels, pics)) for row, pics in zip(rows, pictures)]
+    row_h = [max(im.height for im in pics) + (label_h if under else 0) for pics, under in zip(pictures, below)]
     caption_w = probe.textlength(caption, font=caption_font)
     width = max(width, int(caption_w) + 2 * MARGIN)  # the caption stays on one line
-    height = MARGIN + sum(title_h + max(im.height for im in pics) + GAP for pics in pictures) + caption_h
+    height = MARGIN + sum(title_h + h + GAP for h in row_h) + caption_h
     canvas = Image.new("L", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(canvas)
 
@@ -91,15 +99,22 @@ def compose(rows: list[PreviewRow], caption: str, stretch: tuple[float, float],
                 x0, y0, x1, y1 = box  # black outside white: visible on any grey
                 draw.rectangle((x + x0 - 1, y + y0 - 1, x + x1, y + y1), outline=0, width=1)
                 draw.rectangle((x + x0, y + y0, x + x1 - 1, y + y1 - 1), outline=255, width=2)
-            _label(draw, (x, y), panel.label, label_font)  # over the outline: the label stays readable
-        y += max(im.height for im in pics) + GAP
+            under = y + im.height + 1 if below[r] else y
+            _label(draw, (x, under), panel.label, label_font)  # over the outline: the label stays readable
+        y += row_h[r] + GAP
     draw.text((MARGIN, y + 6), caption, font=caption_font, fill=TEXT)
     return canvas
+
+
+def _plate(draw, xy: tuple[int, int], text: str, font) -> tuple[int, int, int, int]:
+    """The dark plate under a label at the panel corner ``xy``: (left, top, right, bottom)."""
+    x, y = xy
+    left, top, right, bottom = draw.textbbox((x + 6, y + 4), text, font=font)
+    return int(left - 4), int(top - 3), int(right + 4), int(bottom + 3)
 
 
 def _label(draw, xy: tuple[int, int], text: str, font) -> None:
     """``text`` in the panel's top-left corner on a dark plate, readable over any grey."""
     x, y = xy
-    left, top, right, bottom = draw.textbbox((x + 6, y + 4), text, font=font)
-    draw.rectangle((left - 4, top - 3, right + 4, bottom + 3), fill=PLATE)
+    draw.rectangle(_plate(draw, xy, text, font), fill=PLATE)
     draw.text((x + 6, y + 4), text, font=font, fill=TEXT)

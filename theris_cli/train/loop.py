@@ -51,10 +51,12 @@ from typing import Callable
 
 import torch
 
-from theris_cli.errors import TrainingError
+from theris_cli.errors import OutputError, TrainingError
 from theris_cli.model import THERIS
+from theris_cli.outputs import output_error
 from theris_cli.protocol import bicubic_linear
 from theris_cli.train.checkpoints import resume_state, save_training_checkpoint
+from theris_cli.train.loader import step_batches
 from theris_cli.train.loss import (balance_weights, charbonnier, make_tfm, sample_mean, temporal_difference,
                                    velocity_error)
 from theris_cli.train.settings import TrainSettings
@@ -201,7 +203,10 @@ def train(settings: TrainSettings, data, out_dir: str | Path, val: tuple | None 
 
         teacher = rife_teacher(device)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise output_error(e, out, "the run folder") from None
     torch.manual_seed(s.seed)
     net = THERIS(s.model)
     if init_state is not None and resume is None:
@@ -223,11 +228,17 @@ def train(settings: TrainSettings, data, out_dir: str | Path, val: tuple | None 
     scored = ema_net if ema_net is not None else net  # the weights validation scores
     val_groups = val[2] if val is not None and len(val) > 2 else None
     baseline = bicubic_linear(val[0]) if val is not None else None
-    log = open(out / "log.jsonl", "a", encoding="utf-8")
+    try:
+        log = open(out / "log.jsonl", "a", encoding="utf-8")
+    except OSError as e:
+        raise output_error(e, out / "log.jsonl") from None
 
     def write(obj: dict) -> None:
-        log.write(json.dumps(obj) + "\n")
-        log.flush()
+        try:
+            log.write(json.dumps(obj) + "\n")
+            log.flush()
+        except OSError as e:  # a full or read-only disk: one line, as for a checkpoint
+            raise output_error(e, out / "log.jsonl") from None
 
     n_params = sum(p.numel() for p in net.parameters())
     emit({"event": "start", "step": start_step, "steps": s.steps, "params": n_params, "device": str(device), "amp": amp})
@@ -235,15 +246,26 @@ def train(settings: TrainSettings, data, out_dir: str | Path, val: tuple | None 
     t0 = time.perf_counter()
     last_ckpt_time = t0
     last_ckpt: Path | None = None
-    losses: list[tuple[float, float, float, float, float, float]] = []
+    losses: list[int] = []  # the steps summed in `sums` since the last log
+    sums = torch.zeros(6, device=device)  # their losses, summed on the device: no host sync per step
     last_loss: float | None = None
     last_val: dict | None = None
     step = start_step
     window_t, window_n = time.perf_counter(), 0
     interrupted = False
 
+    def finite_so_far() -> list[float]:
+        """The losses summed since the last log, read back (a host sync, so at logs and checkpoints
+        only): one that is not finite stops the run before it is logged or checkpointed."""
+        totals = sums.tolist()
+        if not math.isfinite(totals[0]):
+            raise TrainingError(f"the loss became {totals[0]} within the {len(losses)} steps up to step {step}; "
+                                f"lower --lr or resume from the last checkpoint ({last_ckpt or 'none yet'})")
+        return totals
+
     def checkpoint(name: str) -> Path:
         nonlocal last_ckpt
+        finite_so_far()
         wall = wall_before + time.perf_counter() - t0
         path = save_training_checkpoint(out / name, net, tfm, opt, s, step, wall, last_loss, last_val, ema_net=ema_net)
         if name != "last.safetensors":
@@ -255,6 +277,8 @@ def train(settings: TrainSettings, data, out_dir: str | Path, val: tuple | None 
         return path
 
     net.train()
+    failed = False
+    batches = step_batches(data, s.batch, start_step, s.steps, workers=s.workers, pin=device.type == "cuda")
     with _StopFlag() as flag:
         try:
             while step < s.steps:
@@ -268,7 +292,7 @@ def train(settings: TrainSettings, data, out_dir: str | Path, val: tuple | None 
                     write({"event": "val", "step": step, "val": last_val})
                 for g in opt.param_groups:
                     g["lr"] = sched_base * lr_factor(step, s.steps, s.warmup, s.min_lr_ratio, time_progress)
-                lr_in, hr = data.batch(step, s.batch)
+                lr_in, hr = next(batches)
                 lr_in, hr = lr_in.to(device, non_blocking=True), hr.to(device, non_blocking=True)
                 with autocast():
                     pred = net(lr_in)
@@ -280,16 +304,13 @@ def train(settings: TrainSettings, data, out_dir: str | Path, val: tuple | None 
                 tl = tfm(pred, hr) if s.tfm_on else pred.new_zeros(())
                 td = temporal_difference(pred, hr, weights=w) if s.temporal_lambda > 0 else pred.new_zeros(())
                 fl = pred.new_zeros(())
-                if s.flow_teacher > 0:
+                if s.flow_teacher > 0 and step % s.flow_teacher_every == 0:
                     with torch.no_grad():
                         taught = teacher(lr_in.float())
                     with autocast():
                         own = net.pair_velocities(lr_in)
                     fl = velocity_error(own.float(), taught)
                 loss = pix + s.tfm_lambda * tl + s.temporal_lambda * td + s.flow_teacher * fl
-                if not torch.isfinite(loss.detach()):
-                    raise TrainingError(f"the loss became {float(loss)} at step {step}; lower --lr or resume from "
-                                        f"the last checkpoint ({last_ckpt or 'none yet'})")
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if s.grad_clip > 0:
@@ -304,11 +325,14 @@ def train(settings: TrainSettings, data, out_dir: str | Path, val: tuple | None 
                 window_n += hr.shape[0]
                 with torch.no_grad():  # gain over bicubic + linear on this very batch, dB (cheap: no model)
                     gain_b = (_psnr_frames(pred.detach(), hr) - _psnr_frames(base, hr)).mean()
-                losses.append((loss.item(), pix.item(), tl.item(), gain_b.item(), td.item(), fl.item()))
+                sums += torch.stack([loss, pix, tl, gain_b, td, fl]).detach().float()
+                losses.append(step)
                 if step % s.log_every == 0 or step == s.steps:
+                    totals = finite_so_far()
                     now = time.perf_counter()
                     n = len(losses)
-                    mean = [sum(v[i] for v in losses) / n for i in range(6)]
+                    mean = [v / n for v in totals]
+                    sums.zero_()
                     last_loss = mean[0]
                     rec = {
                         "step": step, "loss": mean[0], "pixel": mean[1], "tfm": mean[2], "temporal": mean[4],
@@ -340,12 +364,27 @@ def train(settings: TrainSettings, data, out_dir: str | Path, val: tuple | None 
                 emit({"event": "val", "step": step, **last_val})
                 write({"event": "val", "step": step, "val": last_val})
             checkpoint("interrupted.safetensors" if interrupted else "final.safetensors")
+        except BaseException:
+            failed = True
+            raise
         finally:
             wall = wall_before + time.perf_counter() - t0
-            write({"event": "end", "step": step, "interrupted": interrupted, "wall_time_s": wall})
-            log.close()
+            try:
+                write({"event": "end", "step": step, "interrupted": interrupted, "wall_time_s": wall})
+            except OutputError:
+                if not failed:  # else the error already on its way says more (often the same disk)
+                    raise
+            finally:
+                _close_quietly(log)
     emit({"event": "end", "step": step, "interrupted": interrupted, "wall_time_s": wall, "checkpoint": str(last_ckpt)})
     return TrainResult(step, last_ckpt, interrupted, wall, last_loss, last_val)
+
+
+def _close_quietly(log) -> None:
+    try:
+        log.close()
+    except OSError:  # the buffered tail could not be flushed: the write before it already said so
+        pass
 
 
 def _finite(x: float) -> float | None:

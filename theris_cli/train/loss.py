@@ -183,27 +183,43 @@ class FittedTFMLoss(nn.Module):
         self.grad_floor, self.momentum = grad_floor, momentum
         self.motion_threshold, self.min_static, self.d_init = motion_threshold, min_static, d_init
         self.register_buffer("d_ema", torch.tensor(float("nan")))  # running mean of fitted D, px^2/frame
-        self.last_D, self.last_alpha, self.last_fitted = float("nan"), float("nan"), float("nan")
+        # the last batch's alpha, mean D and fitted share, kept as tensors on the device: read back
+        # (a host sync) only when logged, through last_alpha, last_D, last_fitted
+        self._last: dict[str, torch.Tensor] = {}
 
     @property
     def D(self) -> torch.Tensor:
         return self.d_ema
 
-    def alpha(self, target: torch.Tensor) -> float:
-        """ln 2 / (the edge_quantile quantile of |grad G|^2 over the inner frames), floored."""
+    @property
+    def last_alpha(self) -> float:
+        return float(self._last["alpha"]) if "alpha" in self._last else float("nan")
+
+    @property
+    def last_D(self) -> float:
+        return float(self._last["D"]) if "D" in self._last else float("nan")
+
+    @property
+    def last_fitted(self) -> float:
+        return float(self._last["fitted"]) if "fitted" in self._last else float("nan")
+
+    def alpha(self, target: torch.Tensor) -> torch.Tensor:
+        """ln 2 / (the edge_quantile quantile of |grad G|^2 over the inner frames), floored: a 0-d
+        tensor on target's device."""
         g2 = gradient_sq(target[:, 1:-1].detach().float()).flatten()
         step = max(1, g2.numel() // 65536)  # torch.quantile sorts: a strided sample is plenty
-        q = float(torch.quantile(g2[::step], self.edge_quantile))
-        return math.log(2.0) / max(q, self.grad_floor**2)
+        q = torch.quantile(g2[::step], self.edge_quantile)
+        return math.log(2.0) / q.clamp(min=self.grad_floor**2)
 
-    def weight(self, target: torch.Tensor, alpha: float | None = None) -> torch.Tensor:
+    def weight(self, target: torch.Tensor, alpha: torch.Tensor | float | None = None) -> torch.Tensor:
         """Edge-aware weight from the truth's inner frames, (B, T-2, C, H, W), no gradient."""
         with torch.no_grad():
             a = self.alpha(target) if alpha is None else alpha
             return torch.exp(-a * gradient_sq(target[:, 1:-1].float()))
 
-    def fallback(self) -> float:
-        return float(self.d_ema) if torch.isfinite(self.d_ema) else self.d_init
+    def fallback(self) -> torch.Tensor:
+        """D where a clip cannot be fitted: the running mean, or d_init before any fit (0-d)."""
+        return torch.where(torch.isfinite(self.d_ema), self.d_ema, torch.full_like(self.d_ema, self.d_init))
 
     def fit_d(self, target: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(D per clip (B,), px^2 per output frame, clamped to d_range; whether each was fitted)."""
@@ -211,7 +227,8 @@ class FittedTFMLoss(nn.Module):
             g = smooth(target.float())
             dudt = (g[:, 2:] - g[:, :-2]) / (2 * self.dt)
             lap = laplacian(g[:, 1:-1])
-            w = torch.exp(-self.last_alpha * gradient_sq(g[:, 1:-1])) if math.isfinite(self.last_alpha) else w
+            if "alpha" in self._last:  # the weight of the smoothed truth, with this batch's alpha
+                w = torch.exp(-self._last["alpha"] * gradient_sq(g[:, 1:-1]))
             curve = (g[:, 1:-1] - 0.5 * (g[:, :-2] + g[:, 2:])).abs() > self.motion_threshold
             shape = curve.shape
             moving = F.max_pool2d(curve.reshape(-1, 1, *shape[-2:]).float(), 5, stride=1, padding=2).reshape(shape)
@@ -221,7 +238,7 @@ class FittedTFMLoss(nn.Module):
             static = (1 - moving).mean(dims)
             fitted = (static >= self.min_static) & (den > 1e-12)
             d = (num / den.clamp(min=1e-12)).clamp(*self.d_range)
-            return torch.where(fitted, d, torch.full_like(d, self.fallback())), fitted
+            return torch.where(fitted, d, self.fallback().to(d.dtype)), fitted
 
     def residual(self, x: torch.Tensor, D: torch.Tensor) -> torch.Tensor:
         """r for the inner frames: x (B, T, C, H, W), D (B,) or a scalar -> (B, T-2, C, H, W)."""
@@ -236,13 +253,14 @@ class FittedTFMLoss(nn.Module):
             return pred.new_zeros(())
         alpha = self.alpha(target)
         w = self.weight(target, alpha)
-        self.last_alpha = alpha
+        self._last["alpha"] = alpha
         D, fitted = self.fit_d(target, w)
-        self.last_D, self.last_fitted = float(D.mean()), float(fitted.float().mean())
-        if bool(fitted.any()):
-            with torch.no_grad():
-                m = D[fitted].mean()
-                self.d_ema.copy_(m if torch.isnan(self.d_ema) else self.momentum * self.d_ema + (1 - self.momentum) * m)
+        with torch.no_grad():  # all on the device: no host sync per step
+            self._last["D"], self._last["fitted"] = D.mean(), fitted.float().mean()
+            n = fitted.sum()
+            m = (D * fitted).sum() / n.clamp(min=1)  # the mean of the fitted clips' D
+            moved = torch.where(torch.isnan(self.d_ema), m, self.momentum * self.d_ema + (1 - self.momentum) * m)
+            self.d_ema.copy_(torch.where(n > 0, moved, self.d_ema))  # unchanged when no clip was fitted
         return (w * (self.residual(pred, D) - self.residual(target.detach(), D)).abs()).mean()
 
 

@@ -27,7 +27,7 @@ from theris_cli.train.settings import apply_ablations, make_settings, parse_ever
 SETTING_OVERRIDES = (
     "steps", "minutes", "batch", "patch", "frames", "lr", "warmup", "tfm_lambda", "tfm_form", "temporal_lambda",
     "pixel_loss", "balance_samples", "flow_teacher", "synthetic_ratio", "motion_p", "motion_crops", "extras_p",
-    "sensor_p", "ema", "seed", "val_every",
+    "sensor_p", "ema", "seed", "val_every", "flow_teacher_every", "workers",
 )
 
 
@@ -80,6 +80,8 @@ class TrainOptions:
     ema: Optional[float] = None
     seed: Optional[int] = None
     val_every: Optional[int] = None
+    flow_teacher_every: Optional[int] = None
+    workers: Optional[int] = None
 
     def __post_init__(self) -> None:
         for name in ("ablate", "data", "exclude", "val_data"):  # lists or None (an unset CLI list) -> tuples
@@ -147,6 +149,7 @@ def resolve_network(options: Optional[TrainOptions] = None, **fields: Any):
             raise UsageError(f"--init {init}: these are random weights; fine-tune trained weights, or train "
                              "from scratch with --preset")
         asked, init_state = model.config, {k: v.detach().clone() for k, v in model.state_dict().items()}
+        _check_finite(init, init_state)
         init_clips.extend(_contract_clips(model))
         if ablate:
             raise UsageError("--init keeps the network of the weights; --ablate would change it")
@@ -173,6 +176,17 @@ def resolve_network(options: Optional[TrainOptions] = None, **fields: Any):
             raise UsageError(f"{resume} holds a different network; resume without --preset/--config/--ablate")
         model_cfg = asked
     return model_cfg, base, init_state, init_clips
+
+
+def _check_finite(init: str, state: dict) -> None:
+    """Refuse weights with NaN or infinite values before any run folder exists: training from them
+    gives a NaN loss at the first step, whatever the learning rate."""
+    import torch
+
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise UsageError(f"--init {init}: {len(bad)} of its {len(state)} tensors hold NaN or infinite values "
+                         f"(first: {bad[0]}); these weights are damaged: use other weights or train with --preset")
 
 
 def _contract_clips(model) -> list[str]:

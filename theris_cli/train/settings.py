@@ -58,6 +58,8 @@ class TrainSettings:
     tfm_edge_quantile: float = 0.9  # "fitted" form: a gradient at this quantile of the batch weighs 1/2
     temporal_lambda: float = 0.1  # weight of the temporal-difference loss (train.loss.temporal_difference)
     flow_teacher: float = 0.0  # weight of the motion-distillation loss against RIFE (train.loss.velocity_error)
+    flow_teacher_every: int = 1  # that loss on every n-th step only (the teacher's forward is the cost)
+    workers: int = 0  # processes building the batches ahead of the step (train.loader; 0: in the loop)
     synthetic_ratio: float = 0.5
     motion_p: float = 0.25  # fraction of synthetic clips with fast motion (synthetic.SceneConfig.fast_p)
     motion_crops: float = 0.5  # fraction of real crops chosen for their motion (dataset.RealSource)
@@ -164,6 +166,10 @@ def check_settings(s: TrainSettings) -> None:
         problems.append(f"--temporal-lambda must be >= 0 (got {s.temporal_lambda})")
     if s.flow_teacher < 0:
         problems.append(f"--flow-teacher must be >= 0 (got {s.flow_teacher})")
+    if s.flow_teacher_every < 1:
+        problems.append(f"--flow-teacher-every must be >= 1 step (got {s.flow_teacher_every})")
+    if s.workers < 0:
+        problems.append(f"--workers must be >= 0 (got {s.workers})")
     if s.flow_teacher > 0 and not s.model.use_motion_align:
         problems.append("--flow-teacher teaches the motion alignment, which this network has not: add --motion-align")
     if s.tfm_form not in TFM_FORMS:

@@ -20,27 +20,25 @@ Errors are `InputError`s that name the file, and for damage mid-stream the frame
 from 0) where decoding went wrong: FFmpeg conceals many errors and a truncated Matroska file just
 ends early, so decoder error logs, corrupt-frame flags, a Matroska stream whose last frame ends
 before its header's duration and an AVI with fewer frames than its header are all turned into
-errors rather than silently short or damaged output. Decoding runs in the calling thread only (no
+errors rather than silently short or damaged output; `integrity` holds those checks, the strict
+decoder settings and what each format can and cannot reveal. Decoding runs in the calling thread only (no
 FFmpeg threads) and collects that thread's error logs per packet, so the verdict on a file never
 depends on thread timing.
 """
 
 from __future__ import annotations
 
-import logging
 import re
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import lru_cache
 from fractions import Fraction
 from pathlib import Path
 
 import av
-import av.logging
 import numpy as np
 
 from ..errors import InputError
+from .integrity import check_complete, damaged, decoder_errors, reason, strict
 
 __all__ = ["read_frames", "frame_to_grey", "colour_fraction", "image_files", "IMAGE_EXTENSIONS"]
 
@@ -128,7 +126,7 @@ def open_container(path: str | Path) -> av.container.InputContainer:
         raise InputError(f"{path}: ends before its first video frame (empty or truncated file)") from None
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as e:
         raise InputError(
-            f"{path}: not a video FFmpeg can read ({_reason(e)}); is it truncated or another kind of file?"
+            f"{path}: not a video FFmpeg can read ({reason(e)}); is it truncated or another kind of file?"
         ) from None
 
 
@@ -160,33 +158,32 @@ def decode_av_frames(path: str | Path) -> Iterator[av.VideoFrame]:
         # than the network runs.
         stream.thread_type = "NONE"
         stream.codec_context.thread_count = 1
-        expected = expected_frame_count(container, stream)
-        fmt = container.format.name
+        strict(stream)
         n = 0
         read = 0  # packets with data, discarded ones included (an MP4 edit list hides some frames)
         end = None  # where the last frame ends, in seconds (its pts plus its duration)
         packets = container.demux(stream)
         while True:
             try:
-                with _decoder_errors() as errors:
+                with decoder_errors() as errors:
                     packet = next(packets, None)
                     if packet is None:
                         break
                     read += 1 if packet.size else 0
                     frames = packet.decode()
             except av.error.FFmpegError as e:
-                raise _damaged(path, n, _reason(e)) from None
+                raise damaged(path, n, reason(e)) from None
             if errors:
-                raise _damaged(path, n, errors[0])
+                raise damaged(path, n, errors[0])
             for frame in frames:
                 if frame.is_corrupt:
-                    raise _damaged(path, n, "the decoder flagged the frame as corrupt")
+                    raise damaged(path, n, "the decoder flagged the frame as corrupt")
                 if frame.pts is not None and frame.time_base:
                     ends = (frame.pts + (frame.duration or 0)) * Fraction(frame.time_base)
                     end = ends if end is None else max(end, ends)
                 n += 1
                 yield frame
-        _check_complete(path, container, stream, fmt, n, end, expected, read)
+        check_complete(path, container, stream, n, end, read)
         if n == 0:
             raise InputError(f"{path}: contains no video frames")
 
@@ -197,174 +194,15 @@ def _decode_images(path: str | Path, files: list[Path]) -> Iterator[av.VideoFram
             with av.open(str(f), "r") as c:
                 stream = c.streams.video[0]
                 stream.thread_type = "NONE"  # as for video: every log line arrives in this thread
-                with _decoder_errors() as errors:
+                strict(stream)  # PNG: chunk CRCs checked
+                with decoder_errors() as errors:
                     frame = next(c.decode(stream), None)
         except (av.error.FFmpegError, ValueError, IndexError) as e:
-            raise InputError(f"{path}: image {f.name} (frame {index}) cannot be read: {_reason(e)}") from None
+            raise InputError(f"{path}: image {f.name} (frame {index}) cannot be read: {reason(e)}") from None
         if frame is None or errors:
             detail = errors[0] if errors else "no picture in it"
             raise InputError(f"{path}: image {f.name} (frame {index}) cannot be read: {detail}")
         yield frame
-
-
-def _check_complete(
-    path, container, stream, fmt: str, n: int, end: Fraction | None, expected: int | None, read: int
-) -> None:
-    """A stream that ended without an error can still be cut short; the container says so.
-
-    Matroska cut at a cluster boundary just ends: its header still states the duration, so the
-    last frame must end within half a frame of it (by timestamps, not by count: variable-rate
-    video has fewer frames than duration x nominal rate). AVI states its frame count. MP4 states
-    its sample count: every sample must be read as a packet (not decoded into a frame: an edit
-    list may hide frames, whose packets FFmpeg still hands out marked as discarded).
-    """
-    if "mp4" in fmt and stream.frames and read < stream.frames:
-        raise InputError(
-            f"{path}: its sample table lists {stream.frames} frames but only {read} could be read: damaged at "
-            f"frame {n} (counting from 0); re-copy or re-export the file"
-        )
-    if "matroska" in fmt:
-        header_end, rate = _matroska_end(container, stream), stream_rate(stream)
-        if end is not None and header_end is not None and rate:
-            slack = 1 / (2 * rate) + Fraction(1, 500)  # half a frame, plus durations rounded to 1 ms
-            if header_end - end > slack:
-                raise InputError(
-                    f"{path}: its last frame ends at {float(end):.3f} s but its header says the video runs to "
-                    f"{float(header_end):.3f} s: truncated or damaged at frame {n} (counting from 0); re-copy or re-export the file"
-                )
-            return
-    if ("matroska" in fmt or fmt == "avi") and expected is not None and n < expected - ("matroska" in fmt):
-        raise InputError(
-            f"{path}: ends after {n} frames but its header promises {'about ' if 'matroska' in fmt else ''}{expected}: "
-            f"truncated or damaged at frame {n} (counting from 0); re-copy or re-export the file"
-        )
-
-
-def expected_frame_count(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int | None:
-    """The container's own frame count, or duration x rate; an estimate, never trusted as truth."""
-    if stream.frames:
-        return int(stream.frames)
-    rate, seconds = stream_rate(stream), video_seconds(container, stream)
-    if rate is None or seconds is None or seconds <= 0:
-        return None
-    return int(round(seconds * rate))
-
-
-def video_seconds(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> Fraction | None:
-    """How long the video stream lasts by the container's word (seconds), or None.
-
-    The stream's own duration where the container keeps one (MP4, AVI); else the file's duration
-    less the video's late start (Matroska, where copied AAC priming can start the video late).
-    """
-    if stream.duration is not None and stream.time_base is not None:
-        return stream.duration * stream.time_base
-    tagged = _tag_seconds(stream.metadata.get("DURATION"))  # Matroska's per-track tag: where the track ends
-    if tagged is not None:
-        return tagged - _start_seconds(stream)
-    if container.duration is None:
-        return None
-    seconds = Fraction(container.duration, av.time_base)
-    if container.start_time is not None and stream.start_time is not None and stream.time_base is not None:
-        seconds -= stream.start_time * stream.time_base - Fraction(container.start_time, av.time_base)
-    return seconds
-
-
-def _start_seconds(stream: av.video.stream.VideoStream) -> Fraction:
-    if stream.start_time is None or not stream.time_base:
-        return Fraction(0)
-    return stream.start_time * Fraction(stream.time_base)
-
-
-def _matroska_end(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> Fraction | None:
-    """Where a Matroska video track ends by its header, in seconds on the stream's clock: the
-    track's DURATION tag, else the segment's duration (which counts from 0, not from the first frame)."""
-    tagged = _tag_seconds(stream.metadata.get("DURATION"))
-    if tagged is not None:
-        return tagged
-    return Fraction(container.duration, av.time_base) if container.duration is not None else None
-
-
-def _tag_seconds(tag: str | None) -> Fraction | None:
-    """'HH:MM:SS.nnnnnnnnn' (FFmpeg's and mkvmerge's DURATION tag) in seconds, else None."""
-    m = re.fullmatch(r"(\d+):(\d\d):(\d\d(?:\.\d+)?)", (tag or "").strip())
-    if not m:
-        return None
-    return int(m[1]) * 3600 + int(m[2]) * 60 + Fraction(m[3])
-
-
-def stream_rate(stream: av.video.stream.VideoStream) -> Fraction | None:
-    """Frames per second as an exact Fraction: average rate, else guessed rate, else 1/time_base.
-
-    Matroska stores the rate as a frame duration in whole nanoseconds, and FFmpeg turns it back into
-    a fraction with terms up to 30000: 30000/1001 survives, 60000/1001 comes back as 19001/317.
-    So a rate within 1e-6 of a whole number, an NTSC rate (n * 1000/1001) or a fraction over at
-    most 100 is snapped to it.
-    """
-    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
-        if rate:
-            return snap_rate(Fraction(rate))
-    if stream.time_base:
-        return snap_rate(1 / Fraction(stream.time_base))
-    return None
-
-
-def snap_rate(rate: Fraction) -> Fraction:
-    """The simplest common rate within a relative 1e-6 of `rate`, else `rate` itself."""
-    ntsc = Fraction(1000, 1001)
-    candidates = (Fraction(round(rate)), round(rate / ntsc) * ntsc, rate.limit_denominator(100))
-    for simple in candidates:
-        if simple > 0 and abs(simple - rate) <= rate * Fraction(1, 10**6):
-            return simple
-    return rate
-
-
-_log_lock = threading.Lock()
-
-
-def _keep_error_logs() -> None:
-    """Make sure PyAV hands FFmpeg's error-level logs to Python, for the rest of the process.
-
-    PyAV drops every log while its level is None (its default). The level is switched on once and
-    never off again: switching it off while a decoder elsewhere is still logging loses that log
-    (FFmpeg checks the level in C, PyAV again under the GIL, and then compares with None: the
-    TypeError PyAV then prints from its callback). Identical lines must each arrive (damage
-    seen by probe and again by the decode). A NullHandler on "libav" keeps stray lines (outside a
-    capture) off stderr unless the application configured logging itself.
-    """
-    with _log_lock:
-        if av.logging.get_level() is None:
-            logging.getLogger("libav").addHandler(logging.NullHandler())
-            av.logging.set_level(av.logging.ERROR)
-        av.logging.set_skip_repeated(False)
-
-
-@contextmanager
-def _decoder_errors() -> Iterator[list[str]]:
-    """Collect the error-level FFmpeg log lines of work done inside, in this thread.
-
-    FFmpeg conceals damage (FFV1 'slice CRC mismatch', Matroska 'File ended prematurely') and goes
-    on; its log is the only sign. The capture is local to the calling thread, and callers decode
-    without FFmpeg threads (see `decode_av_frames`), so every line of this decode's demuxer and
-    decoder is here before the call returns, and nothing from another thread (an encoder, a
-    second decode) ever is: the same file gives the same outcome on every run.
-    """
-    _keep_error_logs()
-    errors: list[str] = []
-    with av.logging.Capture(local=True) as logs:
-        yield errors
-    errors.extend(m.strip() for level, _name, m in logs if level <= av.logging.ERROR and m.strip())
-
-
-def _damaged(path: str | Path, index: int, detail: str) -> InputError:
-    return InputError(
-        f"{path}: corrupt or truncated at frame {index} (counting from 0): {detail.rstrip('.!')}; "
-        "re-copy or re-export the file"
-    )
-
-
-def _reason(e: BaseException) -> str:
-    msg = getattr(e, "strerror", None) or str(e)
-    return str(msg).strip().rstrip(".") or type(e).__name__
 
 
 # ---------------------------------------------------------------------------------------------

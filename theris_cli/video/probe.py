@@ -23,19 +23,8 @@ from pathlib import Path
 import av
 
 from ..errors import InputError
-from .decode import (
-    colour_fraction,
-    decode_av_frames,
-    expected_frame_count,
-    image_files,
-    is_full_range,
-    open_container,
-    pixel_kind,
-    snap_rate,
-    stream_rate,
-    video_seconds,
-    video_stream,
-)
+from .decode import colour_fraction, decode_av_frames, image_files, is_full_range, open_container, pixel_kind, video_stream
+from .integrity import expected_frame_count, snap_rate, stream_rate, video_seconds
 
 __all__ = ["VideoInfo", "probe", "DEFAULT_IMAGE_FPS"]
 

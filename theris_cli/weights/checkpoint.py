@@ -8,6 +8,9 @@ Layout of a file (all safetensors metadata values are strings):
     metadata["theris_version"]  the theris that wrote it
     metadata["metadata"]        the caller's dict as JSON (training info: steps, data, losses, ...;
                                 "contract": what the weights were trained for, see below)
+    metadata["tensor_sha256"]   SHA-256 of every tensor's name, dtype, shape and bytes (`tensor_digest`):
+                                loading checks it, so a damaged or altered file is refused; a file
+                                without one (written before theris wrote them) loads unverified
     tensors                     the model's state_dict, under its own names
     "__extra__.<name>"          extra tensors (e.g. optimizer state to resume training), kept out of
                                 the state_dict
@@ -15,6 +18,8 @@ Layout of a file (all safetensors metadata values are strings):
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -36,6 +41,7 @@ class Checkpoint:
     extra_tensors: dict[str, Any] = field(default_factory=dict)  # without the reserved prefix
     theris_version: str = ""                      # the theris that wrote the file
     format_version: int = FORMAT_VERSION
+    verified: bool = True                         # False: the file carries no tensor digest to check
 
 
 @dataclass(frozen=True)
@@ -73,7 +79,7 @@ def save_checkpoint(
 def write_checkpoint(path, config, state_dict: dict, metadata: dict | None = None, extra_tensors: dict | None = None) -> Path:
     """`save_checkpoint` from a config and a state_dict, without building the network."""
     import torch
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     from theris_cli import __version__
 
@@ -97,20 +103,51 @@ def write_checkpoint(path, config, state_dict: dict, metadata: dict | None = Non
         "model_config": json.dumps(config.to_dict(), sort_keys=True),
         "theris_version": __version__,
         "metadata": metadata_json,
+        "tensor_sha256": tensor_digest(tensors),
     }
+    blob = save(tensors, metadata=header)
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        save_file(tensors, str(tmp), metadata=header)
-        with open(tmp, "rb+") as f:  # flush to disk before the rename makes it visible
-            os.fsync(f.fileno())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:  # the usual permissions (umask), readable by the group like any output
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the rename makes it visible
         os.replace(tmp, path)
     except OSError as e:
-        raise WeightsError(f"cannot write checkpoint {path}: {e.strerror or e}; check the folder and free space") from e
+        raise WeightsError(f"cannot write checkpoint {path}: {_write_failure(e)}") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
     return path
+
+
+def _write_failure(e: OSError) -> str:
+    """What went wrong with a write, and what to do, in a few words."""
+    reason = (e.strerror or str(e)).strip().rstrip(".")
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"{reason}; free some space or choose another folder"
+    if e.errno == errno.EROFS:
+        return "read-only file system; choose another folder"
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return f"{reason.lower()}; choose a folder you can write to"
+    return f"{reason}; check the folder and free space"
+
+
+def tensor_digest(tensors: dict) -> str:
+    """SHA-256 over every tensor's name, dtype, shape and bytes, in name order: what a checkpoint's
+    header records and loading recomputes (independent of the file's layout)."""
+    import torch
+
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        h.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 def _plain(t, name: str):
@@ -282,18 +319,20 @@ def load_checkpoint(path) -> Checkpoint:
     path = Path(path)
     meta, _ = _open_header(path)
     config, user_meta, version_s, fmt = _parse_header(path, meta)
-    state: dict[str, Any] = {}
-    extra: dict[str, Any] = {}
+    tensors: dict[str, Any] = {}
     try:
         with safe_open(str(path), framework="pt") as f:
             for key in f.keys():
-                if key.startswith(EXTRA_PREFIX):
-                    extra[key[len(EXTRA_PREFIX):]] = f.get_tensor(key)
-                else:
-                    state[key] = f.get_tensor(key)
+                tensors[key] = f.get_tensor(key)
     except Exception as e:
         raise WeightsError(f"{path}: cannot read its tensors ({type(e).__name__}: {e}); the file may be truncated") from None
-    return Checkpoint(config, state, user_meta, extra, version_s, fmt)
+    recorded = meta.get("tensor_sha256")
+    if recorded is not None and tensor_digest(tensors) != recorded:
+        raise WeightsError(f"{path}: its tensor data does not match the digest in its header (damaged or altered "
+                           "since theris wrote it); re-copy the file or use another checkpoint")
+    state = {k: v for k, v in tensors.items() if not k.startswith(EXTRA_PREFIX)}
+    extra = {k[len(EXTRA_PREFIX):]: v for k, v in tensors.items() if k.startswith(EXTRA_PREFIX)}
+    return Checkpoint(config, state, user_meta, extra, version_s, fmt, verified=recorded is not None)
 
 
 # --- the inference contract ----------------------------------------------------------------------

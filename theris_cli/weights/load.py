@@ -61,6 +61,12 @@ def _build_random(entry, device):
     return model.to(device).eval()
 
 
+def _note_unverified(ck, path: Path) -> None:
+    # registry files are checked against their recorded SHA-256 instead, so this is for the others
+    if not ck.verified:
+        log.warning("%s carries no digest of its tensor data (written by an older theris): loaded unverified", path)
+
+
 def load_model(spec: str = DEFAULT_MODEL, device="cpu"):
     """A THERIS network in eval mode on `device`.
 
@@ -97,6 +103,7 @@ def load_model(spec: str = DEFAULT_MODEL, device="cpu"):
         hf = parse_hf_spec(spec)
         path = download_hub_file(hf)  # no registry hash to check against: safetensors cannot run code
         ck = load_checkpoint(path)
+        _note_unverified(ck, path)
         model = _build(ck.config, ck.state_dict, dev, spec)
         info = WeightsInfo(spec, Path(hf.filename).name, "hub", path, sha256_file(path), True)
     else:
@@ -106,6 +113,7 @@ def load_model(spec: str = DEFAULT_MODEL, device="cpu"):
                 raise WeightsError(f"checkpoint {spec} does not exist: check the path")
             get_entry(spec, files_too=True)  # raises: unknown name, listing the known ones
         ck = load_checkpoint(path)
+        _note_unverified(ck, path)
         model = _build(ck.config, ck.state_dict, dev, str(path))
         info = WeightsInfo(spec, path.name, "file", path, sha256_file(path), True)
 

@@ -1,0 +1,116 @@
+"""What the upscaler does with events: repeats as one sample, no blend across a splice or a shutter jump.
+
+Stand-in NearestLinear (nearest x4 in space, linear in time) makes every output frame a known mix
+of input frames, so a ghost (a blend of two scenes) or a frozen pair is measured exactly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from clips import scene_frames, shutter_event, write_clip, written_twice
+from standins import NearestLinear, Smooth
+from theris_cli.engine.infer import Upscaler
+from theris_cli.engine.pipeline import upscale_video
+from theris_cli.engine.samples import upscale_marked
+from theris_cli.video import read_frames
+
+H, W = 24, 32
+
+
+def upscale(tmp_path, frames, **kw):
+    src = write_clip(tmp_path / "in.mkv", frames, fps=18)
+    dst = tmp_path / f"out-{len(list(tmp_path.iterdir()))}.mkv"
+    res = upscale_video(src, dst, model=NearestLinear(), device="cpu", **kw)
+    return res, np.stack(list(read_frames(dst))).astype(np.float64)
+
+
+def down(y):
+    return y[:, ::4, ::4]  # NearestLinear repeats each LR pixel 4x4
+
+
+def frozen_pairs(y):
+    """Fraction of consecutive output frames that are the same frame (to within rounding)."""
+    d = np.abs(np.diff(y, axis=0)).mean(axis=(1, 2))
+    return float((d < 0.5).mean())
+
+
+@pytest.mark.parametrize("model", [NearestLinear(), Smooth()], ids=["nearest-linear", "smooth"])
+@pytest.mark.parametrize("n,window,factor", [(1, 4, 2), (3, 4, 2), (9, 4, 2), (10, 3, 3), (7, 2, 1), (8, 5, 2)])
+def test_without_events_the_frames_are_those_of_the_plain_upscaler(model, n, window, factor):
+    frames = [torch.rand(1, 6, 8, generator=torch.Generator().manual_seed(i)) for i in range(n)]
+    up = Upscaler(model, window=window, temporal_factor=factor)
+    plain = list(up.process(iter(frames)))
+    marked = list(upscale_marked(up, ((f, "new") for f in frames)))
+    assert len(marked) == len(plain) == factor * n
+    assert all(torch.equal(a, b) for a, b in zip(plain, marked))
+    tail = list(upscale_marked(up, ((f, "new") for f in frames), skip=3))  # resume: the same frames from 3 on
+    assert len(tail) == max(factor * n - 3, 0) and all(torch.equal(a, b) for a, b in zip(plain[3:], tail))
+
+
+def test_frames_written_twice_move_instead_of_stuttering(tmp_path):
+    x = written_twice(scene_frames(24, H, W, seed=1))  # 48 frames, each sensor frame twice
+    res, y = upscale(tmp_path, x)
+    assert res.frames_out == 96 and res.events.repeated == 24  # the file's timing is kept
+    assert frozen_pairs(y) <= 0.10
+    # the new frames lie between distinct samples: output 4k + j is (4 - j)/4 of sample k, j/4 of k + 1
+    s = x[0::2].astype(np.float64)
+    np.testing.assert_allclose(down(y)[4 * 3 + 1], 0.75 * s[3] + 0.25 * s[4], atol=0.51)
+    _, plain = upscale(tmp_path, x, events=False)
+    assert frozen_pairs(plain) >= 0.4  # what the detection removes
+
+
+def _side_distances(out, a, b):
+    """Mean absolute difference of each output frame to sides a and b, relative to a - b."""
+    ref = np.abs(a - b).mean()
+    return np.abs(out - a).mean(axis=(1, 2)) / ref, np.abs(out - b).mean(axis=(1, 2)) / ref
+
+
+def test_no_output_frame_blends_the_two_sides_of_a_splice(tmp_path):
+    a, b = scene_frames(20, H, W, seed=1), scene_frames(20, H, W, seed=2)
+    res, y = upscale(tmp_path, np.concatenate([a, b]))
+    assert res.events.splices == [20] and res.frames_out == 80
+    yd = down(y)
+    last_a, first_b = a[-1].astype(np.float64), b[0].astype(np.float64)
+    da, db = _side_distances(yd[36:44], last_a, first_b)  # the output frames either side of the cut
+    assert (np.minimum(da, db) <= 0.15).all(), (da, db)
+    assert (da[:4] <= 0.15).all() and (db[4:] <= 0.15).all()  # the first scene's, then the second's
+    _, plain = upscale(tmp_path, np.concatenate([a, b]), events=False)
+    da, db = _side_distances(down(plain)[36:44], last_a, first_b)
+    assert (np.minimum(da, db) > 0.15).any()  # without detection: a ghost halfway
+
+
+def test_no_output_frame_carries_a_ghost_of_a_shutter_jump(tmp_path):
+    x = shutter_event(scene_frames(30, H, W, seed=1), at=16, frozen=3)
+    res, y = upscale(tmp_path, x)
+    assert res.events.shutters == [16] and res.events.repeated == 3
+    yd = down(y)
+    before, after = x[12].astype(np.float64), x[16].astype(np.float64)  # the frozen frame, the first after
+    da, db = _side_distances(yd[24:32], before, after)  # the frozen run and the frame after the jump
+    assert (da[:8] <= 0.15).all()  # the frozen run holds the last frame before the correction
+    assert np.abs(yd[32] - after).mean() <= 0.5  # from the jump on: the new level, no blend
+    assert np.abs(yd[31] - before).mean() <= 0.5
+
+
+def test_events_can_be_switched_off(tmp_path):
+    x = written_twice(scene_frames(6, H, W, seed=1))
+    res, _ = upscale(tmp_path, x, events=False)
+    assert res.events is None
+
+
+def test_the_command_reports_events_and_switches_them_off(tmp_path):
+    from typer.testing import CliRunner
+
+    from theris_cli.cli import app
+
+    src = write_clip(tmp_path / "in.mkv", written_twice(scene_frames(5, 12, 16, seed=1)), fps=18)
+    runner = CliRunner()
+    res = runner.invoke(app, ["upscale", str(src), str(tmp_path / "a.mkv"), "-w", "tiny-random", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert "events: 5 repeated frames" in res.output
+    res = runner.invoke(app, ["upscale", str(src), str(tmp_path / "b.mkv"), "-w", "tiny-random", "--device", "cpu",
+                              "--no-events", "--no-resume"])
+    assert res.exit_code == 0, res.output
+    assert "events:" not in res.output

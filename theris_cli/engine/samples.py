@@ -1,0 +1,193 @@
+"""Output frames from distinct samples, scene by scene: what the upscaler does with events.
+
+    out = upscale_marked(up, ((frame, mark) for ...))   # marks from theris_cli.engine.events
+
+The frames arrive with their marks. A run of repeats is one *sample* (the frame first seen); a
+break (splice, shutter event) ends a *scene*. Windows of ``up.window`` samples run within a scene
+only, so no output frame blends the two sides of a break; and the model sees each sensor frame
+once, at its place in the sequence of samples, so motion between samples is interpolated instead
+of frozen for the repeats and then jumping.
+
+Time. Output frame ``m`` lies at file time ``t = m / factor`` (input-frame units), ``factor`` frames
+per input frame as without events: the output keeps the file's timing. A scene's samples were first
+seen at file frames ``p_0 < p_1 < ...``; ``t`` maps to the *sample time* ``s``:
+
+- in a span ``p_k <= t < p_{k+1}`` of ``L`` file frames, the last ``min(L, MAX_SPAN)`` frames move
+  linearly from sample ``k`` to ``k + 1``; earlier ones hold ``k`` (a long frozen feed is held,
+  then moves on at the usual pace);
+- from the scene's last sample to its end, ``s`` holds the last sample (the frozen run before a
+  shutter event, the end of the video).
+
+The model is asked for sample times in window-local units; the blend weights are the tent of
+theris_cli.engine.windows.time_weight over sample times. Without repeats ``p_k = k`` and
+``s = t``: windows, times, weights and the order of the sums are those of Upscaler.process, so the
+output is the same to the bit.
+
+Resume: ``skip`` output frames are not produced. Windows that only feed them are not run; the
+others run exactly as in a full run (same samples, same times), so the frames from ``skip`` on are
+the ones a full run writes.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from fractions import Fraction
+from typing import Iterable, Iterator
+
+import torch
+
+from theris_cli.engine.events import BREAKS, REPEAT
+from theris_cli.engine.windows import Window, local_times, plan_windows, time_weight
+
+MAX_SPAN = 4  # file frames over which a sample moves to the next (recorders repeat a frame 2-3x)
+
+
+class _Scene:
+    """Samples of one scene: file positions (all), frames (those later windows still need)."""
+
+    def __init__(self, first: int):
+        self.first = first  # file index of the scene's first frame
+        self.pos: list[int] = []  # file index where each sample was first seen
+        self.buf: dict[int, torch.Tensor] = {}
+        self.start = 0  # sample index of the next regular window
+        self.ran = 0  # windows run (a prefix of plan_windows(len(pos), window))
+
+    def add(self, index: int, frame: torch.Tensor) -> None:
+        self.buf[len(self.pos)] = frame
+        self.pos.append(index)
+
+    def sample_time(self, t: Fraction) -> Fraction:
+        """Sample time of file time ``t`` (``t`` >= the scene's first frame; known samples only)."""
+        k = bisect_right(self.pos, t) - 1
+        if k >= len(self.pos) - 1:
+            return Fraction(len(self.pos) - 1)  # held from the last sample on
+        nxt = self.pos[k + 1]
+        ramp = min(nxt - self.pos[k], MAX_SPAN)
+        if t <= nxt - ramp:
+            return Fraction(k)
+        return k + (t - (nxt - ramp)) / ramp
+
+
+def upscale_marked(up, frames: Iterable[tuple[torch.Tensor, str]], skip: int = 0) -> Iterator[torch.Tensor]:
+    """Frames (C, h, w) with their marks in -> ``up.factor`` output frames (C, 4h, 4w) per input
+    frame, float32 on the CPU, in output order from output frame ``skip`` on. ``up``: an Upscaler."""
+    yield from _Run(up, skip).process(frames)
+
+
+class _Run:
+    def __init__(self, up, skip: int):
+        self.up, self.skip, self.factor = up, skip, up.factor
+        self.num: dict[int, torch.Tensor] = {}
+        self.den: dict[int, float] = {}
+        self.next_out = 0
+        # times per model call: as many as a regular window has (the memory plan is made for it),
+        # at least one between two samples
+        self.max_times = max(len(local_times(up.window, up.factor)), up.window + 1)
+
+    def process(self, frames: Iterable[tuple[torch.Tensor, str]]) -> Iterator[torch.Tensor]:
+        scene: _Scene | None = None
+        shape = None
+        n = 0
+        for frame, mark in frames:
+            if frame.dim() != 3:
+                raise ValueError(f"expected a frame (C, h, w), got shape {tuple(frame.shape)}")
+            if shape is None:
+                shape = frame.shape
+            elif frame.shape != shape:
+                raise ValueError(f"frame {n} has shape {tuple(frame.shape)}, the first had {tuple(shape)}")
+            if scene is None or mark in BREAKS:
+                if scene is not None:
+                    yield from self._finish(scene, n)
+                scene = _Scene(n)
+                scene.add(n, frame)
+            elif mark != REPEAT:
+                scene.add(n, frame)
+                yield from self._regular(scene)
+            n += 1
+        if scene is not None:
+            yield from self._finish(scene, n)
+
+    # -- windows -------------------------------------------------------------------------------
+
+    def _regular(self, scene: _Scene) -> Iterator[torch.Tensor]:
+        """Run the windows that are certainly not the scene's last (a later sample exists)."""
+        W = self.up.window
+        while scene.start + W < len(scene.pos):
+            w = Window(scene.start, W)
+            self._window(scene, w, first=w.start == 0, last=False, end=None)
+            scene.ran += 1
+            scene.start += self.up.stride
+            for i in [i for i in scene.buf if i <= w.start]:  # later windows start after w.start
+                del scene.buf[i]
+            # outputs before sample w.start + 1 are final: no later window reaches back to them
+            yield from self._pop(self.factor * scene.pos[w.start + 1])
+
+    def _finish(self, scene: _Scene, end: int) -> Iterator[torch.Tensor]:
+        """The scene's remaining windows (it ends before file frame ``end``) and all its outputs."""
+        K = len(scene.pos)
+        for w in plan_windows(K, self.up.window)[scene.ran:]:
+            self._window(scene, w, first=w.start == 0, last=w.end == K - 1, end=end)
+        yield from self._pop(self.factor * end)
+
+    def _targets(self, scene: _Scene, w: Window, first: bool, last: bool, end: int | None) -> list[tuple[int, Fraction, float]]:
+        """(output index, window-local sample time, weight > 0) of the outputs ``w`` predicts."""
+        stop = self.factor * (end if w.end == len(scene.pos) - 1 else scene.pos[w.end + 1])
+        out = []
+        for m in range(self.factor * scene.pos[w.start], stop):
+            s = scene.sample_time(Fraction(m, self.factor))
+            if s > w.end:
+                break
+            tau = s - w.start
+            weight = time_weight(float(tau), 1, w.length, first, last)
+            if weight > 0:
+                out.append((m, tau, weight))
+        return out
+
+    def _window(self, scene: _Scene, w: Window, first: bool, last: bool, end: int | None) -> None:
+        targets = self._targets(scene, w, first, last, end)
+        if not targets or targets[-1][0] < self.skip:  # feeds only frames already written
+            return
+        x = torch.stack([scene.buf[i] for i in range(w.start, w.end + 1)])  # (T, C, h, w)
+        preds = self._predict(x, sorted({tau for _, tau, _ in targets}))
+        self.up.windows_run += 1
+        weighted: dict[tuple[Fraction, float], torch.Tensor] = {}
+        for m, tau, weight in targets:
+            if m < self.skip:
+                continue
+            p = weighted.get((tau, weight))
+            if p is None:
+                p = weighted[(tau, weight)] = preds[tau].float() * weight
+            if m in self.num:
+                self.num[m] = self.num[m] + p  # not in place: held outputs share one tensor
+                self.den[m] += weight
+            else:
+                self.num[m] = p
+                self.den[m] = weight
+
+    def _predict(self, x: torch.Tensor, taus: list[Fraction]) -> dict[Fraction, torch.Tensor]:
+        """The model's frames at window-local sample times ``taus``: every call is given the window's
+        sample times (integers) too, and at most ``max_times`` times in all."""
+        T = x.shape[0]
+        ints = [Fraction(i) for i in range(T)]
+        between = [t for t in taus if t.denominator != 1]
+        room = max(self.max_times - T, 1)
+        calls = max(1, -(-len(between) // room))
+        out: dict[Fraction, torch.Tensor] = {}
+        for c in range(calls):
+            times = sorted(ints + between[c::calls])  # interleaved: each call spans the window
+            want = [i for i, t in enumerate(times) if t in taus and t not in out]
+            dev = torch.tensor([float(t) for t in times], device=self.up.device)
+            y = self.up.run_window(x, want, times=dev)
+            for i, frame in zip(want, y):
+                out[times[i]] = frame
+        return out
+
+    def _pop(self, limit: int) -> Iterator[torch.Tensor]:
+        while self.next_out < limit:
+            m = self.next_out
+            self.next_out += 1
+            if m < self.skip:
+                continue
+            if m not in self.num:
+                raise RuntimeError(f"output frame {m} was never predicted")
+            yield (self.num.pop(m) / self.den.pop(m)).cpu()
