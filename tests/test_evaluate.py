@@ -215,3 +215,59 @@ def test_split_scores_exactly_its_clips(tmp_path, monkeypatch):
     monkeypatch.setitem(splits.SPLITS, "u", splits.Split("u", "test", (splits.HeldOut("gone.mkv", "missing"),)))
     with pytest.raises(InputError, match="gone.mkv"):
         evaluate([tmp_path], methods=["bicubic"], split="u")
+
+
+# ------------------------------------------------------------------------------ --degrade sensor
+
+def _recorder(seen: list):
+    """A method that records the LR input it is given and answers with bicubic + linear."""
+    from theris_cli.protocol import bicubic_linear
+
+    def predict(lr):
+        seen.append(lr.clone())
+        return bicubic_linear(lr)
+
+    return predict
+
+
+def test_degrade_sensor_gives_the_same_lr_frames_every_run_and_clean_is_make_lr(tmp_path):
+    from theris_cli.protocol import make_lr
+
+    frames = _smooth_frames(9, 32, 32)
+    clip = write_clip(tmp_path / "warm.mkv", frames)
+    runs: dict[str, list] = {"clean": [], "sensor": [], "sensor2": []}
+    for key in runs:
+        evaluate([clip], methods={"rec": _recorder(runs[key])}, degrade=key.rstrip("2"))
+    hr, _ = load_clip(clip)
+    assert torch.equal(runs["clean"][0], make_lr(hr))  # the clean path: the protocol's input, untouched
+    assert torch.equal(runs["sensor"][0], runs["sensor2"][0])  # seeded: the same LR frames each run
+    noise = runs["sensor"][0] - runs["clean"][0]
+    span = float(runs["clean"][0].max() - runs["clean"][0].min())
+    assert 0.003 * span < float(noise.std()) < 0.02 * span  # sensor-level noise, relative to the clip's range
+    # the truth is the same: only the input was degraded
+    ev_clean = evaluate([clip], methods=["bicubic"])
+    ev_noisy = evaluate([clip], methods=["bicubic"], degrade="sensor")
+    assert ev_noisy.clips[0].methods["bicubic"].all.psnr < ev_clean.clips[0].methods["bicubic"].all.psnr
+    assert "input" in ev_noisy.protocol and "input" not in ev_clean.protocol
+
+
+def test_degrade_sensor_depends_on_the_clip_name_not_its_folder(tmp_path):
+    frames = _smooth_frames(5, 16, 16)
+    (tmp_path / "x").mkdir()
+    a = write_clip(tmp_path / "one.mkv", frames)
+    b = write_clip(tmp_path / "x" / "one.mkv", frames)
+    c = write_clip(tmp_path / "two.mkv", frames)
+    seen: list = []
+    evaluate([a, b, c], methods={"rec": _recorder(seen)}, degrade="sensor")
+    assert torch.equal(seen[0], seen[1]) and not torch.equal(seen[0], seen[2])
+
+
+def test_cli_degrade_sensor_and_unknown_degradation(tmp_path):
+    clip = write_clip(tmp_path / "warm.mkv", _smooth_frames(5, 16, 16))
+    r = runner.invoke(app, ["evaluate", str(clip), "--methods", "bicubic", "--degrade", "sensor", "--json",
+                            str(tmp_path / "out.json")])
+    assert r.exit_code == 0, r.output
+    assert "input: sensor" in r.output
+    assert "sensor" in json.loads((tmp_path / "out.json").read_text())["protocol"]["input"]
+    r = runner.invoke(app, ["evaluate", str(tmp_path / "nothing.mkv"), "--methods", "bicubic", "--degrade", "fog"])
+    assert isinstance(r.exception, UsageError) and "fog" in str(r.exception)  # before decoding anything

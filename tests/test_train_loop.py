@@ -391,14 +391,77 @@ def test_cli_balance_samples_reaches_the_checkpoint(tmp_path):
     assert load_checkpoint(out / "final.safetensors").metadata["train"]["balance_samples"] is True
 
 
-def test_amp_on_the_cpu_says_it_trains_in_float32(tmp_path):
+def test_amp_on_a_cpu_with_bf16_trains_under_autocast_and_is_refused_without(tmp_path, monkeypatch):
+    import theris_cli.devices as devices
     from theris_cli.train.run import run_training
 
-    said: list[str] = []
-    res = run_training(preset="tiny", out=tmp_path / "run", steps=1, batch=1, patch=4, frames=2, val_every=0,
-                       checkpoint_every="0", device="cpu", amp=True, on_message=said.append)
+    kw = dict(preset="tiny", steps=1, batch=1, patch=4, frames=2, val_every=0, checkpoint_every="0", device="cpu",
+              amp=True)
+    monkeypatch.setattr(devices, "cpu_has_bf16", lambda: True)
+    events: list[dict] = []
+    res = run_training(out=tmp_path / "run", on_event=events.append, **kw)
     assert res.checkpoint.exists()
-    assert any("--amp" in m and "float32" in m for m in said), said
+    assert [e["amp"] for e in events if e["event"] == "start"] == [True]
+    monkeypatch.setattr(devices, "cpu_has_bf16", lambda: False)
+    with pytest.raises(UsageError, match="bfloat16"):
+        run_training(out=tmp_path / "run2", **kw)
+    assert not (tmp_path / "run2").exists()
+
+
+# ------------------------------------------------------------------------------ --ema
+
+def test_ema_is_the_checkpoints_network_and_resume_restores_both(tmp_path):
+    from theris_cli.weights import load_checkpoint
+
+    data = FixedBatch()
+    flat = dict(min_lr_ratio=1.0, ema=0.5)
+    straight = train(_settings(steps=4, **flat), data, tmp_path / "a")
+    train(_settings(steps=2, **flat), data, tmp_path / "b")
+    resumed = train(_settings(steps=4, **flat), data, tmp_path / "b", resume=tmp_path / "b" / "final.safetensors")
+    a, b = load_checkpoint(straight.checkpoint), load_checkpoint(resumed.checkpoint)
+    assert a.metadata["ema"] == 0.5
+    raw = {k[len("raw."):]: v for k, v in a.extra_tensors.items() if k.startswith("raw.")}
+    assert set(raw) == set(a.state_dict)
+    # the average lags the optimised weights: it differs from them, and lies between them and the start
+    moved = [k for k in raw if not torch.equal(raw[k], a.state_dict[k])]
+    assert moved
+    from theris_cli.weights.checkpoint import export_checkpoint
+
+    shipped = load_checkpoint(export_checkpoint(straight.checkpoint, tmp_path / "ship.safetensors"))
+    assert not shipped.extra_tensors  # the exported file is the average alone
+    assert all(torch.equal(shipped.state_dict[k], a.state_dict[k]) for k in a.state_dict)
+    for k in a.state_dict:  # a resumed run ends where an uninterrupted one does, average and weights
+        assert torch.allclose(a.state_dict[k], b.state_dict[k], atol=1e-6), k
+        assert torch.allclose(a.extra_tensors["raw." + k], b.extra_tensors["raw." + k], atol=1e-6), k
+
+
+def test_ema_follows_the_weights_by_its_decay(tmp_path):
+    from theris_cli.model import THERIS
+    from theris_cli.weights import load_checkpoint
+
+    data = FixedBatch()
+    torch.manual_seed(0)
+    start = THERIS(PRESETS["tiny"]).state_dict()
+    res = train(_settings(steps=1, ema=0.75), data, tmp_path)
+    ck = load_checkpoint(res.checkpoint)
+    for k, v in ck.state_dict.items():  # one step: ema = 0.75 start + 0.25 weights
+        if v.is_floating_point():
+            assert torch.allclose(v, 0.75 * start[k] + 0.25 * ck.extra_tensors["raw." + k], atol=1e-6), k
+
+
+def test_cli_sensor_and_ema_reach_the_checkpoint(tmp_path):
+    from theris_cli.weights import load_checkpoint
+
+    out = tmp_path / "run"
+    r = CliRunner().invoke(app, ["train", "--preset", "tiny", "--steps", "2", "--batch", "2", "--patch", "8",
+                                 "--frames", "2", "--val-every", "0", "--sensor", "1", "--ema", "0.99",
+                                 "--out", str(out), "--threads", "1"])
+    assert r.exit_code == 0, r.output
+    meta = load_checkpoint(out / "final.safetensors").metadata
+    assert meta["train"]["sensor_p"] == 1.0 and meta["train"]["ema"] == 0.99 and meta["ema"] == 0.99
+    assert "sensor degradation" in meta["data"]["degradation"]
+    r = CliRunner().invoke(app, ["train", "--preset", "tiny", "--ema", "1", "--out", str(tmp_path / "x")])
+    assert r.exit_code != 0
 
 
 # ------------------------------------------------------------------------------ --flow-teacher

@@ -12,12 +12,16 @@ from theris_cli.engine.options import UpscaleOptions
 
 
 def run_evaluate(clips: Sequence[str], methods: str, options: UpscaleOptions, *,
-             max_frames: Optional[int] = None, json_out: Optional[str] = None, split: Optional[str] = None) -> None:
-    from theris_cli.eval.evaluate import check_methods, evaluate as run_evaluation
+             max_frames: Optional[int] = None, json_out: Optional[str] = None, split: Optional[str] = None,
+             degrade: str = "clean") -> None:
+    from theris_cli.errors import UsageError
+    from theris_cli.eval.evaluate import DEGRADATIONS, check_methods, evaluate as run_evaluation
     from theris_cli.eval.report import render
     from theris_cli.outputs import atomic_output, check_destination
 
     names = check_methods([methods])  # before any decoding: a typo fails at once
+    if degrade not in DEGRADATIONS:
+        raise UsageError(f"unknown --degrade {degrade!r}; choose from {', '.join(DEGRADATIONS)}")
     to_stdout = json_out == "-"
     if json_out and not to_stdout:
         check_destination(json_out, overwrite=True)
@@ -26,11 +30,13 @@ def run_evaluate(clips: Sequence[str], methods: str, options: UpscaleOptions, *,
         console.width = max(console.width, 132)
     with console.status("evaluating…") as status:
         ev = run_evaluation(clips, methods=names, options=options, max_frames=max_frames,
-                            on_progress=lambda msg: status.update(msg), split=split)
+                            on_progress=lambda msg: status.update(msg), split=split, degrade=degrade)
     for renderable in render(ev):
         console.print(renderable)
     if ev.weights:
         console.print(f"theris = {ev.weights}")
+    if "input" in ev.protocol:
+        console.print(f"input: {ev.protocol['input']}")
     console.print(f"{len(ev.clips)} clip(s) in {ev.seconds:.1f} s")
     if to_stdout:
         typer.echo(ev.to_json())
@@ -67,6 +73,11 @@ def evaluate_cmd(
         None, "--split", help="Score the validation clips of this named split (e.g. v1), found by name under the "
         "CLIPS folders.",
     ),
+    degrade: str = typer.Option(
+        "clean", "--degrade", help="What the LR input gets: clean (the protocol) or sensor (a thermal sensor's "
+        "temporal noise, per-pixel and per-column offsets and 8-bit output at the levels of real Lepton clips, "
+        "the same frames every run; theris_cli/sensor.py). Default clean.",
+    ),
 ) -> None:
     """Score THERIS against classical upscalers on clips: PSNR, SSIM, temporal consistency, motion.
 
@@ -81,8 +92,10 @@ def evaluate_cmd(
     Example: theris evaluate clips/ --methods theris,bicubic,ffmpeg --json results.json
 
     Example: theris evaluate ../shared/data --split v1 --methods theris,bicubic
+
+    Example: theris evaluate ../shared/data --split v1 --methods theris,bicubic --degrade sensor
     """
     from theris_cli.eval.evaluate import EVAL_OPTIONS
 
     options = UpscaleOptions.of(EVAL_OPTIONS, weights=weights, device=device, precision=precision)
-    run_evaluate(clips, methods, options, max_frames=max_frames, json_out=json_out, split=split)
+    run_evaluate(clips, methods, options, max_frames=max_frames, json_out=json_out, split=split, degrade=degrade)

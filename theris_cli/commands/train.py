@@ -126,6 +126,14 @@ def train_cmd(
         None, "--extras", min=0.0, max=1.0, help="Fraction of clips whose inputs get extra blur, noise and "
         "compression (default 0: the clean evaluation protocol).",
     ),
+    sensor: Optional[float] = typer.Option(
+        None, "--sensor", min=0.0, max=1.0, help="Fraction of clips whose inputs get a thermal sensor's noise, fixed "
+        "pattern, drift, AGC flicker and H.264/H.265 compression, drawn per clip (theris_cli/sensor.py; default 0).",
+    ),
+    ema: Optional[float] = typer.Option(
+        None, "--ema", min=0.0, max=0.99999, help="Decay per step of an exponential moving average of the weights, "
+        "which validation scores and checkpoints hold as their network (e.g. 0.999; default 0: none).",
+    ),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the weights and of every batch (default 0)."),
     out: Optional[Path] = typer.Option(None, "--out", file_okay=False, help="Run folder: checkpoints and log.jsonl "
                                        "(default runs/<preset>; with --resume: the checkpoint's folder)."),
@@ -139,7 +147,7 @@ def train_cmd(
     ),
     max_frames: int = typer.Option(1000, "--max-frames", min=3, help="Frames kept in memory per real video (its first)."),
     device: args.Device = "auto",
-    amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 autocast on CUDA (default: on there); the CPU always trains in float32."),
+    amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 autocast (default: on CUDA; on a CPU with AVX512-BF16 or AMX only when asked)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for PyTorch (default: PyTorch's choice)."),
 ) -> None:
     """Train THERIS on real thermal videos and synthetic heat-conduction scenes.
@@ -164,8 +172,8 @@ def train_cmd(
         steps=steps, minutes=minutes, batch=batch, patch=patch, frames=frames, lr=lr, warmup=warmup,
         tfm_lambda=tfm_lambda, tfm_form=tfm_form, temporal_lambda=temporal_lambda, pixel_loss=pixel_loss,
         balance_samples=balance_samples, flow_teacher=flow_teacher, synthetic_ratio=synthetic_ratio,
-        motion_p=motion, motion_crops=motion_crops, extras_p=extras, seed=seed, val_every=val_every,
-        flow_teacher_every=flow_teacher_every, workers=workers,
+        motion_p=motion, motion_crops=motion_crops, extras_p=extras, sensor_p=sensor, ema=ema, seed=seed,
+        val_every=val_every, flow_teacher_every=flow_teacher_every, workers=workers,
     )
     with TrainReporter(stream=err_console.file) as reporter:
         res = run_training(

@@ -7,6 +7,9 @@ Protocol, per clip (the STVSR convention; the same degradation as training, `tra
 2. crop H, W to multiples of 4 (top-left corner kept) and keep an odd number N = 2m+1 of HR frames
    (the first `max_frames`, minus the last one if that count is even);
 3. LR input = `make_lr(HR)`: HR frames 0, 2, ..., 2m, antialiased bicubic ×1/4 (m+1 frames);
+   with `degrade="sensor"` that input then gets a thermal sensor's noise (`theris_cli.sensor`,
+   `EVAL_LEVELS`, relative to the LR clip's own min..max), drawn from a seed made from the clip's
+   file name, so every run and every method sees the same LR frames; the truth stays clean;
 4. every method predicts all N HR frames from the LR input; predictions are clamped to [0, 1];
 5. PSNR and SSIM (`metrics.py`, grey channel, no border crop, data range 1) per frame, averaged over
    all frames, over input-aligned frames (even indices: an LR input exists at that time) and over
@@ -39,6 +42,8 @@ from theris_cli.eval.baselines import BASELINES, Predictor
 from theris_cli.eval.results import ClipScore, Evaluation, MethodScore, Motion, Subset, mean_scores
 from theris_cli.protocol import MOTION_DILATE, MOTION_THRESHOLD, SCALE, crop_to_multiple, make_lr, motion_mask
 
+DEGRADATIONS = ("clean", "sensor")  # what the LR input gets after make_lr (--degrade)
+
 METHODS = ("theris", "bicubic", "ffmpeg")  # every method `evaluate` knows, in table order
 MIN_FRAMES = 3  # HR frames: 2 LR inputs and one frame between them
 MIN_SIZE = 16  # HR pixels per side after cropping: 4 LR pixels, and frames above SSIM's 11-pixel window
@@ -59,6 +64,31 @@ PROTOCOL = {
               "SSIM map (same window as ssim) averaged over the mask 5 px from the border; null if the mask is empty",
     "clip_mean": "average of per-clip figures (motion: over the clips with a mask)",
 }
+
+
+def sensor_input(lr: torch.Tensor, clip_name: str) -> torch.Tensor:
+    """The LR clip (T, 1, h, w) as a thermal sensor would give it: `sensor.EVAL_LEVELS` in units of
+    the clip's own min..max (mapped to [0, 1] and back, as an 8-bit AGC stretches it), seeded by
+    `clip_name` (CRC-32 of the name), so the same clip always gets the same frames."""
+    import zlib
+
+    from theris_cli.sensor import EVAL_LEVELS, degrade
+
+    lo, hi = float(lr.min()), float(lr.max())
+    span = max(hi - lo, 1e-6)
+    gen = torch.Generator().manual_seed(zlib.crc32(clip_name.encode("utf-8")))
+    return (degrade((lr - lo) / span, EVAL_LEVELS, gen) * span + lo).to(lr.dtype)
+
+
+def protocol_for(degrade: str = "clean") -> dict:
+    """PROTOCOL, with what the input got beyond make_lr."""
+    if degrade == "clean":
+        return dict(PROTOCOL)
+    from theris_cli.sensor import EVAL_LEVELS
+
+    levels = {k: v for k, v in EVAL_LEVELS.to_dict().items() if v and (k != "crf" or EVAL_LEVELS.codec)}
+    return {**PROTOCOL, "input": f"{degrade}: make_lr, then theris_cli.sensor.degrade {levels} in units of the LR "
+                                 "clip's min..max, seeded by the clip's file name (CRC-32); the truth is clean"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -89,8 +119,9 @@ def score(pred: torch.Tensor, gt: torch.Tensor, seconds: float = 0.0, mask: torc
     )
 
 
-def evaluate_frames(hr: torch.Tensor, predictors: Mapping[str, Predictor]) -> dict[str, MethodScore]:
-    """Run each predictor on `make_lr(hr)` and score it against `hr`.
+def evaluate_frames(hr: torch.Tensor, predictors: Mapping[str, Predictor],
+                    degrade: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, MethodScore]:
+    """Run each predictor on `make_lr(hr)` (then `degrade` of it, if given) and score it against `hr`.
 
     hr: (N, 1, H, W) in [0, 1], N odd >= 3, H and W multiples of 4 and >= MIN_SIZE.
     """
@@ -101,6 +132,8 @@ def evaluate_frames(hr: torch.Tensor, predictors: Mapping[str, Predictor]) -> di
             f">= {MIN_SIZE}, got {tuple(hr.shape)}"
         )
     lr = make_lr(hr)  # (m+1, 1, H/4, W/4)
+    if degrade is not None:
+        lr = degrade(lr)
     mask = motion_mask(hr)  # from the truth: the same pixels for every method
     out = {}
     for name, predict in predictors.items():
@@ -212,6 +245,7 @@ def evaluate(
     max_frames: int | None = None,
     on_progress: Callable[[str], None] | None = None,
     split: str | None = None,
+    degrade: str = "clean",
     **fields: Any,
 ) -> Evaluation:
     """Score `methods` on every clip (files, or folders of videos) by the protocol of this module.
@@ -222,7 +256,10 @@ def evaluate(
     methods: names from METHODS, or a mapping name -> predictor ((T, 1, h, w) LR -> (2T-1, 1, 4h, 4w)).
     options (or its fields as keywords: weights, device, ...): how "theris" runs, EVAL_OPTIONS by
     default; options.weights is the model scored (registry name, local path, hf://...; None: the default).
+    degrade: "clean" (the protocol) or "sensor" (the LR input with a sensor's noise, `sensor_input`).
     """
+    if degrade not in DEGRADATIONS:
+        raise UsageError(f"unknown --degrade {degrade!r}; choose from {', '.join(DEGRADATIONS)}")
     opts = UpscaleOptions.of(options if options is not None else EVAL_OPTIONS, **fields)
     weights = opts.weights
     t_start = time.perf_counter()
@@ -258,7 +295,8 @@ def evaluate(
         hr, levels = load_clip(path, max_frames)
         n, _, h, w = hr.shape
         say(f"[{i}/{len(paths)}] {path}: {n} frames {w}x{h}, running {', '.join(predictors)}")
-        scores = evaluate_frames(hr, predictors)
+        noisy = (lambda lr, name=Path(path).name: sensor_input(lr, name)) if degrade == "sensor" else None
+        scores = evaluate_frames(hr, predictors, noisy)
         results.append(
             ClipScore(
                 clip=str(path),
@@ -278,6 +316,6 @@ def evaluate(
         clips=results,
         mean=mean,
         seconds=time.perf_counter() - t_start,
-        protocol=PROTOCOL,
+        protocol=protocol_for(degrade),
         split=split,
     )

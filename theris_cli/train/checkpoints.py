@@ -4,9 +4,12 @@ run, with its settings and its inference contract, so that `resume` continues th
 
 Files (`weights.save_checkpoint`, safetensors, config inside): extra tensors "optimizer.*" (packed
 with `pack_state`), "tfm.<name>" (the TFM loss's state: the learnable `d` of the paper's form, or the
-running mean `d_ema` of the fitted form) and "rng.torch"; metadata {"kind": "training", "step",
+running mean `d_ema` of the fitted form) and "rng.torch". A run with an exponential moving average
+of the weights (`TrainSettings.ema`) saves the average as the network, so that `theris evaluate`,
+`upscale` and `weights export` use it, and the optimised weights as "raw.<name>" for `resume`;
+metadata {"kind": "training", "step",
 "steps", "seed", "wall_time_s", "loss", "val", "tfm_D", "data", "train" (the settings),
-"contract" (`weights.checkpoint.contract_for`), "optimizer" (the skeleton)}.
+"contract" (`weights.checkpoint.contract_for`), "optimizer" (the skeleton), "ema" (the decay, or 0)}.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ from theris_cli.train.settings import TrainSettings
 
 def save_training_checkpoint(path: Path, net, tfm: torch.nn.Module, opt: torch.optim.Optimizer,
                              settings: TrainSettings, step: int, wall_time: float, loss: float | None,
-                             val: dict | None) -> Path:
+                             val: dict | None, ema_net=None) -> Path:
+    """Write the run's state to `path`; with `ema_net` (the averaged weights) that is the network
+    saved, and `net`'s own weights go in as "raw.<name>"."""
     from theris_cli.weights import pack_state, save_checkpoint
     from theris_cli.weights.checkpoint import contract_for
 
@@ -30,6 +35,9 @@ def save_training_checkpoint(path: Path, net, tfm: torch.nn.Module, opt: torch.o
     for k, v in tfm.state_dict().items():
         tensors[f"tfm.{k}"] = v.detach().clone()
     tensors["rng.torch"] = torch.get_rng_state()
+    if ema_net is not None:
+        for k, v in net.state_dict().items():
+            tensors[f"raw.{k}"] = v.detach().clone()
     d = float(tfm.D.detach())
     meta = {
         "kind": "training",
@@ -46,12 +54,15 @@ def save_training_checkpoint(path: Path, net, tfm: torch.nn.Module, opt: torch.o
         "contract": contract_for(settings.frames, clips=list(dict.fromkeys(
             [c["name"] for c in settings.data.get("real", [])] + list(settings.data.get("init_clips", []))))),
         "optimizer": skeleton,
+        "ema": settings.ema if ema_net is not None else 0.0,
     }
-    return save_checkpoint(path, net, metadata=meta, extra_tensors=tensors)
+    return save_checkpoint(path, ema_net if ema_net is not None else net, metadata=meta, extra_tensors=tensors)
 
 
-def resume_state(path: str | Path, net, tfm: torch.nn.Module, opt: torch.optim.Optimizer, s: TrainSettings) -> tuple[int, float]:
-    """Load model, TFM state, optimiser and RNG state from `path`; returns (step, wall time so far)."""
+def resume_state(path: str | Path, net, tfm: torch.nn.Module, opt: torch.optim.Optimizer, s: TrainSettings,
+                 ema_net=None) -> tuple[int, float]:
+    """Load model, TFM state, optimiser and RNG state from `path`; returns (step, wall time so far).
+    `ema_net` gets the averaged weights (a checkpoint written without an average: the weights)."""
     from theris_cli.weights import load_checkpoint, unpack_state
 
     ck = load_checkpoint(path)
@@ -65,7 +76,10 @@ def resume_state(path: str | Path, net, tfm: torch.nn.Module, opt: torch.optim.O
     if set(tfm_state) != set(tfm.state_dict()):
         raise TrainingError(f"{path} was trained with another TFM form than --tfm-form {s.tfm_form}; resume with "
                             f"the form the run started with")
-    net.load_state_dict(ck.state_dict)
+    raw = {k[len("raw."):]: v for k, v in ck.extra_tensors.items() if k.startswith("raw.")}
+    net.load_state_dict(raw or ck.state_dict)
+    if ema_net is not None:
+        ema_net.load_state_dict(ck.state_dict)
     tfm.load_state_dict(tfm_state)
     opt.load_state_dict(unpack_state(ck.extra_tensors, ck.metadata["optimizer"]))  # moves moments to the params' device
     if "rng.torch" in ck.extra_tensors:

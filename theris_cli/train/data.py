@@ -40,7 +40,8 @@ def build_data(s: TrainSettings, data_paths: list[str], exclude: list[str], val_
         per_step = max(1.0, ratio * s.batch)
         synthetic = SyntheticSource(hr_frames, hr_patch, seed=s.seed, pool=max(64, 8 * s.batch), chunk=8,
                                     every=max(1, round(32 / per_step)), config=scene)
-    mixer = ClipMixer(real, synthetic, ratio, hr_frames, hr_patch, seed=s.seed, extras_p=s.extras_p)
+    mixer = ClipMixer(real, synthetic, ratio, hr_frames, hr_patch, seed=s.seed, extras_p=s.extras_p,
+                      sensor_p=s.sensor_p)
     val_real = None
     if val_paths:
         val_real = RealSource(load_real_clips(val_paths, hr_frames, min_side=16, max_frames=max_frames,
@@ -57,7 +58,9 @@ def build_data(s: TrainSettings, data_paths: list[str], exclude: list[str], val_
         "val_held_out": bool(val_paths), "synthetic_ratio": ratio, "synthetic": "theris_cli.train.synthetic",
         "synthetic_fast_p": scene.fast_p, "motion_crops": s.motion_crops,
         "degradation": "antialiased bicubic x1/4 of HR frames 0, 2, 4, ... (protocol.make_lr)"
-                       + (f"; extras on {s.extras_p:.0%} of clips" if s.extras_p else ""),
+                       + (f"; extras on {s.extras_p:.0%} of clips" if s.extras_p else "")
+                       + (f"; sensor degradation (train.degrade.SensorRanges) on {s.sensor_p:.0%} of clips"
+                          if s.sensor_p else ""),
     }
     return dataclasses.replace(s, synthetic_ratio=ratio, data=desc), mixer, val
 

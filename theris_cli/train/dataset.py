@@ -21,7 +21,9 @@
   smaller than the patch (a 120x160 Lepton against a 128 patch) uses the largest square crop that
   every clip of the batch has (a multiple of 4), rather than padding with invented pixels.
 * **Inputs**: `protocol.make_lr` (the evaluation protocol), plus `degrade.apply_extras` on a fraction
-  `extras_p` of the clips (off by default: the default weights are scored on the clean protocol).
+  `extras_p` of the clips (off by default: the default weights are scored on the clean protocol),
+  and `degrade.apply_sensor` (a thermal sensor's noise, fixed pattern, flicker and compression) on a
+  fraction `sensor_p`.
 
 Every random choice of step s comes from a generator seeded by (seed, s): batches are reproducible
 and independent of how the run was split into sessions.
@@ -42,7 +44,7 @@ import torch
 from theris_cli.errors import InputError, TrainingError
 from theris_cli.protocol import motion_mask
 from theris_cli.protocol import SCALE, make_lr
-from theris_cli.train.degrade import Extras, apply_extras
+from theris_cli.train.degrade import Extras, SensorRanges, apply_extras, apply_sensor
 from theris_cli.train.synthetic import SceneConfig, SyntheticThermal, clip_seed
 
 VAL_INDEX = 1 << 40  # synthetic clip indices from here on are never trained on (validation)
@@ -272,7 +274,7 @@ class ClipMixer:
 
     def __init__(self, real: RealSource | None, synthetic: SyntheticSource | None, synthetic_ratio: float,
                  frames: int, patch: int, seed: int = 0, extras_p: float = 0.0, extras: Extras = Extras(),
-                 reverse: bool = True):
+                 reverse: bool = True, sensor_p: float = 0.0, sensor: SensorRanges = SensorRanges()):
         if frames < 3 or frames % 2 == 0:
             raise ValueError(f"frames (2k+1 HR frames) must be odd and >= 3, got {frames}")
         if patch % SCALE:
@@ -288,6 +290,7 @@ class ClipMixer:
         self.real, self.synthetic, self.ratio = real, synthetic, synthetic_ratio
         self.frames, self.patch, self.seed = frames, patch, seed
         self.extras_p, self.extras, self.reverse = extras_p, extras, reverse
+        self.sensor_p, self.sensor = sensor_p, sensor
 
     def hr_batch(self, step: int, batch_size: int) -> torch.Tensor:
         """The HR truth of step `step`: (B, 2k+1, 1, S, S), S = patch or less (see module docstring)."""
@@ -313,6 +316,11 @@ class ClipMixer:
             for i in range(lr.shape[0]):
                 if float(torch.rand((), generator=gen)) < self.extras_p:
                     lr[i] = apply_extras(lr[i], gen, self.extras)
+        if self.sensor_p > 0:  # a generator of its own: batches without it stay what they were
+            gen = torch.Generator().manual_seed(clip_seed(self.seed ^ 0x5E45, step))
+            for i in range(lr.shape[0]):
+                if float(torch.rand((), generator=gen)) < self.sensor_p:
+                    lr[i] = apply_sensor(lr[i], gen, self.sensor)
         return lr, hr
 
 

@@ -13,7 +13,13 @@ with parameters drawn once per clip from a seeded `torch.Generator` (determinist
 * compression - 8x8 block-DCT quantisation as in JPEG / H.264 intra blocks (blockiness, lost detail);
 * quantisation - rounding to 2^bits grey levels (8-bit AGC output, 14-bit raw).
 
-Evaluation uses only `protocol.make_lr`; the extras never touch the HR targets.
+Sensor (`SensorRanges` / `apply_sensor`): the noise, fixed pattern, drift, AGC flicker and lossy
+inter-frame compression a thermal camera and its file add at the LR pixel scale (`theris_cli.sensor`,
+shared with `theris evaluate --degrade sensor`), with strengths drawn per clip from ranges that span
+what `benchmarks/sensor_noise.py` measures on real clips.
+
+Evaluation uses only `protocol.make_lr` (and `--degrade sensor` its fixed levels); neither touches
+the HR targets.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from theris_cli.ops import dct_matrix
+from theris_cli.sensor import CODECS, SensorLevels, degrade
 
 
 # ---------------------------------------------------------------------------------------------
@@ -123,3 +130,57 @@ def apply_extras(lr: torch.Tensor, gen: torch.Generator, extras: Extras = Extras
         levels = 2**bits - 1
         x = torch.round(x * levels) / levels
     return x.to(lr.dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sensor
+
+
+@dataclass(frozen=True)
+class SensorRanges:
+    """Ranges of the sensor degradation's strengths (`theris_cli.sensor.SensorLevels`), drawn
+    uniformly once per clip, in units of the clip's range.
+
+    The ranges span what benchmarks/sensor_noise.py measures on the Lepton clips (temporal noise,
+    column and row offsets) and start at zero, so that clean inputs stay part of the task; the TNO
+    and VOT-TIR clips' temporal noise lies above them.
+    """
+
+    temporal: tuple[float, float] = (0.0, 0.012)
+    shot: tuple[float, float] = (0.0, 0.006)
+    pixel: tuple[float, float] = (0.0, 0.008)
+    pixel_gain: tuple[float, float] = (0.0, 0.02)
+    column: tuple[float, float] = (0.0, 0.010)
+    row: tuple[float, float] = (0.0, 0.004)
+    drift: tuple[float, float] = (0.0, 0.005)
+    flicker_gain: tuple[float, float] = (0.0, 0.02)
+    flicker_offset: tuple[float, float] = (0.0, 0.01)
+    blur_p: float = 0.3
+    blur: tuple[float, float] = (0.2, 0.8)  # Gaussian PSF std, LR pixels
+    codec_p: float = 0.25  # share of clips through H.264 / H.265 (about 20 ms a clip)
+    crf: tuple[int, int] = (18, 32)
+    bits_p: float = 0.7  # share of the other clips rounded to 8-bit grey levels
+
+    def draw(self, gen: torch.Generator) -> SensorLevels:
+        """One clip's SensorLevels; a fixed number of draws from `gen` whatever comes out."""
+        u = torch.rand(13, generator=gen).tolist()
+
+        def pick(i: int, lo_hi: tuple[float, float]) -> float:
+            return lo_hi[0] + (lo_hi[1] - lo_hi[0]) * u[i]
+
+        use_codec = u[10] < self.codec_p
+        return SensorLevels(
+            temporal=pick(0, self.temporal), shot=pick(1, self.shot), pixel=pick(2, self.pixel),
+            pixel_gain=pick(3, self.pixel_gain), column=pick(4, self.column), row=pick(5, self.row),
+            drift=pick(6, self.drift), flicker_gain=pick(7, self.flicker_gain),
+            flicker_offset=pick(8, self.flicker_offset),
+            blur=pick(9, self.blur) if u[9] < self.blur_p else 0.0,
+            codec=CODECS[int(u[11] * len(CODECS)) % len(CODECS)] if use_codec else "",
+            crf=int(round(pick(12, self.crf))),
+            bits=8 if not use_codec and u[12] < self.bits_p else 0,
+        )
+
+
+def apply_sensor(lr: torch.Tensor, gen: torch.Generator, ranges: SensorRanges = SensorRanges()) -> torch.Tensor:
+    """One LR clip (T, C, h, w) in [0, 1] with a sensor degradation drawn from `ranges`; a new tensor."""
+    return degrade(lr, ranges.draw(gen), gen)

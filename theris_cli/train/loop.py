@@ -15,7 +15,11 @@
   `min_lr_ratio` x lr; gradients clipped to norm `grad_clip` (selective scans can spike early on).
   With a time budget (`minutes`), the run stops when it is spent and the cosine follows the time
   used when that is further along than the steps, so a run on a slow or busy machine still anneals.
-* Precision: bf16 autocast on CUDA (`amp`), float32 on CPU; losses always in float32.
+* Precision: bf16 autocast with `amp` (CUDA, or a CPU with bfloat16 instructions), else float32;
+  losses always in float32.
+* Weight average: with `ema` > 0 an exponential moving average of the weights follows the optimised
+  ones (ema_w <- ema * ema_w + (1 - ema) * w after each step); validation scores it and checkpoints
+  save it as the network (the optimised weights beside it, for resume).
 * Checkpoints (`weights.save_checkpoint`, safetensors, config inside): `step-NNNNNN.safetensors`
   every `checkpoint_steps` steps and/or `checkpoint_minutes` minutes, `last.safetensors` with each,
   `final.safetensors` at the end, and `interrupted.safetensors` on Ctrl-C (the first Ctrl-C finishes
@@ -34,6 +38,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import signal
@@ -210,12 +215,17 @@ def train(settings: TrainSettings, data, out_dir: str | Path, val: tuple | None 
     tfm = make_tfm(s.tfm_form, d_init=s.tfm_d_init, alpha=s.tfm_alpha, edge_quantile=s.tfm_edge_quantile).to(device)
     params = list(net.parameters()) + list(tfm.parameters())
     opt = torch.optim.Adam(params, lr=s.lr, betas=(0.9, 0.99), weight_decay=s.weight_decay)
+    ema_net = copy.deepcopy(net).requires_grad_(False) if s.ema > 0 else None
     start_step, wall_before = 0, 0.0
     if resume is not None:
-        start_step, wall_before = resume_state(resume, net, tfm, opt, s)
+        start_step, wall_before = resume_state(resume, net, tfm, opt, s, ema_net=ema_net)
     sched_base = s.lr
-    amp = s.amp and device.type == "cuda"
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else nullcontext
+    amp = s.amp and device.type in ("cuda", "cpu")
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if amp else nullcontext
+    if ema_net is not None:
+        ema_params = [p for p in ema_net.parameters()]
+        net_params = [p for p in net.parameters()]
+    scored = ema_net if ema_net is not None else net  # the weights validation scores
     val_groups = val[2] if val is not None and len(val) > 2 else None
     baseline = bicubic_linear(val[0]) if val is not None else None
     try:
@@ -257,9 +267,10 @@ def train(settings: TrainSettings, data, out_dir: str | Path, val: tuple | None 
         nonlocal last_ckpt
         finite_so_far()
         wall = wall_before + time.perf_counter() - t0
-        path = save_training_checkpoint(out / name, net, tfm, opt, s, step, wall, last_loss, last_val)
+        path = save_training_checkpoint(out / name, net, tfm, opt, s, step, wall, last_loss, last_val, ema_net=ema_net)
         if name != "last.safetensors":
-            save_training_checkpoint(out / "last.safetensors", net, tfm, opt, s, step, wall, last_loss, last_val)
+            save_training_checkpoint(out / "last.safetensors", net, tfm, opt, s, step, wall, last_loss, last_val,
+                                     ema_net=ema_net)
         last_ckpt = path
         emit({"event": "checkpoint", "step": step, "path": str(path)})
         write({"event": "checkpoint", "step": step, "path": str(path)})
@@ -276,7 +287,7 @@ def train(settings: TrainSettings, data, out_dir: str | Path, val: tuple | None 
                 if time_progress >= 1.0:
                     break
                 if val is not None and s.val_every and step % s.val_every == 0:
-                    last_val = validate(net, val[0], val[1], device, baseline=baseline, groups=val_groups)
+                    last_val = validate(scored, val[0], val[1], device, baseline=baseline, groups=val_groups)
                     emit({"event": "val", "step": step, **last_val})
                     write({"event": "val", "step": step, "val": last_val})
                 for g in opt.param_groups:
@@ -305,6 +316,11 @@ def train(settings: TrainSettings, data, out_dir: str | Path, val: tuple | None 
                 if s.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(params, s.grad_clip)
                 opt.step()
+                if ema_net is not None:
+                    with torch.no_grad():
+                        torch._foreach_lerp_(ema_params, net_params, 1.0 - s.ema)
+                        for b_ema, b in zip(ema_net.buffers(), net.buffers()):
+                            b_ema.copy_(b)
                 step += 1
                 window_n += hr.shape[0]
                 with torch.no_grad():  # gain over bicubic + linear on this very batch, dB (cheap: no model)
@@ -344,7 +360,7 @@ def train(settings: TrainSettings, data, out_dir: str | Path, val: tuple | None 
                     interrupted = True
                     break
             if not interrupted and val is not None:
-                last_val = validate(net, val[0], val[1], device, baseline=baseline, groups=val_groups)
+                last_val = validate(scored, val[0], val[1], device, baseline=baseline, groups=val_groups)
                 emit({"event": "val", "step": step, **last_val})
                 write({"event": "val", "step": step, "val": last_val})
             checkpoint("interrupted.safetensors" if interrupted else "final.safetensors")

@@ -27,7 +27,7 @@ from theris_cli.train.settings import apply_ablations, make_settings, parse_ever
 SETTING_OVERRIDES = (
     "steps", "minutes", "batch", "patch", "frames", "lr", "warmup", "tfm_lambda", "tfm_form", "temporal_lambda",
     "pixel_loss", "balance_samples", "flow_teacher", "synthetic_ratio", "motion_p", "motion_crops", "extras_p",
-    "seed", "val_every", "flow_teacher_every", "workers",
+    "sensor_p", "ema", "seed", "val_every", "flow_teacher_every", "workers",
 )
 
 
@@ -76,6 +76,8 @@ class TrainOptions:
     motion_p: Optional[float] = None
     motion_crops: Optional[float] = None
     extras_p: Optional[float] = None
+    sensor_p: Optional[float] = None
+    ema: Optional[float] = None
     seed: Optional[int] = None
     val_every: Optional[int] = None
     flow_teacher_every: Optional[int] = None
@@ -232,7 +234,11 @@ def run_training(
         ck_steps, ck_minutes = parse_every(o.checkpoint_every)
     dev = resolve_train_device(o.device)
     if o.amp and not dev.startswith("cuda"):
-        say("--amp applies on CUDA only: training on the CPU runs in float32")
+        from theris_cli.devices import cpu_has_bf16
+
+        if not cpu_has_bf16():
+            raise UsageError("--amp trains in bfloat16, which this CPU has no instructions for (AVX512-BF16 or "
+                             "AMX); train without --amp")
     settings = make_settings(
         model_cfg, base, ablate=o.ablate or None, init=o.init, checkpoint_steps=ck_steps,
         checkpoint_minutes=ck_minutes, device=dev, amp=(dev.startswith("cuda") if o.amp is None else o.amp),

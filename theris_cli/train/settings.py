@@ -64,6 +64,8 @@ class TrainSettings:
     motion_p: float = 0.25  # fraction of synthetic clips with fast motion (synthetic.SceneConfig.fast_p)
     motion_crops: float = 0.5  # fraction of real crops chosen for their motion (dataset.RealSource)
     extras_p: float = 0.0
+    sensor_p: float = 0.0  # fraction of clips whose LR input gets the sensor degradation (degrade.apply_sensor)
+    ema: float = 0.0  # decay per step of the weights' exponential moving average (0: none); checkpoints hold it
     seed: int = 0
     ablate: tuple[str, ...] = ()
     init: str | None = None  # weights the run started from (registry name, path or hf://), None: random
@@ -72,7 +74,7 @@ class TrainSettings:
     val_every: int = 100
     log_every: int = 10
     device: str = "cpu"
-    amp: bool = False  # bf16 autocast; only used on CUDA
+    amp: bool = False  # bf16 autocast (CUDA, or a CPU with bfloat16 instructions)
     data: dict = field(default_factory=dict)  # description of the data sources, for the metadata
 
     def __post_init__(self) -> None:
@@ -175,9 +177,11 @@ def check_settings(s: TrainSettings) -> None:
     if not 0 < s.tfm_edge_quantile < 1:
         problems.append(f"tfm_edge_quantile must lie in (0, 1) (got {s.tfm_edge_quantile})")
     for name, v in (("--synthetic-ratio", s.synthetic_ratio), ("--extras", s.extras_p),
-                    ("--motion", s.motion_p), ("--motion-crops", s.motion_crops)):
+                    ("--motion", s.motion_p), ("--motion-crops", s.motion_crops), ("--sensor", s.sensor_p)):
         if not 0 <= v <= 1:
             problems.append(f"{name} must lie in [0, 1] (got {v})")
+    if not 0 <= s.ema < 1:
+        problems.append(f"--ema must lie in [0, 1) (got {s.ema})")
     if s.pixel_loss not in ("charbonnier", "l1"):
         problems.append(f"--pixel-loss must be charbonnier or l1 (got {s.pixel_loss})")
     if problems:
