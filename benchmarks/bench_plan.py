@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-DEFAULT_SRC = "/work/shared/data/ir/vottir_horse.mkv"  # any grey or colour video will do
+DEFAULT_SRC = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "ir" / "vottir_horse.mkv")  # any video will do
 
 
 def child(clip: str, threads: int, precision: str, weights: str | None) -> dict:

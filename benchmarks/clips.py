@@ -27,7 +27,8 @@ def make_clip(src: str | Path, dst: str | Path, frames: int, size: tuple[int, in
     import torch
     import torch.nn.functional as F
 
-    from theris_cli.video.decode import decode_av_frames, frame_to_grey, open_container, stream_rate, video_stream
+    from theris_cli.video.decode import decode_av_frames, frame_to_grey, open_container, video_stream
+    from theris_cli.video.integrity import stream_rate
 
     with open_container(src) as c:
         rate = stream_rate(video_stream(c, src))

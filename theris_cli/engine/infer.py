@@ -38,6 +38,7 @@ from theris_cli.engine.stitch import TemporalBlender, TileCanvas
 from theris_cli.engine.windows import (
     Tile,
     Window,
+    frame_shape,
     local_times,
     plan_tiles,
     plan_windows,
@@ -120,12 +121,7 @@ class Upscaler:
             yield from self._process_parallel(frames)
             return
         for frame in frames:
-            if frame.dim() != 3:
-                raise ValueError(f"expected a frame (C, h, w), got shape {tuple(frame.shape)}")
-            if shape is None:
-                shape = frame.shape
-            elif frame.shape != shape:
-                raise ValueError(f"frame {n} has shape {tuple(frame.shape)}, the first had {tuple(shape)}")
+            shape = frame_shape(frame, shape, n)
             buf[n] = frame
             n += 1
             while start + self.window < n:  # frame start + window exists: not the last window
@@ -183,12 +179,7 @@ class Upscaler:
         finished = False
         try:
             for frame in frames:
-                if frame.dim() != 3:
-                    raise ValueError(f"expected a frame (C, h, w), got shape {tuple(frame.shape)}")
-                if shape is None:
-                    shape = frame.shape
-                elif frame.shape != shape:
-                    raise ValueError(f"frame {n} has shape {tuple(frame.shape)}, the first had {tuple(shape)}")
+                shape = frame_shape(frame, shape, n)
                 buf[n] = frame
                 n += 1
                 while start + self.window < n:  # frame start + window exists: not the last window

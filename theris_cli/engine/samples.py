@@ -40,7 +40,7 @@ from typing import Iterable, Iterator
 import torch
 
 from theris_cli.engine.events import BREAKS, REPEAT
-from theris_cli.engine.windows import Window, local_times, plan_windows, time_weight
+from theris_cli.engine.windows import Window, frame_shape, local_times, plan_windows, time_weight
 
 MAX_SPAN = 4  # file frames over which a sample moves to the next (recorders repeat a frame 2-3x)
 
@@ -109,12 +109,7 @@ class _Run:
         shape = None
         n = 0
         for frame, mark in frames:
-            if frame.dim() != 3:
-                raise ValueError(f"expected a frame (C, h, w), got shape {tuple(frame.shape)}")
-            if shape is None:
-                shape = frame.shape
-            elif frame.shape != shape:
-                raise ValueError(f"frame {n} has shape {tuple(frame.shape)}, the first had {tuple(shape)}")
+            shape = frame_shape(frame, shape, n)
             if scene is None or mark in BREAKS:
                 if scene is not None:
                     yield from self._finish(scene, n)

@@ -36,6 +36,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 # --------------------------------------------------------------------------------------------
 # time
@@ -172,3 +176,11 @@ def tile_from_memory(
     side = int(pixels**0.5) // multiple * multiple
     return max(multiple, side)
 
+
+def frame_shape(frame: "torch.Tensor", first: "torch.Size | None", n: int) -> "torch.Size":
+    """The shape every frame of a stream must have: frame n's (C, h, w), checked against the first's."""
+    if frame.dim() != 3:
+        raise ValueError(f"expected a frame (C, h, w), got shape {tuple(frame.shape)}")
+    if first is not None and frame.shape != first:
+        raise ValueError(f"frame {n} has shape {tuple(frame.shape)}, the first had {tuple(first)}")
+    return frame.shape
