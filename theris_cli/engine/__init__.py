@@ -10,5 +10,6 @@
     stitch.py     TileCanvas and TemporalBlender: overlapping tiles and windows joined into frames
     resume.py     unfinished work kept in segments beside the destination, and continued
     estimate.py   the total time a run will take, from its first window
+    memory.py     a tile too large for the GPU, and the host memory there is
     hugepages.py  allocator settings for large temporaries
 """

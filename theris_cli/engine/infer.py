@@ -33,6 +33,14 @@ from theris_cli.devices import resolve_device, resolve_precision
 from theris_cli.errors import DeviceError
 from theris_cli.model.config import SCALE  # HR pixels per LR pixel: the network's fixed factor
 from theris_cli.engine.hugepages import keep_freed_memory
+from theris_cli.engine.memory import (
+    available_memory,
+    describe_error,
+    peak_resident,
+    reset_peak_resident,
+    resident,
+    tile_too_large,
+)
 from theris_cli.engine.options import MIN_TILE, UpscaleOptions
 from theris_cli.engine.stitch import TemporalBlender, TileCanvas
 from theris_cli.engine.windows import (
@@ -394,94 +402,17 @@ class Upscaler:
         # A process that runs out of RAM is killed, not told: so on the CPU the tile must be right
         # the first time. Linux keeps the peak resident size (VmHWM) and lets a process reset it.
         free = available_memory()
-        before = _resident()
-        if free is None or before is None or not _reset_peak_resident():
+        before = resident()
+        if free is None or before is None or not reset_peak_resident():
             return None, None
         self._model(crop, times)
-        peak = _peak_resident()
+        peak = peak_resident()
         if peak is None or peak <= before:
             return None, None
         return float(max(peak - before, _MIN_CPU_BYTES_PER_PIXEL * crop.shape[-1] * crop.shape[-2])), free
 
 
-# ------------------------------------------------------------------------------------------------
-# what a tile too large for the GPU raises
-
-# The RuntimeErrors a GPU gives for a tile too large for it, besides torch.OutOfMemoryError: a
-# message from CUDA, cuBLAS, cuDNN or Triton's launcher that says memory ran out or a launch grid
-# is past CUDA's limits (Triton: "Triton Error [CUDA]: invalid argument"; PyTorch's own kernels:
-# "CUDA error: invalid configuration argument"). Errors that leave the CUDA context unusable (an
-# illegal memory access) are not among them: no smaller tile can run after those.
-_GPU_SOURCES = ("CUDA", "cuDNN", "CUDNN", "CUBLAS", "Triton")
-_TOO_LARGE = ("out of memory", "ALLOC_FAILED", "NOT_ENOUGH_WORKSPACE", "invalid argument",
-              "invalid configuration argument")
-
-
-def tile_too_large(e: BaseException) -> bool:
-    """Whether ``e`` is what a GPU raises for a tile too large for it (out of memory in any of its
-    forms, a launch grid past CUDA's limits, Triton out of shared memory or registers), so that a
-    smaller tile may succeed."""
-    if isinstance(e, torch.OutOfMemoryError):
-        return True
-    if type(e).__name__ == "OutOfResources":  # triton.runtime.errors.OutOfResources
-        return True
-    if isinstance(e, RuntimeError):
-        text = str(e)
-        return any(s in text for s in _GPU_SOURCES) and any(m in text for m in _TOO_LARGE)
-    return False
-
-
-def describe_error(e: BaseException) -> str:
-    """The first line of an error, shortened: for the log and the final message."""
-    first = (str(e).strip().splitlines() or [""])[0][:160]
-    return f"{type(e).__name__}: {first}" if first else type(e).__name__
-
-
-# ------------------------------------------------------------------------------------------------
-# host memory (Linux /proc; elsewhere these return None and frames are not tiled on the CPU)
-
+# host memory per pixel of a window, measured once per model (`_bytes_per_pixel`)
 _BYTES_PER_PIXEL: "weakref.WeakKeyDictionary[torch.nn.Module, dict]" = weakref.WeakKeyDictionary()
 _CPU_UNIT_BYTES = 512 * 2**20  # upper bound of the work units' temporaries and the model's own memory
 _MIN_CPU_BYTES_PER_PIXEL = 8 * 1024  # floor for the measurement: freed heap reused by the probe hides some of it
-
-
-def available_memory() -> int | None:
-    """Bytes of RAM available to new allocations (MemAvailable), or None where unknown."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def _proc_status_bytes(field: str) -> int | None:
-    """A /proc/self/status field in bytes (the file states kB), or None where unknown."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def _resident() -> int | None:
-    return _proc_status_bytes("VmRSS")
-
-
-def _peak_resident() -> int | None:
-    return _proc_status_bytes("VmHWM")
-
-
-def _reset_peak_resident() -> bool:
-    """Set VmHWM to the current resident size (Linux >= 4.0: write 5 to /proc/self/clear_refs)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
