@@ -42,7 +42,7 @@ import numpy as np
 from ..errors import OutputError, UsageError
 from ..outputs import output_error
 from .decode import full_to_limited, pixel_kind
-from .integrity import decoder_errors
+from .ffv1 import readable_ffv1
 from .levels import Levels
 from .probe import VideoInfo
 
@@ -58,9 +58,6 @@ _CRF_MAX = {"libx264": 51, "libx265": 51, "libvpx-vp9": 63, "libsvtav1": 63, "li
 _ROTATION_CONTAINERS = {".mkv", ".mp4", ".mov"}
 _AUDIO_FALLBACK = {".mkv": "flac", ".mp4": "aac", ".mov": "aac", ".avi": "pcm_s16le"}
 _CODEC_OPTIONS = {"ffv1": {"level": "3", "slicecrc": "1"}}  # FFV1 v3 with per-slice CRCs
-# FFV1 slice counts tried when the encoder's own choice is one the decoder refuses ("slice count
-# unsupported": FFmpeg's encoder picks them for frames of about 100 megapixels and more)
-_FFV1_SLICES = (30, 64)
 
 
 def output_kind(path: str | Path) -> str:
@@ -89,51 +86,6 @@ def check_crf(crf: int | None, codec: str | None = None, ext: str | None = None)
     top = _CRF_MAX.get(codec or "")
     if crf is not None and top is not None and not 0 <= crf <= top:
         raise UsageError(f"--crf {crf}: {codec} takes 0 (best) to {top} (smallest file)")
-
-
-def readable_ffv1(path: Path, width: int, height: int, pix_fmt: str, options: dict[str, str]) -> dict[str, str]:
-    """`options`, with a slice count added where needed, such that FFmpeg's FFV1 decoder can open
-    what the encoder writes at this size; else an OutputError, before any frame is made.
-
-    Both codecs are only opened (no frame is encoded): the decoder judges the slice layout the
-    encoder puts in its header, which is where a very large frame fails.
-    """
-    tries = [dict(options)] + [{**options, "slices": str(n)} for n in _FFV1_SLICES]
-    why = ""
-    for opts in tries:
-        why = _ffv1_opens(width, height, pix_fmt, opts)
-        if not why:
-            return opts
-        if why.startswith("the encoder"):
-            break
-    raise OutputError(
-        f"{path}: a {width}x{height} FFV1 video cannot be written so that FFmpeg reads it back ({why}); "
-        "upscale a crop of the input (e.g. ffmpeg -vf crop=w:h:x:y) or a smaller input"
-    )
-
-
-def _ffv1_opens(width: int, height: int, pix_fmt: str, options: dict[str, str]) -> str:
-    """'' when an FFV1 encoder opened with `options` and a decoder given its header both open, else why not."""
-    who, failure = "", None
-    with decoder_errors() as errors:  # their log lines are the reason, not stray output
-        try:
-            who = "the encoder"
-            enc = av.CodecContext.create("ffv1", "w")
-            enc.width, enc.height, enc.pix_fmt = width, height, pix_fmt
-            enc.time_base = Fraction(1, 25)
-            enc.options = dict(options)
-            enc.open()
-            who = "the decoder"
-            dec = av.CodecContext.create("ffv1", "r")
-            dec.extradata = enc.extradata
-            dec.width, dec.height = width, height
-            dec.open()
-        except (av.error.FFmpegError, ValueError) as e:
-            failure = e
-    if failure is None:
-        return ""
-    reason = errors[-1] if errors else str(failure)
-    return f"{who} refuses it: {reason.strip().rstrip('.')}"
 
 
 class VideoWriter:
