@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from theris_cli.protocol import crop_to_multiple, downscale, make_lr
-from theris_cli.train.degrade import Extras, apply_extras, block_dct_quantise, gaussian_blur
+from theris_cli.sensor import gaussian_blur
+from theris_cli.train.degrade import Extras, apply_extras, block_dct_quantise
 
 
 def test_downscale_shape_range_dtype():

@@ -24,14 +24,12 @@ the HR targets.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from theris_cli.ops import dct_matrix
-from theris_cli.sensor import CODECS, SensorLevels, degrade
+from theris_cli.sensor import CODECS, SensorLevels, degrade, gaussian_blur
 
 
 # ---------------------------------------------------------------------------------------------
@@ -60,24 +58,6 @@ class Extras:
 
 def _uniform(gen: torch.Generator, lo: float, hi: float) -> float:
     return lo + (hi - lo) * torch.rand((), generator=gen).item()
-
-
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of the last two axes, reflect-padded.  x: (..., H, W), sigma in pixels."""
-    if sigma <= 0:
-        return x
-    radius = max(1, math.ceil(3 * sigma))
-    taps = torch.arange(-radius, radius + 1, dtype=torch.float32, device=x.device)
-    k = torch.exp(-0.5 * (taps / sigma) ** 2)
-    k = (k / k.sum()).to(x.dtype)
-    h, w = x.shape[-2:]
-    lead = x.shape[:-2]
-    y = x.reshape(-1, 1, h, w)
-    # reflect padding needs pad < size; fall back to replicate for tiny frames
-    mode = "reflect" if radius < min(h, w) else "replicate"
-    y = F.conv2d(F.pad(y, (radius, radius, 0, 0), mode=mode), k.view(1, 1, 1, -1))
-    y = F.conv2d(F.pad(y, (0, 0, radius, radius), mode=mode), k.view(1, 1, -1, 1))
-    return y.reshape(*lead, h, w)
 
 
 def block_dct_quantise(x: torch.Tensor, step: float, block: int = 8) -> torch.Tensor:
