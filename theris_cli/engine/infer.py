@@ -119,22 +119,34 @@ class Upscaler:
         frames are held, whatever the length. A window is run once the frame after it has arrived
         (or the stream has ended), so that it is known whether the window is the video's last.
         """
-        buf: dict[int, torch.Tensor] = {}
-        blender = TemporalBlender(self.factor)
-        n = 0  # input frames seen
-        ran = 0  # windows run so far (they are a prefix of plan_windows(n, window))
-        start = 0  # start of the next regular window
-        shape = None
         if self.workers > 1:
             yield from self._process_parallel(frames)
             return
+        blender = TemporalBlender(self.factor)
+        n = 0  # input frames in the windows run so far
+        for w, first, last, x in self._windows(frames):
+            yield from self._run(w, x, blender, first, last)
+            n = w.end + 1
+        if n:
+            yield from blender.finish(n)
+
+    def _windows(self, frames: Iterable[torch.Tensor]) -> Iterator[tuple[Window, bool, bool, torch.Tensor]]:
+        """(window, first, last, its frames (T, C, h, w)) in window order, each as soon as it is
+        known: a window is handed out once the frame after it has arrived (or the stream has ended),
+        so that it is known whether the window is the video's last. The last one ends at the last
+        frame. At most ``window + stride`` input frames are held."""
+        buf: dict[int, torch.Tensor] = {}
+        n = 0  # input frames seen
+        ran = 0  # windows handed out so far (they are a prefix of plan_windows(n, window))
+        start = 0  # start of the next regular window
+        shape = None
         for frame in frames:
             shape = frame_shape(frame, shape, n)
             buf[n] = frame
             n += 1
             while start + self.window < n:  # frame start + window exists: not the last window
                 w = Window(start, self.window)
-                yield from self._run(w, buf, blender, first=start == 0, last=False)
+                yield w, start == 0, False, torch.stack([buf[i] for i in range(w.start, w.end + 1)])
                 ran += 1
                 start += self.stride
                 for i in [i for i in buf if i <= w.start]:  # later windows start after w.start
@@ -142,8 +154,7 @@ class Upscaler:
         if n == 0:
             return
         for w in plan_windows(n, self.window)[ran:]:
-            yield from self._run(w, buf, blender, first=w.start == 0, last=w.end == n - 1)
-        yield from blender.finish(n)
+            yield w, w.start == 0, w.end == n - 1, torch.stack([buf[i] for i in range(w.start, w.end + 1)])
 
     def _process_parallel(self, frames: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
         """`process` with up to ``workers`` windows in flight at once, each in a worker thread at one
@@ -180,37 +191,19 @@ class Upscaler:
             for frame in blender.pop_ready(min(self.factor * (w.start + 1), self.factor * w.end + 1)):
                 yield frame.cpu()
 
-        buf: dict[int, torch.Tensor] = {}
-        n, start, shape = 0, 0, None
-        planned: list[Window] = []
+        n = 0  # input frames in the windows handed out so far
         pool = ThreadPoolExecutor(self.workers, thread_name_prefix="theris-window")
         finished = False
         try:
-            for frame in frames:
-                shape = frame_shape(frame, shape, n)
-                buf[n] = frame
-                n += 1
-                while start + self.window < n:  # frame start + window exists: not the last window
-                    w = Window(start, self.window)
-                    while len(pending) >= self.workers:
-                        yield from collect()
-                    x = torch.stack([buf[i] for i in range(w.start, w.end + 1)]).to(self.device, torch.float32)
-                    submit(pool, w, x, start == 0, False)
-                    planned.append(w)
-                    start += self.stride
-                    for i in [i for i in buf if i <= w.start]:
-                        del buf[i]
-            if n == 0:
-                finished = True
-                return
-            for w in plan_windows(n, self.window)[len(planned):]:
+            for w, first, last, x in self._windows(frames):
                 while len(pending) >= self.workers:
                     yield from collect()
-                x = torch.stack([buf[i] for i in range(w.start, w.end + 1)]).to(self.device, torch.float32)
-                submit(pool, w, x, w.start == 0, w.end == n - 1)
+                submit(pool, w, x.to(self.device, torch.float32), first, last)
+                n = w.end + 1
             while pending:
                 yield from collect()
-            yield from blender.finish(n)
+            if n:
+                yield from blender.finish(n)
             finished = True
         finally:
             # on an error, Ctrl-C or the consumer stopping, windows not started are dropped and a
@@ -218,8 +211,8 @@ class Upscaler:
             pool.shutdown(wait=finished, cancel_futures=not finished)
             self.model_seconds = t_busy[0] + (time.perf_counter() - t_busy[1] if pending and t_busy[1] else 0.0)
 
-    def _run(self, w: Window, buf: dict, blender: TemporalBlender, first: bool, last: bool) -> Iterator[torch.Tensor]:
-        x = torch.stack([buf[i] for i in range(w.start, w.end + 1)])  # (T, C, h, w)
+    def _run(self, w: Window, x: torch.Tensor, blender: TemporalBlender, first: bool, last: bool) -> Iterator[torch.Tensor]:
+        """Window w's frames x (T, C, h, w) through the model into the blender; the frames now final."""
         keep = window_targets(w.length, self.factor, first, last)  # the times the blend uses
         preds = self.run_window(x, keep)  # (K, C, 4h, 4w)
         blender.add(w, preds, first, last, keep)
