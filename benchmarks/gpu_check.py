@@ -54,7 +54,7 @@ def launch_check() -> list[str]:
     the real TSSM layers run on the meta device (shapes only: no memory, no arithmetic)."""
     import torch
 
-    from theris_cli.model import PRESETS, THERIS, scan
+    from theris_cli.model import PRESETS, THERIS, kernel
 
     H, W, frames = LAUNCH_WINDOW
     M = 2 * frames - 1  # target times of a window: the half-steps
@@ -64,14 +64,14 @@ def launch_check() -> list[str]:
             net = THERIS(c)
         z = torch.empty(1, M, H, W, c.dim, device="meta")                       # (B, M, H, W, dim)
         e = torch.empty(M, c.time_embed_dim, device="meta")
-        with scan.recording_launches() as launches, torch.no_grad():
+        with kernel.recording_launches() as launches, torch.no_grad():
             for block in net.blocks:
                 z = block(z, e)
         grid = max(l.grid_y for l in launches)
         scratch = max(l.scratch_bytes for l in launches) / 2**20
-        bad = [l for l in launches if l.grid_y > scan.GRID_Y_LIMIT
-               or l.chunk > max(scan.MIN_KERNEL_CHUNK, 1 << max(l.sequence - 1, 0).bit_length())]
-        lines.append(f"launch check: {name} {W}x{H}: largest grid y {grid} (limit {scan.GRID_Y_LIMIT}), "
+        bad = [l for l in launches if l.grid_y > kernel.GRID_Y_LIMIT
+               or l.chunk > max(kernel.MIN_KERNEL_CHUNK, 1 << max(l.sequence - 1, 0).bit_length())]
+        lines.append(f"launch check: {name} {W}x{H}: largest grid y {grid} (limit {kernel.GRID_Y_LIMIT}), "
                      f"kernel scratch {scratch:.0f} MiB ({len(launches)} calls){'  FAIL' if bad else ''}")
     return lines
 
@@ -102,12 +102,12 @@ def _parity(kernel_scan, reference_scan, shape, device, seed=0) -> tuple[float, 
 
 
 def kernel_parity(device, dry: bool) -> list[str]:
-    from theris_cli.model import PRESETS, scan
+    from theris_cli.model import PRESETS, kernel, scan
 
-    kernel, why = scan._import_kernel()
-    if kernel is None:
+    fn, why = kernel._import_kernel()
+    if fn is None:
         return [f"kernel parity: skipped, {why}"]
-    if device.type != "cuda" and not scan.interpreting():
+    if device.type != "cuda" and not kernel.interpreting():
         return ["kernel parity: skipped, no CUDA device (the CPU check is tests/triton_interpreter/, Triton's interpreter)"]
     os.environ["THERIS_SCAN"] = "mamba"
     scan.reset_backend()
@@ -118,8 +118,8 @@ def kernel_parity(device, dry: bool) -> list[str]:
             cases = [("long", (2, 40 if dry else 2048) + heads), ("TMB-like", (20 if dry else 70_000, 7) + heads)]
             for label, shape in cases:
                 b, L = shape[:2]
-                chunk = scan.kernel_chunk(L)
-                calls = len(scan.kernel_pieces(b, L, *heads, chunk))
+                chunk = kernel.kernel_chunk(L)
+                calls = len(kernel.kernel_pieces(b, L, *heads, chunk))
                 ref = lambda *a, **k: scan.ssd_chunked(*a, c.chunk_size, **k)  # noqa: E731
                 err_y, err_g, ok = _parity(scan.selective_scan, ref, shape, device)
                 lines.append(f"kernel parity {name:<5} {label:<8} b {b:>6} L {L:>5} chunk {chunk:>3} calls {calls:>2}: "
@@ -133,7 +133,7 @@ def kernel_parity(device, dry: bool) -> list[str]:
 def speed_rows(device, dry: bool, repeat: int, deadline: float) -> list[str]:
     import torch
 
-    from theris_cli.model import PRESETS, THERIS, scan
+    from theris_cli.model import PRESETS, THERIS, kernel, scan
 
     sizes = [(8, 12), (16, 20)] if dry else [(128, 160), (512, 640)]
     if dry:
@@ -141,7 +141,7 @@ def speed_rows(device, dry: bool, repeat: int, deadline: float) -> list[str]:
     precisions = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
     if device.type == "cpu":
         precisions = {"fp32": torch.float32}
-    scans = ["reference"] + (["mamba"] if scan._import_kernel()[0] is not None and device.type == "cuda" else [])
+    scans = ["reference"] + (["mamba"] if kernel._import_kernel()[0] is not None and device.type == "cuda" else [])
     rows = [f"{'preset':<6} {'LR in':>9} {'HR out':>10} {'prec':>5} {'scan':>9} {'out fps':>8} {'peak MiB':>9}"]
     for preset in ("small", "base"):
         torch.manual_seed(0)
@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from theris_cli.model import scan
+    from theris_cli.model import kernel
 
     start = time.monotonic()
     device = torch.device(args.device)
@@ -232,10 +232,10 @@ def main(argv: list[str] | None = None) -> int:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     import theris_cli
 
-    print(f"# gpu_check on {name}; torch {torch.__version__}; mamba-ssm {scan.mamba_version() or 'not installed'}; "
+    print(f"# gpu_check on {name}; torch {torch.__version__}; mamba-ssm {kernel.mamba_version() or 'not installed'}; "
           f"theris_cli from {Path(theris_cli.__file__).parent}"
           f"{'; DRY RUN (tiny sizes, figures mean nothing)' if args.dry_run else ''}")
-    print(f"# Triton kernel: {scan.kernel_status()}")
+    print(f"# Triton kernel: {kernel.kernel_status()}")
     lines = launch_check()
     for line in lines:  # printed as they come: the rest takes minutes
         print(line, flush=True)

@@ -51,10 +51,10 @@ def test_cuda_bf16_window_of_the_shipped_network_is_as_close_to_fp32_as_the_cpu_
     """The GPU's default precision on the shipped network (motion part included), whole-tensor path,
     with either scan: no further from the CPU's float32 output than the CPU's own bf16 path, within
     a factor for the GPU's bf16 scan inputs."""
-    from theris_cli.model import scan
+    from theris_cli.model import kernel, scan
 
-    if scan_backend == "mamba" and scan._import_kernel()[0] is None:
-        pytest.skip(scan._import_kernel()[1])
+    if scan_backend == "mamba" and kernel._import_kernel()[0] is None:
+        pytest.skip(kernel._import_kernel()[1])
     monkeypatch.setenv("THERIS_SCAN", scan_backend)
     scan.reset_backend()
     try:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from theris_cli.errors import BackendUnavailable, UsageError
-from theris_cli.model import PRESETS, THERIS, scan
+from theris_cli.model import PRESETS, THERIS, kernel, scan
 from theris_cli.model.scan import selective_scan, ssd_chunked, ssd_recurrent
 
 
@@ -127,7 +127,7 @@ def test_auto_on_cpu_is_reference_and_says_why(fresh_backend):
 
 def test_forced_mamba_without_kernel_names_the_fix(fresh_backend):
     fresh_backend.setenv("THERIS_SCAN", "mamba")
-    fresh_backend.setattr(scan, "_import_kernel", lambda: (None, "mamba-ssm does not import (ModuleNotFoundError)"))
+    fresh_backend.setattr(kernel, "_import_kernel", lambda: (None, "mamba-ssm does not import (ModuleNotFoundError)"))
     with pytest.raises(BackendUnavailable) as err:
         scan.backend_info()
     msg = str(err.value)
@@ -137,7 +137,7 @@ def test_forced_mamba_without_kernel_names_the_fix(fresh_backend):
 
 def test_forced_mamba_without_cuda(fresh_backend):
     fresh_backend.setenv("THERIS_SCAN", "mamba")
-    fresh_backend.setattr(scan, "_import_kernel", lambda: (lambda *a, **k: None, "kernel"))
+    fresh_backend.setattr(kernel, "_import_kernel", lambda: (lambda *a, **k: None, "kernel"))
     fresh_backend.setattr(torch.cuda, "is_available", lambda: False)
     fresh_backend.delenv("TRITON_INTERPRET", raising=False)  # the interpreter would run it on the CPU
     with pytest.raises(BackendUnavailable, match="CUDA"):
@@ -166,14 +166,14 @@ def test_selective_scan_on_cpu_uses_reference(fresh_backend):
 @pytest.mark.gpu
 @pytest.mark.parametrize("L", [7, 100, 448])
 def test_mamba_kernel_equals_reference(fresh_backend, L):
-    kernel, why = scan._import_kernel()
-    if kernel is None:
+    fn, why = kernel._import_kernel()
+    if fn is None:
         pytest.skip(why)
     leaves = [t.detach().float().cuda().requires_grad_() for t in _inputs(2, L, 4, 16, 1, 16)]
     x, dt, A, B, C, D = leaves
     prompt = torch.randn(1, L, 1, 16, device="cuda")
     ref = ssd_chunked(x, dt, A, B, C + prompt, D, chunk_size=64)
-    out = kernel(x, dt, A, B, (C + prompt).contiguous(), 64, D=D)
+    out = fn(x, dt, A, B, (C + prompt).contiguous(), 64, D=D)
     torch.testing.assert_close(out, ref, rtol=2e-3, atol=2e-3)
     w = torch.randn_like(ref)
     for a, b in zip(torch.autograd.grad((out * w).sum(), leaves), torch.autograd.grad((ref * w).sum(), leaves)):
@@ -205,10 +205,10 @@ def _next_pow2(n: int) -> int:
 
 @pytest.mark.parametrize("L", [1, 2, 7, 16, 17, 100, 112, 448, 4096, 2293760])
 def test_kernel_chunk_is_sized_to_the_sequence(L):
-    chunk = scan.kernel_chunk(L)
-    assert chunk <= max(scan.MIN_KERNEL_CHUNK, _next_pow2(L)) and chunk <= scan.KERNEL_CHUNK
-    assert chunk & (chunk - 1) == 0 and chunk >= scan.MIN_KERNEL_CHUNK
-    assert L <= chunk or chunk == scan.KERNEL_CHUNK  # one chunk holds a short sequence
+    chunk = kernel.kernel_chunk(L)
+    assert chunk <= max(kernel.MIN_KERNEL_CHUNK, _next_pow2(L)) and chunk <= kernel.KERNEL_CHUNK
+    assert chunk & (chunk - 1) == 0 and chunk >= kernel.MIN_KERNEL_CHUNK
+    assert L <= chunk or chunk == kernel.KERNEL_CHUNK  # one chunk holds a short sequence
 
 
 @pytest.mark.parametrize("b, L, limit, scratch", [
@@ -219,11 +219,11 @@ def test_kernel_chunk_is_sized_to_the_sequence(L):
     (5, 40, 2, 2**14),
 ])
 def test_kernel_pieces_cover_every_token_once_within_the_limits(monkeypatch, b, L, limit, scratch):
-    monkeypatch.setattr(scan, "GRID_Y_LIMIT", limit)
-    monkeypatch.setattr(scan, "KERNEL_SCRATCH_LIMIT", scratch)
+    monkeypatch.setattr(kernel, "GRID_Y_LIMIT", limit)
+    monkeypatch.setattr(kernel, "KERNEL_SCRATCH_LIMIT", scratch)
     h, p, g, n = 6, 32, 1, 64
-    chunk = 16 if limit < 100 else scan.kernel_chunk(L)
-    pieces = scan.kernel_pieces(b, L, h, p, g, n, chunk)
+    chunk = 16 if limit < 100 else kernel.kernel_chunk(L)
+    pieces = kernel.kernel_pieces(b, L, h, p, g, n, chunk)
     covered = torch.zeros(min(b, 8), dtype=torch.long)  # count tokens per sequence for the first few
     segments = sorted({(l0, l1) for _, _, l0, l1 in pieces})
     assert segments[0][0] == 0 and segments[-1][1] == L
@@ -232,7 +232,7 @@ def test_kernel_pieces_cover_every_token_once_within_the_limits(monkeypatch, b, 
     for b0, b1, l0, l1 in pieces:
         assert (b1 - b0) * -(-(l1 - l0) // chunk) <= limit
         if (b1 - b0) > 1 or -(-(l1 - l0) // chunk) > 1:  # more than one chunk of one sequence
-            assert scan.scratch_bytes(b1 - b0, l1 - l0, h, p, g, n, chunk) <= scratch
+            assert kernel.scratch_bytes(b1 - b0, l1 - l0, h, p, g, n, chunk) <= scratch
         covered[b0:min(b1, len(covered))] += l1 - l0
     assert covered.tolist() == [L] * len(covered)
     assert sum(b1 - b0 for b0, b1, l0, _ in pieces if l0 == 0) == b              # every sequence once
@@ -247,7 +247,7 @@ def _window_launches(preset: str, H: int = 512, W: int = 640, frames: int = 4):
     M = 2 * frames - 1
     z = torch.empty(1, M, H, W, c.dim, device="meta")
     e = torch.empty(M, c.time_embed_dim, device="meta")
-    with scan.recording_launches() as launches, torch.no_grad():
+    with kernel.recording_launches() as launches, torch.no_grad():
         for block in net.blocks:
             z = block(z, e)
     return launches
@@ -260,9 +260,9 @@ def test_every_kernel_launch_of_a_640x512_window_stays_within_cuda_limits(preset
     layers = c.n_blocks * (int(c.use_smb) + int(c.use_tmb) + int(c.use_hmb))
     assert len({l.sequence for l in launches}) >= min(layers, 3)  # SMB, TMB and HMB all recorded
     for launch in launches:
-        assert launch.grid_y <= scan.GRID_Y_LIMIT, launch
+        assert launch.grid_y <= kernel.GRID_Y_LIMIT, launch
         assert launch.chunk <= max(16, _next_pow2(launch.sequence)), launch
-        assert launch.scratch_bytes <= scan.KERNEL_SCRATCH_LIMIT, launch
+        assert launch.scratch_bytes <= kernel.KERNEL_SCRATCH_LIMIT, launch
     tmb = [l for l in launches if l.sequence == 7]
     # every LR pixel's sequence through the 7 target times, in both directions when bidirectional
     assert sum(l.batch for l in tmb) == 512 * 640 * c.n_blocks * (2 if c.bidirectional else 1)
@@ -271,8 +271,8 @@ def test_every_kernel_launch_of_a_640x512_window_stays_within_cuda_limits(preset
 def test_recording_returns_results_of_the_right_shape_and_computes_nothing():
     x, dt, A, B, C, D = (t.detach() for t in _inputs(3, 20, 2, 4, 1, 5, dtype=torch.float32))
     s0 = torch.zeros(3, 2, 4, 5)
-    with scan.recording_launches() as launches:
+    with kernel.recording_launches() as launches:
         y, final = selective_scan(x, dt, A, B, C, D, initial_state=s0, return_final_state=True)
     assert y.shape == x.shape and final.shape == s0.shape
-    assert launches == [scan.Launch(3, 20, 20, 2, 4, 1, 5, 32)]
-    assert scan._recorder is None  # recording ends with the block
+    assert launches == [kernel.Launch(3, 20, 20, 2, 4, 1, 5, 32)]
+    assert kernel._recorder is None  # recording ends with the block

@@ -7,7 +7,7 @@ is imported: tests/conftest.py sets it on machines without CUDA. On a GPU machin
 the compiled kernel on CUDA tensors instead (the `gpu` tests in test_scan.py cover that too).
 
 The kernel is imported as theris imports it, from the pure-Python wheel with no compiled extension
-(`scan._import_kernel` skips mamba-ssm's package __init__, which needs one). Three test-only shims
+(`kernel._import_kernel` skips mamba-ssm's package __init__, which needs one). Three test-only shims
 let mamba-ssm's wrapper run without a GPU driver:
 - `torch.cuda.device` as a null context (the wrapper enters `torch.cuda.device(x.device.index)`);
 - `torch.cuda.get_device_properties` answering `multi_processor_count` (the backward asks);
@@ -27,17 +27,17 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from theris_cli.model import PRESETS, THERIS, ModelConfig, scan
+from theris_cli.model import PRESETS, THERIS, ModelConfig, kernel, scan
 from theris_cli.model.tssm import Mamba2Layer
 
 pytestmark = pytest.mark.skipif(
-    torch.cuda.is_available() or not scan.interpreting(),
+    torch.cuda.is_available() or not kernel.interpreting(),
     reason="the interpreter tests run without CUDA and with TRITON_INTERPRET=1 (tests/conftest.py sets it)",
 )
 
 
 @pytest.fixture(scope="module")
-def kernel():
+def mamba_backend():
     pytest.importorskip("triton")
     pytest.importorskip("einops")
     mp = pytest.MonkeyPatch()
@@ -46,7 +46,7 @@ def kernel():
     from triton.runtime.autotuner import Autotuner
 
     mp.setattr(Autotuner, "prune_configs", lambda self, kwargs, *a, **k: self.configs[:1])
-    fn, why = scan._import_kernel()
+    fn, why = kernel._import_kernel()
     if fn is None:
         mp.undo()
         pytest.skip(f"mamba-ssm's Triton kernel is not importable here: {why}")
@@ -74,8 +74,8 @@ PRESET_SHAPES = sorted({(c.headdim, c.chunk_size, c.d_state, c.ngroups, c.nheads
 
 
 @pytest.mark.parametrize("headdim, chunk, d_state, ngroups, nheads", PRESET_SHAPES)
-def test_kernel_forward_backward_equals_reference(kernel, monkeypatch, headdim, chunk, d_state, ngroups, nheads):
-    monkeypatch.setattr(scan, "KERNEL_CHUNK", chunk)
+def test_kernel_forward_backward_equals_reference(mamba_backend, monkeypatch, headdim, chunk, d_state, ngroups, nheads):
+    monkeypatch.setattr(kernel, "KERNEL_CHUNK", chunk)
     L = 2 * chunk + chunk // 2 + 3  # two whole chunks and a partial one
     x, dt, A, B, C, D, bias = _inputs(1, L, nheads, headdim, ngroups, d_state, seed=headdim)
     leaves = [t.clone().requires_grad_() for t in (x, dt, B, C, D, bias)]
@@ -92,9 +92,9 @@ def test_kernel_forward_backward_equals_reference(kernel, monkeypatch, headdim, 
         torch.testing.assert_close(a.grad, b.grad, atol=2e-3, rtol=2e-3, msg=lambda m, name=name: f"d{name}: {m}")
 
 
-def test_kernel_hands_state_on_like_the_reference(kernel, monkeypatch):
+def test_kernel_hands_state_on_like_the_reference(mamba_backend, monkeypatch):
     """Initial and final states (the CPU work-unit path scans SMB in segments with them)."""
-    monkeypatch.setattr(scan, "KERNEL_CHUNK", 16)
+    monkeypatch.setattr(kernel, "KERNEL_CHUNK", 16)
     x, dt, A, B, C, D, bias = _inputs(2, 40, 2, 8, 1, 4, seed=5)
     s0 = torch.randn(2, 2, 8, 4)
     y, s1 = scan.selective_scan(x, dt, A, B, C, D, 16, initial_state=s0, return_final_state=True,
@@ -106,8 +106,8 @@ def test_kernel_hands_state_on_like_the_reference(kernel, monkeypatch):
 
 
 @pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
-def test_layer_on_kernel_equals_layer_on_reference(kernel, monkeypatch, direction):
-    monkeypatch.setattr(scan, "KERNEL_CHUNK", 16)
+def test_layer_on_kernel_equals_layer_on_reference(mamba_backend, monkeypatch, direction):
+    monkeypatch.setattr(kernel, "KERNEL_CHUNK", 16)
     torch.manual_seed(2)
     layer = Mamba2Layer(8, d_state=4, expand=2, headdim=8, ngroups=1, d_conv=4, chunk_size=16,
                         bidirectional=direction == "bidirectional", prompt_dim=3, reverse=direction == "reverse")
@@ -125,7 +125,7 @@ def test_layer_on_kernel_equals_layer_on_reference(kernel, monkeypatch, directio
     torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
 
 
-def test_tiny_model_under_theris_scan_mamba(kernel, monkeypatch):
+def test_tiny_model_under_theris_scan_mamba(mamba_backend, monkeypatch):
     """The whole `tiny` network, inference (work units) and autograd paths, kernel vs reference."""
     torch.manual_seed(0)
     net = THERIS(ModelConfig(**{**PRESETS["tiny"].to_dict()})).eval()
@@ -157,15 +157,15 @@ def test_kernel_imports_from_the_pure_python_wheel_without_compiled_extensions()
         pytest.skip("mamba-ssm is not installed")
     code = (
         "import importlib.util, sys\n"
-        "from theris_cli.model import scan\n"
+        "from theris_cli.model import kernel\n"
         "assert importlib.util.find_spec('selective_scan_cuda') is None, 'a compiled extension is installed'\n"
         "try:\n"
         "    import mamba_ssm.ops.selective_scan_interface\n"
         "except ImportError as e:\n"
         "    print('package import fails:', e)\n"
-        "fn, why = scan._import_kernel()\n"
+        "fn, why = kernel._import_kernel()\n"
         "assert fn is not None and fn.__module__ == 'mamba_ssm.ops.triton.ssd_combined', why\n"
-        "print(scan.kernel_status())\n"
+        "print(kernel.kernel_status())\n"
     )
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
@@ -177,10 +177,10 @@ def test_kernel_imports_from_the_pure_python_wheel_without_compiled_extensions()
 
 
 @pytest.mark.parametrize("limit, scratch", [(3, 2**30), (2, 2**30), (65535, 4000)])
-def test_a_split_kernel_call_equals_an_unsplit_one(kernel, monkeypatch, limit, scratch):
+def test_a_split_kernel_call_equals_an_unsplit_one(mamba_backend, monkeypatch, limit, scratch):
     """Calls cut by CUDA's grid limit or the scratch limit (in sequences, and a sequence into
     segments that hand the state on) give the one call's output, final state and gradients."""
-    monkeypatch.setattr(scan, "KERNEL_CHUNK", 16)
+    monkeypatch.setattr(kernel, "KERNEL_CHUNK", 16)
     x, dt, A, B, C, D, bias = _inputs(5, 40, 2, 8, 1, 4, seed=7)
     s0 = torch.randn(5, 2, 8, 4)
 
@@ -192,12 +192,12 @@ def test_a_split_kernel_call_equals_an_unsplit_one(kernel, monkeypatch, limit, s
         return [y.detach(), s1.detach()] + [t.grad for t in leaves]
 
     whole = run()
-    with scan.recording_launches() as launches:
+    with kernel.recording_launches() as launches:
         scan.selective_scan(x, dt, A, B, C, D, 16, initial_state=s0, return_final_state=True)
     assert len(launches) == 1
-    monkeypatch.setattr(scan, "GRID_Y_LIMIT", limit)
-    monkeypatch.setattr(scan, "KERNEL_SCRATCH_LIMIT", scratch)
-    with scan.recording_launches() as launches:
+    monkeypatch.setattr(kernel, "GRID_Y_LIMIT", limit)
+    monkeypatch.setattr(kernel, "KERNEL_SCRATCH_LIMIT", scratch)
+    with kernel.recording_launches() as launches:
         scan.selective_scan(x, dt, A, B, C, D, 16, initial_state=s0, return_final_state=True)
     assert len(launches) > 1 and all(l.grid_y <= limit for l in launches)
     split = run()

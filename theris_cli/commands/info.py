@@ -14,7 +14,8 @@ def rows() -> list[tuple[str, str]]:
     import torch
 
     from theris_cli.devices import cpu_has_bf16, precision_name, resolve_device, resolve_precision
-    from theris_cli.model.scan import backend_info, kernel_status, mamba_version
+    from theris_cli.model.kernel import kernel_status, mamba_version
+    from theris_cli.model.scan import backend_info
     from theris_cli.weights import REGISTRY, default_model
 
     if torch.cuda.is_available():
