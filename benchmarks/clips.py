@@ -22,6 +22,22 @@ def parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
+def unit_frames(path: str | Path, limit: int):
+    """The first ``limit`` frames of a clip on [0, 1] as theris reads them (its `scan_levels` map):
+    a list of (h, w) float32 tensors, and the Levels."""
+    import torch
+
+    from theris_cli.video import read_frames, scan_levels
+
+    levels = scan_levels(path)
+    frames = []
+    for raw in read_frames(path):
+        if len(frames) >= limit:
+            break
+        frames.append(torch.from_numpy(levels.to_unit(raw)))
+    return frames, levels
+
+
 def make_clip(src: str | Path, dst: str | Path, frames: int, size: tuple[int, int] | None = None) -> Path:
     """The first ``frames`` frames of ``src`` as grey, area-resized to ``size`` = (width, height)."""
     import torch

@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     from theris_cli.eval.evaluate import theris_predictor
     from theris_cli.protocol import SCALE, bicubic_linear, crop_to_multiple
-    from theris_cli.video import read_frames, scan_levels
+    from clips import unit_frames
     from theris_cli.weights import DEFAULT_MODEL, load_model
 
     paths = [Path(p) for p in args.paths] or sorted(root.glob("lepton_*"))
@@ -99,12 +99,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{'temporal: theris':>16s} {'bicubic':>8s} {'dB':>6s}")
     worst = (-math.inf, -math.inf)
     for path in paths:
-        levels = scan_levels(path)
-        frames = []
-        for raw in read_frames(path):
-            frames.append(torch.from_numpy(levels.to_unit(raw)))
-            if len(frames) >= args.frames:
-                break
+        frames, levels = unit_frames(path, args.frames)
         lr = crop_to_multiple(torch.stack(frames).unsqueeze(1).float(), 1)  # (T, 1, h, w): native, not shrunk
         mask = flat_mask(lr)
         if not mask.any():

@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=200, help="frames per clip, its first (default 200)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    from theris_cli.video import read_frames, scan_levels
+    from clips import unit_frames
     from theris_cli.video.inputs import find_inputs
 
     clips = find_inputs(args.paths, what="clip")
@@ -95,12 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'clip':44s} {'frames':>6s} {'size':>9s} {'bits':>4s} " + " ".join(f"{c + ' %':>10s}" for c in cols))
     table = []
     for path in clips:
-        levels = scan_levels(path)
-        got = []
-        for raw in read_frames(path):
-            got.append(torch.from_numpy(levels.to_unit(raw)))
-            if len(got) >= args.frames:
-                break
+        got, levels = unit_frames(path, args.frames)
         if len(got) < 3:
             print(f"{Path(path).name:44s} skipped: {len(got)} frame(s)")
             continue
