@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -11,7 +9,6 @@ from clips import scene_frames, shutter_event, written_twice
 from theris_cli.engine.events import NEW, REPEAT, SHUTTER, SPLICE, EventCounts, EventDetector
 
 H, W = 24, 32
-REAL = Path(__file__).resolve().parents[1].parent.parent / "shared" / "data" / "ir" / "lepton_hedgehog-ffc.mkv"
 
 
 def marks(frames):
@@ -59,9 +56,11 @@ def test_summary_wording():
     assert c.summary() == "3 shutter events, 1 splice, 120 repeated frames"
 
 
-@pytest.mark.skipif(not REAL.exists(), reason="real clips not here")
-def test_the_lepton_flat_field_correction_is_found():
+def test_the_lepton_flat_field_correction_is_found(shared_ir):
     from theris_cli.video import read_frames
 
-    m, counts = marks(read_frames(REAL))
+    real = shared_ir / "lepton_hedgehog-ffc.mkv"  # a real Lepton recording with a shutter event
+    if not real.exists():
+        pytest.skip(f"{real} not found")
+    m, counts = marks(read_frames(real))
     assert counts.shutters == [30] and counts.splices == [] and counts.repeated == 0
