@@ -23,7 +23,7 @@ import pytest
 from theris_cli.batch import PathFilter, check_roots, discover, run_batch
 from theris_cli.batch.claims import Claim, LockInfo, lock_path, try_claim
 from theris_cli.batch.paths import safe_output_path
-from theris_cli.batch.runner import remove_partials
+from theris_cli.outputs import remove_dead_partials
 from theris_cli.batch.shard import Shard, parse_shard, resolve_shard, shard_from_env
 from theris_cli.errors import DeviceError, InputError, OutputError, UsageError
 from theris_cli.outputs import atomic_output
@@ -533,7 +533,7 @@ def test_heartbeat_keeps_lock_fresh_and_notices_a_takeover(tmp_path):
 def test_remove_partials_only_touches_its_own_leftovers(tmp_path):
     for name in ("b.theris-partial-1a2b3c.mkv", "b.theris-partial-ffffff.mkv", "bb.theris-partial-1a2b3c.mkv", "b.mkv"):
         (tmp_path / name).write_bytes(b"")
-    gone = remove_partials(tmp_path / "b.mkv")
+    gone = remove_dead_partials(tmp_path / "b.mkv")
     assert len(gone) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.mkv", "bb.theris-partial-1a2b3c.mkv"]
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import re
 import socket
 import time
 import traceback
@@ -36,7 +35,7 @@ from theris_cli.batch.records import (
 from theris_cli.batch.shard import Shard, resolve_shard
 from theris_cli.engine.options import UpscaleOptions
 from theris_cli.errors import BackendUnavailable, DeviceError, InputError, OutputError, TherisError, UsageError, WeightsError
-from theris_cli.outputs import PARTIAL_MARK, output_error, stops_everything
+from theris_cli.outputs import output_error, remove_dead_partials, stops_everything
 
 OUTPUT_EXTENSIONS = ("mkv", "mp4", "mov", "avi", "nut", "same")  # "same": keep each input's container
 STATUSES = ("done", "skipped", "busy", "failed")
@@ -299,7 +298,7 @@ class _Worker:
             return res
         with claim:
             if claim.recovered:  # its holder died mid-file: clear what it left beside the output
-                remove_partials(dst)
+                remove_dead_partials(dst)
             if self._done(job, dst, fingerprint) is None:  # finished by another worker since we looked
                 res.status, res.reason = "skipped", "already done by another worker"
                 res.output_bytes = dst.stat().st_size
@@ -354,21 +353,6 @@ def _short(message: str, job: Job) -> str:
         if prefix and message.startswith(prefix):
             return message[len(prefix) :]
     return message
-
-
-def remove_partials(dst: Path) -> list[Path]:
-    """Delete the temporary files a killed writer left beside `dst` (see outputs.partial_name)."""
-    pattern = re.compile(re.escape(dst.stem + PARTIAL_MARK) + r"[0-9a-f]+" + re.escape(dst.suffix))
-    gone = []
-    try:
-        names = os.listdir(dst.parent)
-    except OSError:
-        return gone
-    for name in names:
-        if pattern.fullmatch(name):
-            (dst.parent / name).unlink(missing_ok=True)
-            gone.append(dst.parent / name)
-    return gone
 
 
 def _write_reports(result: BatchResult, state: Path, report: Optional[Path]) -> None:

@@ -38,11 +38,11 @@ from theris_cli.engine.events import NEW, EventCounts, EventDetector
 from theris_cli.engine.infer import Upscaler
 from theris_cli.engine.options import UpscaleOptions
 from theris_cli.engine.prepare import check_output_name, prepare
-from theris_cli.engine.resume import SEGMENT_SECONDS, Work, input_identity, remove_partials, weights_identity
+from theris_cli.engine.resume import SEGMENT_SECONDS, Work, input_identity, weights_identity
 from theris_cli.engine.samples import upscale_marked
 from theris_cli.errors import InputError, NumericalError, TherisError
 from theris_cli.model.config import SCALE
-from theris_cli.outputs import atomic_output, output_error
+from theris_cli.outputs import atomic_output, output_error, remove_dead_partials
 
 log = logging.getLogger("theris")
 
@@ -148,7 +148,7 @@ def upscale_video(
     work, note = Work.open(dst, key, resume=resume)
     if note:
         log.warning("%s", note)
-        remove_partials(dst)  # the temporary output of the interrupted run
+        remove_dead_partials(dst)  # the temporary output of the interrupted run
     if work.segments and work.tile != "unset":  # the tile the frames were made with, whatever memory is free now
         up.tile, up._tile_chosen = work.tile, True
     detector = EventDetector() if opts.events else None

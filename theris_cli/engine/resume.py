@@ -27,7 +27,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import time
 from pathlib import Path
@@ -37,7 +36,7 @@ import numpy as np
 import torch
 
 from theris_cli.errors import OutputError
-from theris_cli.outputs import PARTIAL_MARK, output_error
+from theris_cli.outputs import output_error
 
 log = logging.getLogger("theris")
 
@@ -247,18 +246,6 @@ class SegmentSink:
             self._complete()
             self.segment_seconds += time.perf_counter() - t
         self.writer.close()
-
-
-def remove_partials(dst: Path) -> None:
-    """Delete the temporary outputs (outputs.partial_name) a killed run left beside ``dst``."""
-    pattern = re.compile(re.escape(dst.stem + PARTIAL_MARK) + r"[0-9a-f]+" + re.escape(dst.suffix))
-    try:
-        names = os.listdir(dst.parent)
-    except OSError:
-        return
-    for name in names:
-        if pattern.fullmatch(name):
-            (dst.parent / name).unlink(missing_ok=True)
 
 
 def _read_manifest(folder: Path) -> Optional[dict]:
