@@ -464,6 +464,32 @@ def test_cli_sensor_and_ema_reach_the_checkpoint(tmp_path):
     assert r.exit_code != 0
 
 
+def test_a_resumed_run_draws_sensor_noise_from_its_own_saved_ranges(tmp_path):
+    from theris_cli.train.data import build_data
+    from theris_cli.train.degrade import SensorRanges
+    from theris_cli.train.settings import _LEGACY, make_settings, settings_from_checkpoint
+
+    narrow = SensorRanges(temporal=(0.001, 0.002), codec_p=0.0).to_dict()
+    res = train(_settings(steps=1, sensor_p=1.0, sensor_ranges=narrow), FixedBatch(), tmp_path)
+    _, saved = settings_from_checkpoint(res.checkpoint)
+    assert SensorRanges.from_dict(saved["sensor_ranges"]) == SensorRanges(temporal=(0.001, 0.002), codec_p=0.0)
+    resumed = make_settings(PRESETS["tiny"], saved)
+    assert resumed.sensor_ranges == saved["sensor_ranges"]
+    _, mixer, _ = build_data(resumed, [], [], [], n_val=1)
+    assert mixer.sensor == SensorRanges(temporal=(0.001, 0.002), codec_p=0.0)  # what the batches are drawn from
+    del saved["sensor_ranges"]  # as written before the ranges were kept: the ranges those runs drew from
+    assert make_settings(PRESETS["tiny"], saved).sensor_ranges == _LEGACY["sensor_ranges"]
+    SensorRanges.from_dict(_LEGACY["sensor_ranges"])  # a complete, valid set of ranges
+    assert set(_LEGACY["sensor_ranges"]) == set(SensorRanges().to_dict())
+
+
+def test_sensor_ranges_that_cannot_be_drawn_from_are_refused():
+    from theris_cli.train.settings import make_settings
+
+    with pytest.raises(UsageError, match="sensor ranges: unknown sensor range 'noise'"):
+        make_settings(PRESETS["tiny"], sensor_ranges={"noise": [0, 1]})
+
+
 # ------------------------------------------------------------------------------ --flow-teacher
 
 def test_velocity_error_weighs_moving_pixels_and_is_zero_on_agreement():

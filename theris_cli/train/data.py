@@ -24,6 +24,7 @@ def build_data(s: TrainSettings, data_paths: list[str], exclude: list[str], val_
     standard scenes with `s.motion_p` of fast-moving ones. `split`: the name of the split whose
     validation clips were left out (recorded)."""
     from theris_cli.train.dataset import ClipMixer, RealSource, SyntheticSource, load_real_clips, validation_batch
+    from theris_cli.train.degrade import SensorRanges
     from theris_cli.train.synthetic import SceneConfig
 
     hr_frames, hr_patch = s.hr_frames, 4 * s.patch
@@ -41,7 +42,7 @@ def build_data(s: TrainSettings, data_paths: list[str], exclude: list[str], val_
         synthetic = SyntheticSource(hr_frames, hr_patch, seed=s.seed, pool=max(64, 8 * s.batch), chunk=8,
                                     every=max(1, round(32 / per_step)), config=scene)
     mixer = ClipMixer(real, synthetic, ratio, hr_frames, hr_patch, seed=s.seed, extras_p=s.extras_p,
-                      sensor_p=s.sensor_p)
+                      sensor_p=s.sensor_p, sensor=SensorRanges.from_dict(s.sensor_ranges))
     val_real = None
     if val_paths:
         val_real = RealSource(load_real_clips(val_paths, hr_frames, min_side=16, max_frames=max_frames,

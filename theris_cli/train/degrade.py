@@ -24,6 +24,7 @@ the HR targets.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -140,6 +141,19 @@ class SensorRanges:
     codec_p: float = 0.25  # share of clips through H.264 / H.265 (about 20 ms a clip)
     crf: tuple[int, int] = (18, 32)
     bits_p: float = 0.7  # share of the other clips rounded to 8-bit grey levels
+
+    def to_dict(self) -> dict:
+        """The ranges as JSON-friendly values (a training checkpoint keeps them)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SensorRanges":
+        """Ranges from `to_dict`'s form; fields it lacks keep their defaults, unknown ones raise ValueError."""
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - set(known))
+        if unknown:
+            raise ValueError(f"unknown sensor range {unknown[0]!r}")
+        return cls(**{k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in d.items()})
 
     def draw(self, gen: torch.Generator) -> SensorLevels:
         """One clip's SensorLevels; a fixed number of draws from `gen` whatever comes out."""

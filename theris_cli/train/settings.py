@@ -19,6 +19,7 @@ from typing import Any
 from theris_cli.engine.options import DEFAULT_WINDOW, MIN_WINDOW
 from theris_cli.errors import TrainingError, UsageError
 from theris_cli.model import ModelConfig
+from theris_cli.train.degrade import SensorRanges
 
 # --ablate names -> the model config fields they switch off; "tfm" switches off the TFM loss
 ABLATIONS: dict[str, dict[str, Any]] = {
@@ -65,6 +66,9 @@ class TrainSettings:
     motion_crops: float = 0.5  # fraction of real crops chosen for their motion (dataset.RealSource)
     extras_p: float = 0.0
     sensor_p: float = 0.0  # fraction of clips whose LR input gets the sensor degradation (degrade.apply_sensor)
+    # the ranges that degradation is drawn from (degrade.SensorRanges.to_dict), kept so that a resumed
+    # run draws what it drew before whatever the defaults have become
+    sensor_ranges: dict = field(default_factory=lambda: SensorRanges().to_dict())
     ema: float = 0.0  # decay per step of the weights' exponential moving average (0: none); checkpoints hold it
     seed: int = 0
     ablate: tuple[str, ...] = ()
@@ -120,7 +124,12 @@ def settings_from_checkpoint(path: str | Path) -> tuple[ModelConfig, dict]:
 
 
 # settings a checkpoint written before they existed ran with (its saved dict lacks them)
-_LEGACY = {"tfm_form": "learned", "motion_p": 0.0, "motion_crops": 0.0, "temporal_lambda": 0.0}
+_LEGACY = {"tfm_form": "learned", "motion_p": 0.0, "motion_crops": 0.0, "temporal_lambda": 0.0,
+           "sensor_ranges": {
+               "temporal": [0.0, 0.012], "shot": [0.0, 0.006], "pixel": [0.0, 0.008], "pixel_gain": [0.0, 0.02],
+               "column": [0.0, 0.010], "row": [0.0, 0.004], "drift": [0.0, 0.005], "flicker_gain": [0.0, 0.02],
+               "flicker_offset": [0.0, 0.01], "blur_p": 0.3, "blur": [0.2, 0.8], "codec_p": 0.25, "crf": [18, 32],
+               "bits_p": 0.7}}
 
 
 def make_settings(model: ModelConfig, base: dict | None = None, **options: Any) -> TrainSettings:
@@ -182,6 +191,10 @@ def check_settings(s: TrainSettings) -> None:
             problems.append(f"{name} must lie in [0, 1] (got {v})")
     if not 0 <= s.ema < 1:
         problems.append(f"--ema must lie in [0, 1) (got {s.ema})")
+    try:
+        SensorRanges.from_dict(s.sensor_ranges)
+    except (TypeError, ValueError) as e:
+        problems.append(f"sensor ranges: {e}")
     if s.pixel_loss not in ("charbonnier", "l1"):
         problems.append(f"--pixel-loss must be charbonnier or l1 (got {s.pixel_loss})")
     if problems:
