@@ -18,7 +18,10 @@ Measures, each the mean over the flat pixels of every output frame:
 * spatial ("pixel to pixel") - the energy of out - G(out), G a Gaussian blur of sigma 2 output
   pixels: detail finer than half an input pixel, where a grid or checker pattern lives;
 * temporal ("frame to frame") - the energy of out[t+1] - out[t], each difference less its median
-  over the flat pixels (the AGC's per-frame offset steps, which both methods pass on alike).
+  over the flat pixels (the AGC's per-frame offset steps, which both methods pass on alike). The
+  two output pairs on either side of a splice or a flat-field correction (`engine/events.py`, the
+  detector `theris upscale` uses) are left out for both methods: the whole frame's pattern changes
+  there, which is the recording's content, not noise (`--keep-events` keeps them).
 
 Printed per clip: both energies of each method (in 1e-6, grey levels on [0, 1] squared) and their ratio
 theris / bicubic + linear in dB (10 log10): above 0 dB theris amplifies the noise more than the
@@ -58,8 +61,23 @@ def flat_mask(lr: torch.Tensor) -> torch.Tensor:
     return flat
 
 
-def energies(out: torch.Tensor, mask_hr: torch.Tensor) -> tuple[float, float]:
-    """(spatial, temporal) high-frequency energy of output frames (N, 1, H, W) over mask_hr (H, W)."""
+def break_pairs(lr: torch.Tensor) -> list[int]:
+    """Indices t of the output pairs (t, t+1) that span a splice or shutter event of the LR clip
+    (T, 1, h, w) in [0, 1]: for a break before LR frame b, the pairs 2b-2 and 2b-1."""
+    import numpy as np
+
+    from theris_cli.engine.events import EventDetector
+
+    det = EventDetector()
+    for frame in lr[:, 0]:
+        det.observe(np.round(frame.numpy() * 65535).astype(np.uint16))
+    breaks = sorted(det.counts.splices + det.counts.shutters)
+    return [t for b in breaks for t in (2 * b - 2, 2 * b - 1)]
+
+
+def energies(out: torch.Tensor, mask_hr: torch.Tensor, skip: list[int] = ()) -> tuple[float, float]:
+    """(spatial, temporal) high-frequency energy of output frames (N, 1, H, W) over mask_hr (H, W),
+    the temporal one without the pairs (t, t+1) whose t is in `skip`."""
     from theris_cli.sensor import gaussian_blur
 
     y = out[:, 0].float().clamp(0, 1)
@@ -67,7 +85,9 @@ def energies(out: torch.Tensor, mask_hr: torch.Tensor) -> tuple[float, float]:
     spatial = float((hp[:, mask_hr] ** 2).mean())
     d = (y[1:] - y[:-1])[:, mask_hr]
     d = d - d.median(dim=1, keepdim=True).values
-    temporal = float((d ** 2).mean())
+    keep = torch.ones(d.shape[0], dtype=torch.bool)
+    keep[[t for t in skip if 0 <= t < d.shape[0]]] = False
+    temporal = float((d[keep] ** 2).mean())
     return spatial, temporal
 
 
@@ -78,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights", default=None, help="theris weights (default: the default model)")
     ap.add_argument("--frames", type=int, default=40, help="LR frames per clip, its first (default 40)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--keep-events", action="store_true",
+                    help="keep the output pairs that span a splice or shutter event in the temporal measure")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     from theris_cli.eval.evaluate import theris_predictor
@@ -106,14 +128,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{path.name[:32]:32s} no flat still pixels")
             continue
         mask_hr = mask.repeat_interleave(SCALE, 0).repeat_interleave(SCALE, 1)
+        skip = [] if args.keep_events else break_pairs(lr)
         with torch.inference_mode():
-            e_t = energies(theris(lr), mask_hr)
-            e_b = energies(bicubic_linear(lr), mask_hr)
+            e_t = energies(theris(lr), mask_hr, skip)
+            e_b = energies(bicubic_linear(lr), mask_hr, skip)
         db = [10 * math.log10(max(a, 1e-30) / max(b, 1e-30)) for a, b in zip(e_t, e_b)]
         worst = (max(worst[0], db[0]), max(worst[1], db[1]))
         print(f"{path.name[:32]:32s} {100 * float(mask.float().mean()):6.1f} | {1e6 * e_t[0]:15.3f} "
-              f"{1e6 * e_b[0]:8.3f} {db[0]:+6.2f} | {1e6 * e_t[1]:16.3f} {1e6 * e_b[1]:8.3f} {db[1]:+6.2f}",
-              flush=True)
+              f"{1e6 * e_b[0]:8.3f} {db[0]:+6.2f} | {1e6 * e_t[1]:16.3f} {1e6 * e_b[1]:8.3f} {db[1]:+6.2f}"
+              + (f"  ({len(skip)} pairs at events left out)" if skip else ""), flush=True)
     print(f"largest ratio: spatial {worst[0]:+.2f} dB, temporal {worst[1]:+.2f} dB (0 dB or less: no more "
           "amplification than bicubic + linear)")
     return 0
