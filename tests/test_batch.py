@@ -587,6 +587,27 @@ def test_cli_batch_end_to_end(clip_tree, tmp_path):
     assert json.loads(report.read_text())["counts"] == {"done": 0, "skipped": 4, "busy": 0, "failed": 0}
 
 
+def test_batch_reports_each_files_events(tmp_path):
+    """A recording with a flat-field correction: the report, the per-file line and the summary say
+    what event detection found; a plain recording has none."""
+    from typer.testing import CliRunner
+
+    from clips import ramp_frames, scene_frames, shutter_event, write_clip
+    from theris_cli.cli import app
+
+    in_dir, out_dir, report = tmp_path / "in", tmp_path / "out", tmp_path / "report.json"
+    write_clip(in_dir / "ffc.mkv", shutter_event(scene_frames(16, 24, 32, seed=1), at=10, frozen=2))
+    write_clip(in_dir / "plain.mkv", ramp_frames(4, 16, 24))
+    result = CliRunner().invoke(app, ["batch", str(in_dir), str(out_dir), "--weights", "tiny-random", "--device",
+                                      "cpu", "--report", str(report)])
+    assert result.exit_code == 0, result.output
+    files = {f["input"]: f for f in json.loads(report.read_text())["files"]}
+    assert files["ffc.mkv"]["events"] == {"repeated": 2, "splices": [], "shutters": [10]}
+    assert files["plain.mkv"]["events"] == {"repeated": 0, "splices": [], "shutters": []}
+    assert "ffc.mkv -> ffc.mkv: done" in result.output and "events: 1 shutter event, 2 repeated frames" in result.output
+    assert "events in 1 file" in result.output
+
+
 def test_cli_batch_usage_errors(tmp_path):
     from typer.testing import CliRunner
 

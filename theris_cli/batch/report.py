@@ -11,6 +11,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from theris_cli.engine.events import EventCounts
 from theris_cli.errors import OutputError
 from theris_cli.humanize import duration, size
 
@@ -35,12 +36,19 @@ def write_report(path: Path, result: BatchResult) -> None:
         raise OutputError(f"cannot write the report {path}: {e.strerror or e}", errno=e.errno) from e
 
 
+def events_text(events: dict | None) -> str:
+    """A file's events as `theris upscale` says them ('1 shutter event, 3 repeated frames'; '' for none)."""
+    return EventCounts(**events).summary() if events else ""
+
+
 def summary_line(result: BatchResult) -> str:
     written = sum(f.output_bytes or 0 for f in result.files if f.status == "done")
     parts = [f"{result.count(s)} {s}" for s in ("done", "skipped", "busy", "failed")]
     took = duration((result.finished or result.started) - result.started)
     shard = f" (shard {result.shard})" if result.shard != "0/1" else ""
-    return f"{', '.join(parts)}{shard} in {took}, {size(written)} written"
+    with_events = sum(bool(events_text(f.events)) for f in result.files)
+    events = f"; events in {with_events} file{'s' if with_events != 1 else ''}" if with_events else ""
+    return f"{', '.join(parts)}{shard} in {took}, {size(written)} written{events}"
 
 
 def summary_table(result: BatchResult) -> Table:
@@ -52,6 +60,7 @@ def summary_table(result: BatchResult) -> Table:
         ("time", {"justify": "right"}),
         ("frames", {"justify": "right"}),
         ("output size", {"justify": "right"}),
+        ("events", {"overflow": "fold"}),
         ("reason", {"overflow": "fold"}),
     ]:
         table.add_column(name, **kw)
@@ -66,11 +75,12 @@ def summary_table(result: BatchResult) -> Table:
             duration(f.seconds) if f.status == "done" else "",
             str(f.frames_out) if f.frames_out is not None else "",
             size(f.output_bytes),
+            events_text(f.events),
             f.reason,
         )
     if fold:
         total = sum(f.output_bytes or 0 for f in skipped)
-        table.add_row(f"({len(skipped)} files)", Text("skipped", style="dim"), "", "", size(total), "already done")
+        table.add_row(f"({len(skipped)} files)", Text("skipped", style="dim"), "", "", size(total), "", "already done")
     table.caption = summary_line(result)
     table.caption_justify = "left"
     return table

@@ -56,6 +56,9 @@ class FileResult:
     frames_out: Optional[int] = None
     output_bytes: Optional[int] = None
     warnings: list[str] = field(default_factory=list)  # the pipeline's, e.g. false colour suspected
+    # what event detection found (engine.events.EventCounts as a dict: repeated, splices, shutters;
+    # frame indices of the input); None where it was off or the file was not processed
+    events: Optional[dict[str, Any]] = None
 
 
 @dataclass
@@ -337,6 +340,8 @@ class _Worker:
         res.frames_in = getattr(out, "frames_in", None)
         res.frames_out = getattr(out, "frames_out", None)
         res.warnings = list(getattr(out, "warnings", []))
+        events = getattr(out, "events", None)
+        res.events = asdict(events) if events is not None else None
         record = make_record(job, dst, fingerprint, self.settings, frames_in=res.frames_in, frames_out=res.frames_out)
         write_record(rec, record)
         if claim.lost:  # judged stale and taken over meanwhile (clock skew, --stale-after too short)

@@ -15,6 +15,7 @@ from rich.progress import BarColumn, Progress, TextColumn
 from rich.text import Text
 
 from theris_cli.batch.discover import Job
+from theris_cli.batch.report import events_text
 from theris_cli.batch.runner import BatchListener, BatchResult, FileResult, input_bytes
 from theris_cli.humanize import duration
 
@@ -93,6 +94,8 @@ class PlainDisplay(_Tally):
         what = result.status + (f": {result.reason}" if result.reason else "")
         if result.status == "done":
             what += f" in {duration(result.seconds)}, {result.frames_out or '?'} frames"
+            if events_text(result.events):
+                what += f"; events: {events_text(result.events)}"
         self.console.print(
             f"[{self.finished}/{self.n}] {job.name} -> {result.output}: {what} ({self.eta()})", highlight=False, soft_wrap=True
         )
