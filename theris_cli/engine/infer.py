@@ -32,7 +32,6 @@ import torch
 from theris_cli.devices import resolve_device, resolve_precision
 from theris_cli.errors import DeviceError
 from theris_cli.model.config import SCALE  # HR pixels per LR pixel: the network's fixed factor
-from theris_cli.model.cores import CoreShare
 from theris_cli.engine.hugepages import keep_freed_memory
 from theris_cli.engine.memory import (
     available_memory,
@@ -107,18 +106,9 @@ class Upscaler:
         self.oom_retries = 0
         self.model_seconds = 0.0  # wall time inside run_window (model and tile blending)
         # CPU: windows run side by side, one per core, each at one thread (`process`). The work
-        # units are cache-sized, which one core keeps busy: whole windows side by side need no
-        # synchronisation, and a core that no window holds is lent to a window's units (`cores`).
+        # units are cache-sized, which one core keeps busy; split across cores, each unit's ops
+        # are too small to pay for the synchronisation, while whole windows need none.
         self.workers = max(1, torch.get_num_threads()) if self.device.type == "cpu" else 1
-        self._cores: CoreShare | None = None
-
-    @property
-    def cores(self) -> CoreShare:
-        """The cores that windows side by side hold, one each; one that no window holds (fewer
-        windows than cores left) is lent to a running window's frames and bands (model/cores.py)."""
-        if self._cores is None or self._cores.cores != self.workers:
-            self._cores = CoreShare(self.workers)
-        return self._cores
 
     # ---------------------------------------------------------------------------------- streaming
 
@@ -180,8 +170,7 @@ class Upscaler:
 
         def one_thread(x: torch.Tensor, keep: list[int]) -> torch.Tensor:
             torch.set_num_threads(1)  # this worker's OpenMP team: itself (a thread setting)
-            with self.cores.window():
-                return self._run_window(x, keep)
+            return self._run_window(x, keep)
 
         def submit(pool, w: Window, x: torch.Tensor, first: bool, last: bool) -> None:
             keep = window_targets(w.length, self.factor, first, last)

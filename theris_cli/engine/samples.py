@@ -187,8 +187,7 @@ class _Run:
 
     def _predict_one_thread(self, x: torch.Tensor, taus: list[Fraction]) -> dict[Fraction, torch.Tensor]:
         torch.set_num_threads(1)  # this worker's OpenMP team: itself (a setting of the calling thread)
-        with self.up.cores.window():  # a spare core, where there is one, is lent to its frames and bands
-            return self._predict(x, taus)
+        return self._predict(x, taus)
 
     def _collect(self) -> Iterator[torch.Tensor]:
         """Add the oldest pending window's predictions and pop the frames it finishes."""

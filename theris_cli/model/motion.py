@@ -21,13 +21,10 @@ velocities start from a matching estimate instead (`MotionAlign`), which counts 
 from __future__ import annotations
 
 import math
-import threading
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
-from theris_cli.model.cores import for_each
 
 DILATIONS = (1, 2, 4)  # at half resolution: receptive field 2 * (1 + 2 * 7) = 30 LR pixels
 MATCH_DIM = 16  # channels of the features the matching compares
@@ -87,14 +84,11 @@ class MotionAlign(nn.Module):
             # cost volumes and the CNN's maps are one pair's, not all of them at once
             out = torch.empty(B, T - 1, 2, H, W, dtype=x.dtype, device=x.device)
             g = self._match_features(x, feats) if self.radius > 0 else None
-
-            def pair(u: int) -> None:  # the pair (t, t + 1) of batch item b
-                b, t = divmod(u, T - 1)
-                two = slice(t, t + 2)
-                out[b, t] = self._velocities(x[b:b + 1, two], feats[b:b + 1, two],
-                                             None if g is None else g[b:b + 1, two])[0, 0]
-
-            for_each(B * (T - 1), pair)  # on a spare core too, where a window has one (model/cores.py)
+            for b in range(B):
+                for t in range(T - 1):
+                    two = slice(t, t + 2)
+                    out[b, t] = self._velocities(x[b:b + 1, two], feats[b:b + 1, two],
+                                                 None if g is None else g[b:b + 1, two])[0, 0]
             return out
         return self._velocities(x, feats, None)
 
@@ -141,19 +135,7 @@ class MotionAlign(nn.Module):
         if torch.is_grad_enabled():
             g = one(x.flatten(0, 1), feats.flatten(0, 1))
             return g.view(B, T, MATCH_DIM, *g.shape[2:])
-        g = None
-
-        def frame(t: int) -> None:
-            nonlocal g
-            gt = one(x[:, t], feats[:, t])
-            with lock:
-                if g is None:
-                    g = gt.new_empty(B, T, *gt.shape[1:])
-            g[:, t] = gt
-
-        lock = threading.Lock()
-        for_each(T, frame)
-        return g
+        return torch.stack([one(x[:, t], feats[:, t]) for t in range(T)], dim=1)
 
     def _matched(self, x: torch.Tensor, feats: torch.Tensor,
                  g: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

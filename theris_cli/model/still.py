@@ -41,7 +41,6 @@ import torch
 import torch.nn.functional as F
 
 from theris_cli.model.config import SCALE
-from theris_cli.model.cores import for_each
 
 STILL_BELOW = 0.01  # input-frame difference (share of the level range) up to which the blend is used
 MOVING_ABOVE = 0.03  # from which the network's own frame is used
@@ -70,12 +69,10 @@ def still_blend(x: torch.Tensor, times: torch.Tensor, y: torch.Tensor) -> torch.
     frames at the input times on either side (written in place; autograd follows). An in-between
     time whose neighbours are not among ``times`` is left as it is."""
     index = {float(t): j for j, t in enumerate(times.tolist())}
-    between = [(i, t) for i, t in enumerate(times.tolist())
-               if t != int(t) and float(int(t)) in index and float(int(t)) + 1 in index]
-
-    def one(u: int) -> None:  # reads the frames at input times, writes the in-between frame i
-        i, t = between[u]
+    for i, t in enumerate(times.tolist()):
         lo = float(int(t))
+        if t == lo or lo not in index or lo + 1 not in index:
+            continue
         w = t - lo
         gate = _gate((x[:, int(lo) + 1] - x[:, int(lo)]).abs(), y.dtype)            # (B, 1, 4H, 4W)
         if torch.is_grad_enabled():
@@ -84,8 +81,6 @@ def still_blend(x: torch.Tensor, times: torch.Tensor, y: torch.Tensor) -> torch.
         else:  # the same operations in two temporaries of a frame's size, written into y
             blend = torch.mul(y[:, index[lo]], 1 - w).add_(torch.mul(y[:, index[lo + 1]], w))
             y[:, i].sub_(blend).mul_(gate).add_(blend)
-
-    for_each(len(between), one)  # without autograd, on a spare core too (model/cores.py)
     return y
 
 
@@ -104,14 +99,12 @@ def still_detail(x: torch.Tensor, lin: torch.Tensor, times: torch.Tensor, y: tor
         return y
     still = 1 - _gate(x.amax(dim=1) - x.amin(dim=1), y.dtype)                       # (B, 1, 4H, 4W)
     ym, xm = y[:, inputs].mean(dim=1), lin[:, inputs].mean(dim=1)                  # (B, C, 4H, 4W), (B, C, H, W)
-    def one(i: int) -> None:  # reads ym (made before), writes frame i
+    for i in range(times.numel()):
         up = F.interpolate(xm - lin[:, i], scale_factor=SCALE, mode="bicubic", align_corners=False)
         if torch.is_grad_enabled():
             y[:, i] = y[:, i] + still * (ym - y[:, i] - up.to(y.dtype))
         else:  # the same operations in one temporary of a frame's size, written into y
             y[:, i].add_(torch.sub(ym, y[:, i]).sub_(up.to(y.dtype)).mul_(still))
-
-    for_each(times.numel(), one)  # without autograd, on a spare core too (model/cores.py)
     return y
 
 

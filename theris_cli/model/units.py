@@ -34,7 +34,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from theris_cli.model.config import SCALE
-from theris_cli.model.cores import for_each
 from theris_cli.model.folds import bicubic_up, fold_shuffle_into_conv_2x2, shuffle_subpixel_major, subpixel_major
 from theris_cli.model.motion import aligned_blend, warp
 from theris_cli.ops import interpolate_frames
@@ -107,23 +106,18 @@ def forward_units(net: nn.Module, x: torch.Tensor, times: torch.Tensor, keep: Op
     dim = net.config.dim
     feats = x.new_empty(B, T, H, W, dim)                                       # (B, T, H, W, dim)
     encoder = _in_dtype(net.encoder, lowp)
-
-    def encode(t: int) -> None:
+    for t in range(T):
         feats[:, t] = encoder(x[:, t].to(lowp or x.dtype, memory_format=cl)).permute(0, 2, 3, 1)
-
-    for_each(T, encode)
     mix, e = net.tdim.coefficients(times, T)                                  # (M, T, dim), (M, E)
     mix = mix.to(x.dtype)
     interp = x.new_empty(B, M, H, W, dim)                                      # TDIM's output frames
     v = None
     if net.motion is None:
-        def blend(i: int) -> None:
+        for i in range(M):
             first, *rest = mixed_frames(mix[i])
             out = torch.mul(feats[:, first], mix[i, first], out=interp[:, i])
             for t in rest:
                 out.addcmul_(feats[:, t], mix[i, t])
-
-        for_each(M, blend)
     else:
         if lowp is None:
             pair_v = net.motion.velocities(x, feats.permute(0, 1, 4, 2, 3))
@@ -153,8 +147,7 @@ def aligned_mix_into(feats: torch.Tensor, mix: torch.Tensor, v: torch.Tensor, ti
     B, T, H, W, dim = feats.shape
     rows = max(1, WARP_PIXELS // max(B * W, 1))
     frames = [feats[:, t].permute(0, 3, 1, 2) for t in range(T)]              # (B, dim, H, W) views
-
-    def one_time(i: int) -> None:  # output frame i
+    for i in range(times.numel()):
         used = mixed_frames(mix[i])
         own = [t for t in used if float(t - times[i]) == 0]  # the frame at this time: not moved
         moved_frames = [t for t in used if t not in own]
@@ -162,7 +155,7 @@ def aligned_mix_into(feats: torch.Tensor, mix: torch.Tensor, v: torch.Tensor, ti
             out = torch.mul(feats[:, own[0]], mix[i, own[0]], out=interp[:, i])
             for t in own[1:]:
                 out.addcmul_(feats[:, t], mix[i, t])
-            return
+            continue
         for r0 in range(0, H, rows):
             r1 = min(H, r0 + rows)
             # grid_sample returns (B, dim, h, W) contiguous: the moved frames are summed in that
@@ -176,8 +169,6 @@ def aligned_mix_into(feats: torch.Tensor, mix: torch.Tensor, v: torch.Tensor, ti
             out.copy_(acc.permute(0, 2, 3, 1))
             for t in own:
                 out.addcmul_(feats[:, t, r0:r1], mix[i, t])
-
-    for_each(times.numel(), one_time)
 
 def decode_units(net: nn.Module, x: torch.Tensor, times: torch.Tensor, z: torch.Tensor, interp: torch.Tensor,
                  keep: Optional[list[int]] = None, v: Optional[torch.Tensor] = None,
@@ -201,31 +192,27 @@ def decode_units(net: nn.Module, x: torch.Tensor, times: torch.Tensor, z: torch.
     # even bands of at least 4 halos, so that the margins cost at most half again of the band
     n_bands = max(1, min(-(-B * H * W // DECODE_PIXELS), H // (4 * halo)))
     rows = -(-H // n_bands)
-    bands = [(k, i, r0) for k, i in enumerate(keep) for r0 in range(0, H, rows)]
-
-    def band(u: int) -> None:  # output frame k (time i), LR rows r0:r0 + rows
-        k, i, r0 = bands[u]
-        r1 = min(H, r0 + rows)
-        lo, hi = max(0, r0 - halo), min(H, r1 + halo)
-        zb = z[:, i, lo:hi].permute(0, 3, 1, 2)                            # (B, dim, h, W) NHWC
-        sb = interp[:, i, lo:hi].permute(0, 3, 1, 2)
-        # mixed-dtype elementwise ops are slow on the CPU (a bf16 += fp32 view is slower than a
-        # conversion and a bf16 sum), so every operand is converted first
-        d = body_out(zb.to(lowp or zb.dtype, memory_format=torch.channels_last)).add_(sb.to(lowp or sb.dtype))
-        out = decoder_folded(decoder, d, w_out, b_out, w_up1, b_up1).float()  # (B, 4C, 2h+1, 2W+1)
-        bic = bicubic_up(base[:, k, :, lo:hi])                                # (B, C, 4h, 4W)
-        # the last pixel shuffle, the residual's sum and the store, one pass per sub-pixel:
-        # out's channel c*4 + 2*di + dj at (i + di, j + dj) is output pixel (2i + di, 2j + dj)
-        # of channel c (`fold_shuffle_into_conv_2x2`)
-        n2, a2, a4 = 2 * (r1 - r0), 2 * (r0 - lo), SCALE * (r0 - lo)
-        pixels = bic[:, :, a4:a4 + 2 * n2].unflatten(2, (n2, 2)).unflatten(4, (2 * W, 2))
-        store = y[:, k, :, SCALE * r0:SCALE * r1].unflatten(2, (n2, 2)).unflatten(4, (2 * W, 2))
-        for di in range(2):
-            for dj in range(2):
-                sub = out[:, 2 * di + dj::4, a2 + di:a2 + di + n2, dj:dj + 2 * W]
-                torch.add(sub, pixels[:, :, :, di, :, dj], out=store[:, :, :, di, :, dj])
-
-    for_each(len(bands), band)
+    for k, i in enumerate(keep):
+        for r0 in range(0, H, rows):
+            r1 = min(H, r0 + rows)
+            lo, hi = max(0, r0 - halo), min(H, r1 + halo)
+            zb = z[:, i, lo:hi].permute(0, 3, 1, 2)                            # (B, dim, h, W) NHWC
+            sb = interp[:, i, lo:hi].permute(0, 3, 1, 2)
+            # mixed-dtype elementwise ops are slow on the CPU (a bf16 += fp32 view is slower than a
+            # conversion and a bf16 sum), so every operand is converted first
+            d = body_out(zb.to(lowp or zb.dtype, memory_format=torch.channels_last)).add_(sb.to(lowp or sb.dtype))
+            out = decoder_folded(decoder, d, w_out, b_out, w_up1, b_up1).float()  # (B, 4C, 2h+1, 2W+1)
+            bic = bicubic_up(base[:, k, :, lo:hi])                                # (B, C, 4h, 4W)
+            # the last pixel shuffle, the residual's sum and the store, one pass per sub-pixel:
+            # out's channel c*4 + 2*di + dj at (i + di, j + dj) is output pixel (2i + di, 2j + dj)
+            # of channel c (`fold_shuffle_into_conv_2x2`)
+            n2, a2, a4 = 2 * (r1 - r0), 2 * (r0 - lo), SCALE * (r0 - lo)
+            pixels = bic[:, :, a4:a4 + 2 * n2].unflatten(2, (n2, 2)).unflatten(4, (2 * W, 2))
+            store = y[:, k, :, SCALE * r0:SCALE * r1].unflatten(2, (n2, 2)).unflatten(4, (2 * W, 2))
+            for di in range(2):
+                for dj in range(2):
+                    sub = out[:, 2 * di + dj::4, a2 + di:a2 + di + n2, dj:dj + 2 * W]
+                    torch.add(sub, pixels[:, :, :, di, :, dj], out=store[:, :, :, di, :, dj])
     return y
 
 def decoder_folded(dec: nn.Module, x: torch.Tensor, w_out: torch.Tensor, b_out: torch.Tensor, w_up1: torch.Tensor,
@@ -276,16 +263,13 @@ def spectral_mask_frames(mask: SpectralMask, x: torch.Tensor, inplace: bool = Fa
     H, W = x.shape[2], x.shape[3]
     m = mask.mask(H, W, x.device)
     out = x if inplace else torch.empty(x.shape, dtype=x.dtype, device=x.device)
-
-    def frame(t: int) -> None:
+    for t in range(x.shape[1]):
         xt = x[:, t]                                                                # (B, H, W, C)
         # rfft2 as its two 1-D passes, the same arithmetic, which suits channels-last frames
         spec = torch.fft.rfft(xt.float(), dim=2, norm="ortho")
         spec = torch.fft.fft(spec, dim=1, norm="ortho").mul_(m)
         y = torch.fft.irfft(torch.fft.ifft(spec, dim=1, norm="ortho"), n=W, dim=2, norm="ortho")
         torch.add(xt, y.to(x.dtype), out=out[:, t])
-
-    for_each(x.shape[1], frame)
     return out
 
 
@@ -335,15 +319,12 @@ def tssm_units(block: TSSM, x: torch.Tensor, e: torch.Tensor, lowp: Optional[tor
         rows, cols = _bands(H, per_row, multiple=w), [(0, W)]
     else:  # a row of windows is more than a unit: one window row, split into columns
         rows, cols = _bands(H, WORK_TOKENS, multiple=w), _bands(W, B * T * w, multiple=w)
-    def band(u: int) -> None:
-        r0, r1 = rows[u]
+    for r0, r1 in rows:
         # TMB's pixels are independent, so it runs band by band too, just before HMB reads the
         # same rows (then still in cache): the same result as TMB over the whole frame first
         if block.tmb is not None:
             _tmb_rows(block, x, tmb_shift, r0, r1, lowp)
         _hmb_rows(block, x, shift, (r0, r1), cols, lowp)
-
-    for_each(len(rows), band)
     return x
 
 def _tmb_rows(block: TSSM, x: torch.Tensor, shift: Optional[torch.Tensor], r0: int, r1: int,
