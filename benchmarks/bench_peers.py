@@ -2,6 +2,7 @@
 
     python benchmarks/bench_peers.py /work/shared/data/ir/vottir_horse_h264.mp4 --frames 15 --threads 1
     python benchmarks/bench_peers.py /work/shared/data/ir/flir_csq_hand16.mkv --frames 7 --repeat 3
+    python benchmarks/bench_peers.py truth_2560x2048.mkv --frames 7 --repeat 1 --warmup 0   # 640x512 input: one round, minutes
 
 The clip's first --frames frames (odd) are the truth; every other one, shrunk x1/4 (antialiased
 bicubic, as `theris evaluate` does), is the input; each method predicts all frames at the full size

@@ -258,3 +258,36 @@ def test_separable_bicubic_equals_interpolate(shape, r):
     x = torch.rand(*shape)
     ref = torch.nn.functional.interpolate(x, scale_factor=r, mode="bicubic", align_corners=False)
     torch.testing.assert_close(folds.bicubic_up(x, r), ref, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("work_tokens", [64, 4096])
+def test_tssm_in_place_equals_tssm_into_its_own_map(monkeypatch, work_tokens):
+    """The first TSSM under bfloat16 runs in place on TDIM's map (one float32 feature map a window
+    instead of two): the same values as a block that writes its own map, bit for bit."""
+    monkeypatch.setattr(units, "WORK_TOKENS", work_tokens)
+    net = load_model("theris-small")
+    torch.manual_seed(6)
+    x = torch.randn(1, 5, 19, 21, net.config.dim)
+    e = torch.randn(5, net.config.time_embed_dim)
+    with torch.inference_mode():
+        ref = units.tssm_units(net.blocks[0], x, e, torch.bfloat16)
+        mine = x.clone()
+        out = units.tssm_units(net.blocks[0], mine, e, torch.bfloat16, inplace=True)
+    assert out.data_ptr() == mine.data_ptr()
+    assert torch.equal(out, ref)
+    assert not torch.equal(x, mine)  # the input map itself was written
+
+
+def test_bf16_window_keeps_the_long_skip_in_bf16_with_the_same_outputs():
+    """Under bfloat16 the decoder's long skip is kept as a bfloat16 copy (it is read in bfloat16):
+    the same output as a float32 skip converted band by band, bit for bit."""
+    net = load_model("theris-small")
+    torch.manual_seed(7)
+    x = torch.rand(1, 4, 1, 23, 18)
+    times = network.default_times(4)
+    z = torch.randn(1, 7, 23, 18, net.config.dim)
+    interp = torch.randn(1, 7, 23, 18, net.config.dim)
+    with torch.inference_mode():
+        fp32_skip = units.decode_units(net, x, times, z, interp, [1, 2, 3], None, torch.bfloat16)
+        bf16_skip = units.decode_units(net, x, times, z, interp.to(torch.bfloat16), [1, 2, 3], None, torch.bfloat16)
+    assert torch.equal(fp32_skip, bf16_skip)

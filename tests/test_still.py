@@ -193,3 +193,21 @@ def test_configs_written_before_the_still_detail_read_without_it_and_the_ablatio
     assert ModelConfig.from_dict(d) == TINY
     assert PRESETS["tiny"].use_still_detail
     assert not apply_ablations(TINY_DETAIL, ["still-detail"]).use_still_detail
+
+
+def test_inference_writes_the_same_still_frames_as_training_computes():
+    """Without autograd the still blend and the still detail work in place, in a frame's worth of
+    temporaries: the same values as the autograd path's out-of-place sums, bit for bit."""
+    from theris_cli.model.still import still_blend, still_detail
+
+    torch.manual_seed(3)
+    x = torch.rand(1, 4, 1, 10, 12)
+    x[..., :6] = x[:, :1, ..., :6] + torch.rand(1, 4, 1, 10, 6) * STILL_BELOW / 2  # left half still
+    times = default_times(4)
+    y = torch.randn(1, 7, 1, 40, 48)
+    lin = interpolate_frames(x, times)
+    with torch.enable_grad():
+        ref = still_detail(x, lin, times, still_blend(x, times, y.clone()))
+    with torch.inference_mode():
+        mine = still_detail(x, lin, times, still_blend(x, times, y.clone()))
+    assert torch.equal(mine, ref)

@@ -25,6 +25,9 @@ def prefer_huge_pages() -> bool:
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _KEEP = 2**31 - 1  # bytes: the largest value mallopt takes (an int)
+# bytes from which a block is mapped on its own and unmapped when freed: whole feature maps and
+# decoded windows (a few a window, hundreds of MiB) rather than bands and frames
+_MAP_FROM = 32 * 2**20
 _kept = False
 
 
@@ -33,11 +36,14 @@ def keep_freed_memory() -> bool:
     kernel; True where that is in effect (glibc), False elsewhere (nothing changes).
 
     By default an allocation of more than a few MiB is a fresh mmap() and its free an munmap(): an
-    upscaling window allocates and frees such buffers (feature maps, a band's cost volume, an output
-    frame) thousands of times, and every fresh one is page-faulted in again (system time, a fifth of
-    the user time at 640x512). With both thresholds at their maximum, large blocks come from the
-    heap and stay there once freed, so the next window's buffers reuse pages already mapped. The
-    resident size then stays at the window's high-water mark between windows, which it reaches anyway.
+    upscaling window allocates and frees such buffers (a band's cost volume or decoder stage, an
+    output frame) thousands of times, and every fresh one is page-faulted in again (system time, a
+    fifth of the user time at 640x512). Here blocks below 32 MiB come from the heap and stay there
+    once freed, so the next buffers reuse pages already mapped. Blocks from 32 MiB up (the window's
+    feature maps and decoded frames: a few a window) are still mapped on their own: their faults
+    are a small share of a window's time, and unmapping them keeps the heap from growing by their
+    size at every window whose smaller buffers land between them (the resident peak is then the
+    window's live data plus the kept heap, not the sum of every window's layout).
     Called by the inference path (`infer.Upscaler`) only: training's memory use is left as it is.
     """
     global _kept
@@ -54,5 +60,5 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):  # musl and others without mallopt
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    _kept = bool(mallopt(_M_MMAP_THRESHOLD, _KEEP)) and bool(mallopt(_M_TRIM_THRESHOLD, _KEEP))
+    _kept = bool(mallopt(_M_MMAP_THRESHOLD, _MAP_FROM)) and bool(mallopt(_M_TRIM_THRESHOLD, _KEEP))
     return _kept

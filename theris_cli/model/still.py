@@ -74,9 +74,13 @@ def still_blend(x: torch.Tensor, times: torch.Tensor, y: torch.Tensor) -> torch.
         if t == lo or lo not in index or lo + 1 not in index:
             continue
         w = t - lo
-        blend = y[:, index[lo]] * (1 - w) + y[:, index[lo + 1]] * w                 # (B, C, 4H, 4W)
         gate = _gate((x[:, int(lo) + 1] - x[:, int(lo)]).abs(), y.dtype)            # (B, 1, 4H, 4W)
-        y[:, i] = blend + gate * (y[:, i] - blend)
+        if torch.is_grad_enabled():
+            blend = y[:, index[lo]] * (1 - w) + y[:, index[lo + 1]] * w             # (B, C, 4H, 4W)
+            y[:, i] = blend + gate * (y[:, i] - blend)
+        else:  # the same operations in two temporaries of a frame's size, written into y
+            blend = torch.mul(y[:, index[lo]], 1 - w).add_(torch.mul(y[:, index[lo + 1]], w))
+            y[:, i].sub_(blend).mul_(gate).add_(blend)
     return y
 
 
@@ -97,7 +101,10 @@ def still_detail(x: torch.Tensor, lin: torch.Tensor, times: torch.Tensor, y: tor
     ym, xm = y[:, inputs].mean(dim=1), lin[:, inputs].mean(dim=1)                  # (B, C, 4H, 4W), (B, C, H, W)
     for i in range(times.numel()):
         up = F.interpolate(xm - lin[:, i], scale_factor=SCALE, mode="bicubic", align_corners=False)
-        y[:, i] = y[:, i] + still * (ym - y[:, i] - up.to(y.dtype))
+        if torch.is_grad_enabled():
+            y[:, i] = y[:, i] + still * (ym - y[:, i] - up.to(y.dtype))
+        else:  # the same operations in one temporary of a frame's size, written into y
+            y[:, i].add_(torch.sub(ym, y[:, i]).sub_(up.to(y.dtype)).mul_(still))
     return y
 
 

@@ -129,10 +129,15 @@ def forward_units(net: nn.Module, x: torch.Tensor, times: torch.Tensor, keep: Op
         v = net.motion.at_times(pair_v, times)
         aligned_mix_into(feats, mix, v, times, interp)
     del feats
+    # The long skip is read by the decoder only, in its dtype: under bfloat16 a bfloat16 copy of
+    # TDIM's output is kept and the first TSSM runs in place on the float32 map, so a window holds
+    # one float32 feature map and a half-size copy instead of two float32 maps (the same values).
+    skip = interp if lowp is None else interp.to(lowp)
     z = interp
-    for block in net.blocks:
-        z = tssm_units(block, z, e.to(z.dtype), lowp)                                   # (B, M, H, W, dim)
-    return decode_units(net, x, times, z, interp, keep, v, lowp)
+    for k, block in enumerate(net.blocks):
+        z = tssm_units(block, z, e.to(z.dtype), lowp, inplace=k == 0 and lowp is not None)  # (B, M, H, W, dim)
+    del interp
+    return decode_units(net, x, times, z, skip, keep, v, lowp)
 
 def aligned_mix_into(feats: torch.Tensor, mix: torch.Tensor, v: torch.Tensor, times: torch.Tensor,
                      interp: torch.Tensor) -> None:
@@ -169,8 +174,9 @@ def decode_units(net: nn.Module, x: torch.Tensor, times: torch.Tensor, z: torch.
                  keep: Optional[list[int]] = None, v: Optional[torch.Tensor] = None,
                  lowp: Optional[torch.dtype] = None) -> torch.Tensor:
     """body_out + long skip, decoder and bicubic residual, frame by frame in bands of LR rows:
-    x (B, T, C, H, W), z and interp (B, M, H, W, dim), v (B, M, 2, H, W) the motion alignment's
-    velocities or None -> (B, K, C, 4H, 4W) for the K frames ``keep`` (default all M).
+    x (B, T, C, H, W), z and interp (B, M, H, W, dim) (interp, the long skip, in float32 or in
+    lowp), v (B, M, 2, H, W) the motion alignment's velocities or None -> (B, K, C, 4H, 4W) for the
+    K frames ``keep`` (default all M).
     lowp: body_out and the decoder in that dtype, the bicubic residual added in float32."""
     B, T, C, H, W = x.shape
     keep = list(range(times.numel())) if keep is None else keep
@@ -250,12 +256,13 @@ def _bands(n: int, per_row: int, multiple: int = 1) -> list[tuple[int, int]]:
     return [(r, min(n, r + rows)) for r in range(0, n, rows)]
 
 
-def spectral_mask_frames(mask: SpectralMask, x: torch.Tensor) -> torch.Tensor:
+def spectral_mask_frames(mask: SpectralMask, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     """`SpectralMask.forward` frame by frame into one output: no full-video complex temporaries.
-    x (B, T, H, W, C) -> same."""
+    x (B, T, H, W, C) -> same; ``inplace``: written into x (each frame is read whole before it is
+    written)."""
     H, W = x.shape[2], x.shape[3]
     m = mask.mask(H, W, x.device)
-    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    out = x if inplace else torch.empty(x.shape, dtype=x.dtype, device=x.device)
     for t in range(x.shape[1]):
         xt = x[:, t]                                                                # (B, H, W, C)
         # rfft2 as its two 1-D passes, the same arithmetic, which suits channels-last frames
@@ -276,12 +283,19 @@ def mamba_units(layer: Mamba2Layer, seq: torch.Tensor, shift: Optional[torch.Ten
     return layer(seq, shift, lowp)
 
 
-def tssm_units(block: TSSM, x: torch.Tensor, e: torch.Tensor, lowp: Optional[torch.dtype] = None) -> torch.Tensor:
+def tssm_units(block: TSSM, x: torch.Tensor, e: torch.Tensor, lowp: Optional[torch.dtype] = None,
+               inplace: bool = False) -> torch.Tensor:
     """`TSSM.forward` in work units and in one output buffer: each layer
     reads a unit (a band of rows, a segment of the SMB sequence) and writes its result back in
-    its place, so a block allocates one feature map, not one per layer."""
+    its place, so a block allocates one feature map, not one per layer (none with ``inplace``:
+    then x, contiguous, is the output buffer)."""
     B, T, H, W, C = x.shape
-    x = spectral_mask_frames(block.mask, x) if block.mask is not None else x.clone()  # (B, T, H, W, C), contiguous, ours
+    if inplace:
+        assert x.is_contiguous(), "an in-place TSSM works on a contiguous (B, T, H, W, C) map"
+        if block.mask is not None:
+            spectral_mask_frames(block.mask, x, inplace=True)
+    else:  # (B, T, H, W, C), contiguous, ours
+        x = spectral_mask_frames(block.mask, x) if block.mask is not None else x.clone()
     if block.smb is not None:
         seq = x.view(B, T * H * W, C)
         shift_at = None
