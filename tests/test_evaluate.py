@@ -262,6 +262,25 @@ def test_degrade_sensor_depends_on_the_clip_name_not_its_folder(tmp_path):
     assert torch.equal(seen[0], seen[1]) and not torch.equal(seen[0], seen[2])
 
 
+def test_degrade_sensor_with_other_levels_applies_those_levels(tmp_path):
+    from theris_cli.sensor import SensorLevels
+
+    clip = write_clip(tmp_path / "warm.mkv", _smooth_frames(5, 16, 16))
+    seen: dict[str, list] = {"clean": [], "temporal": [], "column": []}
+    evaluate([clip], methods={"rec": _recorder(seen["clean"])})
+    ev = evaluate([clip], methods={"rec": _recorder(seen["temporal"])}, degrade="sensor",
+                  sensor_levels=SensorLevels(temporal=0.01))
+    evaluate([clip], methods={"rec": _recorder(seen["column"])}, degrade="sensor", sensor_levels=SensorLevels(column=0.01))
+    temporal = seen["temporal"][0] - seen["clean"][0]
+    column = seen["column"][0] - seen["clean"][0]
+    # the column offsets are the same down every column and in every frame (but where the clip's
+    # range clips them); the temporal noise is new each frame
+    assert float(column.std(dim=2).median()) < 1e-6 and float(column.std(dim=0).median()) < 1e-6
+    assert float(column.std()) > 0
+    assert float(temporal.std(dim=0).mean()) > 0
+    assert "'temporal': 0.01" in ev.protocol["input"] and "column" not in ev.protocol["input"]
+
+
 def test_cli_degrade_sensor_and_unknown_degradation(tmp_path):
     clip = write_clip(tmp_path / "warm.mkv", _smooth_frames(5, 16, 16))
     r = runner.invoke(app, ["evaluate", str(clip), "--methods", "bicubic", "--degrade", "sensor", "--json",

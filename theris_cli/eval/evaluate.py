@@ -66,10 +66,11 @@ PROTOCOL = {
 }
 
 
-def sensor_input(lr: torch.Tensor, clip_name: str) -> torch.Tensor:
-    """The LR clip (T, 1, h, w) as a thermal sensor would give it: `sensor.EVAL_LEVELS` in units of
-    the clip's own min..max (mapped to [0, 1] and back, as an 8-bit AGC stretches it), seeded by
-    `clip_name` (CRC-32 of the name), so the same clip always gets the same frames."""
+def sensor_input(lr: torch.Tensor, clip_name: str, levels=None) -> torch.Tensor:
+    """The LR clip (T, 1, h, w) as a thermal sensor would give it: `levels` (a sensor.SensorLevels;
+    default `sensor.EVAL_LEVELS`) in units of the clip's own min..max (mapped to [0, 1] and back, as
+    an 8-bit AGC stretches it), seeded by `clip_name` (CRC-32 of the name), so the same clip always
+    gets the same frames."""
     import zlib
 
     from theris_cli.sensor import EVAL_LEVELS, degrade
@@ -77,16 +78,17 @@ def sensor_input(lr: torch.Tensor, clip_name: str) -> torch.Tensor:
     lo, hi = float(lr.min()), float(lr.max())
     span = max(hi - lo, 1e-6)
     gen = torch.Generator().manual_seed(zlib.crc32(clip_name.encode("utf-8")))
-    return (degrade((lr - lo) / span, EVAL_LEVELS, gen) * span + lo).to(lr.dtype)
+    return (degrade((lr - lo) / span, levels or EVAL_LEVELS, gen) * span + lo).to(lr.dtype)
 
 
-def protocol_for(degrade: str = "clean") -> dict:
+def protocol_for(degrade: str = "clean", sensor_levels=None) -> dict:
     """PROTOCOL, with what the input got beyond make_lr."""
     if degrade == "clean":
         return dict(PROTOCOL)
     from theris_cli.sensor import EVAL_LEVELS
 
-    levels = {k: v for k, v in EVAL_LEVELS.to_dict().items() if v and (k != "crf" or EVAL_LEVELS.codec)}
+    chosen = sensor_levels or EVAL_LEVELS
+    levels = {k: v for k, v in chosen.to_dict().items() if v and (k != "crf" or chosen.codec)}
     return {**PROTOCOL, "input": f"{degrade}: make_lr, then theris_cli.sensor.degrade {levels} in units of the LR "
                                  "clip's min..max, seeded by the clip's file name (CRC-32); the truth is clean"}
 
@@ -246,6 +248,7 @@ def evaluate(
     on_progress: Callable[[str], None] | None = None,
     split: str | None = None,
     degrade: str = "clean",
+    sensor_levels=None,
     **fields: Any,
 ) -> Evaluation:
     """Score `methods` on every clip (files, or folders of videos) by the protocol of this module.
@@ -257,6 +260,8 @@ def evaluate(
     options (or its fields as keywords: weights, device, ...): how "theris" runs, EVAL_OPTIONS by
     default; options.weights is the model scored (registry name, local path, hf://...; None: the default).
     degrade: "clean" (the protocol) or "sensor" (the LR input with a sensor's noise, `sensor_input`).
+    sensor_levels: with "sensor", that noise's strengths (a sensor.SensorLevels; default EVAL_LEVELS,
+    what `theris evaluate --degrade sensor` uses).
     """
     if degrade not in DEGRADATIONS:
         raise UsageError(f"unknown --degrade {degrade!r}; choose from {', '.join(DEGRADATIONS)}")
@@ -295,7 +300,7 @@ def evaluate(
         hr, levels = load_clip(path, max_frames)
         n, _, h, w = hr.shape
         say(f"[{i}/{len(paths)}] {path}: {n} frames {w}x{h}, running {', '.join(predictors)}")
-        noisy = (lambda lr, name=Path(path).name: sensor_input(lr, name)) if degrade == "sensor" else None
+        noisy = (lambda lr, name=Path(path).name: sensor_input(lr, name, sensor_levels)) if degrade == "sensor" else None
         scores = evaluate_frames(hr, predictors, noisy)
         results.append(
             ClipScore(
@@ -316,6 +321,6 @@ def evaluate(
         clips=results,
         mean=mean,
         seconds=time.perf_counter() - t_start,
-        protocol=protocol_for(degrade),
+        protocol=protocol_for(degrade, sensor_levels),
         split=split,
     )
