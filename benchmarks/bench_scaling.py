@@ -52,7 +52,10 @@ def measure(weights: str, width: int, height: int, frames: int, threads: int, re
         except ImportError:  # a checkout from before it existed
             pass
         else:
-            keep_freed_memory()  # as infer.Upscaler does on the CPU
+            try:
+                keep_freed_memory(height * width)  # as infer.Upscaler does on the CPU
+            except TypeError:  # a checkout from before the threshold followed the frame
+                keep_freed_memory()
         from theris_cli.devices import resolve_precision
 
         dtype = resolve_precision(precision, torch.device("cpu"))

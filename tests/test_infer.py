@@ -335,3 +335,27 @@ def test_the_cpu_upscaler_has_malloc_keep_freed_memory_where_glibc_allows():
     Upscaler(NearestLinear())
     glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
     assert hugepages.keep_freed_memory() is glibc
+
+
+def test_the_heap_grows_with_the_window_it_runs():
+    """malloc's mmap threshold follows the window's (or tile's) size: a fixed one sends a large
+    frame's bands and output frames back to mmap, a page fault at every touch."""
+    import platform
+    import sys
+
+    from theris_cli.engine import hugepages
+
+    small = hugepages.map_threshold(160 * 128)
+    assert small == hugepages.map_threshold(640 * 512) == 32 * 2**20  # the floor
+    assert hugepages.map_threshold(1280 * 1024) == 4 * small  # four times the pixels
+    assert hugepages.map_threshold(10**9) == 2**31 - 1  # what mallopt takes at most
+    if not (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"):
+        return
+    up = Upscaler(NearestLinear(), tile=16)
+    up.run_window(torch.rand(3, 1, 24, 40))
+    assert hugepages._threshold == hugepages.map_threshold(16 * 16)  # a tile's pixels, not the frame's
+    try:
+        hugepages.keep_freed_memory(1280 * 1024)
+        assert hugepages._threshold == 128 * 2**20
+    finally:
+        hugepages.keep_freed_memory()  # as the suite's other windows expect

@@ -25,40 +25,56 @@ def prefer_huge_pages() -> bool:
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _KEEP = 2**31 - 1  # bytes: the largest value mallopt takes (an int)
-# bytes from which a block is mapped on its own and unmapped when freed: whole feature maps and
-# decoded windows (a few a window, hundreds of MiB) rather than bands and frames
+# bytes from which a block is mapped on its own and unmapped when freed, at 640x512 LR pixels a
+# window (or tile), in proportion above: whole feature maps and decoded windows (a few a window,
+# hundreds of MiB) rather than bands and frames, whose sizes grow with the frame too
 _MAP_FROM = 32 * 2**20
-_kept = False
+_MAP_FROM_PIXELS = 640 * 512
+_mallopt = None
+_threshold = 0  # the mmap threshold in effect (0: not set by theris)
 
 
-def keep_freed_memory() -> bool:
+def map_threshold(pixels: int = 0) -> int:
+    """Bytes from which malloc maps a block on its own, for windows (or tiles) of `pixels` LR pixels."""
+    return min(_KEEP, max(_MAP_FROM, _MAP_FROM * pixels // _MAP_FROM_PIXELS))
+
+
+def keep_freed_memory(pixels: int = 0) -> bool:
     """Let glibc's malloc keep freed memory for the next allocation instead of returning it to the
-    kernel; True where that is in effect (glibc), False elsewhere (nothing changes).
+    kernel; True where that is in effect (glibc), False elsewhere (nothing changes). `pixels`: the
+    LR pixels of a window (or tile) about to run, which sets where the heap ends (`map_threshold`).
 
     By default an allocation of more than a few MiB is a fresh mmap() and its free an munmap(): an
     upscaling window allocates and frees such buffers (a band's cost volume or decoder stage, an
     output frame) thousands of times, and every fresh one is page-faulted in again (system time, a
-    fifth of the user time at 640x512). Here blocks below 32 MiB come from the heap and stay there
-    once freed, so the next buffers reuse pages already mapped. Blocks from 32 MiB up (the window's
-    feature maps and decoded frames: a few a window) are still mapped on their own: their faults
-    are a small share of a window's time, and unmapping them keeps the heap from growing by their
-    size at every window whose smaller buffers land between them (the resident peak is then the
-    window's live data plus the kept heap, not the sum of every window's layout).
+    fifth of the user time at 640x512). Here blocks below the threshold (32 MiB up to 640x512 LR
+    pixels, in proportion above) come from the heap and stay there once freed, so the next buffers
+    reuse pages already mapped. Larger blocks (the window's feature maps and decoded frames: a few a
+    window) are still mapped on their own: their faults are a small share of a window's time, and
+    unmapping them keeps the heap from growing by their size at every window whose smaller buffers
+    land between them (the resident peak is then the window's live data plus the kept heap, not the
+    sum of every window's layout). The threshold grows with the frame because every buffer does: a
+    fixed one would send a large frame's bands and output frames back to mmap, fault by fault.
     Called by the inference path (`infer.Upscaler`) only: training's memory use is left as it is.
     """
-    global _kept
-    if _kept:
+    global _mallopt, _threshold
+    want = map_threshold(pixels)
+    if _threshold == want:
         return True
     if not sys.platform.startswith("linux"):
         return False
-    import ctypes
-    import ctypes.util
+    if _mallopt is None:
+        import ctypes
+        import ctypes.util
 
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # musl and others without mallopt
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    _kept = bool(mallopt(_M_MMAP_THRESHOLD, _MAP_FROM)) and bool(mallopt(_M_TRIM_THRESHOLD, _KEEP))
-    return _kept
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            mallopt = libc.mallopt
+        except (OSError, AttributeError):  # musl and others without mallopt
+            return False
+        mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+        _mallopt = mallopt
+    if _mallopt(_M_MMAP_THRESHOLD, want) and _mallopt(_M_TRIM_THRESHOLD, _KEEP):
+        _threshold = want
+        return True
+    return False

@@ -259,6 +259,8 @@ class Upscaler:
         if not self._tile_chosen:
             self.tile = self._tile_for_memory(x, times)
             self._tile_chosen = True
+        if self.device.type == "cpu":  # where malloc's heap ends, for this size of window or tile
+            keep_freed_memory(min(h, self.tile or h) * min(w, self.tile or w))
         while True:
             try:
                 return self._run_tiles(x, times, plan_tiles(h, w, self.tile, self.tile_overlap), keep)
