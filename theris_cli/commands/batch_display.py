@@ -94,8 +94,9 @@ class PlainDisplay(_Tally):
         what = result.status + (f": {result.reason}" if result.reason else "")
         if result.status == "done":
             what += f" in {duration(result.seconds)}, {result.frames_out or '?'} frames"
-            if events_text(result.events):
-                what += f"; events: {events_text(result.events)}"
+            events = events_text(result.events)
+            if events:
+                what += f"; events: {events}"
         self.console.print(
             f"[{self.finished}/{self.n}] {job.name} -> {result.output}: {what} ({self.eta()})", highlight=False, soft_wrap=True
         )

@@ -31,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import torch
 
@@ -41,6 +41,9 @@ from theris_cli.eval import metrics
 from theris_cli.eval.baselines import BASELINES, Predictor
 from theris_cli.eval.results import ClipScore, Evaluation, MethodScore, Motion, Subset, mean_scores
 from theris_cli.protocol import MOTION_DILATE, MOTION_THRESHOLD, SCALE, crop_to_multiple, make_lr, motion_mask
+
+if TYPE_CHECKING:
+    from theris_cli.sensor import SensorLevels
 
 DEGRADATIONS = ("clean", "sensor")  # what the LR input gets after make_lr (--degrade)
 
@@ -66,7 +69,7 @@ PROTOCOL = {
 }
 
 
-def sensor_input(lr: torch.Tensor, clip_name: str, levels=None) -> torch.Tensor:
+def sensor_input(lr: torch.Tensor, clip_name: str, levels: SensorLevels | None = None) -> torch.Tensor:
     """The LR clip (T, 1, h, w) as a thermal sensor would give it: `levels` (a sensor.SensorLevels;
     default `sensor.EVAL_LEVELS`) in units of the clip's own min..max (mapped to [0, 1] and back, as
     an 8-bit AGC stretches it), seeded by `clip_name` (CRC-32 of the name), so the same clip always
@@ -81,7 +84,7 @@ def sensor_input(lr: torch.Tensor, clip_name: str, levels=None) -> torch.Tensor:
     return (degrade((lr - lo) / span, levels or EVAL_LEVELS, gen) * span + lo).to(lr.dtype)
 
 
-def protocol_for(degrade: str = "clean", sensor_levels=None) -> dict:
+def protocol_for(degrade: str = "clean", sensor_levels: SensorLevels | None = None) -> dict:
     """PROTOCOL, with what the input got beyond make_lr."""
     if degrade == "clean":
         return dict(PROTOCOL)
@@ -248,7 +251,7 @@ def evaluate(
     on_progress: Callable[[str], None] | None = None,
     split: str | None = None,
     degrade: str = "clean",
-    sensor_levels=None,
+    sensor_levels: SensorLevels | None = None,
     **fields: Any,
 ) -> Evaluation:
     """Score `methods` on every clip (files, or folders of videos) by the protocol of this module.
