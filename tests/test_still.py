@@ -137,9 +137,13 @@ def _detail(y: torch.Tensor, x: torch.Tensor, times: torch.Tensor) -> torch.Tens
 
 
 def _still_window(T: int = 4) -> torch.Tensor:
+    """A still scene whose frames change by less than the gate and smoothly (a level and a slope each):
+    no temporal noise, so the still detail keeps each frame's change as bicubic + linear has it."""
     torch.manual_seed(1)
     scene = torch.rand(1, 1, 1, 12, 16) * 0.8 + 0.1
-    return scene + (torch.rand(1, T, 1, 12, 16) - 0.5) * STILL_BELOW  # noise below the gate
+    slope = torch.linspace(0, 1, 16).view(1, 1, 1, 1, 16)
+    level, tilt = (torch.rand(2, 1, T, 1, 1, 1) - 0.5) * STILL_BELOW / 2
+    return scene + level + tilt * slope
 
 
 @pytest.mark.parametrize("path", ["whole", "units"])
@@ -211,3 +215,55 @@ def test_inference_writes_the_same_still_frames_as_training_computes():
     with torch.inference_mode():
         mine = still_detail(x, lin, times, still_blend(x, times, y.clone()))
     assert torch.equal(mine, ref)
+
+
+# ------------------------------------------------------------------------------ temporal noise
+
+
+def test_noise_level_measures_white_temporal_noise_and_ignores_smooth_changes():
+    from theris_cli.model.still import noise_level
+
+    torch.manual_seed(3)
+    scene = torch.rand(1, 1, 1, 64, 80)
+    for sigma in (0.003, 0.02):
+        x = scene + sigma * torch.randn(2, 4, 1, 64, 80)
+        assert torch.allclose(noise_level(x), torch.full((2,), sigma), rtol=0.05)
+    assert noise_level(_still_window()).item() < 1e-6  # levels and slopes changing, no noise
+    assert noise_level(scene.expand(1, 1, 1, 64, 80)).item() == 0  # one frame: nothing to measure
+
+
+def _noisy_still_window(sigma: float = 0.01) -> torch.Tensor:
+    """A still scene with a sensor's temporal noise: frame differences well above the gate's STILL_BELOW."""
+    torch.manual_seed(4)
+    scene = F.interpolate(torch.rand(1, 1, 6, 8), size=(24, 32), mode="bilinear", align_corners=False)
+    return scene.view(1, 1, 1, 24, 32) * 0.6 + 0.2 + sigma * torch.randn(1, 4, 1, 24, 32)
+
+
+@pytest.mark.parametrize("path", ["whole", "units"])
+def test_a_noisy_still_scene_comes_out_steadier_than_its_input(path):
+    net, _ = _nets(config=dataclasses.replace(TINY, use_still_detail=True))
+    x = _noisy_still_window()
+    from theris_cli.model.still import _gate
+
+    assert _gate(x.amax(dim=1) - x.amin(dim=1), x.dtype).mean() > 0.9  # a gate without a noise floor: moving
+    times = default_times(4)
+    y = _run(net, x, path)
+    lin = interpolate_frames(x, times)
+    base = F.interpolate(lin[0], scale_factor=4, mode="bicubic", align_corners=False)  # bicubic + linear
+    inner = (slice(None), slice(None), slice(8, -8), slice(8, -8))  # away from the frame's edge
+    change = (y[0, 1:] - y[0, :-1])[inner].abs().mean()
+    assert change < 0.25 * (base[1:] - base[:-1])[inner].abs().mean()
+
+
+@pytest.mark.parametrize("path", ["whole", "units"])
+def test_a_change_that_stands_out_of_the_noise_keeps_the_networks_frames(path):
+    on, _ = _nets(config=dataclasses.replace(TINY, use_still_detail=True))
+    off = THERIS(dataclasses.replace(TINY, use_still_blend=False, use_still_detail=False)).eval()
+    off.load_state_dict(on.state_dict())  # the network's own frames
+    x = _noisy_still_window(0.004)
+    x[:, 3, :, :, :12] += 0.25  # the left part of the last frame changes far above the noise
+    y_on, y_off = _run(on, x, path), _run(off, x, path)
+    # frames 0.5 and 1.5 lie between still frames and are blended there; the others are the network's own
+    left = (slice(None), [0, 2, 4, 5, 6], slice(None), slice(None), slice(0, 4 * (12 - STILL_DILATE) - 8))
+    torch.testing.assert_close(y_on[left], y_off[left], atol=1e-6, rtol=0)
+    assert (y_on - y_off)[..., 4 * (12 + STILL_DILATE) + 8:].abs().max() > 1e-3  # the still part is changed

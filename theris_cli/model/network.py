@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from theris_cli.model.config import SCALE, ModelConfig
 from theris_cli.model import units
 from theris_cli.model.motion import MotionAlign, aligned_blend, aligned_mix
-from theris_cli.model.still import blend_sources, still_blend, still_detail
+from theris_cli.model.still import blend_sources, noise_level, still_blend, still_detail
 from theris_cli.model.tdim import TDIM
 from theris_cli.model.tssm import TSSM
 from theris_cli.ops import interpolate_frames
@@ -133,10 +133,11 @@ class THERIS(nn.Module):
         decoded = None if c.use_still_detail else blend_sources(host, keep)
         at, at_host = (times, host) if decoded is None else (times[decoded], host[decoded])
         y = self._forward(x, times, decoded)
+        noise = noise_level(x)  # the input frames' temporal noise, which both still parts look past
         if c.use_still_blend:
-            y = still_blend(x, at_host, y)
+            y = still_blend(x, at_host, y, noise)
         if c.use_still_detail:
-            y = still_detail(x, interpolate_frames(x, at), at_host, y)
+            y = still_detail(x, interpolate_frames(x, at), at_host, y, noise)
         if keep is None:
             return y
         return y[:, keep] if decoded is None else y[:, [decoded.index(i) for i in keep]]

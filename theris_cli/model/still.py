@@ -31,6 +31,15 @@ The window's frames all estimate the same still detail, so their mean is the bet
 steady one. Its gate is the still blend's, on the largest difference among all the window's input
 frames. What remains is where two windows cross-fade, each with its own mean (docs/evaluation.md).
 
+Sensor noise: a camera's frames differ by their temporal noise even where nothing moves, by more than
+STILL_BELOW at a few tenths of a percent of the range once the gap takes the largest over a
+neighbourhood, so without a correction both gates would call a noisy still scene moving and the
+network's sharpened noise would flicker there. `noise_level` measures the window's temporal noise
+from its frame differences, and the gaps are lowered by NOISE_FLOOR times it: pure noise gates as
+still, and a change has to stand out of the noise to count as motion. Where the still detail applies,
+a frame's deviation from the window's mean is shrunk by how much of it the noise alone explains, so
+a still scene is also denoised in time; on noise-free input (noise 0) both are exactly as above.
+
 Neither has weights: a checkpoint switches them on or off in its config, and training sees them as
 inference does.
 """
@@ -45,6 +54,10 @@ from theris_cli.model.config import SCALE
 STILL_BELOW = 0.01  # input-frame difference (share of the level range) up to which the blend is used
 MOVING_ABOVE = 0.03  # from which the network's own frame is used
 STILL_DILATE = 2  # LR pixels: a moving object's in-between position lies near where it was or goes
+NOISE_FLOOR = 4.0  # temporal-noise deviations the gaps are lowered by: pure noise then gates as still
+SHRINK_WINDOW = 5  # LR pixels a side over which the still detail weighs a frame's deviation against the noise
+# a difference's second derivative in both axes; divided by its norm, so white noise keeps its deviation
+NOISE_KERNEL = torch.tensor([[1.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 1.0]]).view(1, 1, 3, 3) / 6
 
 
 def blend_sources(times: torch.Tensor, keep: list[int] | None) -> list[int] | None:
@@ -63,18 +76,22 @@ def blend_sources(times: torch.Tensor, keep: list[int] | None) -> list[int] | No
     return sorted(need)
 
 
-def still_blend(x: torch.Tensor, times: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def still_blend(x: torch.Tensor, times: torch.Tensor, y: torch.Tensor,
+                noise: torch.Tensor | None = None) -> torch.Tensor:
     """x (B, T, C, H, W) the input frames in [0, 1], times (M,) the output times, y (B, M, C, 4H, 4W)
     the network's outputs at them -> y, its in-between frames gated towards the linear blend of its
     frames at the input times on either side (written in place; autograd follows). An in-between
-    time whose neighbours are not among ``times`` is left as it is."""
+    time whose neighbours are not among ``times`` is left as it is. noise (B,): the frames' temporal
+    noise (`noise_level`; worked out here when not given), by which the gate's gaps are lowered."""
     index = {float(t): j for j, t in enumerate(times.tolist())}
     for i, t in enumerate(times.tolist()):
         lo = float(int(t))
         if t == lo or lo not in index or lo + 1 not in index:
             continue
         w = t - lo
-        gate = _gate((x[:, int(lo) + 1] - x[:, int(lo)]).abs(), y.dtype)            # (B, 1, 4H, 4W)
+        if noise is None:
+            noise = noise_level(x)
+        gate = _gate((x[:, int(lo) + 1] - x[:, int(lo)]).abs(), y.dtype, noise)     # (B, 1, 4H, 4W)
         if torch.is_grad_enabled():
             blend = y[:, index[lo]] * (1 - w) + y[:, index[lo + 1]] * w             # (B, C, 4H, 4W)
             y[:, i] = blend + gate * (y[:, i] - blend)
@@ -84,7 +101,8 @@ def still_blend(x: torch.Tensor, times: torch.Tensor, y: torch.Tensor) -> torch.
     return y
 
 
-def still_detail(x: torch.Tensor, lin: torch.Tensor, times: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def still_detail(x: torch.Tensor, lin: torch.Tensor, times: torch.Tensor, y: torch.Tensor,
+                 noise: torch.Tensor | None = None) -> torch.Tensor:
     """x (B, T, C, H, W) the window's input frames in [0, 1], lin (B, M, C, H, W) their linear
     interpolation at the output times (M,), y (B, M, C, 4H, 4W) the outputs there -> y, where all T
     input frames agree, each frame's detail over the bicubic upsampling of lin replaced by the mean
@@ -93,14 +111,23 @@ def still_detail(x: torch.Tensor, lin: torch.Tensor, times: torch.Tensor, y: tor
 
     With mean output ym and mean LR frame xm over the input times, frame i's detail is
     y_i - up(lin_i) and the mean detail ym - up(xm), so frame i moves by (1 - gate) times
-    ym - y_i - up(xm - lin_i): one upsampling of an LR difference per frame."""
+    ym - y_i - up(s_i * (xm - lin_i)): one upsampling of an LR difference per frame. s_i is 1 on
+    noise-free input (the output then changes there exactly as bicubic + linear does) and shrinks
+    frame i's deviation from the mean towards 0 where it is no larger than the window's temporal noise
+    would make it (`_shrink`): a still scene's frames then differ by less than their noise. noise (B,)
+    as for `still_blend`."""
     inputs = [i for i, t in enumerate(times.tolist()) if t == int(t)]
     if not inputs:
         return y
-    still = 1 - _gate(x.amax(dim=1) - x.amin(dim=1), y.dtype)                       # (B, 1, 4H, 4W)
+    if noise is None:
+        noise = noise_level(x)
+    still = 1 - _gate(x.amax(dim=1) - x.amin(dim=1), y.dtype, noise)               # (B, 1, 4H, 4W)
     ym, xm = y[:, inputs].mean(dim=1), lin[:, inputs].mean(dim=1)                  # (B, C, 4H, 4W), (B, C, H, W)
     for i in range(times.numel()):
-        up = F.interpolate(xm - lin[:, i], scale_factor=SCALE, mode="bicubic", align_corners=False)
+        dev = xm - lin[:, i]
+        if bool((noise > 0).any()):
+            dev = dev * _shrink(dev, noise, _spread(float(times[i]), [float(times[j]) for j in inputs], x.shape[1]))
+        up = F.interpolate(dev, scale_factor=SCALE, mode="bicubic", align_corners=False)
         if torch.is_grad_enabled():
             y[:, i] = y[:, i] + still * (ym - y[:, i] - up.to(y.dtype))
         else:  # the same operations in one temporary of a frame's size, written into y
@@ -108,12 +135,53 @@ def still_detail(x: torch.Tensor, lin: torch.Tensor, times: torch.Tensor, y: tor
     return y
 
 
-def _gate(gap: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+def _spread(t: float, inputs: list[float], n_frames: int) -> float:
+    """How many times a frame's noise variance lies in lin(t) - xm, where lin is the linear
+    interpolation of ``n_frames`` frames of independent noise and xm the mean of lin at ``inputs``:
+    the sum of the squared coefficients of that difference over the frames."""
+    coef = [max(0.0, 1.0 - abs(t - j)) for j in range(n_frames)]
+    for j in inputs:
+        coef[int(j)] -= 1.0 / len(inputs)
+    return sum(c * c for c in coef)
+
+
+def _shrink(dev: torch.Tensor, noise: torch.Tensor, spread: float) -> torch.Tensor:
+    """dev (B, C, H, W) a frame's deviation from the window's mean, noise (B,) the frames' temporal
+    noise -> (B, C, H, W) factors in [0, 1]: 1 - (the variance noise alone gives dev) / (dev's mean
+    square over SHRINK_WINDOW^2 pixels), clamped (a local Wiener, or Lee, filter of the deviation)."""
+    with torch.no_grad():
+        power = F.avg_pool2d(dev.float() ** 2, SHRINK_WINDOW, stride=1, padding=SHRINK_WINDOW // 2,
+                             count_include_pad=False)
+        expected = (noise.float() ** 2 * spread).view(-1, 1, 1, 1)
+        return (1 - expected / (power + 1e-12)).clamp_(0, 1).to(dev.dtype)
+
+
+def noise_level(x: torch.Tensor) -> torch.Tensor:
+    """x (B, T, C, H, W) a window's input frames -> (B,) the standard deviation of their temporal noise,
+    in x's units, without gradient: the median absolute value of each pair of neighbouring frames'
+    difference after NOISE_KERNEL (which cancels a difference's smooth part, so a moving object's
+    edges and a slow change reach the median little), as a Gaussian's standard deviation. 0 for one
+    frame, for frames under 3 pixels a side and where most of the difference is exactly 0 (a still,
+    noise-free or quantised scene)."""
+    B, T, C, H, W = x.shape
+    if T < 2 or H < 3 or W < 3:
+        return x.new_zeros(B)
+    with torch.no_grad():
+        d = (x[:, 1:] - x[:, :-1]).reshape(B * (T - 1) * C, 1, H, W).float()
+        r = F.conv2d(d, NOISE_KERNEL.to(d.device)).reshape(B, -1).abs()
+        # the median of |N(0, 2 sigma^2)| is 0.6745 * sqrt(2) * sigma
+        return (r.median(dim=1).values / (0.6745 * 2 ** 0.5)).to(x.dtype)
+
+
+def _gate(gap: torch.Tensor, dtype: torch.dtype, noise: torch.Tensor | None = None) -> torch.Tensor:
     """gap (B, C, H, W) input-frame differences -> (B, 1, 4H, 4W) in [0, 1]: 0 (still) where the
-    largest over the channels and a (2 * STILL_DILATE + 1)^2 neighbourhood is at most STILL_BELOW, 1
-    (moving) from MOVING_ABOVE, linear between, bilinearly upsampled to the output."""
+    largest over the channels and a (2 * STILL_DILATE + 1)^2 neighbourhood, less NOISE_FLOOR times
+    ``noise`` (B,) (`noise_level`), is at most STILL_BELOW, 1 (moving) from MOVING_ABOVE, linear
+    between, bilinearly upsampled to the output."""
     gap = gap.amax(dim=1, keepdim=True)
     if STILL_DILATE:
         gap = F.max_pool2d(gap, 2 * STILL_DILATE + 1, stride=1, padding=STILL_DILATE)
+    if noise is not None:
+        gap = gap - NOISE_FLOOR * noise.view(-1, 1, 1, 1).to(gap.dtype)
     gate = ((gap - STILL_BELOW) / (MOVING_ABOVE - STILL_BELOW)).clamp_(0, 1)
     return F.interpolate(gate, scale_factor=SCALE, mode="bilinear", align_corners=False).to(dtype)
