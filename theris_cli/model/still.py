@@ -116,7 +116,8 @@ def still_detail(x: torch.Tensor, lin: torch.Tensor, times: torch.Tensor, y: tor
     frame i's deviation from the mean towards 0 where it is no larger than the window's temporal noise
     would make it (`_shrink`): a still scene's frames then differ by less than their noise. noise (B,)
     as for `still_blend`."""
-    inputs = [i for i, t in enumerate(times.tolist()) if t == int(t)]
+    host = times.tolist()
+    inputs = [i for i, t in enumerate(host) if t == int(t)]
     if not inputs:
         return y
     if noise is None:
@@ -124,9 +125,8 @@ def still_detail(x: torch.Tensor, lin: torch.Tensor, times: torch.Tensor, y: tor
     still = 1 - _gate(x.amax(dim=1) - x.amin(dim=1), y.dtype, noise)               # (B, 1, 4H, 4W)
     ym, xm = y[:, inputs].mean(dim=1), lin[:, inputs].mean(dim=1)                  # (B, C, 4H, 4W), (B, C, H, W)
     for i in range(times.numel()):
-        dev = xm - lin[:, i]
-        if bool((noise > 0).any()):
-            dev = dev * _shrink(dev, noise, _spread(float(times[i]), [float(times[j]) for j in inputs], x.shape[1]))
+        dev = xm - lin[:, i]  # with noise 0 the factors are exactly 1 (no test here: no wait for a GPU)
+        dev = dev * _shrink(dev, noise, _spread(float(host[i]), [float(host[j]) for j in inputs], x.shape[1]))
         up = F.interpolate(dev, scale_factor=SCALE, mode="bicubic", align_corners=False)
         if torch.is_grad_enabled():
             y[:, i] = y[:, i] + still * (ym - y[:, i] - up.to(y.dtype))
