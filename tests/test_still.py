@@ -245,8 +245,8 @@ def test_spatial_noise_level_measures_pixel_noise_and_ignores_planes():
 def _noisy_still_window(sigma: float = 0.01) -> torch.Tensor:
     """A still scene with a sensor's temporal noise: frame differences well above the gate's STILL_BELOW."""
     torch.manual_seed(4)
-    scene = F.interpolate(torch.rand(1, 1, 6, 8), size=(24, 32), mode="bilinear", align_corners=False)
-    return scene.view(1, 1, 1, 24, 32) * 0.6 + 0.2 + sigma * torch.randn(1, 4, 1, 24, 32)
+    scene = F.interpolate(torch.rand(1, 1, 8, 10), size=(32, 40), mode="bilinear", align_corners=False)
+    return scene.view(1, 1, 1, 32, 40) * 0.6 + 0.2 + sigma * torch.randn(1, 4, 1, 32, 40)
 
 
 @pytest.mark.parametrize("path", ["whole", "units"])
@@ -277,3 +277,15 @@ def test_a_change_that_stands_out_of_the_noise_keeps_the_networks_frames(path):
     left = (slice(None), [0, 2, 4, 5, 6], slice(None), slice(None), slice(0, 4 * (12 - STILL_DILATE) - 8))
     torch.testing.assert_close(y_on[left], y_off[left], atol=1e-6, rtol=0)
     assert (y_on - y_off)[..., 4 * (12 + STILL_DILATE) + 8:].abs().max() > 1e-3  # the still part is changed
+
+
+def test_a_steady_pan_is_not_read_as_noise():
+    from theris_cli.model.still import noise_level
+
+    torch.manual_seed(6)
+    texture = F.interpolate(torch.rand(1, 1, 24, 60), scale_factor=2, mode="bicubic", align_corners=False)
+    # the texture moving half a pixel a frame, no noise: one difference alone looks like noise
+    x = torch.stack([texture[..., 8:56, 20 + t:100 + t] for t in range(4)], dim=1)  # (1, 4, 1, 48, 80)
+    x = F.avg_pool3d(x.transpose(1, 2), (1, 1, 2), stride=(1, 1, 2)).transpose(1, 2)  # pixels of two: half a pixel a frame
+    assert noise_level(x[:, :2]).item() > 0.01  # a single difference
+    assert noise_level(x).item() < 0.1 * noise_level(x[:, :2]).item()

@@ -158,19 +158,32 @@ def _shrink(dev: torch.Tensor, noise: torch.Tensor, spread: float) -> torch.Tens
 
 def noise_level(x: torch.Tensor) -> torch.Tensor:
     """x (B, T, C, H, W) a window's input frames -> (B,) the standard deviation of their temporal noise,
-    in x's units, without gradient: the median absolute value of each pair of neighbouring frames'
-    difference after NOISE_KERNEL (which cancels a difference's smooth part, so a moving object's
-    edges and a slow change reach the median little), as a Gaussian's standard deviation. 0 for one
-    frame, for frames under 3 pixels a side and where most of the difference is exactly 0 (a still,
-    noise-free or quantised scene)."""
+    in x's units, without gradient.
+
+    Each difference of frames is filtered with NOISE_KERNEL (which cancels its smooth part: a slow
+    change of level) and its spread read off the median of its magnitude (which leaves out a moving
+    object's edges). Temporal noise makes neighbouring differences anti-correlated: over frames t-1,
+    t, t+1 the second difference x[t+1] - 2 x[t] + x[t-1] holds 6 times the noise variance and the
+    two-step difference x[t+1] - x[t-1] 2 times, so a quarter of the gap between their variances is
+    the noise's. Motion that goes on from frame to frame adds about as much to both and cancels, so a
+    steady pan does not pass for noise the way it would in a single difference. With two frames only
+    the single difference is there to read (variance 2 times the noise's). 0 for one frame, for frames
+    under 3 pixels a side and where the differences are mostly exactly 0 (a still, noise-free or
+    quantised scene)."""
     B, T, C, H, W = x.shape
     if T < 2 or H < 3 or W < 3:
         return x.new_zeros(B)
+
+    def spread(d: torch.Tensor) -> torch.Tensor:  # (B, ...) -> (B,) std of the filtered d, robustly
+        r = F.conv2d(d.reshape(-1, 1, H, W).float(), NOISE_KERNEL.to(d.device)).reshape(B, -1)
+        return r.abs().median(dim=1).values / 0.6745  # the median of |N(0, s^2)| is 0.6745 s
+
     with torch.no_grad():
-        d = (x[:, 1:] - x[:, :-1]).reshape(B * (T - 1) * C, 1, H, W).float()
-        r = F.conv2d(d, NOISE_KERNEL.to(d.device)).reshape(B, -1).abs()
-        # the median of |N(0, 2 sigma^2)| is 0.6745 * sqrt(2) * sigma
-        return (r.median(dim=1).values / (0.6745 * 2 ** 0.5)).to(x.dtype)
+        if T == 2:
+            return (spread(x[:, 1] - x[:, 0]) / 2 ** 0.5).to(x.dtype)
+        second = spread(x[:, 2:] - 2 * x[:, 1:-1] + x[:, :-2])
+        two_step = spread(x[:, 2:] - x[:, :-2])
+        return ((second ** 2 - two_step ** 2) / 4).clamp_(min=0).sqrt_().to(x.dtype)
 
 
 def spatial_noise_level(x: torch.Tensor) -> torch.Tensor:
