@@ -55,6 +55,10 @@ STILL_BELOW = 0.01  # input-frame difference (share of the level range) up to wh
 MOVING_ABOVE = 0.03  # from which the network's own frame is used
 STILL_DILATE = 2  # LR pixels: a moving object's in-between position lies near where it was or goes
 NOISE_FLOOR = 4.0  # temporal-noise deviations the gaps are lowered by: pure noise then gates as still
+# the most temporal noise `noise_level` reports (share of the level range): a window whose content
+# changes wholesale from frame to frame (a burst, an unmarked cut) reads as noise, and must not open
+# the gates further than this
+NOISE_CAP = 0.01
 SHRINK_WINDOW = 5  # LR pixels a side over which the still detail weighs a frame's deviation against the noise
 # a difference's second derivative in both axes; divided by its norm, so white noise keeps its deviation
 NOISE_KERNEL = torch.tensor([[1.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 1.0]]).view(1, 1, 3, 3) / 6
@@ -160,30 +164,24 @@ def noise_level(x: torch.Tensor) -> torch.Tensor:
     """x (B, T, C, H, W) a window's input frames -> (B,) the standard deviation of their temporal noise,
     in x's units, without gradient.
 
-    Each difference of frames is filtered with NOISE_KERNEL (which cancels its smooth part: a slow
-    change of level) and its spread read off the median of its magnitude (which leaves out a moving
-    object's edges). Temporal noise makes neighbouring differences anti-correlated: over frames t-1,
-    t, t+1 the second difference x[t+1] - 2 x[t] + x[t-1] holds 6 times the noise variance and the
-    two-step difference x[t+1] - x[t-1] 2 times, so a quarter of the gap between their variances is
-    the noise's. Motion that goes on from frame to frame adds about as much to both and cancels, so a
-    steady pan does not pass for noise the way it would in a single difference. With two frames only
-    the single difference is there to read (variance 2 times the noise's). 0 for one frame, for frames
-    under 3 pixels a side and where the differences are mostly exactly 0 (a still, noise-free or
-    quantised scene)."""
+    Read off the second differences in time, x[t+1] - 2 x[t] + x[t-1] (6 times the variance of
+    independent noise), each filtered with NOISE_KERNEL (which cancels its smooth part: a slow change
+    of level), by the median of their magnitude (which leaves out a moving object's edges). A second
+    difference also cancels what changes at a steady rate, so a slow pan reads as less noise than in
+    a single difference; real sensors' noise, whose frames are not independent (a Lepton's: slow
+    offsets that wander), reads there about as in a single difference. With two frames only the
+    single difference is there to read (2 times the noise's variance). At most NOISE_CAP; 0 for one
+    frame, for frames under 3 pixels a side and where the differences are mostly exactly 0 (a still,
+    noise-free or quantised scene)."""
     B, T, C, H, W = x.shape
     if T < 2 or H < 3 or W < 3:
         return x.new_zeros(B)
-
-    def spread(d: torch.Tensor) -> torch.Tensor:  # (B, ...) -> (B,) std of the filtered d, robustly
-        r = F.conv2d(d.reshape(-1, 1, H, W).float(), NOISE_KERNEL.to(d.device)).reshape(B, -1)
-        return r.abs().median(dim=1).values / 0.6745  # the median of |N(0, s^2)| is 0.6745 s
-
     with torch.no_grad():
-        if T == 2:
-            return (spread(x[:, 1] - x[:, 0]) / 2 ** 0.5).to(x.dtype)
-        second = spread(x[:, 2:] - 2 * x[:, 1:-1] + x[:, :-2])
-        two_step = spread(x[:, 2:] - x[:, :-2])
-        return ((second ** 2 - two_step ** 2) / 4).clamp_(min=0).sqrt_().to(x.dtype)
+        d, variances = (x[:, 1] - x[:, 0], 2) if T == 2 else (x[:, 2:] - 2 * x[:, 1:-1] + x[:, :-2], 6)
+        r = F.conv2d(d.reshape(-1, 1, H, W).float(), NOISE_KERNEL.to(d.device)).reshape(B, -1)
+        # the median of |N(0, s^2)| is 0.6745 s
+        sigma = r.abs().median(dim=1).values / (0.6745 * variances ** 0.5)
+        return sigma.clamp_(max=NOISE_CAP).to(x.dtype)
 
 
 def spatial_noise_level(x: torch.Tensor) -> torch.Tensor:
