@@ -98,6 +98,8 @@ SWITCHES = {
     "TMB only": dict(use_smb=False, use_hmb=False),
     "two blocks": dict(n_blocks=2),
     "no residual blocks": dict(n_blocks=0, enc_blocks=0, dec_blocks=0),
+    "noise input": dict(use_noise_input=True),
+    "noise input, no TSSMs": dict(use_noise_input=True, n_blocks=0),  # the TSSMs' output is the long skip
 }
 
 

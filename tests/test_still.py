@@ -234,6 +234,16 @@ def test_noise_level_measures_white_temporal_noise_and_ignores_smooth_changes():
     assert noise_level(wholesale).item() == pytest.approx(NOISE_CAP)
 
 
+def test_spatial_noise_level_measures_pixel_noise_and_ignores_planes():
+    from theris_cli.model.still import spatial_noise_level
+
+    torch.manual_seed(5)
+    plane = torch.linspace(0, 1, 80).view(1, 1, 1, 1, 80) * 0.5 + torch.linspace(0, 1, 64).view(1, 1, 1, 64, 1) * 0.2
+    assert spatial_noise_level(plane.expand(1, 2, 1, 64, 80)).item() < 1e-6
+    x = plane + 0.01 * torch.randn(2, 3, 1, 64, 80)
+    assert torch.allclose(spatial_noise_level(x), torch.full((2,), 0.01), rtol=0.05)
+
+
 def _noisy_still_window(sigma: float = 0.01) -> torch.Tensor:
     """A still scene with a sensor's temporal noise: frame differences well above the gate's STILL_BELOW."""
     torch.manual_seed(4)

@@ -308,6 +308,29 @@ def test_add_blocks_grows_fine_tuned_weights_starting_as_the_same_network(tmp_pa
         resolve_network(preset="tiny", add_blocks=1)
 
 
+def test_noise_input_joins_fine_tuned_weights_as_the_same_network_and_then_learns(tmp_path):
+    from theris_cli.model import THERIS
+    from theris_cli.train.loop import load_init_state
+    from theris_cli.train.run import resolve_network, run_training
+    from theris_cli.weights import load_checkpoint
+
+    base = train(_settings(steps=1), FixedBatch(), tmp_path / "base")
+    cfg, _, state, _ = resolve_network(init=str(base.checkpoint), noise_input=True)
+    start = load_checkpoint(base.checkpoint)
+    assert cfg.use_noise_input and not start.config.use_noise_input
+    grown, old = THERIS(cfg).eval(), THERIS(start.config).eval()
+    load_init_state(grown, state)
+    old.load_state_dict(start.state_dict)
+    x = (torch.rand(1, 3, 1, 8, 8) + 0.05 * torch.randn(1, 3, 1, 8, 8)).clamp(0, 1)  # noisy: the input is not 0
+    with torch.no_grad():
+        assert torch.equal(grown(x), old(x))  # gain 1, offset 0
+    res = run_training(init=str(base.checkpoint), noise_input=True, out=tmp_path / "ft", steps=2, batch=1, patch=4,
+                       frames=3, val_every=0, checkpoint_every="0", device="cpu", warmup=0)
+    ck = load_checkpoint(res.checkpoint)
+    assert ck.config.use_noise_input
+    assert ck.state_dict["noise_film.proj.weight"].abs().max() > 0
+
+
 def test_temporal_lambda_weighs_the_temporal_term_and_is_saved_in_the_checkpoint(tmp_path):
     from theris_cli.train.settings import make_settings, settings_from_checkpoint
     from theris_cli.weights import load_checkpoint

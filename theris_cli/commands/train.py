@@ -97,6 +97,10 @@ def train_cmd(
         False, "--motion-align", help="Add motion alignment (theris's part beyond the paper): frames moved along "
         "estimated velocities before TDIM. With --init it starts at zero velocity, i.e. as the weights.",
     ),
+    noise_input: bool = typer.Option(
+        False, "--noise-input", help="Add the noise input (theris's part beyond the paper): features scaled and "
+        "shifted by the input's measured noise. With --init it starts at gain 1 and offset 0, i.e. as the weights.",
+    ),
     add_blocks: int = typer.Option(
         0, "--add-blocks", min=0, help="With --init: append this many TSSMs to the weights' network, each starting "
         "as the identity, so training starts from exactly the weights with more capacity.",
@@ -166,7 +170,7 @@ def train_cmd(
 
     options = TrainOptions(
         preset=preset, config=config, init=init, resume=resume, ablate=ablate, motion_align=motion_align,
-        add_blocks=add_blocks, motion_radius=motion_radius, motion_search=motion_search,
+        noise_input=noise_input, add_blocks=add_blocks, motion_radius=motion_radius, motion_search=motion_search,
         data=data, exclude=exclude, val_data=val_data, split=split, max_frames=max_frames,
         out=out, checkpoint_every=checkpoint_every, device=device, amp=amp, threads=threads,
         steps=steps, minutes=minutes, batch=batch, patch=patch, frames=frames, lr=lr, warmup=warmup,

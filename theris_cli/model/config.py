@@ -18,7 +18,7 @@ _MAY_BE_ZERO = ("enc_blocks", "n_blocks", "dec_blocks", "motion_radius", "motion
 
 # fields added after checkpoints were shipped, with the value that reads an older file as it was meant
 _ADDED_LATER = {"use_motion_align": False, "motion_dim": 24, "motion_radius": 0, "motion_search": 0,
-                "use_still_blend": False, "use_still_detail": False}
+                "use_still_blend": False, "use_still_detail": False, "use_noise_input": False}
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,7 @@ class ModelConfig:
     motion_search: int = 0        # how far the matching's estimate looks (>= motion_radius; 0: motion_radius; no weights)
     use_still_blend: bool = True  # theris's addition: in-between frames are the blend of their neighbours where still (model/still.py)
     use_still_detail: bool = True  # theris's addition: every frame's detail is the window's mean where still (model/still.py)
+    use_noise_input: bool = False  # theris's addition: features scaled and shifted by the input's measured noise (model/network.py)
 
     def __post_init__(self) -> None:
         for f in fields(self):

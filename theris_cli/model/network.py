@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from theris_cli.model.config import SCALE, ModelConfig
 from theris_cli.model import units
 from theris_cli.model.motion import MotionAlign, aligned_blend, aligned_mix
-from theris_cli.model.still import blend_sources, noise_level, still_blend, still_detail
+from theris_cli.model.still import blend_sources, noise_level, spatial_noise_level, still_blend, still_detail
 from theris_cli.model.tdim import TDIM
 from theris_cli.model.tssm import TSSM
 from theris_cli.ops import interpolate_frames
@@ -76,6 +76,28 @@ class Decoder(nn.Module):
         return self.out(x)
 
 
+class NoiseFiLM(nn.Module):
+    """theris's addition (`ModelConfig.use_noise_input`): a gain and an offset per feature channel for
+    the encoder's output and for the TSSMs' output, from the window's measured noise (temporal,
+    `noise_level`, and pixel to pixel, `spatial_noise_level`, in percent of the range), so one network
+    can keep the detail of clean input and smooth a sensor's noise. Starts at gain 1 and offset 0:
+    the network it is added to computes exactly what it did."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.proj = nn.Linear(2, 4 * dim)
+        with torch.no_grad():
+            self.proj.weight.zero_()
+            self.proj.bias.zero_()
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """x (B, T, C, H, W), noise (B,) its `noise_level` -> (encoder gain, encoder offset, TSSM gain,
+        TSSM offset), each (B, dim)."""
+        levels = torch.stack([noise, spatial_noise_level(x)], dim=-1).float() * 100
+        g1, b1, g2, b2 = self.proj(levels).chunk(4, dim=-1)
+        return 1 + g1, b1, 1 + g2, b2
+
+
 class THERIS(nn.Module):
     """The network. Two ways to run the same function: the plain path (each module's ``forward``,
     whole tensors: training and the GPU) and, for inference on the CPU, the work-unit path
@@ -97,6 +119,7 @@ class THERIS(nn.Module):
         )
         self.body_out = nn.Conv2d(c.dim, c.dim, 3, padding=1)  # closes the long skip around the TSSMs
         self.decoder = Decoder(c.dim, c.dec_dim, c.dec_blocks, c.in_channels)
+        self.noise_film = NoiseFiLM(c.dim) if c.use_noise_input else None
 
     def forward(self, x: torch.Tensor, times: Optional[torch.Tensor] = None,
                 keep: Optional[Sequence[int]] = None) -> torch.Tensor:
@@ -127,13 +150,15 @@ class THERIS(nn.Module):
             if not keep or min(keep) < 0 or max(keep) >= times.numel():
                 raise ValueError(f"keep must be indices into the {times.numel()} times, got {keep}")
         c = self.config
+        # the input frames' temporal noise, which both still parts look past and the noise input reads
+        noise = noise_level(x) if (c.use_still_blend or c.use_still_detail or c.use_noise_input) else None
+        film = None if self.noise_film is None else self.noise_film(x, noise)
         if not (c.use_still_blend or c.use_still_detail):
-            return self._forward(x, times, keep)
+            return self._forward(x, times, keep, film)
         # the kept frames and those the still parts read: the input-time frames either side, or all
         decoded = None if c.use_still_detail else blend_sources(host, keep)
         at, at_host = (times, host) if decoded is None else (times[decoded], host[decoded])
-        y = self._forward(x, times, decoded)
-        noise = noise_level(x)  # the input frames' temporal noise, which both still parts look past
+        y = self._forward(x, times, decoded, film)
         if c.use_still_blend:
             y = still_blend(x, at_host, y, noise)
         if c.use_still_detail:
@@ -142,16 +167,20 @@ class THERIS(nn.Module):
             return y
         return y[:, keep] if decoded is None else y[:, [decoded.index(i) for i in keep]]
 
-    def _forward(self, x: torch.Tensor, times: torch.Tensor, keep: Optional[list[int]]) -> torch.Tensor:
-        """`forward` before the still blend and the still detail, times and keep checked."""
+    def _forward(self, x: torch.Tensor, times: torch.Tensor, keep: Optional[list[int]],
+                 film: Optional[tuple[torch.Tensor, ...]] = None) -> torch.Tensor:
+        """`forward` before the still blend and the still detail, times and keep checked; film: the
+        noise input's gains and offsets (`NoiseFiLM`), or None."""
         B, T, C, H, W = x.shape
         if self.runs_in_units(x):
             lowp = units.units_lowp()  # read before autocast is turned off: the path does its own casts
             with torch.autocast("cpu", enabled=False):
-                return units.forward_units(self, x, times, keep, lowp)
+                return units.forward_units(self, x, times, keep, lowp, film)
         M = times.numel()
 
         feats = self.encoder(x.reshape(B * T, C, H, W)).view(B, T, -1, H, W)      # (B, T, dim, H, W)
+        if film is not None:
+            feats = feats * film[0].view(B, 1, -1, 1, 1).to(feats.dtype) + film[1].view(B, 1, -1, 1, 1).to(feats.dtype)
         v = None
         if self.motion is None:
             feats, e = self.tdim(feats, times)                                     # (B, M, dim, H, W), (M, E)
@@ -165,6 +194,8 @@ class THERIS(nn.Module):
         if keep is not None:                                                       # only the kept frames on
             z, feats, times, M = z[:, keep], feats[:, keep], times[keep], len(keep)
             v = None if v is None else v[:, keep]
+        if film is not None:
+            z = z * film[2].view(B, 1, 1, 1, -1).to(z.dtype) + film[3].view(B, 1, 1, 1, -1).to(z.dtype)
         z = z.permute(0, 1, 4, 2, 3).reshape(B * M, -1, H, W)                     # (B*M, dim, H, W)
         z = self.body_out(z) + feats.reshape(B * M, -1, H, W)
         y = self.decoder(z).view(B, M, C, SCALE * H, SCALE * W)

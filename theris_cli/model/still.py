@@ -184,6 +184,19 @@ def noise_level(x: torch.Tensor) -> torch.Tensor:
         return sigma.clamp_(max=NOISE_CAP).to(x.dtype)
 
 
+def spatial_noise_level(x: torch.Tensor) -> torch.Tensor:
+    """x (B, T, C, H, W) -> (B,) the standard deviation of the frames' pixel-to-pixel noise (a
+    sensor's fixed pattern and its temporal noise together), as `noise_level` reads it off the frames
+    themselves instead of their differences: scene texture counts where it is as fine as the kernel,
+    but the median leaves out edges. 0 for frames under 3 pixels a side."""
+    B, T, C, H, W = x.shape
+    if H < 3 or W < 3:
+        return x.new_zeros(B)
+    with torch.no_grad():
+        r = F.conv2d(x.reshape(B * T * C, 1, H, W).float(), NOISE_KERNEL.to(x.device)).reshape(B, -1).abs()
+        return (r.median(dim=1).values / 0.6745).to(x.dtype)
+
+
 def _gate(gap: torch.Tensor, dtype: torch.dtype, noise: torch.Tensor | None = None) -> torch.Tensor:
     """gap (B, C, H, W) input-frame differences -> (B, 1, 4H, 4W) in [0, 1]: 0 (still) where the
     largest over the channels and a (2 * STILL_DILATE + 1)^2 neighbourhood, less NOISE_FLOOR times

@@ -85,7 +85,7 @@ def decoder_halo(decoder: nn.Module) -> int:
 
 
 def forward_units(net: nn.Module, x: torch.Tensor, times: torch.Tensor, keep: Optional[list[int]] = None,
-                  lowp: Optional[torch.dtype] = None) -> torch.Tensor:
+                  lowp: Optional[torch.dtype] = None, film: Optional[tuple[torch.Tensor, ...]] = None) -> torch.Tensor:
     """`THERIS.forward` (before the still parts) in cache-sized work units: x (B, T, C, H, W),
     times (M,) -> (B, K, C, 4H, 4W) for the K frames ``keep`` (default all M).
 
@@ -99,6 +99,8 @@ def forward_units(net: nn.Module, x: torch.Tensor, times: torch.Tensor, keep: Op
     lowp (bfloat16 under CPU autocast, `units_lowp`): the convolutions and the TSSMs'
     projections run in it (for CPUs with bfloat16 dot products); features
     between stages, the scans and the output stay float32.
+
+    film: the noise input's gains and offsets (`network.NoiseFiLM`), each (B, dim), or None.
     """
     B, T, C, H, W = x.shape
     M = times.numel()
@@ -108,6 +110,8 @@ def forward_units(net: nn.Module, x: torch.Tensor, times: torch.Tensor, keep: Op
     encoder = _in_dtype(net.encoder, lowp)
     for t in range(T):
         feats[:, t] = encoder(x[:, t].to(lowp or x.dtype, memory_format=cl)).permute(0, 2, 3, 1)
+    if film is not None:
+        feats.mul_(film[0].view(B, 1, 1, 1, dim)).add_(film[1].view(B, 1, 1, 1, dim))
     mix, e = net.tdim.coefficients(times, T)                                  # (M, T, dim), (M, E)
     mix = mix.to(x.dtype)
     interp = x.new_empty(B, M, H, W, dim)                                      # TDIM's output frames
@@ -137,6 +141,8 @@ def forward_units(net: nn.Module, x: torch.Tensor, times: torch.Tensor, keep: Op
     for k, block in enumerate(net.blocks):
         z = tssm_units(block, z, e.to(z.dtype), lowp, inplace=k == 0 and lowp is not None)  # (B, M, H, W, dim)
     del interp
+    if film is not None:  # in place, unless z is still the long skip (no TSSMs)
+        z = (z.mul if z is skip else z.mul_)(film[2].view(B, 1, 1, 1, dim)).add_(film[3].view(B, 1, 1, 1, dim))
     return decode_units(net, x, times, z, skip, keep, v, lowp)
 
 def aligned_mix_into(feats: torch.Tensor, mix: torch.Tensor, v: torch.Tensor, times: torch.Tensor,

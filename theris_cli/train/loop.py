@@ -159,11 +159,12 @@ MATCHING_PARTS = ("motion.match.", "motion.cost_in.", "motion.log_temperature") 
 
 
 def load_init_state(net: THERIS, state: dict) -> None:
-    """Load fine-tuning weights into ``net``. Three parts may be missing from them: the
+    """Load fine-tuning weights into ``net``. Four parts may be missing from them: the
     motion-alignment part (it keeps its zero-velocity start), its matching estimate
-    (`--motion-radius`: new, and counted from the first step) and TSSMs after the weights' own
+    (`--motion-radius`: new, and counted from the first step), TSSMs after the weights' own
     (`--add-blocks`: each starts as the identity, its layers' output projections at zero, so the
-    network computes exactly what the weights did). Anything else must match."""
+    network computes exactly what the weights did) and the noise input (`--noise-input`: gain 1,
+    offset 0). Anything else must match."""
     missing, unexpected = net.load_state_dict(state, strict=False)
     adds_motion = not any(k.startswith("motion.") for k in state)
     if not any(k.startswith(MATCHING_PARTS) for k in state):
@@ -172,6 +173,8 @@ def load_init_state(net: THERIS, state: dict) -> None:
     new_blocks = range(max(had_blocks, default=-1) + 1, len(net.blocks))
     grown = tuple(f"blocks.{i}." for i in new_blocks)
     missing = [k for k in missing if not (adds_motion and k.startswith("motion.")) and not k.startswith(grown)]
+    if not any(k.startswith("noise_film.") for k in state):
+        missing = [k for k in missing if not k.startswith("noise_film.")]
     if missing or unexpected:
         raise TrainingError(f"the initial weights do not fit the network: missing {missing}, unexpected {unexpected}")
     with torch.no_grad():

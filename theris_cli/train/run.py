@@ -43,6 +43,7 @@ class TrainOptions:
     resume: Optional[str | Path] = None  # a run's checkpoint to continue
     ablate: tuple[str, ...] = ()
     motion_align: bool = False
+    noise_input: bool = False
     add_blocks: int = 0
     motion_radius: Optional[int] = None
     motion_search: Optional[int] = None
@@ -114,6 +115,8 @@ def resolve_network(options: Optional[TrainOptions] = None, **fields: Any):
     `motion_radius` (implies `motion_align`) gives the motion alignment a matching estimate of that
     reach (`ModelConfig.motion_radius`); its parts are new, and its estimate counts from the first step.
     `motion_search` sets how far that estimate looks (`ModelConfig.motion_search`; no weights).
+    `noise_input` adds the noise input (`network.NoiseFiLM`), at gain 1 and offset 0 for weights
+    trained without it.
     """
     from theris_cli.model import PRESETS, ModelConfig
 
@@ -161,6 +164,8 @@ def resolve_network(options: Optional[TrainOptions] = None, **fields: Any):
         raise UsageError(f"--motion-radius must be >= 0, got {motion_radius}")
     if motion_align or motion_radius:
         asked = dataclasses.replace(asked or model_cfg or PRESETS["small"], use_motion_align=True)
+    if o.noise_input:
+        asked = dataclasses.replace(asked or model_cfg or PRESETS["small"], use_noise_input=True)
     if init_state is not None and asked.motion_radius and motion_radius not in (None, asked.motion_radius):
         raise UsageError(f"--init {init}: its matching has radius {asked.motion_radius}, and its cost-volume conv "
                          f"cannot change size; to look further, give --motion-search instead of --motion-radius")
