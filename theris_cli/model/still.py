@@ -63,18 +63,23 @@ def blend_sources(times: torch.Tensor, keep: list[int] | None) -> list[int] | No
     return sorted(need)
 
 
-def still_blend(x: torch.Tensor, times: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def still_blend(x: torch.Tensor, times: torch.Tensor, y: torch.Tensor,
+                rows: tuple[int, int] | None = None) -> torch.Tensor:
     """x (B, T, C, H, W) the input frames in [0, 1], times (M,) the output times, y (B, M, C, 4H, 4W)
     the network's outputs at them -> y, its in-between frames gated towards the linear blend of its
     frames at the input times on either side (written in place; autograd follows). An in-between
-    time whose neighbours are not among ``times`` is left as it is."""
+    time whose neighbours are not among ``times`` is left as it is.
+
+    rows: (r0, r1), the LR rows whose output y holds (then (B, M, C, 4 (r1 - r0), 4W)): the same
+    values as those rows of the whole frame's result (the gate reads the LR rows it needs around
+    them), for the CPU path, which decodes and blends a band of rows at a time."""
     index = {float(t): j for j, t in enumerate(times.tolist())}
     for i, t in enumerate(times.tolist()):
         lo = float(int(t))
         if t == lo or lo not in index or lo + 1 not in index:
             continue
         w = t - lo
-        gate = _gate((x[:, int(lo) + 1] - x[:, int(lo)]).abs(), y.dtype)            # (B, 1, 4H, 4W)
+        gate = _gate((x[:, int(lo) + 1] - x[:, int(lo)]).abs(), y.dtype, rows)      # (B, 1, 4H, 4W)
         if torch.is_grad_enabled():
             blend = y[:, index[lo]] * (1 - w) + y[:, index[lo + 1]] * w             # (B, C, 4H, 4W)
             y[:, i] = blend + gate * (y[:, i] - blend)
@@ -84,7 +89,8 @@ def still_blend(x: torch.Tensor, times: torch.Tensor, y: torch.Tensor) -> torch.
     return y
 
 
-def still_detail(x: torch.Tensor, lin: torch.Tensor, times: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def still_detail(x: torch.Tensor, lin: torch.Tensor, times: torch.Tensor, y: torch.Tensor,
+                 rows: tuple[int, int] | None = None) -> torch.Tensor:
     """x (B, T, C, H, W) the window's input frames in [0, 1], lin (B, M, C, H, W) their linear
     interpolation at the output times (M,), y (B, M, C, 4H, 4W) the outputs there -> y, where all T
     input frames agree, each frame's detail over the bicubic upsampling of lin replaced by the mean
@@ -93,14 +99,16 @@ def still_detail(x: torch.Tensor, lin: torch.Tensor, times: torch.Tensor, y: tor
 
     With mean output ym and mean LR frame xm over the input times, frame i's detail is
     y_i - up(lin_i) and the mean detail ym - up(xm), so frame i moves by (1 - gate) times
-    ym - y_i - up(xm - lin_i): one upsampling of an LR difference per frame."""
+    ym - y_i - up(xm - lin_i): one upsampling of an LR difference per frame.
+
+    rows: (r0, r1), the LR rows whose output y holds, as in `still_blend` (x and lin whole)."""
     inputs = [i for i, t in enumerate(times.tolist()) if t == int(t)]
     if not inputs:
         return y
-    still = 1 - _gate(x.amax(dim=1) - x.amin(dim=1), y.dtype)                       # (B, 1, 4H, 4W)
+    still = 1 - _gate(x.amax(dim=1) - x.amin(dim=1), y.dtype, rows)                # (B, 1, 4H, 4W)
     ym, xm = y[:, inputs].mean(dim=1), lin[:, inputs].mean(dim=1)                  # (B, C, 4H, 4W), (B, C, H, W)
     for i in range(times.numel()):
-        up = F.interpolate(xm - lin[:, i], scale_factor=SCALE, mode="bicubic", align_corners=False)
+        up = _up_rows(xm - lin[:, i], rows, _BICUBIC_HALO, "bicubic")
         if torch.is_grad_enabled():
             y[:, i] = y[:, i] + still * (ym - y[:, i] - up.to(y.dtype))
         else:  # the same operations in one temporary of a frame's size, written into y
@@ -108,12 +116,34 @@ def still_detail(x: torch.Tensor, lin: torch.Tensor, times: torch.Tensor, y: tor
     return y
 
 
-def _gate(gap: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+def _gate(gap: torch.Tensor, dtype: torch.dtype, rows: tuple[int, int] | None = None) -> torch.Tensor:
     """gap (B, C, H, W) input-frame differences -> (B, 1, 4H, 4W) in [0, 1]: 0 (still) where the
     largest over the channels and a (2 * STILL_DILATE + 1)^2 neighbourhood is at most STILL_BELOW, 1
-    (moving) from MOVING_ABOVE, linear between, bilinearly upsampled to the output."""
-    gap = gap.amax(dim=1, keepdim=True)
-    if STILL_DILATE:
-        gap = F.max_pool2d(gap, 2 * STILL_DILATE + 1, stride=1, padding=STILL_DILATE)
-    gate = ((gap - STILL_BELOW) / (MOVING_ABOVE - STILL_BELOW)).clamp_(0, 1)
-    return F.interpolate(gate, scale_factor=SCALE, mode="bilinear", align_corners=False).to(dtype)
+    (moving) from MOVING_ABOVE, linear between, bilinearly upsampled to the output. rows (r0, r1):
+    only the output of those LR rows, (B, 1, 4 (r1 - r0), 4W)."""
+    def gate(gap: torch.Tensor) -> torch.Tensor:
+        gap = gap.amax(dim=1, keepdim=True)
+        if STILL_DILATE:
+            gap = F.max_pool2d(gap, 2 * STILL_DILATE + 1, stride=1, padding=STILL_DILATE)
+        gate = ((gap - STILL_BELOW) / (MOVING_ABOVE - STILL_BELOW)).clamp_(0, 1)
+        return F.interpolate(gate, scale_factor=SCALE, mode="bilinear", align_corners=False).to(dtype)
+
+    return _up_rows(gap, rows, STILL_DILATE + 1, gate)
+
+
+_BICUBIC_HALO = 2  # LR rows each side that a bicubic upsampling of a band of rows reads
+
+
+def _up_rows(lr: torch.Tensor, rows: tuple[int, int] | None, halo: int, up) -> torch.Tensor:
+    """The output rows 4 r0 .. 4 r1 of an upsampling by SCALE of lr (B, C, H, W) (``up``: a function,
+    or "bicubic"), computed from LR rows r0 - halo .. r1 + halo only (all where rows is None): equal
+    to those rows of the whole frame's upsampling where ``halo`` covers what ``up`` reads beyond a
+    row (the borders of the band are then rows it does not return, unless they are the frame's)."""
+    if up == "bicubic":
+        up = lambda t: F.interpolate(t, scale_factor=SCALE, mode="bicubic", align_corners=False)  # noqa: E731
+    if rows is None:
+        return up(lr)
+    H = lr.shape[-2]
+    r0, r1 = rows
+    lo, hi = max(0, r0 - halo), min(H, r1 + halo)
+    return up(lr[..., lo:hi, :])[..., SCALE * (r0 - lo):SCALE * (r1 - lo), :]

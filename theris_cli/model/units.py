@@ -16,8 +16,9 @@ hundreds of MiB mapped, faulted in and unmapped on every op):
 - the TSSMs (`tssm_units`): the spectral mask frame by frame, SMB as consecutive segments of its
   sequence that hand the scan state on, TMB and HMB in bands of about `WORK_TOKENS` tokens, every
   layer writing back into one feature map;
-- body_out, the decoder and the bicubic residual one output frame at a time in bands of LR rows
-  with a halo that covers their receptive field (`DECODE_PIXELS`), the decoder's last pixel shuffle
+- body_out, the decoder, the bicubic residual and the still parts (model/still.py) in bands of LR
+  rows with a halo that covers their receptive field (`DECODE_PIXELS`), one output frame at a time
+  within a band, so that only the returned frames are ever whole; the decoder's last pixel shuffle
   folded into its output conv (`folds.fold_shuffle_into_conv_2x2`), the bicubic residual as two separable
   passes (`folds.bicubic_up`);
 - under CPU autocast to bfloat16 (`units_lowp`), convolutions and projections in bfloat16, cast
@@ -36,6 +37,7 @@ import torch.nn.functional as F
 from theris_cli.model.config import SCALE
 from theris_cli.model.folds import bicubic_up, fold_shuffle_into_conv_2x2, shuffle_subpixel_major, subpixel_major
 from theris_cli.model.motion import aligned_blend, warp
+from theris_cli.model.still import blend_sources, still_blend, still_detail
 from theris_cli.ops import interpolate_frames
 from theris_cli.model.tssm import TSSM, Mamba2Layer, SpectralMask, from_hmb, from_smb, from_tmb, to_hmb, to_tmb
 
@@ -85,9 +87,9 @@ def decoder_halo(decoder: nn.Module) -> int:
 
 
 def forward_units(net: nn.Module, x: torch.Tensor, times: torch.Tensor, keep: Optional[list[int]] = None,
-                  lowp: Optional[torch.dtype] = None) -> torch.Tensor:
-    """`THERIS.forward` (before the still parts) in cache-sized work units: x (B, T, C, H, W),
-    times (M,) -> (B, K, C, 4H, 4W) for the K frames ``keep`` (default all M).
+                  lowp: Optional[torch.dtype] = None, still: bool = False) -> torch.Tensor:
+    """`THERIS.forward` in cache-sized work units: x (B, T, C, H, W), times (M,) -> (B, K, C, 4H, 4W)
+    for the K frames ``keep`` (default all M); the still parts too where ``still`` (`decode_units`).
 
     Convolutions run channels-last (mkldnn's NHWC kernels) one frame at a
     time; TDIM mixes frames with fused multiply-adds into its output; the TSSMs work in token
@@ -137,7 +139,7 @@ def forward_units(net: nn.Module, x: torch.Tensor, times: torch.Tensor, keep: Op
     for k, block in enumerate(net.blocks):
         z = tssm_units(block, z, e.to(z.dtype), lowp, inplace=k == 0 and lowp is not None)  # (B, M, H, W, dim)
     del interp
-    return decode_units(net, x, times, z, skip, keep, v, lowp)
+    return decode_units(net, x, times, z, skip, keep, v, lowp, still)
 
 def aligned_mix_into(feats: torch.Tensor, mix: torch.Tensor, v: torch.Tensor, times: torch.Tensor,
                      interp: torch.Tensor) -> None:
@@ -172,16 +174,30 @@ def aligned_mix_into(feats: torch.Tensor, mix: torch.Tensor, v: torch.Tensor, ti
 
 def decode_units(net: nn.Module, x: torch.Tensor, times: torch.Tensor, z: torch.Tensor, interp: torch.Tensor,
                  keep: Optional[list[int]] = None, v: Optional[torch.Tensor] = None,
-                 lowp: Optional[torch.dtype] = None) -> torch.Tensor:
-    """body_out + long skip, decoder and bicubic residual, frame by frame in bands of LR rows:
+                 lowp: Optional[torch.dtype] = None, still: bool = False) -> torch.Tensor:
+    """body_out + long skip, decoder and bicubic residual, in bands of LR rows, frame by frame:
     x (B, T, C, H, W), z and interp (B, M, H, W, dim) (interp, the long skip, in float32 or in
     lowp), v (B, M, 2, H, W) the motion alignment's velocities or None -> (B, K, C, 4H, 4W) for the
     K frames ``keep`` (default all M).
-    lowp: body_out and the decoder in that dtype, the bicubic residual added in float32."""
+    lowp: body_out and the decoder in that dtype, the bicubic residual added in float32.
+    still: the network's still blend and still detail too (`THERIS.forward`), band by band: the
+    frames they read (`still.blend_sources`, or all) are decoded into a band's buffer, blended there
+    and the kept ones copied out, so that no other output frame than the K returned is ever whole."""
     B, T, C, H, W = x.shape
     keep = list(range(times.numel())) if keep is None else keep
-    kept = times[keep]                                                         # the bicubic residual's frames
-    base = interpolate_frames(x, kept) if v is None else aligned_blend(x, v[:, keep], kept)  # (B, K, C, H, W)
+    c = net.config
+    host = times.tolist()
+    decoded = keep  # indices into times of the frames decoded
+    if still:
+        blend, detail = c.use_still_blend, c.use_still_detail
+        wanted = None if detail else blend_sources(torch.tensor(host), keep)
+        decoded = list(range(times.numel())) if wanted is None else wanted
+        at = times[decoded]
+        at_host = torch.tensor([host[i] for i in decoded])
+        lin = interpolate_frames(x, at) if detail else None                    # (B, D, C, H, W)
+        picks = [decoded.index(i) for i in keep]
+    targets = times[decoded]                                                   # the bicubic residual's frames
+    base = interpolate_frames(x, targets) if v is None else aligned_blend(x, v[:, decoded], targets)  # (B, D, C, H, W)
     y = x.new_empty(B, len(keep), C, SCALE * H, SCALE * W)
     halo = decoder_halo(net.decoder)
     w_out, b_out = fold_shuffle_into_conv_2x2(net.decoder.out.weight, net.decoder.out.bias)
@@ -192,10 +208,13 @@ def decode_units(net: nn.Module, x: torch.Tensor, times: torch.Tensor, z: torch.
     # even bands of at least 4 halos, so that the margins cost at most half again of the band
     n_bands = max(1, min(-(-B * H * W // DECODE_PIXELS), H // (4 * halo)))
     rows = -(-H // n_bands)
-    for k, i in enumerate(keep):
-        for r0 in range(0, H, rows):
-            r1 = min(H, r0 + rows)
-            lo, hi = max(0, r0 - halo), min(H, r1 + halo)
+    for r0 in range(0, H, rows):
+        r1 = min(H, r0 + rows)
+        lo, hi = max(0, r0 - halo), min(H, r1 + halo)
+        # the band's output frames: y's rows, or a buffer of the decoded frames for the still parts
+        band = y[:, :, :, SCALE * r0:SCALE * r1] if not still else \
+            x.new_empty(B, len(decoded), C, SCALE * (r1 - r0), SCALE * W)
+        for k, i in enumerate(decoded):
             zb = z[:, i, lo:hi].permute(0, 3, 1, 2)                            # (B, dim, h, W) NHWC
             sb = interp[:, i, lo:hi].permute(0, 3, 1, 2)
             # mixed-dtype elementwise ops are slow on the CPU (a bf16 += fp32 view is slower than a
@@ -208,11 +227,17 @@ def decode_units(net: nn.Module, x: torch.Tensor, times: torch.Tensor, z: torch.
             # of channel c (`fold_shuffle_into_conv_2x2`)
             n2, a2, a4 = 2 * (r1 - r0), 2 * (r0 - lo), SCALE * (r0 - lo)
             pixels = bic[:, :, a4:a4 + 2 * n2].unflatten(2, (n2, 2)).unflatten(4, (2 * W, 2))
-            store = y[:, k, :, SCALE * r0:SCALE * r1].unflatten(2, (n2, 2)).unflatten(4, (2 * W, 2))
+            store = band[:, k].unflatten(2, (n2, 2)).unflatten(4, (2 * W, 2))
             for di in range(2):
                 for dj in range(2):
                     sub = out[:, 2 * di + dj::4, a2 + di:a2 + di + n2, dj:dj + 2 * W]
                     torch.add(sub, pixels[:, :, :, di, :, dj], out=store[:, :, :, di, :, dj])
+        if still:
+            if blend:
+                still_blend(x, at_host, band, (r0, r1))
+            if detail:
+                still_detail(x, lin, at_host, band, (r0, r1))
+            y[:, :, :, SCALE * r0:SCALE * r1] = band[:, picks]
     return y
 
 def decoder_folded(dec: nn.Module, x: torch.Tensor, w_out: torch.Tensor, b_out: torch.Tensor, w_up1: torch.Tensor,
