@@ -102,6 +102,17 @@ def test_velocity_at_times_interpolates_between_pair_midpoints():
     assert at[0, :, 0, 0, 0].tolist() == [1.0, 1.0, 2.0, 3.0, 3.0]
 
 
+def test_aligned_blend_of_a_band_of_rows_is_those_rows_of_the_whole_frames():
+    """The CPU decoder's bands (units.decode_units) take the bicubic residual's frames row band by
+    row band: the same values, to the bit, as the whole frames' rows."""
+    g = torch.Generator().manual_seed(3)
+    x, v = torch.rand(1, 4, 1, 30, 17, generator=g), torch.randn(1, 7, 2, 30, 17, generator=g) * 3
+    times = torch.arange(7) / 2
+    whole = aligned_blend(x, v, times)
+    for lo, hi in ((0, 9), (4, 22), (21, 30)):
+        assert torch.equal(aligned_blend(x, v[:, :, :, lo:hi], times, (lo, hi)), whole[:, :, :, lo:hi])
+
+
 def test_aligned_blend_at_zero_velocity_is_the_linear_blend():
     x = torch.rand(1, 3, 1, 5, 6)
     times = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0])

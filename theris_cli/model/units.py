@@ -13,9 +13,9 @@ hundreds of MiB mapped, faulted in and unmapped on every op):
 - convolutions channels-last (mkldnn's NHWC kernels), one frame at a time;
 - TDIM mixes frames with fused multiply-adds into its output, leaving out frames whose weight is
   float rounding of zero (`NEGLIGIBLE_MIX`); the motion alignment warps in bands of rows (`WARP_PIXELS`);
-- the TSSMs (`tssm_units`): the spectral mask frame by frame, SMB as consecutive segments of its
-  sequence that hand the scan state on, TMB and HMB in bands of about `WORK_TOKENS` tokens, every
-  layer writing back into one feature map;
+- the TSSMs (`tssm_units`): the spectral mask frame by frame and a few channels at a time
+  (`MASK_CHANNELS`), SMB as consecutive segments of its sequence that hand the scan state on, TMB
+  and HMB in bands of about `WORK_TOKENS` tokens, every layer writing back into one feature map;
 - body_out, the decoder, the bicubic residual and the still parts (model/still.py) in bands of LR
   rows with a halo that covers their receptive field (`DECODE_PIXELS`), one output frame at a time
   within a band, so that only the returned frames are ever whole; the decoder's last pixel shuffle
@@ -34,6 +34,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from theris_cli.engine.hugepages import release_pages
 from theris_cli.model.config import SCALE
 from theris_cli.model.folds import bicubic_up, fold_shuffle_into_conv_2x2, shuffle_subpixel_major, subpixel_major
 from theris_cli.model.motion import aligned_blend, warp
@@ -52,6 +53,11 @@ DECODE_PIXELS = 49152
 
 # output pixels per band of the motion alignment's warps (a few MiB of temporaries)
 WARP_PIXELS = 16384
+
+# channels per unit of the spectral mask's FFTs: a frame's spectrum of a few channels is a few
+# MiB at 640x512 (whole, about 30 MiB, these temporaries grew malloc's heap frame after frame), and
+# 2 to 4 channels are the fastest at 1280x1024 too
+MASK_CHANNELS = 4
 
 # TDIM weights below this share of an output's largest one are left out of the mix. At an input
 # frame's own time the other frames' weights are float rounding of an identity (about 1e-8): left
@@ -139,7 +145,7 @@ def forward_units(net: nn.Module, x: torch.Tensor, times: torch.Tensor, keep: Op
     for k, block in enumerate(net.blocks):
         z = tssm_units(block, z, e.to(z.dtype), lowp, inplace=k == 0 and lowp is not None)  # (B, M, H, W, dim)
     del interp
-    return decode_units(net, x, times, z, skip, keep, v, lowp, still)
+    return decode_units(net, x, times, z, skip, keep, v, lowp, still, release=True)
 
 def aligned_mix_into(feats: torch.Tensor, mix: torch.Tensor, v: torch.Tensor, times: torch.Tensor,
                      interp: torch.Tensor) -> None:
@@ -174,7 +180,7 @@ def aligned_mix_into(feats: torch.Tensor, mix: torch.Tensor, v: torch.Tensor, ti
 
 def decode_units(net: nn.Module, x: torch.Tensor, times: torch.Tensor, z: torch.Tensor, interp: torch.Tensor,
                  keep: Optional[list[int]] = None, v: Optional[torch.Tensor] = None,
-                 lowp: Optional[torch.dtype] = None, still: bool = False) -> torch.Tensor:
+                 lowp: Optional[torch.dtype] = None, still: bool = False, release: bool = False) -> torch.Tensor:
     """body_out + long skip, decoder and bicubic residual, in bands of LR rows, frame by frame:
     x (B, T, C, H, W), z and interp (B, M, H, W, dim) (interp, the long skip, in float32 or in
     lowp), v (B, M, 2, H, W) the motion alignment's velocities or None -> (B, K, C, 4H, 4W) for the
@@ -182,7 +188,10 @@ def decode_units(net: nn.Module, x: torch.Tensor, times: torch.Tensor, z: torch.
     lowp: body_out and the decoder in that dtype, the bicubic residual added in float32.
     still: the network's still blend and still detail too (`THERIS.forward`), band by band: the
     frames they read (`still.blend_sources`, or all) are decoded into a band's buffer, blended there
-    and the kept ones copied out, so that no other output frame than the K returned is ever whole."""
+    and the kept ones copied out, so that no other output frame than the K returned is ever whole.
+    release: z and interp are the caller's to drop: the memory of their rows is handed back as
+    soon as the bands have read them (`hugepages.release_pages`), so that the output frames fill
+    the memory the feature maps leave rather than adding to them."""
     B, T, C, H, W = x.shape
     keep = list(range(times.numel())) if keep is None else keep
     c = net.config
@@ -197,7 +206,6 @@ def decode_units(net: nn.Module, x: torch.Tensor, times: torch.Tensor, z: torch.
         lin = interpolate_frames(x, at) if detail else None                    # (B, D, C, H, W)
         picks = [decoded.index(i) for i in keep]
     targets = times[decoded]                                                   # the bicubic residual's frames
-    base = interpolate_frames(x, targets) if v is None else aligned_blend(x, v[:, decoded], targets)  # (B, D, C, H, W)
     y = x.new_empty(B, len(keep), C, SCALE * H, SCALE * W)
     halo = decoder_halo(net.decoder)
     w_out, b_out = fold_shuffle_into_conv_2x2(net.decoder.out.weight, net.decoder.out.bias)
@@ -208,9 +216,25 @@ def decode_units(net: nn.Module, x: torch.Tensor, times: torch.Tensor, z: torch.
     # even bands of at least 4 halos, so that the margins cost at most half again of the band
     n_bands = max(1, min(-(-B * H * W // DECODE_PIXELS), H // (4 * halo)))
     rows = -(-H // n_bands)
+    read = [0] * times.numel()  # rows of each frame of z and interp that are released (`release`)
+
+    def done(upto: int) -> None:  # rows before `upto` of every frame will not be read again
+        for i in range(times.numel()):
+            upto_i = upto if i in decoded else H
+            if release and upto_i > read[i]:
+                for b in range(B):
+                    for t in {z.data_ptr(): z, interp.data_ptr(): interp}.values():
+                        release_pages(t[b, i, read[i]:upto_i])
+                read[i] = upto_i
+
+    done(0)  # the frames never decoded
     for r0 in range(0, H, rows):
         r1 = min(H, r0 + rows)
         lo, hi = max(0, r0 - halo), min(H, r1 + halo)
+        # the bicubic residual's LR frames at the band's rows (B, D, C, hi - lo, W): pixel by pixel
+        # the same as of whole frames
+        base = interpolate_frames(x[..., lo:hi, :], targets) if v is None else \
+            aligned_blend(x, v[:, decoded, :, lo:hi], targets, (lo, hi))
         # the band's output frames: y's rows, or a buffer of the decoded frames for the still parts
         band = y[:, :, :, SCALE * r0:SCALE * r1] if not still else \
             x.new_empty(B, len(decoded), C, SCALE * (r1 - r0), SCALE * W)
@@ -221,7 +245,7 @@ def decode_units(net: nn.Module, x: torch.Tensor, times: torch.Tensor, z: torch.
             # conversion and a bf16 sum), so every operand is converted first
             d = body_out(zb.to(lowp or zb.dtype, memory_format=torch.channels_last)).add_(sb.to(lowp or sb.dtype))
             out = decoder_folded(decoder, d, w_out, b_out, w_up1, b_up1).float()  # (B, 4C, 2h+1, 2W+1)
-            bic = bicubic_up(base[:, k, :, lo:hi])                                # (B, C, 4h, 4W)
+            bic = bicubic_up(base[:, k])                                          # (B, C, 4h, 4W)
             # the last pixel shuffle, the residual's sum and the store, one pass per sub-pixel:
             # out's channel c*4 + 2*di + dj at (i + di, j + dj) is output pixel (2i + di, 2j + dj)
             # of channel c (`fold_shuffle_into_conv_2x2`)
@@ -238,6 +262,7 @@ def decode_units(net: nn.Module, x: torch.Tensor, times: torch.Tensor, z: torch.
             if detail:
                 still_detail(x, lin, at_host, band, (r0, r1))
             y[:, :, :, SCALE * r0:SCALE * r1] = band[:, picks]
+        done(r1 - halo)  # the next band reads from its first row less the halo
     return y
 
 def decoder_folded(dec: nn.Module, x: torch.Tensor, w_out: torch.Tensor, b_out: torch.Tensor, w_up1: torch.Tensor,
@@ -282,19 +307,22 @@ def _bands(n: int, per_row: int, multiple: int = 1) -> list[tuple[int, int]]:
 
 
 def spectral_mask_frames(mask: SpectralMask, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
-    """`SpectralMask.forward` frame by frame into one output: no full-video complex temporaries.
-    x (B, T, H, W, C) -> same; ``inplace``: written into x (each frame is read whole before it is
-    written)."""
-    H, W = x.shape[2], x.shape[3]
+    """`SpectralMask.forward` frame by frame and MASK_CHANNELS channels at a time into one output:
+    no full-video complex temporaries, nor a whole frame's (each 1-D transform is the same
+    whichever lines it is batched with). x (B, T, H, W, C) -> same; ``inplace``: written into x
+    (each unit is read whole before it is written)."""
+    H, W, C = x.shape[2], x.shape[3], x.shape[4]
     m = mask.mask(H, W, x.device)
     out = x if inplace else torch.empty(x.shape, dtype=x.dtype, device=x.device)
     for t in range(x.shape[1]):
-        xt = x[:, t]                                                                # (B, H, W, C)
-        # rfft2 as its two 1-D passes, the same arithmetic, which suits channels-last frames
-        spec = torch.fft.rfft(xt.float(), dim=2, norm="ortho")
-        spec = torch.fft.fft(spec, dim=1, norm="ortho").mul_(m)
-        y = torch.fft.irfft(torch.fft.ifft(spec, dim=1, norm="ortho"), n=W, dim=2, norm="ortho")
-        torch.add(xt, y.to(x.dtype), out=out[:, t])
+        for c0 in range(0, C, MASK_CHANNELS):
+            c = slice(c0, min(C, c0 + MASK_CHANNELS))
+            xt = x[:, t, :, :, c]                                                   # (B, H, W, c)
+            # rfft2 as its two 1-D passes, the same arithmetic, which suits channels-last frames
+            spec = torch.fft.rfft(xt.float(), dim=2, norm="ortho")
+            spec = torch.fft.fft(spec, dim=1, norm="ortho").mul_(m[:, :, c])
+            y = torch.fft.irfft(torch.fft.ifft(spec, dim=1, norm="ortho"), n=W, dim=2, norm="ortho")
+            torch.add(xt, y.to(x.dtype), out=out[:, t, :, :, c])
     return out
 
 
