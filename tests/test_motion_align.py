@@ -102,6 +102,20 @@ def test_velocity_at_times_interpolates_between_pair_midpoints():
     assert at[0, :, 0, 0, 0].tolist() == [1.0, 1.0, 2.0, 3.0, 3.0]
 
 
+def test_matched_cost_volumes_stored_in_bfloat16_are_the_float32_ones_converted():
+    """Without autograd the cost volumes go straight into a buffer of the dtype the CNN reads them
+    in (`matched_rows(near=...)`): the values converting the float32 volumes gives, to the bit."""
+    from theris_cli.model.motion import matched_rows
+
+    g = torch.Generator().manual_seed(4)
+    a, b = torch.randn(2, 6, 9, 11, generator=g), torch.randn(2, 6, 9, 11, generator=g)
+    with torch.inference_mode():
+        est, near = matched_rows(a, b, 3, 2, 5.0)
+        buf = torch.empty(2, 2 * 25, 9, 11, dtype=torch.bfloat16)
+        est2, _ = matched_rows(a, b, 3, 2, 5.0, near=buf[:, 25:])
+    assert torch.equal(est2, est) and torch.equal(buf[:, 25:], near.to(torch.bfloat16))
+
+
 def test_aligned_blend_of_a_band_of_rows_is_those_rows_of_the_whole_frames():
     """The CPU decoder's bands (units.decode_units) take the bicubic residual's frames row band by
     row band: the same values, to the bit, as the whole frames' rows."""
