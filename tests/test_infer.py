@@ -359,3 +359,29 @@ def test_the_heap_grows_with_the_window_it_runs():
         assert hugepages._threshold == 128 * 2**20
     finally:
         hugepages.keep_freed_memory()  # as the suite's other windows expect
+
+
+def test_released_pages_are_the_whole_pages_inside_a_slice_only():
+    """hugepages.release_pages hands back the pages wholly inside a tensor's bytes (the decoder's
+    finished rows, model/units.py) and leaves every byte outside them as it was."""
+    import mmap
+    import sys
+
+    from theris_cli.engine import hugepages
+
+    t = torch.ones(64, 3000)  # rows of 12000 bytes: slices start and end inside pages
+    rows = t[5:40]
+    if not hugepages.release_pages(rows):
+        assert not sys.platform.startswith("linux")
+        return
+    start, end = rows.data_ptr(), rows.data_ptr() + rows.numel() * 4
+    first = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE
+    last = end // mmap.PAGESIZE * mmap.PAGESIZE
+    flat = t.view(-1)
+    at = (torch.arange(flat.numel()) * 4 + t.data_ptr())
+    inside = (at >= first) & (at < last)
+    assert inside.sum() * 4 == last - first > 0
+    assert bool((flat[inside] == 0).all())  # released: read back as zeros
+    assert bool((flat[~inside] == 1).all())  # the rest, the slice's partial pages too, untouched
+    assert hugepages.release_pages(t[0, :10])  # less than a page: nothing to release
+    assert float(t[0, :10].sum()) == 10

@@ -34,6 +34,20 @@ def test_from_unit_takes_torch_tensors():
     np.testing.assert_array_equal(lv.from_unit(torch.tensor([0.0, 0.5, 1.0])), [0, 128, 255])
 
 
+def test_from_unit_of_a_large_frame_is_the_float64_map_of_every_value():
+    """from_unit works along the frame in pieces (`FROM_UNIT_CHUNK` values): every value, across
+    the pieces' edges too, is rounded in float64 as a whole frame's would be."""
+    from theris_cli.video.levels import FROM_UNIT_CHUNK
+
+    lv = Levels(3, 60000, 16)
+    x = (np.random.default_rng(1).standard_normal((3, 700, 500)) * 0.6 + 0.5).astype(np.float32)
+    assert x.size > 2 * FROM_UNIT_CHUNK
+    want = np.clip(np.rint(x.astype(np.float64) * (lv.hi - lv.lo) + lv.lo), 0, 65535).astype(np.uint16)
+    got = lv.from_unit(x)
+    assert got.shape == x.shape and got.dtype == np.uint16
+    np.testing.assert_array_equal(got, want)
+
+
 def test_flat_video_gets_a_nonzero_span_and_bad_levels_are_refused():
     assert Levels.from_range(500, 500, 16) == Levels(500, 501, 16)
     assert Levels.from_range(65535, 65535, 16) == Levels(65534, 65535, 16)

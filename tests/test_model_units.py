@@ -293,3 +293,39 @@ def test_bf16_window_keeps_the_long_skip_in_bf16_with_the_same_outputs():
         fp32_skip = units.decode_units(net, x, times, z, interp, [1, 2, 3], None, torch.bfloat16)
         bf16_skip = units.decode_units(net, x, times, z, interp.to(torch.bfloat16), [1, 2, 3], None, torch.bfloat16)
     assert torch.equal(fp32_skip, bf16_skip)
+
+
+@pytest.mark.parametrize("switch", ["plain small", "motion part", "no still parts"])
+def test_releasing_the_rows_the_decoder_has_read_changes_no_output(monkeypatch, switch):
+    """units.decode_units hands back the memory of z's and the skip's rows once its bands have
+    read them (release=True, as forward_units calls it): the same frames, to the bit, as keeping
+    them, with bands of several sizes and frames left undecoded (keep)."""
+    net = _perturbed(dataclasses.replace(BASE, **SWITCHES[switch]))
+    B, T, M, H, W = 1, 4, 7, 88, 13
+    x = torch.rand(B, T, 1, H, W, generator=torch.Generator().manual_seed(9))
+    g = torch.Generator().manual_seed(10)
+    z, skip = torch.randn(B, M, H, W, BASE.dim, generator=g), torch.randn(B, M, H, W, BASE.dim, generator=g)
+    v = torch.randn(B, M, 2, H, W, generator=g) if net.motion is not None else None
+    times = network.default_times(T)
+    still = net.config.use_still_blend or net.config.use_still_detail
+    for pixels in (13 * 20, 13 * 27):  # 4 bands; 3 uneven ones
+        monkeypatch.setattr(units, "DECODE_PIXELS", pixels)
+        for keep in (None, [2, 3, 4]):
+            with torch.inference_mode():
+                kept = units.decode_units(net, x, times, z, skip, keep, v, still=still)
+                released = units.decode_units(net, x, times, z.clone(), skip.clone(), keep, v, still=still,
+                                              release=True)
+            assert torch.equal(released, kept), (pixels, keep)
+
+
+def test_the_spectral_mask_in_channel_units_equals_the_whole_frames(monkeypatch):
+    """units.spectral_mask_frames: MASK_CHANNELS channels at a time, the same values to the bit."""
+    net = _perturbed(BASE)
+    x = torch.randn(1, 3, 20, 24, BASE.dim, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        monkeypatch.setattr(units, "MASK_CHANNELS", BASE.dim)
+        whole = units.spectral_mask_frames(net.blocks[0].mask, x)
+        monkeypatch.setattr(units, "MASK_CHANNELS", 5)
+        assert torch.equal(units.spectral_mask_frames(net.blocks[0].mask, x), whole)
+        ref = net.blocks[0].mask(x)
+    torch.testing.assert_close(whole, ref, atol=ATOL, rtol=0)

@@ -102,6 +102,31 @@ def test_velocity_at_times_interpolates_between_pair_midpoints():
     assert at[0, :, 0, 0, 0].tolist() == [1.0, 1.0, 2.0, 3.0, 3.0]
 
 
+def test_matched_cost_volumes_stored_in_bfloat16_are_the_float32_ones_converted():
+    """Without autograd the cost volumes go straight into a buffer of the dtype the CNN reads them
+    in (`matched_rows(near=...)`): the values converting the float32 volumes gives, to the bit."""
+    from theris_cli.model.motion import matched_rows
+
+    g = torch.Generator().manual_seed(4)
+    a, b = torch.randn(2, 6, 9, 11, generator=g), torch.randn(2, 6, 9, 11, generator=g)
+    with torch.inference_mode():
+        est, near = matched_rows(a, b, 3, 2, 5.0)
+        buf = torch.empty(2, 2 * 25, 9, 11, dtype=torch.bfloat16)
+        est2, _ = matched_rows(a, b, 3, 2, 5.0, near=buf[:, 25:])
+    assert torch.equal(est2, est) and torch.equal(buf[:, 25:], near.to(torch.bfloat16))
+
+
+def test_aligned_blend_of_a_band_of_rows_is_those_rows_of_the_whole_frames():
+    """The CPU decoder's bands (units.decode_units) take the bicubic residual's frames row band by
+    row band: the same values, to the bit, as the whole frames' rows."""
+    g = torch.Generator().manual_seed(3)
+    x, v = torch.rand(1, 4, 1, 30, 17, generator=g), torch.randn(1, 7, 2, 30, 17, generator=g) * 3
+    times = torch.arange(7) / 2
+    whole = aligned_blend(x, v, times)
+    for lo, hi in ((0, 9), (4, 22), (21, 30)):
+        assert torch.equal(aligned_blend(x, v[:, :, :, lo:hi], times, (lo, hi)), whole[:, :, :, lo:hi])
+
+
 def test_aligned_blend_at_zero_velocity_is_the_linear_blend():
     x = torch.rand(1, 3, 1, 5, 6)
     times = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0])

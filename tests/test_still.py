@@ -292,3 +292,50 @@ def test_a_slow_pan_reads_as_less_noise_than_in_a_single_difference():
     single = noise_level(x[:, :2]).item()  # two frames: a single difference
     assert 0.002 < single < NOISE_CAP
     assert noise_level(x).item() < 0.6 * single
+
+
+@pytest.mark.parametrize("rows", [(0, 3), (3, 7), (7, 10), (2, 3), (0, 10)])
+def test_a_band_of_rows_gets_the_whole_frames_still_values(rows):
+    """`still_blend` and `still_detail` on the output rows of a band of LR rows (the CPU path's
+    bands) give those rows of the whole frame's result, bit for bit, at the frame's edges too."""
+    from theris_cli.model.still import still_blend, still_detail
+
+    torch.manual_seed(4)
+    # frame differences of every size: the gate's linear part (between STILL_BELOW and MOVING_ABOVE)
+    # too, where a row its neighbourhood misses changes the result
+    x = torch.rand(1, 1, 1, 10, 12) + torch.rand(1, 4, 1, 10, 12) * torch.rand(1, 1, 1, 10, 12) * 2 * MOVING_ABOVE
+    times = default_times(4)
+    y = torch.randn(1, 7, 1, 40, 48)
+    lin = interpolate_frames(x, times)
+    r0, r1 = rows
+    with torch.inference_mode():
+        whole = still_detail(x, lin, times, still_blend(x, times, y.clone()))
+        band = y[:, :, :, 4 * r0:4 * r1].clone()
+        band = still_detail(x, lin, times, still_blend(x, times, band, rows=rows), rows=rows)
+    assert torch.equal(band, whole[:, :, :, 4 * r0:4 * r1])
+
+
+@pytest.mark.parametrize("decode_pixels", [20, 60, 10_000])
+def test_the_cpu_path_blends_in_bands_what_whole_frames_give(monkeypatch, decode_pixels):
+    """The work-unit path decodes and applies the still parts band by band (units.decode_units):
+    the same frames, bit for bit, as decoding whole frames and applying them to those."""
+    from theris_cli.model import units
+    from theris_cli.model.still import still_blend, still_detail
+
+    monkeypatch.setattr(units, "DECODE_PIXELS", decode_pixels)
+    on, _ = _detail_nets()
+    net = THERIS(dataclasses.replace(on.config, use_still_blend=True)).eval()
+    net.load_state_dict(on.state_dict())
+    torch.manual_seed(5)  # tall enough for 4 bands (each at least 4 decoder halos of rows)
+    x = torch.rand(1, 1, 1, 88, 12) + torch.rand(1, 4, 1, 88, 12) * torch.rand(1, 1, 1, 88, 12) * 2 * MOVING_ABOVE
+    times = default_times(4)
+    assert units.decoder_halo(net.decoder) * 4 * 4 <= 88
+    with torch.inference_mode():
+        parts = dict(use_still_blend=False, use_still_detail=False)
+        plain = THERIS(dataclasses.replace(net.config, **parts)).eval()
+        plain.load_state_dict(net.state_dict())
+        y = plain(x, times)  # every frame decoded whole, no still parts
+        ref = still_detail(x, interpolate_frames(x, times), times, still_blend(x, times, y))
+        for keep in (None, [1, 2, 3, 4, 5], [6, 0]):
+            got = net(x, times, keep=keep)
+            assert torch.equal(got, ref if keep is None else ref[:, keep])

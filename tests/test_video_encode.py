@@ -272,3 +272,25 @@ def test_an_output_ffv1_cannot_hold_is_refused_before_any_work(tmp_path):
         VideoWriter(tmp_path / "huge.mkv", 16384, 16384, 25, 16)
     assert "\n" not in str(e.value)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_packet_copy_holds_the_writers_frames(tmp_path):
+    """PacketCopy (the segments kept for resuming an FFV1 output) stores the destination's packets
+    as they are: its file reads back as the same frames, and only FFV1 grey at the writer's depth
+    is taken as what a segment's own writer would store."""
+    from theris_cli.video.encode import PacketCopy
+
+    rng = np.random.default_rng(5)
+    frames = [rng.integers(0, 65536, (24, 40), dtype=np.uint16) for _ in range(5)]
+    with VideoWriter(tmp_path / "out.mkv", 40, 24, Fraction(25), 16) as w:
+        assert w.stores_as(16) and not w.stores_as(8)
+        copy = PacketCopy(tmp_path / "copy.mkv", w)
+        w.packet_tap = copy.write
+        for f in frames:
+            w.write(f)
+        copy.close()
+    for name in ("out.mkv", "copy.mkv"):
+        got = list(read_frames(tmp_path / name))
+        assert len(got) == len(frames) and all(np.array_equal(a, b) for a, b in zip(got, frames)), name
+    with VideoWriter(tmp_path / "out.mp4", 40, 24, Fraction(25), 8) as lossy:
+        assert not lossy.stores_as(8)

@@ -1,4 +1,5 @@
-"""Allocator settings for large temporaries: freed memory kept by malloc (`keep_freed_memory`), and
+"""Allocator settings for large temporaries: freed memory kept by malloc (`keep_freed_memory`),
+pages of a buffer handed back while it is being read for the last time (`release_pages`), and
 transparent huge pages for PyTorch's CPU allocator only where the user asks for them.
 
 An upscaling window allocates and frees feature maps of hundreds of MiB and thousands of smaller
@@ -10,6 +11,7 @@ their faults (2 MiB zeroed and compacted at a time) add system time instead of s
 
 from __future__ import annotations
 
+import mmap
 import os
 import sys
 
@@ -78,3 +80,32 @@ def keep_freed_memory(pixels: int = 0) -> bool:
         _threshold = want
         return True
     return False
+
+
+_MADV_DONTNEED = 4  # madvise(2): drop the pages' contents; a later touch maps zeroed pages
+_madvise = None
+
+
+def release_pages(t) -> bool:
+    """Hand the memory pages that lie wholly inside tensor ``t``'s bytes (contiguous) back to the
+    kernel now, before the tensor is freed: for the rows of a feature map that its last reader has
+    finished with while it still reads the others (the CPU decoder's bands, `units.decode_units`).
+    ``t`` must not be read again (its released bytes read as zeros); writing is allowed. True where
+    done (Linux), False elsewhere (then nothing changes)."""
+    global _madvise
+    if not sys.platform.startswith("linux") or not t.is_contiguous() or t.device.type != "cpu":
+        return False
+    if _madvise is None:
+        import ctypes
+        import ctypes.util
+
+        try:
+            madvise = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).madvise
+        except (OSError, AttributeError):
+            return False
+        madvise.argtypes, madvise.restype = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int], ctypes.c_int
+        _madvise = madvise
+    start, end = t.data_ptr(), t.data_ptr() + t.numel() * t.element_size()
+    first = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE  # the first whole page, the last: not shared
+    last = end // mmap.PAGESIZE * mmap.PAGESIZE         # with the allocator's own bookkeeping
+    return last <= first or _madvise(first, last - first, _MADV_DONTNEED) == 0

@@ -210,12 +210,19 @@ class SegmentSink:
         self.replay_seconds = time.perf_counter() - t
 
     def write(self, frame: np.ndarray) -> None:
+        from theris_cli.video.encode import VideoWriter
+
         if not self.replayed:
             self._replay()
+        # a destination in lossless FFV1 of the same frames: its packets are the segment's, copied
+        # as it writes them (a second FFV1 encoder would hold as much memory as its own, and take
+        # as long)
+        if isinstance(self.writer, VideoWriter) and self.writer.stores_as(self.bits):
+            self.writer.packet_tap = self._keep_packets
+            self.writer.write(frame)
+            return
         t = time.perf_counter()
         if self.segment is None:
-            from theris_cli.video import VideoWriter
-
             self.tmp = self.work.dir / f"{len(self.work.segments):05d}.partial.mkv"
             self.segment = VideoWriter(self.tmp, *self.size, self.fps, self.bits, codec="ffv1")
             self.count = 0
@@ -225,6 +232,21 @@ class SegmentSink:
             self._complete()
         self.segment_seconds += time.perf_counter() - t
         self.writer.write(frame)
+
+    def _keep_packets(self, packets: list) -> None:
+        """One frame's packets of the destination into the segment (`write`, FFV1 destinations)."""
+        from theris_cli.video.encode import PacketCopy
+
+        t = time.perf_counter()
+        if self.segment is not None and self.count >= self.segment_frames and packets and packets[0].is_keyframe:
+            self._complete()  # FFV1 frames between keyframes read the coder states before them: cut at one
+        if self.segment is None:
+            self.tmp = self.work.dir / f"{len(self.work.segments):05d}.partial.mkv"
+            self.segment = PacketCopy(self.tmp, self.writer)
+            self.count = 0
+        self.segment.write(packets)
+        self.count += 1
+        self.segment_seconds += time.perf_counter() - t
 
     def _complete(self) -> None:
         self.segment.close()

@@ -95,18 +95,18 @@ class MotionAlign(nn.Module):
     def _velocities(self, x: torch.Tensor, feats: torch.Tensor, g: torch.Tensor | None) -> torch.Tensor:
         """`velocities`, with the matching features ``g`` (`_match_features`) given or not."""
         B, T, C, H, W = x.shape
-        v0 = None
-        if self.radius > 0:
-            v0, cost = self._matched(x, feats, g)
-        x = x.to(self.down.weight.dtype)  # the CNN in its own dtype (bfloat16 on the CPU's fast path)
+        xw = x.to(self.down.weight.dtype)  # the CNN in its own dtype (bfloat16 on the CPU's fast path)
         if torch.is_grad_enabled():
-            both = torch.cat([x, feats.to(x.dtype)], dim=2)                        # (B, T, C+dim, H, W)
+            both = torch.cat([xw, feats.to(xw.dtype)], dim=2)                      # (B, T, C+dim, H, W)
             pairs = torch.cat([both[:, :-1], both[:, 1:]], dim=2).flatten(0, 1)   # (B*(T-1), 2(C+dim), H, W)
         else:  # the same pairs, built channels-last: `down` runs faster on them than on the NCHW
             # pairs, and converting those afterwards costs more than it saves
-            pairs = _pairs_channels_last(x, feats.to(x.dtype))
+            pairs = _pairs_channels_last(xw, feats.to(xw.dtype))
         h = F.leaky_relu(self.down(pairs), 0.1)
-        if v0 is not None:
+        del pairs
+        v0 = None
+        if self.radius > 0:  # the cost volumes written in h's dtype, the one cost_in reads them in
+            v0, cost = self._matched(x, feats, g, h.dtype)
             h = h + F.leaky_relu(self.cost_in(cost.to(h.dtype)), 0.1)
         for conv in self.body:
             h = h + F.leaky_relu(conv(h), 0.1)
@@ -137,13 +137,14 @@ class MotionAlign(nn.Module):
             return g.view(B, T, MATCH_DIM, *g.shape[2:])
         return torch.stack([one(x[:, t], feats[:, t]) for t in range(T)], dim=1)
 
-    def _matched(self, x: torch.Tensor, feats: torch.Tensor,
-                 g: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _matched(self, x: torch.Tensor, feats: torch.Tensor, g: torch.Tensor | None = None,
+                 cost_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The matching estimate (B*(T-1), 2, H, W) and the forward and backward cost volumes of
         radius r at the CNN's half resolution (B*(T-1), 2 (2r+1)^2, ceil(H/2), ceil(W/2)) for x,
         feats as in `velocities`; in the matching conv's dtype, float32 from its output on (a soft
         argmax this sharp needs more than bfloat16's 8 bits: the CPU's fast path keeps that conv in
-        float32)."""
+        float32). Without autograd the cost volumes are stored in ``cost_dtype`` where given (the
+        values ``.to(cost_dtype)`` gives), written into one buffer band by band."""
         B, T, C, H, W = x.shape
         r, s = self.radius, self.search
         if g is None:
@@ -151,10 +152,13 @@ class MotionAlign(nn.Module):
         first, second = g[:, :-1].flatten(0, 1), g[:, 1:].flatten(0, 1)
         sharp = self.log_temperature.exp()
         if not torch.is_grad_enabled():  # inference: the same, in bands of rows (`matched_rows`)
-            forward, ahead = matched_rows(first, second, s, r, sharp)
-            backward, back = matched_rows(second, first, s, r, sharp)
+            N, _, h, w = first.shape
+            K = (2 * r + 1) ** 2
+            cost = first.new_empty(N, 2 * K, h, w, dtype=cost_dtype or first.dtype)
+            forward, _ = matched_rows(first, second, s, r, sharp, near=cost[:, :K])
+            backward, _ = matched_rows(second, first, s, r, sharp, near=cost[:, K:])
             v0 = F.interpolate((forward - backward) * (MATCH_STRIDE / 2), size=(H, W), mode="bilinear", align_corners=False)
-            return v0, torch.cat([ahead, back], dim=1)
+            return v0, cost
         ahead, back = correlation(first, second, s), correlation(second, first, s)  # (N, (2s+1)^2, h, w)
         forward, backward = soft_argmax(ahead, r, sharp), soft_argmax(back, r, sharp)
         v0 = F.interpolate((forward - backward) * (MATCH_STRIDE / 2), size=(H, W), mode="bilinear", align_corners=False)
@@ -226,17 +230,19 @@ MATCH_BAND = 8192  # half-resolution pixels per band of `matched_rows`: its cost
 
 
 def matched_rows(a: torch.Tensor, b: torch.Tensor, search: int, radius: int,
-                 sharpness: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
+                 sharpness: torch.Tensor | float, near: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``soft_argmax(correlation(a, b, search), radius, sharpness)`` and
     ``_within(correlation(a, b, search), search, radius)`` in bands of rows, without autograd:
     a, b (N, D, h, w) -> (N, 2, h, w), (N, (2r+1)^2, h, w). Every pixel's cost volume is its own,
     so each band's result is the whole map's; the (2s+1)^2-channel volume of the whole map (and
-    the products of every offset, each a map of D channels) is never built, only a band's."""
+    the products of every offset, each a map of D channels) is never built, only a band's.
+    near: where to write the second result (any float dtype: it is converted as it is stored)."""
     N, D, h, w = a.shape
     s, r = search, radius
     padded = F.pad(b, (s, s, s, s), mode="replicate")
     est = a.new_empty(N, 2, h, w)
-    near = a.new_empty(N, (2 * r + 1) ** 2, h, w)
+    if near is None:
+        near = a.new_empty(N, (2 * r + 1) ** 2, h, w)
     rows = max(1, MATCH_BAND // max(N * w, 1))
     k = 2 * s + 1
     for r0 in range(0, h, rows):

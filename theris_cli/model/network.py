@@ -155,6 +155,10 @@ class THERIS(nn.Module):
         film = None if self.noise_film is None else self.noise_film(x, noise)
         if not (c.use_still_blend or c.use_still_detail):
             return self._forward(x, times, keep, film)
+        if self.runs_in_units(x):  # the still parts band by band, with the decoder (units.decode_units)
+            lowp = units.units_lowp()  # read before autocast is turned off: the path does its own casts
+            with torch.autocast("cpu", enabled=False):
+                return units.forward_units(self, x, times, keep, lowp, film, still=True, noise=noise)
         # the kept frames and those the still parts read: the input-time frames either side, or all
         decoded = None if c.use_still_detail else blend_sources(host, keep)
         at, at_host = (times, host) if decoded is None else (times[decoded], host[decoded])

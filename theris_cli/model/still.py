@@ -81,12 +81,16 @@ def blend_sources(times: torch.Tensor, keep: list[int] | None) -> list[int] | No
 
 
 def still_blend(x: torch.Tensor, times: torch.Tensor, y: torch.Tensor,
-                noise: torch.Tensor | None = None) -> torch.Tensor:
+                noise: torch.Tensor | None = None, rows: tuple[int, int] | None = None) -> torch.Tensor:
     """x (B, T, C, H, W) the input frames in [0, 1], times (M,) the output times, y (B, M, C, 4H, 4W)
     the network's outputs at them -> y, its in-between frames gated towards the linear blend of its
     frames at the input times on either side (written in place; autograd follows). An in-between
     time whose neighbours are not among ``times`` is left as it is. noise (B,): the frames' temporal
-    noise (`noise_level`; worked out here when not given), by which the gate's gaps are lowered."""
+    noise (`noise_level`; worked out here when not given), by which the gate's gaps are lowered.
+
+    rows: (r0, r1), the LR rows whose output y holds (then (B, M, C, 4 (r1 - r0), 4W)): the same
+    values as those rows of the whole frame's result (the gate reads the LR rows it needs around
+    them), for the CPU path, which decodes and blends a band of rows at a time."""
     index = {float(t): j for j, t in enumerate(times.tolist())}
     for i, t in enumerate(times.tolist()):
         lo = float(int(t))
@@ -95,7 +99,7 @@ def still_blend(x: torch.Tensor, times: torch.Tensor, y: torch.Tensor,
         w = t - lo
         if noise is None:
             noise = noise_level(x)
-        gate = _gate((x[:, int(lo) + 1] - x[:, int(lo)]).abs(), y.dtype, noise)     # (B, 1, 4H, 4W)
+        gate = _gate((x[:, int(lo) + 1] - x[:, int(lo)]).abs(), y.dtype, noise, rows)  # (B, 1, 4H, 4W)
         if torch.is_grad_enabled():
             blend = y[:, index[lo]] * (1 - w) + y[:, index[lo + 1]] * w             # (B, C, 4H, 4W)
             y[:, i] = blend + gate * (y[:, i] - blend)
@@ -106,7 +110,7 @@ def still_blend(x: torch.Tensor, times: torch.Tensor, y: torch.Tensor,
 
 
 def still_detail(x: torch.Tensor, lin: torch.Tensor, times: torch.Tensor, y: torch.Tensor,
-                 noise: torch.Tensor | None = None) -> torch.Tensor:
+                 noise: torch.Tensor | None = None, rows: tuple[int, int] | None = None) -> torch.Tensor:
     """x (B, T, C, H, W) the window's input frames in [0, 1], lin (B, M, C, H, W) their linear
     interpolation at the output times (M,), y (B, M, C, 4H, 4W) the outputs there -> y, where all T
     input frames agree, each frame's detail over the bicubic upsampling of lin replaced by the mean
@@ -119,19 +123,25 @@ def still_detail(x: torch.Tensor, lin: torch.Tensor, times: torch.Tensor, y: tor
     noise-free input (the output then changes there exactly as bicubic + linear does) and shrinks
     frame i's deviation from the mean towards 0 where it is no larger than the window's temporal noise
     would make it (`_shrink`): a still scene's frames then differ by less than their noise. noise (B,)
-    as for `still_blend`."""
+    as for `still_blend`.
+
+    rows: (r0, r1), the LR rows whose output y holds, as in `still_blend` (x and lin whole)."""
     host = times.tolist()
     inputs = [i for i, t in enumerate(host) if t == int(t)]
     if not inputs:
         return y
     if noise is None:
         noise = noise_level(x)
-    still = 1 - _gate(x.amax(dim=1) - x.amin(dim=1), y.dtype, noise)               # (B, 1, 4H, 4W)
+    still = 1 - _gate(x.amax(dim=1) - x.amin(dim=1), y.dtype, noise, rows)         # (B, 1, 4H, 4W)
     ym, xm = y[:, inputs].mean(dim=1), lin[:, inputs].mean(dim=1)                  # (B, C, 4H, 4W), (B, C, H, W)
+    # the LR rows whose shrunk deviation the band's upsampling reads, shrunk as in the whole frame
+    H = x.shape[-2]
+    r0, r1 = (0, H) if rows is None else rows
+    lo, hi = max(0, r0 - _BICUBIC_HALO - SHRINK_WINDOW // 2), min(H, r1 + _BICUBIC_HALO + SHRINK_WINDOW // 2)
     for i in range(times.numel()):
-        dev = xm - lin[:, i]  # with noise 0 the factors are exactly 1 (no test here: no wait for a GPU)
+        dev = xm[..., lo:hi, :] - lin[:, i, ..., lo:hi, :]  # with noise 0 the factors are exactly 1
         dev = dev * _shrink(dev, noise, _spread(float(host[i]), [float(host[j]) for j in inputs], x.shape[1]))
-        up = F.interpolate(dev, scale_factor=SCALE, mode="bicubic", align_corners=False)
+        up = _up_rows(dev, (r0 - lo, r1 - lo), _BICUBIC_HALO, "bicubic")
         if torch.is_grad_enabled():
             y[:, i] = y[:, i] + still * (ym - y[:, i] - up.to(y.dtype))
         else:  # the same operations in one temporary of a frame's size, written into y
@@ -197,15 +207,38 @@ def spatial_noise_level(x: torch.Tensor) -> torch.Tensor:
         return (r.median(dim=1).values / 0.6745).to(x.dtype)
 
 
-def _gate(gap: torch.Tensor, dtype: torch.dtype, noise: torch.Tensor | None = None) -> torch.Tensor:
+def _gate(gap: torch.Tensor, dtype: torch.dtype, noise: torch.Tensor | None = None,
+          rows: tuple[int, int] | None = None) -> torch.Tensor:
     """gap (B, C, H, W) input-frame differences -> (B, 1, 4H, 4W) in [0, 1]: 0 (still) where the
     largest over the channels and a (2 * STILL_DILATE + 1)^2 neighbourhood, less NOISE_FLOOR times
     ``noise`` (B,) (`noise_level`), is at most STILL_BELOW, 1 (moving) from MOVING_ABOVE, linear
-    between, bilinearly upsampled to the output."""
-    gap = gap.amax(dim=1, keepdim=True)
-    if STILL_DILATE:
-        gap = F.max_pool2d(gap, 2 * STILL_DILATE + 1, stride=1, padding=STILL_DILATE)
-    if noise is not None:
-        gap = gap - NOISE_FLOOR * noise.view(-1, 1, 1, 1).to(gap.dtype)
-    gate = ((gap - STILL_BELOW) / (MOVING_ABOVE - STILL_BELOW)).clamp_(0, 1)
-    return F.interpolate(gate, scale_factor=SCALE, mode="bilinear", align_corners=False).to(dtype)
+    between, bilinearly upsampled to the output. rows (r0, r1): only the output of those LR rows,
+    (B, 1, 4 (r1 - r0), 4W)."""
+    def gate(gap: torch.Tensor) -> torch.Tensor:
+        gap = gap.amax(dim=1, keepdim=True)
+        if STILL_DILATE:
+            gap = F.max_pool2d(gap, 2 * STILL_DILATE + 1, stride=1, padding=STILL_DILATE)
+        if noise is not None:
+            gap = gap - NOISE_FLOOR * noise.view(-1, 1, 1, 1).to(gap.dtype)
+        gate = ((gap - STILL_BELOW) / (MOVING_ABOVE - STILL_BELOW)).clamp_(0, 1)
+        return F.interpolate(gate, scale_factor=SCALE, mode="bilinear", align_corners=False).to(dtype)
+
+    return _up_rows(gap, rows, STILL_DILATE + 1, gate)
+
+
+_BICUBIC_HALO = 2  # LR rows each side that a bicubic upsampling of a band of rows reads
+
+
+def _up_rows(lr: torch.Tensor, rows: tuple[int, int] | None, halo: int, up) -> torch.Tensor:
+    """The output rows 4 r0 .. 4 r1 of an upsampling by SCALE of lr (B, C, H, W) (``up``: a function,
+    or "bicubic"), computed from LR rows r0 - halo .. r1 + halo only (all where rows is None): equal
+    to those rows of the whole frame's upsampling where ``halo`` covers what ``up`` reads beyond a
+    row (the borders of the band are then rows it does not return, unless they are the frame's)."""
+    if up == "bicubic":
+        up = lambda t: F.interpolate(t, scale_factor=SCALE, mode="bicubic", align_corners=False)  # noqa: E731
+    if rows is None:
+        return up(lr)
+    H = lr.shape[-2]
+    r0, r1 = rows
+    lo, hi = max(0, r0 - halo), min(H, r1 + halo)
+    return up(lr[..., lo:hi, :])[..., SCALE * (r0 - lo):SCALE * (r1 - lo), :]

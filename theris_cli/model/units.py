@@ -13,11 +13,12 @@ hundreds of MiB mapped, faulted in and unmapped on every op):
 - convolutions channels-last (mkldnn's NHWC kernels), one frame at a time;
 - TDIM mixes frames with fused multiply-adds into its output, leaving out frames whose weight is
   float rounding of zero (`NEGLIGIBLE_MIX`); the motion alignment warps in bands of rows (`WARP_PIXELS`);
-- the TSSMs (`tssm_units`): the spectral mask frame by frame, SMB as consecutive segments of its
-  sequence that hand the scan state on, TMB and HMB in bands of about `WORK_TOKENS` tokens, every
-  layer writing back into one feature map;
-- body_out, the decoder and the bicubic residual one output frame at a time in bands of LR rows
-  with a halo that covers their receptive field (`DECODE_PIXELS`), the decoder's last pixel shuffle
+- the TSSMs (`tssm_units`): the spectral mask frame by frame and a few channels at a time
+  (`MASK_CHANNELS`), SMB as consecutive segments of its sequence that hand the scan state on, TMB
+  and HMB in bands of about `WORK_TOKENS` tokens, every layer writing back into one feature map;
+- body_out, the decoder, the bicubic residual and the still parts (model/still.py) in bands of LR
+  rows with a halo that covers their receptive field (`DECODE_PIXELS`), one output frame at a time
+  within a band, so that only the returned frames are ever whole; the decoder's last pixel shuffle
   folded into its output conv (`folds.fold_shuffle_into_conv_2x2`), the bicubic residual as two separable
   passes (`folds.bicubic_up`);
 - under CPU autocast to bfloat16 (`units_lowp`), convolutions and projections in bfloat16, cast
@@ -33,9 +34,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from theris_cli.engine.hugepages import release_pages
 from theris_cli.model.config import SCALE
 from theris_cli.model.folds import bicubic_up, fold_shuffle_into_conv_2x2, shuffle_subpixel_major, subpixel_major
 from theris_cli.model.motion import aligned_blend, warp
+from theris_cli.model.still import blend_sources, noise_level, still_blend, still_detail
 from theris_cli.ops import interpolate_frames
 from theris_cli.model.tssm import TSSM, Mamba2Layer, SpectralMask, from_hmb, from_smb, from_tmb, to_hmb, to_tmb
 
@@ -50,6 +53,11 @@ DECODE_PIXELS = 49152
 
 # output pixels per band of the motion alignment's warps (a few MiB of temporaries)
 WARP_PIXELS = 16384
+
+# channels per unit of the spectral mask's FFTs: a frame's spectrum of a few channels is a few
+# MiB at 640x512 (whole, about 30 MiB, these temporaries grew malloc's heap frame after frame), and
+# 2 to 4 channels are the fastest at 1280x1024 too
+MASK_CHANNELS = 4
 
 # TDIM weights below this share of an output's largest one are left out of the mix. At an input
 # frame's own time the other frames' weights are float rounding of an identity (about 1e-8): left
@@ -85,9 +93,10 @@ def decoder_halo(decoder: nn.Module) -> int:
 
 
 def forward_units(net: nn.Module, x: torch.Tensor, times: torch.Tensor, keep: Optional[list[int]] = None,
-                  lowp: Optional[torch.dtype] = None, film: Optional[tuple[torch.Tensor, ...]] = None) -> torch.Tensor:
-    """`THERIS.forward` (before the still parts) in cache-sized work units: x (B, T, C, H, W),
-    times (M,) -> (B, K, C, 4H, 4W) for the K frames ``keep`` (default all M).
+                  lowp: Optional[torch.dtype] = None, film: Optional[tuple[torch.Tensor, ...]] = None,
+                  still: bool = False, noise: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """`THERIS.forward` in cache-sized work units: x (B, T, C, H, W), times (M,) -> (B, K, C, 4H, 4W)
+    for the K frames ``keep`` (default all M); the still parts too where ``still`` (`decode_units`).
 
     Convolutions run channels-last (mkldnn's NHWC kernels) one frame at a
     time; TDIM mixes frames with fused multiply-adds into its output; the TSSMs work in token
@@ -101,6 +110,7 @@ def forward_units(net: nn.Module, x: torch.Tensor, times: torch.Tensor, keep: Op
     between stages, the scans and the output stay float32.
 
     film: the noise input's gains and offsets (`network.NoiseFiLM`), each (B, dim), or None.
+    noise: with ``still``, the frames' temporal noise the still parts look past (`still.noise_level`).
     """
     B, T, C, H, W = x.shape
     M = times.numel()
@@ -143,7 +153,7 @@ def forward_units(net: nn.Module, x: torch.Tensor, times: torch.Tensor, keep: Op
     del interp
     if film is not None:  # in place, unless z is still the long skip (no TSSMs)
         z = (z.mul if z is skip else z.mul_)(film[2].view(B, 1, 1, 1, dim)).add_(film[3].view(B, 1, 1, 1, dim))
-    return decode_units(net, x, times, z, skip, keep, v, lowp)
+    return decode_units(net, x, times, z, skip, keep, v, lowp, still, noise, release=True)
 
 def aligned_mix_into(feats: torch.Tensor, mix: torch.Tensor, v: torch.Tensor, times: torch.Tensor,
                      interp: torch.Tensor) -> None:
@@ -178,16 +188,36 @@ def aligned_mix_into(feats: torch.Tensor, mix: torch.Tensor, v: torch.Tensor, ti
 
 def decode_units(net: nn.Module, x: torch.Tensor, times: torch.Tensor, z: torch.Tensor, interp: torch.Tensor,
                  keep: Optional[list[int]] = None, v: Optional[torch.Tensor] = None,
-                 lowp: Optional[torch.dtype] = None) -> torch.Tensor:
-    """body_out + long skip, decoder and bicubic residual, frame by frame in bands of LR rows:
+                 lowp: Optional[torch.dtype] = None, still: bool = False, noise: Optional[torch.Tensor] = None,
+                 release: bool = False) -> torch.Tensor:
+    """body_out + long skip, decoder and bicubic residual, in bands of LR rows, frame by frame:
     x (B, T, C, H, W), z and interp (B, M, H, W, dim) (interp, the long skip, in float32 or in
     lowp), v (B, M, 2, H, W) the motion alignment's velocities or None -> (B, K, C, 4H, 4W) for the
     K frames ``keep`` (default all M).
-    lowp: body_out and the decoder in that dtype, the bicubic residual added in float32."""
+    lowp: body_out and the decoder in that dtype, the bicubic residual added in float32.
+    still: the network's still blend and still detail too (`THERIS.forward`), band by band: the
+    frames they read (`still.blend_sources`, or all) are decoded into a band's buffer, blended there
+    and the kept ones copied out, so that no other output frame than the K returned is ever whole.
+    noise: (B,) the frames' temporal noise the still parts look past (`still.noise_level`; worked out
+    here when not given).
+    release: z and interp are the caller's to drop: the memory of their rows is handed back as
+    soon as the bands have read them (`hugepages.release_pages`), so that the output frames fill
+    the memory the feature maps leave rather than adding to them."""
     B, T, C, H, W = x.shape
     keep = list(range(times.numel())) if keep is None else keep
-    kept = times[keep]                                                         # the bicubic residual's frames
-    base = interpolate_frames(x, kept) if v is None else aligned_blend(x, v[:, keep], kept)  # (B, K, C, H, W)
+    c = net.config
+    host = times.tolist()
+    decoded = keep  # indices into times of the frames decoded
+    if still:
+        blend, detail = c.use_still_blend, c.use_still_detail
+        noise = noise_level(x) if noise is None else noise
+        wanted = None if detail else blend_sources(torch.tensor(host), keep)
+        decoded = list(range(times.numel())) if wanted is None else wanted
+        at = times[decoded]
+        at_host = torch.tensor([host[i] for i in decoded])
+        lin = interpolate_frames(x, at) if detail else None                    # (B, D, C, H, W)
+        picks = [decoded.index(i) for i in keep]
+    targets = times[decoded]                                                   # the bicubic residual's frames
     y = x.new_empty(B, len(keep), C, SCALE * H, SCALE * W)
     halo = decoder_halo(net.decoder)
     w_out, b_out = fold_shuffle_into_conv_2x2(net.decoder.out.weight, net.decoder.out.bias)
@@ -198,27 +228,53 @@ def decode_units(net: nn.Module, x: torch.Tensor, times: torch.Tensor, z: torch.
     # even bands of at least 4 halos, so that the margins cost at most half again of the band
     n_bands = max(1, min(-(-B * H * W // DECODE_PIXELS), H // (4 * halo)))
     rows = -(-H // n_bands)
-    for k, i in enumerate(keep):
-        for r0 in range(0, H, rows):
-            r1 = min(H, r0 + rows)
-            lo, hi = max(0, r0 - halo), min(H, r1 + halo)
+    read = [0] * times.numel()  # rows of each frame of z and interp that are released (`release`)
+
+    def done(upto: int) -> None:  # rows before `upto` of every frame will not be read again
+        for i in range(times.numel()):
+            upto_i = upto if i in decoded else H
+            if release and upto_i > read[i]:
+                for b in range(B):
+                    for t in {z.data_ptr(): z, interp.data_ptr(): interp}.values():
+                        release_pages(t[b, i, read[i]:upto_i])
+                read[i] = upto_i
+
+    done(0)  # the frames never decoded
+    for r0 in range(0, H, rows):
+        r1 = min(H, r0 + rows)
+        lo, hi = max(0, r0 - halo), min(H, r1 + halo)
+        # the bicubic residual's LR frames at the band's rows (B, D, C, hi - lo, W): pixel by pixel
+        # the same as of whole frames
+        base = interpolate_frames(x[..., lo:hi, :], targets) if v is None else \
+            aligned_blend(x, v[:, decoded, :, lo:hi], targets, (lo, hi))
+        # the band's output frames: y's rows, or a buffer of the decoded frames for the still parts
+        band = y[:, :, :, SCALE * r0:SCALE * r1] if not still else \
+            x.new_empty(B, len(decoded), C, SCALE * (r1 - r0), SCALE * W)
+        for k, i in enumerate(decoded):
             zb = z[:, i, lo:hi].permute(0, 3, 1, 2)                            # (B, dim, h, W) NHWC
             sb = interp[:, i, lo:hi].permute(0, 3, 1, 2)
             # mixed-dtype elementwise ops are slow on the CPU (a bf16 += fp32 view is slower than a
             # conversion and a bf16 sum), so every operand is converted first
             d = body_out(zb.to(lowp or zb.dtype, memory_format=torch.channels_last)).add_(sb.to(lowp or sb.dtype))
             out = decoder_folded(decoder, d, w_out, b_out, w_up1, b_up1).float()  # (B, 4C, 2h+1, 2W+1)
-            bic = bicubic_up(base[:, k, :, lo:hi])                                # (B, C, 4h, 4W)
+            bic = bicubic_up(base[:, k])                                          # (B, C, 4h, 4W)
             # the last pixel shuffle, the residual's sum and the store, one pass per sub-pixel:
             # out's channel c*4 + 2*di + dj at (i + di, j + dj) is output pixel (2i + di, 2j + dj)
             # of channel c (`fold_shuffle_into_conv_2x2`)
             n2, a2, a4 = 2 * (r1 - r0), 2 * (r0 - lo), SCALE * (r0 - lo)
             pixels = bic[:, :, a4:a4 + 2 * n2].unflatten(2, (n2, 2)).unflatten(4, (2 * W, 2))
-            store = y[:, k, :, SCALE * r0:SCALE * r1].unflatten(2, (n2, 2)).unflatten(4, (2 * W, 2))
+            store = band[:, k].unflatten(2, (n2, 2)).unflatten(4, (2 * W, 2))
             for di in range(2):
                 for dj in range(2):
                     sub = out[:, 2 * di + dj::4, a2 + di:a2 + di + n2, dj:dj + 2 * W]
                     torch.add(sub, pixels[:, :, :, di, :, dj], out=store[:, :, :, di, :, dj])
+        if still:
+            if blend:
+                still_blend(x, at_host, band, noise, (r0, r1))
+            if detail:
+                still_detail(x, lin, at_host, band, noise, (r0, r1))
+            y[:, :, :, SCALE * r0:SCALE * r1] = band[:, picks]
+        done(r1 - halo)  # the next band reads from its first row less the halo
     return y
 
 def decoder_folded(dec: nn.Module, x: torch.Tensor, w_out: torch.Tensor, b_out: torch.Tensor, w_up1: torch.Tensor,
@@ -263,19 +319,22 @@ def _bands(n: int, per_row: int, multiple: int = 1) -> list[tuple[int, int]]:
 
 
 def spectral_mask_frames(mask: SpectralMask, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
-    """`SpectralMask.forward` frame by frame into one output: no full-video complex temporaries.
-    x (B, T, H, W, C) -> same; ``inplace``: written into x (each frame is read whole before it is
-    written)."""
-    H, W = x.shape[2], x.shape[3]
+    """`SpectralMask.forward` frame by frame and MASK_CHANNELS channels at a time into one output:
+    no full-video complex temporaries, nor a whole frame's (each 1-D transform is the same
+    whichever lines it is batched with). x (B, T, H, W, C) -> same; ``inplace``: written into x
+    (each unit is read whole before it is written)."""
+    H, W, C = x.shape[2], x.shape[3], x.shape[4]
     m = mask.mask(H, W, x.device)
     out = x if inplace else torch.empty(x.shape, dtype=x.dtype, device=x.device)
     for t in range(x.shape[1]):
-        xt = x[:, t]                                                                # (B, H, W, C)
-        # rfft2 as its two 1-D passes, the same arithmetic, which suits channels-last frames
-        spec = torch.fft.rfft(xt.float(), dim=2, norm="ortho")
-        spec = torch.fft.fft(spec, dim=1, norm="ortho").mul_(m)
-        y = torch.fft.irfft(torch.fft.ifft(spec, dim=1, norm="ortho"), n=W, dim=2, norm="ortho")
-        torch.add(xt, y.to(x.dtype), out=out[:, t])
+        for c0 in range(0, C, MASK_CHANNELS):
+            c = slice(c0, min(C, c0 + MASK_CHANNELS))
+            xt = x[:, t, :, :, c]                                                   # (B, H, W, c)
+            # rfft2 as its two 1-D passes, the same arithmetic, which suits channels-last frames
+            spec = torch.fft.rfft(xt.float(), dim=2, norm="ortho")
+            spec = torch.fft.fft(spec, dim=1, norm="ortho").mul_(m[:, :, c])
+            y = torch.fft.irfft(torch.fft.ifft(spec, dim=1, norm="ortho"), n=W, dim=2, norm="ortho")
+            torch.add(xt, y.to(x.dtype), out=out[:, t, :, :, c])
     return out
 
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import av
 import numpy as np
@@ -46,7 +46,7 @@ from .ffv1 import readable_ffv1
 from .levels import Levels
 from .probe import VideoInfo
 
-__all__ = ["VideoWriter", "DEFAULT_CRF", "output_kind"]
+__all__ = ["VideoWriter", "PacketCopy", "DEFAULT_CRF", "output_kind"]
 
 DEFAULT_CRF = 17  # x264 CRF that is visually lossless for 8-bit footage (18 is the usual quote)
 _PATTERN = re.compile(r"%0?\d*d")
@@ -117,6 +117,9 @@ class VideoWriter:
         self._container: Any = None
         self._closed = False
         self._audio: _AudioCopy | None = None
+        # called with each frame's packets before they are written (resume keeps them: PacketCopy);
+        # its errors other than OSError and FFmpeg's pass through as they are
+        self.packet_tap: Callable[[list], None] | None = None
 
         self.kind = output_kind(self.path)
         ext = self.path.suffix.lower()
@@ -255,13 +258,23 @@ class VideoWriter:
         vf.time_base = 1 / self.fps
         vf.duration = 1  # one tick of 1/fps: the container records the last frame's length too
         try:
-            self._container.mux(self._stream.encode(vf))
+            packets = self._stream.encode(vf)
+            if self.packet_tap is not None:
+                self.packet_tap(packets)
+            self._container.mux(packets)
             self.frames_written += 1
             if self._audio is not None:
                 self._audio.copy_until(self.frames_written / self.fps)
         except (av.error.FFmpegError, OSError) as e:
             self._abort()
             raise output_error(e, self.path, f"frame {self.frames_written}") from None
+
+    def stores_as(self, bit_depth: int) -> bool:
+        """Whether this writer's packets are those of ``VideoWriter(x.mkv, ..., bit_depth, codec="ffv1")``
+        for the same frames (lossless FFV1 of grey at that depth), so that a `PacketCopy` of them
+        keeps the frames as such a writer would without encoding them twice."""
+        grey = "gray" if bit_depth == 8 else "gray16le"
+        return self.kind == "video" and self.codec == "ffv1" and self.bit_depth == bit_depth and self.pix_fmt == grey
 
     def close(self) -> None:
         """Flush the encoder, copy the rest of the audio, and finish the file."""
@@ -331,6 +344,58 @@ class VideoWriter:
         # YUV: luma in its own plane, chroma neutral
         y = v if self._full_range else full_to_limited(v, max(tb, 8))
         return _yuv_frame(y, fmt, tb, self.width, self.height, self._full_range)
+
+
+class PacketCopy:
+    """A Matroska file of another `VideoWriter`'s packets, copied as they come: the same frames
+    without a second encoder (an FFV1 encoder holds about 24 bytes per pixel, 125 MB at
+    2560x2048). ``write(packets)`` with each frame's packets (the writer's ``packet_tap``, before
+    the writer's muxer uses them up); ``close`` (or ``_abort``) as a writer's."""
+
+    def __init__(self, path: str | Path, writer: VideoWriter):
+        self.path = Path(path)
+        self.frames_written = 0
+        self._closed = False
+        self._container: Any = None
+        try:
+            self._container = av.open(str(self.path), "w", format="matroska")
+            self._stream = self._container.add_stream_from_template(writer._stream)
+            self._container.start_encoding()
+        except (av.error.FFmpegError, OSError, ValueError) as e:
+            self._abort()
+            raise output_error(e, self.path, "starting the file") from None
+
+    def write(self, packets: list) -> None:
+        if self._closed:
+            raise ValueError("write() on a closed PacketCopy")
+        try:
+            for p in packets:
+                q = av.Packet(bytes(p))
+                q.pts, q.dts, q.duration, q.time_base = p.pts, p.dts, p.duration, p.time_base
+                q.is_keyframe = p.is_keyframe
+                q.stream = self._stream
+                self._container.mux(q)
+            self.frames_written += 1
+        except (av.error.FFmpegError, OSError) as e:
+            self._abort()
+            raise output_error(e, self.path, f"frame {self.frames_written}") from None
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            self._closed = True
+            self._container.close()
+        except (av.error.FFmpegError, OSError) as e:
+            raise output_error(e, self.path, "finishing the file") from None
+
+    def _abort(self) -> None:
+        self._closed = True
+        if self._container is not None:
+            try:
+                self._container.close()
+            except Exception:  # noqa: BLE001 - already failing; the first error is the one to report
+                pass
 
 
 def _yuv_frame(y: np.ndarray, fmt: str, bits: int, width: int, height: int, full_range: bool) -> av.VideoFrame:

@@ -25,6 +25,9 @@ import numpy as np
 __all__ = ["Levels", "scan_levels"]
 
 
+FROM_UNIT_CHUNK = 1 << 18  # values per step of `Levels.from_unit` (2 MiB of float64)
+
+
 @dataclass(frozen=True)
 class Levels:
     """Raw value `lo` maps to 0.0 and `hi` to 1.0; `bit_depth` (8 or 16) is the container's."""
@@ -77,14 +80,22 @@ class Levels:
         """
         if hasattr(x, "detach"):  # a torch tensor; avoid importing torch here
             x = x.detach().float().cpu().numpy()
-        # float64, in place in one temporary (an HR frame is megapixels, one per output frame)
-        raw = np.array(x, dtype=np.float64)
-        np.multiply(raw, self.hi - self.lo, out=raw)
-        np.add(raw, self.lo, out=raw)
-        np.rint(raw, out=raw)
+        x = np.asarray(x)
+        out = np.empty(x.shape, self.dtype)
+        src, dst = x.reshape(-1), out.reshape(-1)
         top = (1 << self.bit_depth) - 1
-        np.clip(raw, 0, top, out=raw)
-        return raw.astype(self.dtype)
+        # float64, in place in one temporary of FROM_UNIT_CHUNK values reused along the frame (a
+        # whole HR frame's would be 42 MB at 2560x2048, mapped and faulted in for every frame)
+        buf = np.empty(min(src.size, FROM_UNIT_CHUNK), np.float64)
+        for i in range(0, src.size, FROM_UNIT_CHUNK):
+            raw = buf[:min(FROM_UNIT_CHUNK, src.size - i)]
+            raw[...] = src[i:i + raw.size]
+            np.multiply(raw, self.hi - self.lo, out=raw)
+            np.add(raw, self.lo, out=raw)
+            np.rint(raw, out=raw)
+            np.clip(raw, 0, top, out=raw)
+            dst[i:i + raw.size] = raw
+        return out
 
     def to_dict(self) -> dict[str, int]:
         """JSON-able, for checkpoints and logs."""
