@@ -297,11 +297,7 @@ class VideoWriter:
         if self._audio is not None:
             self._audio.close()
             self._audio = None
-        if self._container is not None:
-            try:
-                self._container.close()
-            except Exception:  # noqa: BLE001 - already failing; the first error is the one to report
-                pass
+        _close_quietly(self._container)
 
     def __enter__(self) -> VideoWriter:
         return self
@@ -391,11 +387,17 @@ class PacketCopy:
 
     def _abort(self) -> None:
         self._closed = True
-        if self._container is not None:
-            try:
-                self._container.close()
-            except Exception:  # noqa: BLE001 - already failing; the first error is the one to report
-                pass
+        _close_quietly(self._container)
+
+
+def _close_quietly(container: Any) -> None:
+    """Close a container (or None) on the way out of a failure: an error closing it is dropped, since
+    the first error is the one to report."""
+    if container is not None:
+        try:
+            container.close()
+        except Exception:  # noqa: BLE001 - already failing; the first error is the one to report
+            pass
 
 
 def _yuv_frame(y: np.ndarray, fmt: str, bits: int, width: int, height: int, full_range: bool) -> av.VideoFrame:
