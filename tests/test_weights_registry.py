@@ -58,6 +58,35 @@ def test_every_entry_is_consistent(name):
         assert inspect_checkpoint(path).config == e.model_config()
 
 
+
+def _pixel_detail(frames: torch.Tensor) -> float:
+    """RMS of frames less their Gaussian blur (sigma 2 output pixels): detail finer than half an
+    input pixel, where a grid or checker pattern lives (benchmarks/noise_amplification.py's measure)."""
+    from theris_cli.sensor import gaussian_blur
+
+    return float((frames - gaussian_blur(frames, 2.0)).pow(2).mean().sqrt())
+
+
+def test_the_sensor_model_leaves_sensor_noise_unsharpened():
+    # a smooth scene with a Lepton's noise (the evaluation's levels): theris-small sharpens the noise
+    # into a pattern, theris-small-sensor comes out smoother than bicubic + linear
+    entry = REGISTRY["theris-small-sensor"]
+    if not registry.is_shipped_present(entry):
+        pytest.skip("theris-small-sensor.safetensors is not in this checkout")
+    from theris_cli.engine.infer import Upscaler
+    from theris_cli.eval.baselines import bicubic
+    from theris_cli.sensor import EVAL_LEVELS, degrade
+
+    h, w = 40, 48
+    y, x = torch.linspace(0, 1, h).view(h, 1), torch.linspace(0, 1, w).view(1, w)
+    scene = 0.35 + 0.2 * x + 0.1 * y + 0.15 * torch.exp(-((x - 0.5) ** 2 + (y - 0.5) ** 2) / 0.02)
+    lr = degrade(scene.expand(9, 1, h, w).clone(), dataclasses.replace(EVAL_LEVELS, bits=0), torch.Generator().manual_seed(0))
+    detail = {"bicubic": _pixel_detail(bicubic(lr))}
+    for name in ("theris-small", "theris-small-sensor"):
+        frames = list(Upscaler(load_model(name), precision="fp32").process(iter(lr)))
+        detail[name] = _pixel_detail(torch.stack(frames[: 2 * len(lr) - 1]))
+    assert detail["theris-small-sensor"] < 0.75 * detail["bicubic"] < detail["theris-small"], detail
+
 def test_shipped_folder_is_found_from_this_install():
     folder = registry.shipped_dir()
     assert (folder / "README.md").is_file()  # weights/README.md, packaged beside the checkpoints

@@ -85,6 +85,23 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         size=563072,
     ),
     ModelEntry(
+        name="theris-small-sensor",
+        description="theris-small trained on sensor noise, with a noise input: for native camera footage",
+        source="shipped",
+        config={  # theris-small's config with the noise input (network.NoiseFiLM)
+            "in_channels": 1, "dim": 24, "enc_blocks": 1, "n_blocks": 1, "d_state": 16, "expand": 2, "headdim": 24,
+            "ngroups": 1, "d_conv": 4, "chunk_size": 32, "hilbert_window": 8, "time_embed_dim": 32, "decay_bins": 8,
+            "spectral_bins": 16, "dec_dim": 12, "dec_blocks": 1, "bidirectional": False, "use_spectral_mask": True,
+            "use_thermal_prompt": True, "use_smb": True, "use_tmb": True, "use_hmb": True, "use_motion_align": True,
+            "motion_dim": 24, "motion_radius": 4, "motion_search": 6, "use_still_blend": True, "use_still_detail": True,
+            "use_noise_input": True,
+        },
+        trained=True,
+        filename="theris-small-sensor.safetensors",
+        sha256="e49da96c62f9b5ee90c3f33c730279dca26aecc93e43923d0fd7acc786804510",
+        size=565728,
+    ),
+    ModelEntry(
         name="theris-base",
         description="THERIS base, a GPU model of a few million parameters",
         source="hub",
