@@ -136,6 +136,28 @@ def test_a_changed_input_or_option_or_no_resume_starts_over_and_says_so(tmp_path
     np.testing.assert_array_equal(frames(dst), frames(whole))
 
 
+
+def test_a_resumed_run_keeps_the_tile_its_segments_were_made_with(tmp_path, monkeypatch):
+    # the tile decides the output's float rounding: a resumed run must not choose another one from
+    # whatever memory is free at its start
+    from theris_cli.engine.infer import Upscaler
+
+    src, dst = clip(tmp_path), tmp_path / "out.mkv"
+    _partial_work(tmp_path, src, dst)
+    recorded = json.loads((work_dir(dst) / MANIFEST).read_text())["tile"]
+
+    def choose(self, x, times):
+        raise AssertionError("a resumed run chose its tile again")
+
+    monkeypatch.setattr(Upscaler, "_tile_for_memory", choose)
+    res = run(src, dst)
+    assert res.resumed_frames > 0
+    assert res.tile == recorded
+    whole = tmp_path / "whole.mkv"
+    monkeypatch.undo()
+    run(src, whole)
+    np.testing.assert_array_equal(frames(dst), frames(whole))
+
 def test_no_resume_keeps_no_segments(tmp_path):
     src, dst = clip(tmp_path), tmp_path / "out.mkv"
     with pytest.raises(Crash):

@@ -245,6 +245,12 @@ class Upscaler:
         finally:
             self.model_seconds += time.perf_counter() - t0
 
+    def use_tile(self, tile: int | None) -> None:
+        """Run with ``tile`` (None: whole frames) instead of choosing one from free memory: a resumed
+        run keeps the tile its first frames were made with, so that its output does not depend on
+        how much memory was free at each start."""
+        self.tile, self._tile_chosen = tile, True
+
     def choose_tile(self, x: torch.Tensor) -> None:
         """Choose the tile now from a window x (T, C, h, w), as its first run would: before windows
         run side by side, so that no worker chooses it."""

@@ -150,7 +150,7 @@ def upscale_video(
         log.warning("%s", note)
         remove_dead_partials(dst)  # the temporary output of the interrupted run
     if work.segments and work.tile != "unset":  # the tile the frames were made with, whatever memory is free now
-        up.tile, up._tile_chosen = work.tile, True
+        up.use_tile(work.tile)
     detector = EventDetector() if opts.events else None
 
     fps_out = info.fps * opts.temporal_factor  # Fraction: 30000/1001 -> 60000/1001 exactly
