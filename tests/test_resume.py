@@ -136,7 +136,6 @@ def test_a_changed_input_or_option_or_no_resume_starts_over_and_says_so(tmp_path
     np.testing.assert_array_equal(frames(dst), frames(whole))
 
 
-
 def test_a_resumed_run_keeps_the_tile_its_segments_were_made_with(tmp_path, monkeypatch):
     # the tile decides the output's float rounding: a resumed run must not choose another one from
     # whatever memory is free at its start
@@ -157,6 +156,7 @@ def test_a_resumed_run_keeps_the_tile_its_segments_were_made_with(tmp_path, monk
     monkeypatch.undo()
     run(src, whole)
     np.testing.assert_array_equal(frames(dst), frames(whole))
+
 
 def test_no_resume_keeps_no_segments(tmp_path):
     src, dst = clip(tmp_path), tmp_path / "out.mkv"
