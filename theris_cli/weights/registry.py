@@ -98,8 +98,8 @@ _ENTRIES: tuple[ModelEntry, ...] = (
         },
         trained=True,
         filename="theris-small-sensor.safetensors",
-        sha256="e49da96c62f9b5ee90c3f33c730279dca26aecc93e43923d0fd7acc786804510",
-        size=565728,
+        sha256="495e5acc4d5d83359088a33da349096e87ac7932159c9f8774dce3df57ddb6f4",
+        size=564328,
     ),
     ModelEntry(
         name="theris-base",
