@@ -20,6 +20,7 @@ from theris_cli.weights import (
     complete_weights,
     default_model,
     inspect_checkpoint,
+    load_checkpoint,
     load_model,
     save_checkpoint,
 )
@@ -177,3 +178,66 @@ def test_hash_tool_refuses_other_files(tmp_path, capsys):
     path.write_bytes(b"not a checkpoint at all")
     assert tool_main(["--hash", str(path)]) == 1
     assert "error:" in capsys.readouterr().err
+
+
+def _tiny(seed: int, **changes):
+    """The tiny network with `changes` to its config, every weight drawn from `seed` (the noise input's
+    too, so that a fine-tune is told apart from a fresh part)."""
+    from theris_cli.model import THERIS
+
+    torch.manual_seed(seed)
+    net = THERIS(dataclasses.replace(PRESETS["tiny"], **changes))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return net.eval()
+
+
+def _run(net, x):
+    with torch.no_grad():
+        return net(x, torch.tensor([0.0, 0.5, 1.0]))
+
+
+def test_blend_tool_moves_a_fine_tune_back_towards_its_base(tmp_path, capsys):
+    base = save_checkpoint(tmp_path / "base.safetensors", _tiny(0))
+    tuned_net = _tiny(1, use_noise_input=True)  # a fine-tune that added the noise input
+    tuned = save_checkpoint(tmp_path / "tuned.safetensors", tuned_net)
+    out = tmp_path / "blend.safetensors"
+    x = torch.rand(1, 2, 1, 8, 8)
+
+    assert tool_main(["--blend", str(base), str(tuned), str(out), "--weight", "0"]) == 0
+    assert f'sha256="{sha256_file(out)}"' in capsys.readouterr().out
+    blend = load_model(str(out))
+    assert blend.config.use_noise_input and blend.weights_info.trained
+    torch.testing.assert_close(_run(blend, x), _run(load_model(str(base)), x))  # weight 0: the base's function
+
+    assert tool_main(["--blend", str(base), str(tuned), str(out), "--weight", "0.25"]) == 0
+    state, a, b = load_model(str(out)).state_dict(), load_model(str(base)).state_dict(), tuned_net.state_dict()
+    name = next(k for k in a if a[k].is_floating_point() and not torch.equal(a[k], b[k]))
+    torch.testing.assert_close(state[name], 0.75 * a[name] + 0.25 * b[name])
+    film = next(k for k in b if k not in a)
+    torch.testing.assert_close(state[film], 0.25 * b[film])  # the noise input from zero
+    meta = load_checkpoint(out).metadata["blend"]
+    assert meta["weight"] == 0.25 and meta["base"] == "base.safetensors"
+
+
+@pytest.mark.parametrize("case,message", [
+    ("not its base", "does not start at zero"),
+    ("base has more", "lacks"),
+    ("weight", "must lie in 0..1"),
+    ("no weight", "--blend needs --weight"),
+])
+def test_blend_tool_refuses_what_is_not_a_fine_tune_of_its_base(tmp_path, capsys, case, message):
+    base = save_checkpoint(tmp_path / "base.safetensors", _tiny(0))
+    tuned = save_checkpoint(tmp_path / "tuned.safetensors", _tiny(1, use_motion_align=True, motion_dim=8))
+    args = ["--blend", str(base), str(tuned), str(tmp_path / "out.safetensors"), "--weight", "0.5"]
+    if case == "base has more":
+        args[1:3] = [str(tuned), str(base)]
+    elif case == "weight":
+        args[-1] = "1.5"
+    elif case == "no weight":
+        args = args[:-2]
+    assert tool_main(args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and message in err, err
+    assert not (tmp_path / "out.safetensors").exists()

@@ -4,6 +4,8 @@
     python -m theris_cli.weights --export runs/x/best.safetensors weights/theris-small.safetensors
     python -m theris_cli.weights --export runs/x/best.safetensors weights/theris-small.safetensors \
         --set use_still_blend=true --set use_still_detail=true --set motion_search=6
+    python -m theris_cli.weights --blend weights/theris-small.safetensors runs/x/best.safetensors OUT.safetensors \
+        --weight 0.7
 """
 
 from __future__ import annotations
@@ -77,6 +79,15 @@ def export_command(src: Path, dst: Path, changes: dict[str, bool | int] | None =
     return hash_command(dst)
 
 
+def blend_command(base: Path, tuned: Path, dst: Path, weight: float) -> int:
+    """Blend a fine-tune with the network it started from, then print the result's registry fields."""
+    from theris_cli.weights.checkpoint import blend_checkpoints
+
+    blend_checkpoints(base, tuned, dst, weight)
+    print(f"wrote {dst}: {1 - weight:g} x {base} + {weight:g} x {tuned}, in the config and metadata of {tuned}\n")
+    return hash_command(dst)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m theris_cli.weights", description=__doc__.splitlines()[0])
     group = parser.add_mutually_exclusive_group(required=True)
@@ -85,6 +96,11 @@ def main(argv: list[str] | None = None) -> int:
         "--export", type=Path, nargs=2, metavar=("SRC", "DST"),
         help="copy a training checkpoint without its extra tensors (optimizer state), then print its fields",
     )
+    group.add_argument(
+        "--blend", type=Path, nargs=3, metavar=("BASE", "TUNED", "DST"),
+        help="write (1 - w) x BASE + w x TUNED (w: --weight), TUNED a fine-tune of BASE, then print its fields",
+    )
+    parser.add_argument("--weight", type=float, metavar="W", help="with --blend: the fine-tune's share, 0..1")
     parser.add_argument(
         "--set", action="append", default=[], metavar="NAME=VALUE",
         help="with --export: set a config field of a part without weights (use_still_blend, use_still_detail, "
@@ -92,10 +108,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
+        if args.set and args.export is None:
+            raise WeightsError("--set goes with --export")
+        if (args.weight is None) != (args.blend is None):
+            raise WeightsError("--blend needs --weight, and --weight goes with --blend")
         if args.hash is not None:
-            if args.set:
-                raise WeightsError("--set goes with --export")
             return hash_command(args.hash)
+        if args.blend is not None:
+            return blend_command(*args.blend, args.weight)
         return export_command(*args.export, parse_changes(args.set))
     except WeightsError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -232,6 +232,13 @@ def export_checkpoint(src, dst, changes: dict[str, bool | int] | None = None) ->
         except ValueError as e:
             raise WeightsError(f"cannot export {src} with {changes}: {e}") from None
         meta["config_changes"] = {**meta.get("config_changes", {}), **changes}
+    return write_checkpoint(dst, config, ck.state_dict, _shippable(meta))
+
+
+def _shippable(meta: dict) -> dict:
+    """Training metadata without the paths of this machine that training recorded to resume (clip
+    names stay), with the contract the training settings imply."""
+    meta = dict(meta)
     if isinstance(meta.get("data"), dict):
         meta["data"] = {k: v for k, v in meta["data"].items() if k not in ("paths", "val_paths", "exclude")}
     if isinstance(meta.get("train"), dict) and isinstance(meta["train"].get("data"), dict):
@@ -239,7 +246,52 @@ def export_checkpoint(src, dst, changes: dict[str, bool | int] | None = None) ->
     contract = contract_of(meta)
     if contract is not None:
         meta["contract"] = contract
-    return write_checkpoint(dst, config, ck.state_dict, meta)
+    return meta
+
+
+def blend_checkpoints(base, tuned, dst, weight: float) -> Path:
+    """Write the weights (1 - weight) * base + weight * tuned: a fine-tuned network (`tuned`) moved
+    back part of the way to the network it was fine-tuned from (`base`), in its config and metadata
+    (exported as `export_checkpoint` does), the blend recorded under "blend".
+
+    Between the two, such a blend often keeps more of the base's skill than the fine-tune does while
+    keeping most of what the fine-tune learned. Parts `tuned` has and `base` lacks (the noise input)
+    count in `base` as their initial values, which must be zero: a part that starts at zero leaves
+    the network's function as it is, so `base` in `tuned`'s config is the base network itself."""
+    import torch
+
+    from theris_cli.model import THERIS
+
+    if not 0.0 <= weight <= 1.0:
+        raise WeightsError(f"the blend's weight must lie in 0..1, got {weight}")
+    a, b = load_checkpoint(base), load_checkpoint(tuned)
+    fresh = THERIS(b.config).state_dict()
+    extra = sorted(set(a.state_dict) - set(b.state_dict))
+    if extra:
+        raise WeightsError(f"{base} has weights {tuned} lacks ({extra[0]}, ...): blend a network with one "
+                           "fine-tuned from it")
+    blended = {}
+    for name, t in b.state_dict.items():
+        if name in a.state_dict:
+            s = a.state_dict[name]
+        elif name in fresh and not fresh[name].any():
+            s = torch.zeros_like(t)
+        else:
+            raise WeightsError(f"{base} lacks {name}, which does not start at zero: its network is not the "
+                               f"base of {tuned}")
+        if s.shape != t.shape or s.dtype != t.dtype:
+            raise WeightsError(f"{name} is {tuple(s.shape)} {s.dtype} in {base}, {tuple(t.shape)} {t.dtype} in "
+                               f"{tuned}: blend a network with one fine-tuned from it")
+        if not t.is_floating_point():
+            if not torch.equal(s, t):
+                raise WeightsError(f"{name} differs between {base} and {tuned} and cannot be blended")
+            blended[name] = t
+        else:
+            blended[name] = torch.lerp(s.float(), t.float(), weight).to(t.dtype)
+    meta = _shippable(b.metadata)
+    meta["blend"] = {"base": Path(base).name, "base_tensor_sha256": tensor_digest(a.state_dict),
+                     "tuned_tensor_sha256": tensor_digest(b.state_dict), "weight": weight}
+    return write_checkpoint(dst, b.config, blended, meta)
 
 
 # --- reading -----------------------------------------------------------------------------------
