@@ -178,3 +178,24 @@ def test_add_weighted_is_the_sum_of_the_rounded_product():
     add_weighted(acc, pred, 0.3)
     assert torch.equal(acc, expected)
 
+
+def test_final_frames_are_handed_on_before_the_next_window_runs():
+    """Outputs no later window predicts are not held while the model runs: before a window's model
+    call, every output up to its start has been handed on (memory: one output frame is held, not a
+    window's)."""
+    frames = [torch.rand(1, 6, 8, generator=torch.Generator().manual_seed(i)) for i in range(11)]
+    handed_on = [0]
+    seen = []  # (window start in input frames, outputs handed on at its model call)
+
+    class Counting(Smooth):
+        def forward(self, x, times):
+            seen.append(handed_on[0])
+            return super().forward(x, times)
+
+    up = Upscaler(Counting(), window=4)
+    for _ in upscale_marked(up, ((f, "new") for f in frames)):
+        handed_on[0] += 1
+    starts = [w.start for w in plan_windows(len(frames), 4)]
+    assert len(seen) == len(starts) == 5 and handed_on[0] == 22
+    for start, n in zip(starts[1:], seen[1:]):
+        assert n == 2 * start + 1  # output times 0 .. start: the window gives its first frame weight 0

@@ -172,6 +172,10 @@ class _Run:
             x = torch.stack([scene.buf[i] for i in range(w.start, w.end + 1)])  # (T, C, h, w)
             taus = sorted({tau for _, tau, _ in targets})
             if self.pool is None:
+                # outputs before this window's first are final: it and every later window predict
+                # only later times (a window starts after the one before it). Handed on before the
+                # model runs, they are written while it runs instead of waiting in the sums.
+                yield from self._pop(targets[0][0])
                 self._add(targets, self._predict(x, taus))
             else:
                 self.up.choose_tile(x)  # before any worker reads it
