@@ -276,7 +276,8 @@ def decode_units(net: nn.Module, x: torch.Tensor, times: torch.Tensor, z: torch.
                 still_blend(x, at_host, band, noise, (r0, r1))
             if detail:
                 still_detail(x, lin, at_host, band, noise, (r0, r1))
-            y[:, :, :, SCALE * r0:SCALE * r1] = band[:, picks]
+            for k, i in enumerate(picks):  # frame by frame: band[:, picks] would be a copy of them all
+                y[:, k, :, SCALE * r0:SCALE * r1] = band[:, i]
         done(r1 - halo)  # the next band reads from its first row less the halo
     return y
 
