@@ -14,7 +14,8 @@ from clips import scene_frames, shutter_event, write_clip, written_twice
 from standins import NearestLinear, Smooth
 from theris_cli.engine.infer import Upscaler
 from theris_cli.engine.pipeline import upscale_video
-from theris_cli.engine.samples import upscale_marked
+from theris_cli.engine.samples import _Run, add_weighted, upscale_marked
+from theris_cli.engine.windows import plan_windows
 from theris_cli.video import read_frames
 
 H, W = 24, 32
@@ -131,3 +132,70 @@ def test_windows_on_several_workers_give_the_same_frames_with_repeats_and_breaks
     assert len(one) == len(several) == 2 * len(frames) - skip and ran1 == ran3
     for a, b in zip(one, several):
         assert torch.equal(a, b)
+
+
+class _CopyingSums(_Run):
+    """The blend with a new tensor for every product, sum and quotient: the reference the in-place
+    sums of `_Run` must equal to the bit."""
+
+    def _add(self, targets, preds):
+        self.up.windows_run += 1
+        for m, tau, weight in targets:
+            if m < self.skip:
+                continue
+            p = preds[tau].float() * weight
+            self.num[m] = self.num[m] + p if m in self.num else p
+            self.den[m] = self.den.get(m, 0.0) + weight
+
+    def _pop(self, limit):
+        while self.next_out < limit:
+            m = self.next_out
+            self.next_out += 1
+            if m >= self.skip:
+                yield self.num.pop(m) / self.den.pop(m)
+
+
+@pytest.mark.parametrize("skip", [0, 5])
+def test_the_in_place_sums_are_the_copying_blend_to_the_bit(skip):
+    """Held outputs (repeats) have sums of their own, changed in place: none leaks into another."""
+    g = torch.Generator().manual_seed(5)
+    frames = [torch.rand(1, 12, 16, generator=g) for _ in range(15)]
+    marks = ["new", "repeat", "repeat", "new", "new", "new", "splice", "new", "new", "repeat", "new",
+             "new", "new", "repeat", "new"]
+    up = Upscaler(Smooth(), window=4)
+    ours = list(upscale_marked(up, zip(frames, marks), skip=skip))
+    copying = list(_CopyingSums(Upscaler(Smooth(), window=4), skip).process(zip(frames, marks)))
+    assert len(ours) == len(copying) == 2 * len(frames) - skip
+    for a, b in zip(ours, copying):
+        assert torch.equal(a, b)
+    assert len({a.data_ptr() for a in ours}) == len(ours)  # every frame handed on is its own
+
+
+def test_add_weighted_is_the_sum_of_the_rounded_product():
+    g = torch.Generator().manual_seed(0)
+    acc, pred = torch.rand(2, 150, 37, generator=g), torch.rand(2, 150, 37, generator=g)  # rows: not a multiple of a band
+    expected = acc + pred * 0.3
+    add_weighted(acc, pred, 0.3)
+    assert torch.equal(acc, expected)
+
+
+def test_final_frames_are_handed_on_before_the_next_window_runs():
+    """Outputs no later window predicts are not held while the model runs: before a window's model
+    call, every output up to its start has been handed on (memory: one output frame is held, not a
+    window's)."""
+    frames = [torch.rand(1, 6, 8, generator=torch.Generator().manual_seed(i)) for i in range(11)]
+    handed_on = [0]
+    seen = []  # (window start in input frames, outputs handed on at its model call)
+
+    class Counting(Smooth):
+        def forward(self, x, times):
+            seen.append(handed_on[0])
+            return super().forward(x, times)
+
+    up = Upscaler(Counting(), window=4)
+    for _ in upscale_marked(up, ((f, "new") for f in frames)):
+        handed_on[0] += 1
+    starts = [w.start for w in plan_windows(len(frames), 4)]
+    assert len(seen) == len(starts) == 5 and handed_on[0] == 22
+    for start, n in zip(starts[1:], seen[1:]):
+        assert n == 2 * start + 1  # output times 0 .. start: the window gives its first frame weight 0

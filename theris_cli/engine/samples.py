@@ -43,6 +43,7 @@ from theris_cli.engine.events import BREAKS, REPEAT
 from theris_cli.engine.windows import Window, frame_shape, local_times, plan_windows, time_weight
 
 MAX_SPAN = 4  # file frames over which a sample moves to the next (recorders repeat a frame 2-3x)
+_ADD_ROWS = 64  # output rows per step of `add_weighted`: its temporary is a band, not a frame
 
 
 class _Scene:
@@ -171,6 +172,10 @@ class _Run:
             x = torch.stack([scene.buf[i] for i in range(w.start, w.end + 1)])  # (T, C, h, w)
             taus = sorted({tau for _, tau, _ in targets})
             if self.pool is None:
+                # outputs before this window's first are final: it and every later window predict
+                # only later times (a window starts after the one before it). Handed on before the
+                # model runs, they are written while it runs instead of waiting in the sums.
+                yield from self._pop(targets[0][0])
                 self._add(targets, self._predict(x, taus))
             else:
                 self.up.choose_tile(x)  # before any worker reads it
@@ -201,21 +206,29 @@ class _Run:
             yield from self._pop(limit)
 
     def _add(self, targets: list[tuple[int, Fraction, float]], preds: dict[Fraction, torch.Tensor]) -> None:
-        """A window's predictions into the running sums of its output frames."""
+        """A window's predictions into the running sums of its output frames.
+
+        Every output frame has one sum of its own, made by its first prediction and added to in
+        place; `_pop` divides it in place and hands it on. So a window allocates a frame only for
+        each output frame it starts, never a frame-sized temporary: these are the largest buffers
+        the process makes often, and every temporary one would leave a hole in the heap that the
+        next window's buffers fragment (`hugepages.keep_freed_memory` keeps the heap)."""
         self.up.windows_run += 1
         weighted: dict[tuple[Fraction, float], torch.Tensor] = {}
         for m, tau, weight in targets:
             if m < self.skip:
                 continue
+            if m in self.num:
+                add_weighted(self.num[m], preds[tau], weight)
+                self.den[m] += weight
+                continue
             p = weighted.get((tau, weight))
             if p is None:
                 p = weighted[(tau, weight)] = preds[tau].float() * weight
-            if m in self.num:
-                self.num[m] = self.num[m] + p  # not in place: held outputs share one tensor
-                self.den[m] += weight
             else:
-                self.num[m] = p
-                self.den[m] = weight
+                p = p.clone()  # a held output: every sum is changed in place later
+            self.num[m] = p
+            self.den[m] = weight
 
     def _predict(self, x: torch.Tensor, taus: list[Fraction]) -> dict[Fraction, torch.Tensor]:
         """The model's frames at window-local sample times ``taus``: every call is given the window's
@@ -243,4 +256,13 @@ class _Run:
                 continue
             if m not in self.num:
                 raise RuntimeError(f"output frame {m} was never predicted")
-            yield (self.num.pop(m) / self.den.pop(m)).cpu()
+            yield self.num.pop(m).div_(self.den.pop(m)).cpu()  # its own sum (`_add`): no copy
+
+
+def add_weighted(acc: torch.Tensor, pred: torch.Tensor, weight: float) -> None:
+    """acc += pred * weight, in place, in bands of rows: acc and pred (C, H, W). The same values as
+    ``acc + pred.float() * weight`` (the product is rounded to float32 before the sum, as there),
+    without a frame-sized temporary."""
+    for r in range(0, acc.shape[-2], _ADD_ROWS):
+        rows = slice(r, r + _ADD_ROWS)
+        acc[..., rows, :] += pred[..., rows, :].float() * weight
