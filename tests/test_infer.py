@@ -385,26 +385,3 @@ def test_released_pages_are_the_whole_pages_inside_a_slice_only():
     assert bool((flat[~inside] == 1).all())  # the rest, the slice's partial pages too, untouched
     assert hugepages.release_pages(t[0, :10])  # less than a page: nothing to release
     assert float(t[0, :10].sum()) == 10
-
-
-def test_freed_heap_memory_goes_back_to_the_kernel_where_asked():
-    """`release_free_heap` hands back what `keep_freed_memory` keeps: memory freed by one stage is
-    not resident while the next stage fills its feature maps."""
-    import platform
-    import sys
-
-    from theris_cli.engine import hugepages
-    from theris_cli.engine.memory import resident
-
-    if not (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"):
-        assert hugepages.release_free_heap() is False
-        return
-    hugepages.keep_freed_memory()
-    blocks = [torch.ones(2**20 // 4) for _ in range(96)]  # 96 MiB in 1 MiB blocks: from the heap, touched
-    held = resident()
-    del blocks
-    kept = resident()  # freed, but kept by malloc
-    assert hugepages.release_free_heap() is True
-    released = resident()
-    assert kept > held - 32 * 2**20  # the freed blocks stayed in the heap
-    assert released < kept - 64 * 2**20

@@ -1,7 +1,6 @@
 """Allocator settings for large temporaries: freed memory kept by malloc (`keep_freed_memory`),
-pages of a buffer handed back while it is being read for the last time (`release_pages`), free
-memory handed back where the next stage's feature maps are about to fill it (`release_free_heap`),
-and transparent huge pages for PyTorch's CPU allocator only where the user asks for them.
+pages of a buffer handed back while it is being read for the last time (`release_pages`), and
+transparent huge pages for PyTorch's CPU allocator only where the user asks for them.
 
 An upscaling window allocates and frees feature maps of hundreds of MiB and thousands of smaller
 buffers; every block that goes back to the kernel is page-faulted in again at its next use (system
@@ -81,36 +80,6 @@ def keep_freed_memory(pixels: int = 0) -> bool:
         _threshold = want
         return True
     return False
-
-
-_malloc_trim = None
-
-
-def release_free_heap() -> bool:
-    """Hand the free pages of malloc's heap back to the kernel now (glibc's malloc_trim); True where
-    done (glibc), False elsewhere (nothing changes).
-
-    `keep_freed_memory` keeps the heap at the largest size it ever had, so the resident peak
-    would be the heap's largest size plus the largest feature maps, although the two are never
-    needed at once: a stage's many temporaries (the motion alignment's, the TSSMs' work units) are
-    free by the time the next stage fills its maps. Called at those points (`units.forward_units`),
-    twice a window: the pages that the following stages touch again are faulted in once more (more
-    system time), the price of the lower peak; within a stage the heap is still kept."""
-    global _malloc_trim
-    if not sys.platform.startswith("linux"):
-        return False
-    if _malloc_trim is None:
-        import ctypes
-        import ctypes.util
-
-        try:
-            trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-        except (OSError, AttributeError):  # musl and others without malloc_trim
-            return False
-        trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-        _malloc_trim = trim
-    _malloc_trim(0)
-    return True
 
 
 _MADV_DONTNEED = 4  # madvise(2): drop the pages' contents; a later touch maps zeroed pages

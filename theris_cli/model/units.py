@@ -34,7 +34,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from theris_cli.engine.hugepages import release_free_heap, release_pages
+from theris_cli.engine.hugepages import release_pages
 from theris_cli.model.config import SCALE
 from theris_cli.model.folds import bicubic_up, fold_shuffle_into_conv_2x2, shuffle_subpixel_major, subpixel_major
 from theris_cli.model.motion import aligned_blend, warp
@@ -141,8 +141,6 @@ def forward_units(net: nn.Module, x: torch.Tensor, times: torch.Tensor, keep: Op
                 motion.match.float()    # (`MotionAlign._matched`)
             pair_v = motion.velocities(x, feats.permute(0, 1, 4, 2, 3).to(lowp)).float()
         v = net.motion.at_times(pair_v, times)
-        del pair_v
-        release_free_heap()  # the alignment's temporaries: interp is filled next (`release_free_heap`)
         aligned_mix_into(feats, mix, v, times, interp)
     del feats
     # The long skip is read by the decoder only, in its dtype: under bfloat16 a bfloat16 copy of
@@ -155,7 +153,6 @@ def forward_units(net: nn.Module, x: torch.Tensor, times: torch.Tensor, keep: Op
     del interp
     if film is not None:  # in place, unless z is still the long skip (no TSSMs)
         z = (z.mul if z is skip else z.mul_)(film[2].view(B, 1, 1, 1, dim)).add_(film[3].view(B, 1, 1, 1, dim))
-    release_free_heap()  # the TSSMs' work units: the output frames are filled next
     return decode_units(net, x, times, z, skip, keep, v, lowp, still, noise, release=True)
 
 def aligned_mix_into(feats: torch.Tensor, mix: torch.Tensor, v: torch.Tensor, times: torch.Tensor,
