@@ -265,7 +265,8 @@ def blend_checkpoints(base, tuned, dst, weight: float) -> Path:
     if not 0.0 <= weight <= 1.0:
         raise WeightsError(f"the blend's weight must lie in 0..1, got {weight}")
     a, b = load_checkpoint(base), load_checkpoint(tuned)
-    fresh = THERIS(b.config).state_dict()
+    with torch.random.fork_rng():  # the caller's random state is left as it was
+        fresh = THERIS(b.config).state_dict()
     extra = sorted(set(a.state_dict) - set(b.state_dict))
     if extra:
         raise WeightsError(f"{base} has weights {tuned} lacks ({extra[0]}, ...): blend a network with one "
