@@ -32,6 +32,7 @@ import torch
 from theris_cli.devices import resolve_device, resolve_precision
 from theris_cli.errors import DeviceError
 from theris_cli.model.config import SCALE  # HR pixels per LR pixel: the network's fixed factor
+from theris_cli.model.motion import PairMemo
 from theris_cli.engine.hugepages import keep_freed_memory
 from theris_cli.engine.memory import (
     available_memory,
@@ -104,6 +105,7 @@ class Upscaler:
             self._takes_keep = False
         self.windows_run = 0
         self.oom_retries = 0
+        self.pairs_reused = 0  # motion pairs taken from the window before (`motion.PairMemo`)
         self.model_seconds = 0.0  # wall time inside run_window (model and tile blending)
         # CPU: windows run side by side, one per core, each at one thread (`process`). The work
         # units are cache-sized, which one core keeps busy; split across cores, each unit's ops
@@ -119,16 +121,33 @@ class Upscaler:
         frames are held, whatever the length. A window is run once the frame after it has arrived
         (or the stream has ended), so that it is known whether the window is the video's last.
         """
-        if self.workers > 1:
-            yield from self._process_parallel(frames)
+        with self.pair_memo():
+            if self.workers > 1:
+                yield from self._process_parallel(frames)
+                return
+            blender = TemporalBlender(self.factor)
+            n = 0  # input frames in the windows run so far
+            for w, first, last, x in self._windows(frames):
+                yield from self._run(w, x, blender, first, last)
+                n = w.end + 1
+            if n:
+                yield from blender.finish(n)
+
+    @contextlib.contextmanager
+    def pair_memo(self):
+        """While one stream runs, the network keeps each window's last pair of frames' motion for
+        the next window, which starts with it (`motion.PairMemo`; the same velocities, not computed
+        twice). Only for that stream: afterwards the network holds none (its weights may change).
+        One pair a window in flight: the next window to start reads the last one started."""
+        if getattr(self.model, "motion", None) is None or getattr(self.model, "pair_memo", 0) is not None:
+            yield  # no motion part, not a THERIS, or a stream around this one keeps the memo
             return
-        blender = TemporalBlender(self.factor)
-        n = 0  # input frames in the windows run so far
-        for w, first, last, x in self._windows(frames):
-            yield from self._run(w, x, blender, first, last)
-            n = w.end + 1
-        if n:
-            yield from blender.finish(n)
+        memo = self.model.pair_memo = PairMemo(capacity=self.workers)
+        try:
+            yield
+        finally:
+            self.model.pair_memo = None
+            self.pairs_reused += memo.hits
 
     def _windows(self, frames: Iterable[torch.Tensor]) -> Iterator[tuple[Window, bool, bool, torch.Tensor]]:
         """(window, first, last, its frames (T, C, h, w)) in window order, each as soon as it is

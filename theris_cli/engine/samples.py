@@ -75,7 +75,8 @@ class _Scene:
 def upscale_marked(up, frames: Iterable[tuple[torch.Tensor, str]], skip: int = 0) -> Iterator[torch.Tensor]:
     """Frames (C, h, w) with their marks in -> ``up.factor`` output frames (C, 4h, 4w) per input
     frame, float32 on the CPU, in output order from output frame ``skip`` on. ``up``: an Upscaler."""
-    yield from _Run(up, skip).process(frames)
+    with up.pair_memo():  # a window's last pair of frames is the next one's first: its motion is kept
+        yield from _Run(up, skip).process(frames)
 
 
 class _Run:

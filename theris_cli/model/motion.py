@@ -21,6 +21,7 @@ velocities start from a matching estimate instead (`MotionAlign`), which counts 
 from __future__ import annotations
 
 import math
+import threading
 
 import torch
 import torch.nn as nn
@@ -31,6 +32,47 @@ MATCH_DIM = 16  # channels of the features the matching compares
 MATCH_STRIDE = 2  # the matching works at 1/MATCH_STRIDE of the LR frame: MATCH_STRIDE x the reach per offset
 MATCH_TEMPERATURE = 50.0  # initial sharpness of the matching's soft argmax (cosine similarity x this)
 SEARCH_MARGIN = 0.05  # cosine similarity an offset beyond the cost volume must beat the ones inside it by
+
+
+class PairMemo:
+    """The velocities of the last few pairs of frames, for the windows after them.
+
+    `theris upscale` runs windows of 4 input frames 2 frames apart, so each window's first pair of
+    frames is the last pair of the window before it. A pair's velocities depend on its two frames
+    alone (and on the network), so the next window can take them as they are instead of running
+    the matching and the CNN on that pair again (a third of `MotionAlign.velocities`). Pairs are
+    found by their frames' values, not by position, so repeated frames, splices and tiles can never
+    get another pair's velocities; ``tag`` holds what else they were computed with (dtypes).
+    Thread-safe: windows that run side by side share one. Holds ``capacity`` pairs (two frames
+    and a velocity field each, at LR), the oldest dropped first."""
+
+    def __init__(self, capacity: int = 2):
+        self.capacity = max(1, capacity)
+        self.hits = 0  # pairs taken from here instead of computed
+        self._pairs: list[tuple] = []  # (tag, first frame, second frame, velocities), oldest first
+        self._lock = threading.Lock()
+
+    def get(self, tag, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor | None:
+        """The velocities (2, H, W) put for frames equal to ``first`` and ``second`` (C, H, W) under
+        ``tag``, or None."""
+        with self._lock:
+            for t, a, b, v in self._pairs:
+                if (t == tag and a.shape == first.shape and a.device == first.device
+                        and torch.equal(a, first) and torch.equal(b, second)):
+                    self.hits += 1
+                    return v
+        return None
+
+    def put(self, tag, first: torch.Tensor, second: torch.Tensor, v: torch.Tensor) -> None:
+        """Keep the velocities ``v`` (2, H, W) of the pair ``first``, ``second`` (copies of all three)."""
+        entry = (tag, first.clone(), second.clone(), v.clone())
+        with self._lock:
+            self._pairs.append(entry)
+            del self._pairs[:-self.capacity]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._pairs.clear()
 
 
 class MotionAlign(nn.Module):
@@ -73,9 +115,13 @@ class MotionAlign(nn.Module):
             nn.init.zeros_(self.cost_in.weight)  # the CNN starts as it was without the cost volume
             nn.init.zeros_(self.cost_in.bias)
 
-    def velocities(self, x: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
+    def velocities(self, x: torch.Tensor, feats: torch.Tensor, memo: "PairMemo | None" = None) -> torch.Tensor:
         """x (B, T, C, H, W) frames, feats (B, T, dim, H, W) their encoder features (any strides)
-        -> (B, T-1, 2, H, W): (dx, dy) in LR pixels per input frame for each pair (t, t+1)."""
+        -> (B, T-1, 2, H, W): (dx, dy) in LR pixels per input frame for each pair (t, t+1).
+
+        memo (inference only): a pair found there is not computed again, and the last pair is put
+        there, for the next window, which starts with it (`PairMemo`). ``feats`` must then be the
+        encoder's features of the frames alone, as every window computes them."""
         B, T, C, H, W = x.shape
         if T < 2:
             return x.new_zeros(B, 0, 2, H, W)
@@ -83,12 +129,25 @@ class MotionAlign(nn.Module):
             # inference: pair by pair (each pair's velocities are its own), so the pairs, their
             # cost volumes and the CNN's maps are one pair's, not all of them at once
             out = torch.empty(B, T - 1, 2, H, W, dtype=x.dtype, device=x.device)
-            g = self._match_features(x, feats) if self.radius > 0 else None
+            tag = (feats.dtype, self.down.weight.dtype)
+            known = {} if memo is None else {
+                (b, t): v for b in range(B) for t in range(T - 1)
+                if (v := memo.get(tag, x[b, t], x[b, t + 1])) is not None}
+            todo = [(b, t) for b in range(B) for t in range(T - 1) if (b, t) not in known]
+            g, lo = None, 0
+            if self.radius > 0 and todo:  # the matching's features of the frames the pairs to do read
+                lo, hi = min(t for _, t in todo), max(t for _, t in todo) + 2
+                g = self._match_features(x[:, lo:hi], feats[:, lo:hi])
             for b in range(B):
                 for t in range(T - 1):
+                    if (b, t) in known:
+                        out[b, t] = known[(b, t)]
+                        continue
                     two = slice(t, t + 2)
                     out[b, t] = self._velocities(x[b:b + 1, two], feats[b:b + 1, two],
-                                                 None if g is None else g[b:b + 1, two])[0, 0]
+                                                 None if g is None else g[b:b + 1, t - lo:t - lo + 2])[0, 0]
+                    if memo is not None and t == T - 2:
+                        memo.put(tag, x[b, t], x[b, t + 1], out[b, t])
             return out
         return self._velocities(x, feats, None)
 

@@ -108,6 +108,9 @@ class THERIS(nn.Module):
         super().__init__()
         self.config = c = config
         self.use_work_units = True  # CPU inference in work units (model/units.py); not saved with the weights
+        # the motion alignment's velocities of pairs shared by overlapping windows, kept from one
+        # window for the next (`motion.PairMemo`): set by whoever runs the windows (engine/infer.py)
+        self.pair_memo = None
         self.encoder = Encoder(c.in_channels, c.dim, c.enc_blocks)
         self.motion = (MotionAlign(c.in_channels, c.dim, c.motion_dim, c.motion_radius, c.motion_search)
                        if c.use_motion_align else None)

@@ -133,13 +133,16 @@ def forward_units(net: nn.Module, x: torch.Tensor, times: torch.Tensor, keep: Op
             for t in rest:
                 out.addcmul_(feats[:, t], mix[i, t])
     else:
+        # pairs shared with the window before are taken from the network's memo (`PairMemo`),
+        # while the features are the encoder's alone (the noise input's gains are the window's)
+        memo = getattr(net, "pair_memo", None) if film is None else None
         if lowp is None:
-            pair_v = net.motion.velocities(x, feats.permute(0, 1, 4, 2, 3))
+            pair_v = net.motion.velocities(x, feats.permute(0, 1, 4, 2, 3), memo)
         else:
             motion = _in_dtype(net.motion, lowp)
             if net.motion.radius > 0:  # the matching conv in float32, on the float32 frames
                 motion.match.float()    # (`MotionAlign._matched`)
-            pair_v = motion.velocities(x, feats.permute(0, 1, 4, 2, 3).to(lowp)).float()
+            pair_v = motion.velocities(x, feats.permute(0, 1, 4, 2, 3).to(lowp), memo).float()
         v = net.motion.at_times(pair_v, times)
         aligned_mix_into(feats, mix, v, times, interp)
     del feats
