@@ -55,8 +55,8 @@ def test_shared_pairs_are_reused_with_the_same_frames_to_the_bit(monkeypatch, wo
     net = _net()
     reused = Upscaler(net, window=4, precision=precision)
     out = run(reused)
-    # windows side by side start together: a window may have to compute the pair itself when the one
-    # before has not yet, with the same result
+    # windows side by side start together: a window computes the pair itself where the one before
+    # has not yet, with the same result
     assert reused.pairs_reused == 3 if workers == 1 else 0 <= reused.pairs_reused <= 3
     assert net.pair_memo is None  # the network keeps no motion once the stream has ended
     with monkeypatch.context() as m:

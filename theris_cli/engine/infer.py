@@ -138,11 +138,12 @@ class Upscaler:
         """While one stream runs, the network keeps each window's last pair of frames' motion for
         the next window, which starts with it (`motion.PairMemo`; the same velocities, not computed
         twice). Only for that stream: afterwards the network holds none (its weights may change).
-        One pair a window in flight: the next window to start reads the last one started."""
+        A pair for each window in flight and one more: a window puts its own last pair before it
+        looks for its first, the last pair of the window started before it."""
         if getattr(self.model, "motion", None) is None or getattr(self.model, "pair_memo", 0) is not None:
             yield  # no motion part, not a THERIS, or a stream around this one keeps the memo
             return
-        memo = self.model.pair_memo = PairMemo(capacity=self.workers)
+        memo = self.model.pair_memo = PairMemo(capacity=self.workers + 1)
         try:
             yield
         finally:

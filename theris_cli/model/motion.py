@@ -130,22 +130,21 @@ class MotionAlign(nn.Module):
             # cost volumes and the CNN's maps are one pair's, not all of them at once
             out = torch.empty(B, T - 1, 2, H, W, dtype=x.dtype, device=x.device)
             tag = (feats.dtype, self.down.weight.dtype)
-            known = {} if memo is None else {
-                (b, t): v for b in range(B) for t in range(T - 1)
-                if (v := memo.get(tag, x[b, t], x[b, t + 1])) is not None}
-            todo = [(b, t) for b in range(B) for t in range(T - 1) if (b, t) not in known]
-            g, lo = None, 0
-            if self.radius > 0 and todo:  # the matching's features of the frames the pairs to do read
-                lo, hi = min(t for _, t in todo), max(t for _, t in todo) + 2
-                g = self._match_features(x[:, lo:hi], feats[:, lo:hi])
-            for b in range(B):
-                for t in range(T - 1):
-                    if (b, t) in known:
-                        out[b, t] = known[(b, t)]
+            g, lo = None, 0 if memo is None else 1
+            if self.radius > 0:  # the matching's features; with a memo the first frame's only if needed
+                g = self._match_features(x[:, lo:], feats[:, lo:])
+            # the last pair first and the first pair last: a window that runs beside the one before it
+            # then finds the pair they share, which that one computes first
+            for t in reversed(range(T - 1)):
+                for b in range(B):
+                    if memo is not None and (v := memo.get(tag, x[b, t], x[b, t + 1])) is not None:
+                        out[b, t] = v
                         continue
-                    two = slice(t, t + 2)
-                    out[b, t] = self._velocities(x[b:b + 1, two], feats[b:b + 1, two],
-                                                 None if g is None else g[b:b + 1, t - lo:t - lo + 2])[0, 0]
+                    gt = None
+                    if g is not None:
+                        gt = g[b:b + 1, t - lo:t - lo + 2] if t >= lo else torch.cat(
+                            [self._match_features(x[b:b + 1, :1], feats[b:b + 1, :1]), g[b:b + 1, :1]], dim=1)
+                    out[b, t] = self._velocities(x[b:b + 1, t:t + 2], feats[b:b + 1, t:t + 2], gt)[0, 0]
                     if memo is not None and t == T - 2:
                         memo.put(tag, x[b, t], x[b, t + 1], out[b, t])
             return out
