@@ -6,7 +6,8 @@ Prints, for one run: output frames per second over the whole call (probe to rena
 busy time and its rate (decode: input frames per second; model and encode: output frames per
 second), the peak resident memory of the process, and the resident memory sampled at each quarter of
 the run: with a streaming pipeline it levels off after the first windows instead of growing with the
-video's length. The output goes to a temporary folder and is deleted.
+video's length; and the windows run, with how many of them took their first pair of frames' motion
+from the window before (`motion.PairMemo`). The output goes to a temporary folder and is deleted.
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"decode    {st['decode']:8.2f} s  {rate(res.frames_in, st['decode'])} (input frames)")
     print(f"model     {st['model']:8.2f} s  {rate(res.frames_out, st['model'])} (output frames)")
     print(f"encode    {st['encode']:8.2f} s  {rate(res.frames_out, st['encode'])} (output frames)")
+    print(f"windows   {res.windows} run, {res.motion_pairs_reused} of their first pairs' motion taken from the window before")
     ru = resource.getrusage(resource.RUSAGE_SELF)
     print(f"cpu       user {ru.ru_utime:8.2f} s, system {ru.ru_stime:.2f} s ({ru.ru_stime / max(ru.ru_utime, 1e-9):.1%} of user), "
           f"whole process")

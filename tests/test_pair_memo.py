@@ -109,3 +109,13 @@ def test_the_memo_keeps_the_newest_pairs():
         memo.put("t", frames[i], frames[i + 1], frames[i].expand(2, 2, 2))
     assert memo.get("t", frames[0], frames[1]) is None
     assert memo.get("t", frames[1], frames[2]) is not None and memo.get("t", frames[2], frames[3]) is not None
+
+
+def test_upscale_reports_the_windows_and_the_pairs_they_shared(tmp_path):
+    from clips import scene_frames, write_clip
+    from theris_cli.engine.pipeline import upscale_video
+
+    src = write_clip(tmp_path / "in.mkv", scene_frames(8, 16, 20), fps=10)  # windows at 0, 2, 4
+    res = upscale_video(src, tmp_path / "out.mkv", model=_net(), device="cpu", precision="fp32")
+    assert res.frames_out == 16
+    assert (res.windows, res.motion_pairs_reused) == (3, 2)

@@ -78,6 +78,8 @@ class UpscaleResult:
     warnings: list[str] = field(default_factory=list)
     events: Optional[EventCounts] = None  # what event detection found (None: switched off)
     resumed_frames: int = 0  # output frames kept from an earlier, interrupted run
+    windows: int = 0  # model windows run
+    motion_pairs_reused: int = 0  # windows' first pairs of frames whose motion came from the window before
 
     @property
     def duration_in(self) -> Fraction:
@@ -193,7 +195,7 @@ def upscale_video(
         seconds=time.perf_counter() - t_start, stages=stages, weights=run.network.name,
         weights_trained=run.network.trained, device=str(up.device), precision=precision_name(up.dtype),
         tile=up.tile, warnings=warnings, events=detector.counts if detector is not None else None,
-        resumed_frames=skip,
+        resumed_frames=skip, windows=up.windows_run, motion_pairs_reused=up.pairs_reused,
     )
 
 
