@@ -119,3 +119,22 @@ def test_upscale_reports_the_windows_and_the_pairs_they_shared(tmp_path):
     res = upscale_video(src, tmp_path / "out.mkv", model=_net(), device="cpu", precision="fp32")
     assert res.frames_out == 16
     assert (res.windows, res.motion_pairs_reused) == (3, 2)
+
+
+def test_pairs_are_forgotten_when_the_weights_change():
+    net = _net()
+    frames = torch.stack(_frames(6))  # (6, 1, h, w): windows at 0 and 2 share frames 2 and 3
+    first, second = frames[None, 0:4], frames[None, 2:6]
+    net.pair_memo = memo = PairMemo()
+    with torch.inference_mode():
+        net(first)
+        with torch.no_grad():
+            net.motion.body[0].weight.mul_(1.5)  # a training step between the windows
+        changed = net(second)
+        assert memo.hits == 0
+        net(first)
+        again = net(second)  # its last pair from its own earlier run, its first from the window before
+        assert memo.hits == 2
+        net.pair_memo = None
+        fresh = net(second)
+    assert torch.equal(changed, fresh) and torch.equal(again, fresh)

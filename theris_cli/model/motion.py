@@ -42,15 +42,30 @@ class PairMemo:
     alone (and on the network), so the next window can take them as they are instead of running
     the matching and the CNN on that pair again (a third of `MotionAlign.velocities`). Pairs are
     found by their frames' values, not by position, so repeated frames, splices and tiles can never
-    get another pair's velocities; ``tag`` holds what else they were computed with (dtypes).
-    Thread-safe: windows that run side by side share one. Holds ``capacity`` pairs (two frames
-    and a velocity field each, at LR), the oldest dropped first."""
+    get another pair's velocities; ``tag`` holds what else they were computed with (dtypes), and
+    `follow` forgets every pair once the network's weights change. Thread-safe: windows that run
+    side by side share one. Holds ``capacity`` pairs (two frames and a velocity field each, at LR),
+    the oldest dropped first."""
 
     def __init__(self, capacity: int = 2):
         self.capacity = max(1, capacity)
         self.hits = 0  # pairs taken from here instead of computed
         self._pairs: list[tuple] = []  # (tag, first frame, second frame, velocities), oldest first
+        self._weights = None  # the network's parameters and their versions when the pairs were put
         self._lock = threading.Lock()
+
+    def follow(self, net: nn.Module) -> None:
+        """Called with the network before each window: the pairs are dropped if any of its
+        parameters has been replaced or changed in place (a training step, loaded weights) since
+        the last call."""
+        try:
+            weights = tuple((id(p), p._version) for p in net.parameters())
+        except RuntimeError:  # parameters made under inference mode keep no version: trust none
+            weights = None
+        with self._lock:
+            if weights is None or weights != self._weights:
+                self._pairs.clear()
+            self._weights = weights
 
     def get(self, tag, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor | None:
         """The velocities (2, H, W) put for frames equal to ``first`` and ``second`` (C, H, W) under

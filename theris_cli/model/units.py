@@ -136,6 +136,8 @@ def forward_units(net: nn.Module, x: torch.Tensor, times: torch.Tensor, keep: Op
         # pairs shared with the window before are taken from the network's memo (`PairMemo`),
         # while the features are the encoder's alone (the noise input's gains are the window's)
         memo = getattr(net, "pair_memo", None) if film is None else None
+        if memo is not None:
+            memo.follow(net)
         if lowp is None:
             pair_v = net.motion.velocities(x, feats.permute(0, 1, 4, 2, 3), memo)
         else:
