@@ -78,3 +78,17 @@ class Sleepy(NearestLinear):
 
         time.sleep(self.delay)
         return super().forward(x, times)
+
+
+def perturbed(config, seed: int = 7, scale: float = 0.02):
+    """A THERIS network of ``config`` with random weights in eval mode, every parameter moved by
+    ``scale`` times a seeded draw, so that the parts that start at zero (spectral mask, prompts,
+    velocity head, cost input) act too, as trained ones would."""
+    from theris_cli.model import THERIS
+
+    torch.manual_seed(seed)
+    net = THERIS(config).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(scale * torch.randn_like(p))
+    return net

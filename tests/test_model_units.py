@@ -13,6 +13,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from standins import perturbed
 from theris_cli.model import PRESETS, THERIS, ModelConfig, folds, network, units
 from theris_cli.model.scan import ssd_chunked
 from theris_cli.weights.load import load_model
@@ -103,14 +104,6 @@ SWITCHES = {
 }
 
 
-def _perturbed(config: ModelConfig) -> THERIS:
-    """A random network whose zero-initialised parts (spectral mask, prompts) act too."""
-    torch.manual_seed(7)
-    net = THERIS(config).eval()
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(0.02 * torch.randn_like(p))
-    return net
 
 
 def test_every_switch_is_covered():
@@ -130,7 +123,7 @@ def test_work_units_equal_the_plain_path(monkeypatch, switch, work_tokens, decod
     """`THERIS.use_work_units` chooses the path; both give the same frames, kept ones included."""
     monkeypatch.setattr(units, "WORK_TOKENS", work_tokens)
     monkeypatch.setattr(units, "DECODE_PIXELS", decode_pixels)
-    net = _perturbed(dataclasses.replace(BASE, **SWITCHES[switch]))
+    net = perturbed(dataclasses.replace(BASE, **SWITCHES[switch]))
     x = torch.rand(1, 4, 1, 19, 21, generator=torch.Generator().manual_seed(8))
     keep = [1, 3, 5]
     with torch.inference_mode():
@@ -300,7 +293,7 @@ def test_releasing_the_rows_the_decoder_has_read_changes_no_output(monkeypatch, 
     """units.decode_units hands back the memory of z's and the skip's rows once its bands have
     read them (release=True, as forward_units calls it): the same frames, to the bit, as keeping
     them, with bands of several sizes and frames left undecoded (keep)."""
-    net = _perturbed(dataclasses.replace(BASE, **SWITCHES[switch]))
+    net = perturbed(dataclasses.replace(BASE, **SWITCHES[switch]))
     B, T, M, H, W = 1, 4, 7, 88, 13
     x = torch.rand(B, T, 1, H, W, generator=torch.Generator().manual_seed(9))
     g = torch.Generator().manual_seed(10)
@@ -320,7 +313,7 @@ def test_releasing_the_rows_the_decoder_has_read_changes_no_output(monkeypatch, 
 
 def test_the_spectral_mask_in_channel_units_equals_the_whole_frames(monkeypatch):
     """units.spectral_mask_frames: MASK_CHANNELS channels at a time, the same values to the bit."""
-    net = _perturbed(BASE)
+    net = perturbed(BASE)
     x = torch.randn(1, 3, 20, 24, BASE.dim, generator=torch.Generator().manual_seed(2))
     with torch.inference_mode():
         monkeypatch.setattr(units, "MASK_CHANNELS", BASE.dim)

@@ -10,6 +10,7 @@ import dataclasses
 import pytest
 import torch
 
+from standins import perturbed
 from theris_cli.engine.infer import Upscaler
 from theris_cli.engine.samples import upscale_marked
 from theris_cli.model import PRESETS, THERIS
@@ -20,13 +21,7 @@ MATCHING = dataclasses.replace(PRESETS["small"], dim=8, headdim=8, motion_dim=8,
 
 
 def _net(config=MATCHING) -> THERIS:
-    """A random network whose zero-initialised parts (velocity head, cost input) act too."""
-    torch.manual_seed(3)
-    net = THERIS(config).eval()
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    return net
+    return perturbed(config, seed=3, scale=0.05)
 
 
 def _frames(n: int, h: int = 16, w: int = 20) -> list[torch.Tensor]:
