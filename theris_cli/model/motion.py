@@ -85,10 +85,6 @@ class PairMemo:
             self._pairs.append(entry)
             del self._pairs[:-self.capacity]
 
-    def clear(self) -> None:
-        with self._lock:
-            self._pairs.clear()
-
 
 class MotionAlign(nn.Module):
     """Velocities for each pair of neighbouring input frames.
