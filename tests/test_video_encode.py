@@ -71,6 +71,14 @@ def test_default_crf_is_visually_lossless(tmp_path):
     assert np.abs(_read(tmp_path / "o.mp4").astype(int) - frames).mean() < 2.0
 
 
+def test_h264_looks_ten_frames_ahead(tmp_path):
+    # x264's lookahead holds every frame it looks at: 40 (its default) is about 860 MiB at 2560x2048.
+    # x264 writes the settings it ran with into the stream itself.
+    _write(tmp_path / "o.mp4", ramp_frames(3, 16, 24))
+    settings = (tmp_path / "o.mp4").read_bytes()
+    assert b"x264 - core" in settings and b" rc_lookahead=10 " in settings
+
+
 @pytest.mark.parametrize("ext", [".mkv", ".mp4", ".mov", ".avi"])
 @pytest.mark.parametrize("fps", [Fraction(60000, 1001), Fraction(30000, 1001), Fraction(9), Fraction(18)])
 @pytest.mark.parametrize("t", [1, 2, 7])

@@ -57,7 +57,10 @@ _CRF_CODECS = {"libx264", "libx265", "libvpx-vp9", "libsvtav1", "libaom-av1"}
 _CRF_MAX = {"libx264": 51, "libx265": 51, "libvpx-vp9": 63, "libsvtav1": 63, "libaom-av1": 63}  # the encoders' own ranges
 _ROTATION_CONTAINERS = {".mkv", ".mp4", ".mov"}
 _AUDIO_FALLBACK = {".mkv": "flac", ".mp4": "aac", ".mov": "aac", ".avi": "pcm_s16le"}
-_CODEC_OPTIONS = {"ffv1": {"level": "3", "slicecrc": "1"}}  # FFV1 v3 with per-slice CRCs
+# FFV1 v3 with per-slice CRCs. x264 looks 10 frames ahead instead of 40: its lookahead holds
+# every frame it looks at (829 MiB at 2560x2048 against 344, `benchmarks/bench_encoder.py`),
+# and theris's outputs encode to the same size and quality either way (docs/performance.md).
+_CODEC_OPTIONS = {"ffv1": {"level": "3", "slicecrc": "1"}, "libx264": {"rc-lookahead": "10"}}
 
 
 def output_kind(path: str | Path) -> str:
