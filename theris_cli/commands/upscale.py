@@ -203,6 +203,9 @@ def batch_cmd(
       theris batch survey/ survey_x4/ --include 'site1/**' --exclude '*calib*' --report report.json
 
       sbatch --array=0-7 --wrap "theris batch survey/ survey_x4/"   # 8 shards
+
+      # one CPU machine: a worker per core, each at one thread, finishes a folder sooner
+      for i in 1 2; do OMP_NUM_THREADS=1 theris batch survey/ survey_x4/ > log$i 2>&1 & done; wait
     """
     options = UpscaleOptions(weights=weights, device=device, precision=precision, window=window, tile=tile,
                              temporal_factor=temporal_factor, codec=codec, crf=crf, pix_fmt=pix_fmt, events=events)
